@@ -1,0 +1,195 @@
+"""A crawl on disk: ``<data_directory>/<source_id>/<YYYYMMDD_HHMMSS>/``.
+
+Everything that touches a crawl's files goes through :func:`walk`, so that the checksum, the byte count, the
+fingerprint and the tar archive all see the same files in the same order. That order is the one the 2021 tool
+used for its checksum (``os.walk`` top-down, directories and files sorted by name, a directory's files before its
+subdirectories), which is what makes a crawl identical to one archived years ago get the same checksum.
+
+Paths come from a database and a directory listing that other programs write, so they are checked before use:
+a source id is one plain path component, a crawl directory must be a real directory inside the data directory,
+and nothing inside a crawl may be a symbolic link or a special file (we would either follow it out of the crawl
+or archive something that cannot be restored byte for byte).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import xxhash
+
+DATA_VERSION_FORMAT = "%Y%m%d_%H%M%S"
+#: Kingfisher Collect writes the Scrapyd job id into each crawl since 2021: it is bookkeeping, not data.
+JOB_FILE = "scrapyd-job.txt"
+#: Longest source id we accept: a spider name is a Python identifier, and file systems stop at 255 bytes.
+MAX_SOURCE_ID_LENGTH = 200
+#: The 2021 tool fed its checksum 64 KiB at a time; the digest does not depend on it, the speed does.
+CHUNK_SIZE = 1 << 20
+
+
+class UnsafeCrawlError(Exception):
+    """A crawl directory that cannot be archived faithfully or safely (links, special files, bad names)."""
+
+
+def source_id_problem(source_id: object) -> str | None:
+    """Return why ``source_id`` cannot name a folder under the data directory, or ``None`` if it can."""
+    if not isinstance(source_id, str) or not source_id:
+        return "the source id is empty"
+    if "\x00" in source_id:
+        return "the source id contains a NUL byte"
+    if "/" in source_id or "\\" in source_id:
+        return f"the source id {source_id!r} contains a path separator"
+    if source_id in (".", ".."):
+        return f"the source id {source_id!r} is not a name"
+    if len(source_id.encode("utf-8", "surrogateescape")) > MAX_SOURCE_ID_LENGTH:
+        return f"the source id is longer than {MAX_SOURCE_ID_LENGTH} bytes"
+    return None
+
+
+def format_data_version(value: datetime) -> str:
+    """The directory name of a crawl started at ``value`` (Kingfisher Process's ``data_version``)."""
+    return value.strftime(DATA_VERSION_FORMAT)
+
+
+def parse_data_version(value: str) -> datetime:
+    """Parse a crawl directory name; raise ``ValueError`` naming the value if it is not ``YYYYMMDD_HHMMSS``."""
+    try:
+        return datetime.strptime(value, DATA_VERSION_FORMAT)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a data version (YYYYMMDD_HHMMSS)") from None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory or regular file inside a crawl, as :func:`walk` yields it."""
+
+    relpath: str  # relative to the crawl directory, "/"-separated; "" for the crawl directory itself
+    path: str
+    is_dir: bool
+    size: int
+    mtime_ns: int
+    mode: int = 0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What listing a crawl (no file contents read) tells: enough to decide most things and to notice change."""
+
+    files: int  # regular files, including scrapyd-job.txt
+    data_files: int  # regular files other than scrapyd-job.txt
+    bytes: int
+    fingerprint: str  # changes when a file is added, removed, resized or rewritten
+
+
+def crawl_directory(data_directory: str, source_id: str, data_version: str) -> str:
+    """The crawl's directory, after checking that the names cannot point anywhere else."""
+    problem = source_id_problem(source_id)
+    if problem:
+        raise UnsafeCrawlError(problem)
+    parse_data_version(data_version)
+    return os.path.join(data_directory, source_id, data_version)
+
+
+def walk(directory: str) -> Iterator[Entry]:
+    """Yield the crawl directory, then its contents in checksum order; refuse links and special files.
+
+    Raises :class:`UnsafeCrawlError` when it meets something that is not a directory or a regular file; raises
+    ``FileNotFoundError`` if the crawl directory is missing. Callers that write an archive stop at the error,
+    so nothing partial is ever promoted.
+    """
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeCrawlError(f"the crawl directory {directory} is a symbolic link")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCrawlError(f"the crawl directory {directory} is not a directory")
+    yield Entry("", directory, True, 0, st.st_mtime_ns, st.st_mode)
+    yield from _walk(directory, "")
+
+
+def _walk(directory: str, prefix: str) -> Iterator[Entry]:
+    files = []
+    dirs = []
+    with os.scandir(directory) as it:
+        for item in it:
+            relpath = prefix + item.name
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                files.append((item.name, Entry(relpath, item.path, False, st.st_size, st.st_mtime_ns, st.st_mode)))
+            elif stat.S_ISDIR(st.st_mode):
+                dirs.append((item.name, Entry(relpath, item.path, True, 0, st.st_mtime_ns, st.st_mode)))
+            elif stat.S_ISLNK(st.st_mode):
+                raise UnsafeCrawlError(f"{relpath!r} in the crawl is a symbolic link")
+            else:
+                raise UnsafeCrawlError(f"{relpath!r} in the crawl is not a regular file or directory")
+    for _, entry in sorted(files, key=lambda pair: pair[0]):
+        yield entry
+    for _, entry in sorted(dirs, key=lambda pair: pair[0]):
+        yield entry
+        yield from _walk(entry.path, entry.relpath + "/")
+
+
+class FingerprintBuilder:
+    """Accumulates the names, sizes and modification times of a crawl's entries into one short digest."""
+
+    def __init__(self) -> None:
+        self._hash = xxhash.xxh3_64()
+        self.files = 0
+        self.data_files = 0
+        self.bytes = 0
+
+    def add(self, entry: Entry) -> None:
+        if not entry.is_dir:
+            self.files += 1
+            self.bytes += entry.size
+            if entry.relpath != JOB_FILE:
+                self.data_files += 1
+        # A directory's time changes whenever anything inside is created or removed, even briefly: only its name
+        # counts. A file's time and size count, so a rewrite is noticed.
+        if entry.is_dir:
+            record = f"d\x00{entry.relpath}\n"
+        else:
+            record = f"f\x00{entry.relpath}\x00{entry.size}\x00{entry.mtime_ns}\n"
+        self._hash.update(record.encode("utf-8", "surrogateescape"))
+
+    def summary(self) -> Summary:
+        return Summary(self.files, self.data_files, self.bytes, self._hash.hexdigest())
+
+
+def summarise(directory: str) -> Summary:
+    """List the crawl (metadata only) and return its counts and fingerprint."""
+    builder = FingerprintBuilder()
+    for entry in walk(directory):
+        builder.add(entry)
+    return builder.summary()
+
+
+def checksum(directory: str) -> str:
+    """XXH3-128 of every file's contents in :func:`walk` order: the 2021 tool's ``checksum``."""
+    hasher = xxhash.xxh3_128()
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    for entry in walk(directory):
+        if entry.is_dir:
+            continue
+        with open(entry.path, "rb") as f:
+            while n := f.readinto(buffer):
+                hasher.update(view[:n])
+    return hasher.hexdigest()
+
+
+def delete(data_directory: str, source_id: str, data_version: str) -> bool:
+    """Delete one crawl directory; return whether there was one. Never follows a link out of the crawl."""
+    directory = crawl_directory(data_directory, source_id, data_version)
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCrawlError(f"refusing to delete {directory}: it is not a directory")
+    # rmtree removes symbolic links themselves, never what they point to.
+    shutil.rmtree(directory)
+    return True

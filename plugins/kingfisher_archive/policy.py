@@ -1,0 +1,194 @@
+"""Which crawls deserve archiving: Open Contracting's data retention policy as pure functions.
+
+Keep newly collected data that is complete, finished, clean, distinct and periodic (one crawl per source per
+calendar month). The reasons are the strings the last version of the older tool recorded, so that ledgers,
+logs and people's habits carry over. Nothing here does I/O: the caller passes facts in, and a callable for the
+one expensive fact (a crawl's checksum), which is only asked for when a decision depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+# Reject reasons, in the order they are checked.
+NO_DATA_DIRECTORY = "no_data_directory"
+UNSAFE_DATA_DIRECTORY = "unsafe_data_directory"
+NO_DATA_FILES = "no_data_files"
+NO_LOG_FILE = "no_log_file"
+NOT_FINISHED = "not_finished"
+NOT_COMPLETE = "not_complete"
+NOT_CLEAN_ENOUGH = "not_clean_enough"
+REJECT_REASONS = (
+    NO_DATA_DIRECTORY,
+    UNSAFE_DATA_DIRECTORY,
+    NO_DATA_FILES,
+    NO_LOG_FILE,
+    NOT_FINISHED,
+    NOT_COMPLETE,
+    NOT_CLEAN_ENOUGH,
+)
+
+# Comparison reasons.
+NEW_PERIOD = "new_period"
+SAME_PERIOD = "same_period"
+SAME_PERIOD_MORE_BYTES = "same_period_more_bytes"
+SAME_PERIOD_MORE_FILES = "same_period_more_files"
+SAME_PERIOD_MORE_CLEAN = "same_period_more_clean"
+
+#: A crawl is clean when at most this share of its files failed.
+MAX_ERROR_RATE = 0.5
+#: Within a month, a later crawl must be this much bigger (in bytes or files) to replace the choice...
+GROWTH = 1.5
+
+
+def error_rate(files_count: int, errors_count: int) -> float:
+    """FileError / (File + FileError); 0 for a log with neither (no data is not a division by zero)."""
+    total = files_count + errors_count
+    return errors_count / total if total else 0.0
+
+
+def reject_reason(
+    *,
+    data_directory_exists: bool,
+    data_directory_safe: bool = True,
+    data_files: int,
+    log_found: bool,
+    finished: bool,
+    subset: bool,
+    files_count: int,
+    errors_count: int,
+) -> str | None:
+    """The first reason in :data:`REJECT_REASONS` that applies to a crawl, or ``None`` if none does."""
+    if not data_directory_exists:
+        return NO_DATA_DIRECTORY
+    if not data_directory_safe:
+        return UNSAFE_DATA_DIRECTORY
+    if data_files == 0:
+        return NO_DATA_FILES
+    if not log_found:
+        return NO_LOG_FILE
+    if not finished:
+        return NOT_FINISHED
+    if subset:
+        return NOT_COMPLETE
+    if error_rate(files_count, errors_count) > MAX_ERROR_RATE:
+        return NOT_CLEAN_ENOUGH
+    return None
+
+
+@dataclass
+class Candidate:
+    """A crawl (or an archive already in the bucket) as the retention comparison sees it.
+
+    ``files_count``, ``errors_count`` and ``checksum`` may be unknown (``None``) for archives written in 2020,
+    whose metadata has no files count and an MD5 instead of an XXH3 checksum: a rule that needs an unknown
+    value does not fire, so an unknown never makes two crawls look identical.
+    """
+
+    id: str  # "<source_id>/<data_version>"
+    year: int
+    month: int
+    bytes: int
+    files_count: int | None
+    errors_count: int | None
+    checksum: str | None = None
+    archived: bool = False  # True for what the bucket already holds
+    _checksum_of: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+
+    def get_checksum(self) -> str | None:
+        """The checksum, computed on first use when the candidate knows how."""
+        if self.checksum is None and self._checksum_of is not None:
+            self.checksum = self._checksum_of()
+        return self.checksum
+
+    @property
+    def period(self) -> tuple[int, int]:
+        return (self.year, self.month)
+
+
+def compare(crawl: Candidate, best: Candidate) -> tuple[bool, str]:
+    """Whether ``crawl`` should replace ``best`` (the month's choice, or the latest earlier month's archive)."""
+    if best.period == crawl.period:
+        if crawl.bytes > best.bytes:
+            if crawl.bytes >= best.bytes * GROWTH:
+                return True, SAME_PERIOD_MORE_BYTES
+            if (
+                crawl.files_count is not None
+                and best.files_count is not None
+                and crawl.files_count >= best.files_count * GROWTH
+            ):
+                return True, SAME_PERIOD_MORE_FILES
+            if (
+                crawl.errors_count is not None
+                and best.errors_count is not None
+                and crawl.errors_count < best.errors_count
+            ):
+                return True, SAME_PERIOD_MORE_CLEAN
+        return False, SAME_PERIOD
+
+    if best.period > crawl.period:
+        raise ValueError(f"{crawl.id} cannot be compared with the later {best.id}")
+
+    prefix = f"{best.year}_{best.month}"
+    less_clean = (
+        crawl.errors_count is not None and best.errors_count is not None and crawl.errors_count > best.errors_count
+    )
+    no_more_files = best.files_count is None or (
+        crawl.files_count is not None and crawl.files_count <= best.files_count
+    )
+    if less_clean and no_more_files and crawl.bytes <= best.bytes:
+        return False, f"{prefix}_not_distinct_maybe"
+    if best.checksum is not None and crawl.get_checksum() == best.checksum:
+        return False, f"{prefix}_not_distinct"
+    return True, NEW_PERIOD
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one crawl: archive it, or keep it on disk, and why."""
+
+    id: str
+    archive: bool
+    reason: str
+    compared_with: str | None = None  # the id of the crawl or archive it was measured against
+    superseded_by: str | None = None  # set when it won a comparison, then lost to a later crawl of its month
+
+
+def decide_source(
+    crawls: Iterable[Candidate],
+    archived_month: Callable[[int, int], Candidate | None],
+    archived_before: Callable[[int, int], Candidate | None],
+) -> list[Decision]:
+    """Decide every (non-rejected) crawl of one source, oldest first.
+
+    ``archived_month(y, m)`` returns what the bucket holds for that month; ``archived_before(y, m)`` the latest
+    archive of an earlier month. Crawls chosen by this run count as archives of their month for later months,
+    since they will be by the time anyone looks. A crawl that won its comparison but then lost to a later crawl
+    of the same month is recorded as not archived, with the winner named, not the other way round.
+    """
+    ordered = sorted(crawls, key=lambda c: c.id)
+    chosen: dict[tuple[int, int], Candidate] = {}
+    decisions: dict[str, Decision] = {}
+    for crawl in ordered:
+        best = chosen.get(crawl.period) or archived_month(*crawl.period)
+        if best is None:
+            earlier_chosen = [c for period, c in chosen.items() if period < crawl.period]
+            best = max(earlier_chosen, key=lambda c: c.period) if earlier_chosen else None
+            in_bucket = archived_before(*crawl.period)
+            if in_bucket is not None and (best is None or in_bucket.period > best.period):
+                best = in_bucket
+        if best is None:
+            archive, reason = True, NEW_PERIOD
+        else:
+            archive, reason = compare(crawl, best)
+        if archive:
+            previous = chosen.get(crawl.period)
+            if previous is not None:
+                old = decisions[previous.id]
+                decisions[previous.id] = Decision(
+                    previous.id, False, old.reason, compared_with=old.compared_with, superseded_by=crawl.id
+                )
+            chosen[crawl.period] = crawl
+        decisions[crawl.id] = Decision(crawl.id, archive, reason, compared_with=best.id if best else None)
+    return [decisions[c.id] for c in ordered]
