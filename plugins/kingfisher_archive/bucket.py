@@ -1,0 +1,203 @@
+"""The bucket: one per Kingfisher Collect installation, at most one crawl per source and calendar month.
+
+Layout (kept exactly as the older tools wrote it, since real buckets hold years of it)::
+
+    <source_id>/<YYYY>/<MM>/data.tar.lz4    tar of the crawl directory, in an LZ4 frame
+    <source_id>/<YYYY>/<MM>/metadata.json   what was archived
+    <source_id>/<YYYY>/<MM>/scrapy.log      the crawl's log
+    staging/...                             in-flight uploads; leftovers mean an upload broke
+
+Months written by hand may be ``1`` rather than ``01``: listing reads both, writing always uses two digits.
+Metadata comes in two generations (2021: XXH3 ``checksum``; late 2020: ``data_md5``/``data_size``); both are read
+into one :class:`ArchivedCrawl`, with what a generation lacks left unknown rather than guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from kingfisher_archive.policy import Candidate
+
+DATA = "data.tar.lz4"
+METADATA = "metadata.json"
+LOG = "scrapy.log"
+STAGING = "staging"
+
+_MONTH_KEY = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/metadata\.json$")
+
+
+class BucketError(Exception):
+    """The bucket cannot be used (missing, forbidden, wrong credentials): fail before touching any crawl."""
+
+
+class MetadataError(Exception):
+    """A month's metadata.json exists but cannot be understood; that month cannot be compared with."""
+
+
+def month_prefix(source_id: str, year: int, month: int) -> str:
+    return f"{source_id}/{year:04d}/{month:02d}/"
+
+
+def staging_prefix(source_id: str, data_version: str) -> str:
+    """Where one crawl's uploads wait: per crawl, so two crawls of one month never share staging keys."""
+    return f"{STAGING}/{source_id}/{data_version}/"
+
+
+@dataclass(frozen=True)
+class ArchivedCrawl:
+    """What a month's metadata.json says, whatever its generation."""
+
+    key: str
+    source_id: str
+    year: int
+    month: int
+    data_version: str | None
+    bytes: int
+    files_count: int | None
+    errors_count: int | None
+    checksum: str | None  # XXH3-128 hex; None for 2020 archives (their MD5 is not comparable)
+    generation: str  # "2021" (also what this package writes) or "2020"
+    raw: dict
+
+    @property
+    def id(self) -> str:
+        if self.data_version:
+            return f"{self.source_id}/{self.data_version}"
+        return f"{self.source_id}/{self.year:04d}-{self.month:02d} (archived)"
+
+    def candidate(self) -> Candidate:
+        return Candidate(
+            id=self.id,
+            year=self.year,
+            month=self.month,
+            bytes=self.bytes,
+            files_count=self.files_count,
+            errors_count=self.errors_count,
+            checksum=self.checksum,
+            archived=True,
+        )
+
+
+def _int(data: dict, key: str, required: bool) -> int | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MetadataError(f"{key!r} is {value!r}, not a count")
+    return value
+
+
+def parse_metadata(key: str, source_id: str, year: int, month: int, body: bytes) -> ArchivedCrawl:
+    """Read either generation of metadata.json; raise :class:`MetadataError` saying what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise MetadataError(f"{key} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise MetadataError(f"{key} is not a JSON object")
+    try:
+        if "checksum" in data or "bytes" in data:
+            checksum = data.get("checksum")
+            if not isinstance(checksum, str) or not re.fullmatch(r"[0-9a-f]{32}", checksum):
+                raise MetadataError(f"'checksum' is {checksum!r}, not 32 hex digits")
+            data_version = data.get("data_version")
+            return ArchivedCrawl(
+                key=key,
+                source_id=source_id,
+                year=year,
+                month=month,
+                data_version=data_version if isinstance(data_version, str) else None,
+                bytes=_int(data, "bytes", True),
+                files_count=_int(data, "files_count", False),
+                errors_count=_int(data, "errors_count", False),
+                checksum=checksum,
+                generation="2021",
+                raw=data,
+            )
+        if "data_size" in data or "data_md5" in data:
+            return ArchivedCrawl(
+                key=key,
+                source_id=source_id,
+                year=year,
+                month=month,
+                data_version=None,
+                bytes=_int(data, "data_size", True),
+                files_count=None,
+                errors_count=_int(data, "errors_count", False),
+                checksum=None,
+                generation="2020",
+                raw=data,
+            )
+    except MetadataError as e:
+        raise MetadataError(f"{key}: {e}") from None
+    raise MetadataError(f"{key} has neither 'bytes' and 'checksum' (2021) nor 'data_size' (2020)")
+
+
+class Bucket:
+    """The archive bucket, through a boto3 S3 client (from the ``kingfisher_archive_s3`` connection)."""
+
+    def __init__(self, client, name: str, storage_class: str = "STANDARD_IA", connection_id: str = "") -> None:
+        self.client = client
+        self.name = name
+        self.storage_class = storage_class
+        self.connection_id = connection_id
+        self._months: dict[str, dict[tuple[int, int], str]] = {}
+
+    def check(self) -> None:
+        """Fail fast, naming the bucket and connection, if we cannot list the bucket."""
+        where = f"bucket {self.name!r}" + (f" (connection {self.connection_id!r})" if self.connection_id else "")
+        try:
+            self.client.head_bucket(Bucket=self.name)
+            self.client.list_objects_v2(Bucket=self.name, MaxKeys=1)
+        except ClientError as e:
+            error = e.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code in ("404", "NoSuchBucket"):
+                raise BucketError(f"The {where} does not exist") from None
+            if code in ("403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId"):
+                raise BucketError(f"The {where} refused our credentials ({code}): check the connection") from None
+            raise BucketError(f"The {where} cannot be used: {code} {error.get('Message', '')}".strip()) from None
+        except Exception as e:  # endpoint down, DNS, TLS: say where we tried to go
+            raise BucketError(f"The {where} cannot be reached: {e}") from None
+
+    def months(self, source_id: str) -> dict[tuple[int, int], str]:
+        """Every month of a source that has a metadata.json, mapped to its key (paginated; cached per run)."""
+        if source_id not in self._months:
+            found: dict[tuple[int, int], str] = {}
+            prefix = f"{source_id}/"
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    match = _MONTH_KEY.match(item["Key"][len(prefix) :])
+                    if match:
+                        period = (int(match["year"]), int(match["month"]))
+                        if 1 <= period[1] <= 12:
+                            # Two spellings of one month: prefer the two-digit one, which we write.
+                            if period not in found or len(match["month"]) == 2:
+                                found[period] = item["Key"]
+            self._months[source_id] = found
+        return self._months[source_id]
+
+    def forget(self, source_id: str) -> None:
+        self._months.pop(source_id, None)
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def archived(self, source_id: str, year: int, month: int) -> ArchivedCrawl | None:
+        """The month's archive, or ``None``. Raises :class:`MetadataError` if its metadata is unreadable."""
+        key = self.months(source_id).get((year, month))
+        if key is None:
+            return None
+        return parse_metadata(key, source_id, year, month, self.read(key))
+
+    def archived_before(self, source_id: str, year: int, month: int) -> ArchivedCrawl | None:
+        """The latest archive of a month before the given one."""
+        earlier = [period for period in self.months(source_id) if period < (year, month)]
+        if not earlier:
+            return None
+        return self.archived(source_id, *max(earlier))

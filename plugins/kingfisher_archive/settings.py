@@ -1,0 +1,58 @@
+"""Settings: the Airflow Variables and Connections the package reads, gathered into one frozen object.
+
+The Variables are read inside tasks (never at DAG-file import), through a getter the caller passes in, so
+``AIRFLOW_VAR_<NAME>`` environment variables work and this module needs no Airflow to be tested. Every missing or
+wrong setting is reported at once, by name, by the run's first task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+PROCESS_CONNECTION = "kingfisher_process"
+S3_CONNECTION = "kingfisher_archive_s3"
+
+BUCKET = "kingfisher_archive_bucket"
+DATA_DIRECTORY = "kingfisher_archive_data_directory"
+LOGS_DIRECTORY = "kingfisher_archive_logs_directory"
+LEDGER = "kingfisher_archive_ledger"
+STORAGE_CLASS = "kingfisher_archive_storage_class"
+
+REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
+DEFAULT_STORAGE_CLASS = "STANDARD_IA"
+LEDGER_FILE = "kingfisher_archive.sqlite3"
+
+
+class ConfigurationError(Exception):
+    """A Variable or Connection is missing or unusable; the message names each one."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    data_directory: str
+    logs_directory: str
+    ledger: str
+    storage_class: str = DEFAULT_STORAGE_CLASS
+
+
+def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> Settings:
+    """Build the settings from a Variable getter that returns ``None`` for a missing Variable."""
+    values = {name: (get(name) or "").strip() for name in (*REQUIRED, LEDGER, STORAGE_CLASS)}
+    problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
+    for name in (DATA_DIRECTORY, LOGS_DIRECTORY):
+        path = values[name]
+        if path and not os.path.isdir(path):
+            problems.append(f"Airflow Variable {name!r} names {path!r}, which is not a directory")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    home = airflow_home or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return Settings(
+        bucket=values[BUCKET],
+        data_directory=os.path.abspath(values[DATA_DIRECTORY]),
+        logs_directory=os.path.abspath(values[LOGS_DIRECTORY]),
+        ledger=os.path.abspath(os.path.expanduser(values[LEDGER] or os.path.join(home, LEDGER_FILE))),
+        storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
+    )
