@@ -1,0 +1,167 @@
+"""The real-server harness behaves like the servers production meets: S3 that checks signatures and keeps data,
+and Kingfisher Process databases whose constraints refuse what Kingfisher Process's would."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime
+
+import botocore.exceptions
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from tests.harness.servers import start_seaweedfs
+
+LOADED_ORIGINALS = (
+    "SELECT source_id FROM collection "
+    "WHERE sample IS FALSE AND store_end_at IS NOT NULL AND transform_type = '' AND deleted_at IS NULL"
+)
+
+
+def _bucket() -> str:
+    return f"bucket-{secrets.token_hex(4)}"
+
+
+def _error_code(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_s3_refuses_wrong_credentials(s3_server):
+    bucket = _bucket()
+    s3_server.create_bucket(bucket)
+
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3_server.client(secret_key="not-the-secret").list_objects_v2(Bucket=bucket)
+    assert _error_code(excinfo) == "SignatureDoesNotMatch"
+
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3_server.client(access_key="AKNOBODY", secret_key=s3_server.secret_key).list_objects_v2(Bucket=bucket)
+    assert _error_code(excinfo) == "InvalidAccessKeyId"
+
+
+def test_s3_stores_objects_byte_for_byte(s3_server):
+    bucket = _bucket()
+    s3_server.create_bucket(bucket)
+    client = s3_server.client()
+    # Larger than the filer's 4 MB chunk, so the object is stored as several chunks and reassembled.
+    body = os.urandom(6 * 1024 * 1024 + 7)
+
+    client.put_object(Bucket=bucket, Key="crawl/20240102_030405/data.tar.lz4", Body=body)
+
+    assert client.get_object(Bucket=bucket, Key="crawl/20240102_030405/data.tar.lz4")["Body"].read() == body
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="crawl/")["Contents"]
+    assert [(o["Key"], o["Size"]) for o in listed] == [("crawl/20240102_030405/data.tar.lz4", len(body))]
+    assert bucket in [b["Name"] for b in client.list_buckets()["Buckets"]]
+
+
+def test_s3_keeps_data_across_stop_and_kill(tmp_path):
+    server = start_seaweedfs(tmp_path)
+    try:
+        server.create_bucket("bucket-one")
+        body = os.urandom(100_000)
+        server.client().put_object(Bucket="bucket-one", Key="before", Body=body)
+        endpoint = server.endpoint_url
+
+        server.stop()
+        with pytest.raises(botocore.exceptions.EndpointConnectionError):
+            server.client(config=botocore.config.Config(retries={"max_attempts": 1})).list_buckets()
+
+        server.start()
+        assert server.endpoint_url == endpoint
+        assert server.client().get_object(Bucket="bucket-one", Key="before")["Body"].read() == body
+
+        server.client().put_object(Bucket="bucket-one", Key="after-restart", Body=b"second")
+        server.kill()
+        server.start()
+        client = server.client()
+        assert client.get_object(Bucket="bucket-one", Key="before")["Body"].read() == body
+        assert client.get_object(Bucket="bucket-one", Key="after-restart")["Body"].read() == b"second"
+        client.put_object(Bucket="bucket-one", Key="after-kill", Body=b"third")
+        assert client.get_object(Bucket="bucket-one", Key="after-kill")["Body"].read() == b"third"
+    finally:
+        server.stop()
+
+
+def test_v1_collection_refuses_a_duplicate_original(process_database):
+    connection = psycopg2.connect(process_database("v1"))
+    try:
+        crawl = datetime(2021, 3, 4, 5, 6, 7)
+        insert = (
+            "INSERT INTO collection (source_id, data_version, store_start_at, store_end_at, sample, transform_type, "
+            "transform_from_collection_id) VALUES ('spider', %s, %s, %s, %s, %s, %s) RETURNING id"
+        )
+        with connection, connection.cursor() as cursor:
+            cursor.execute(insert, (crawl, crawl, crawl, False, "", None))
+            original = cursor.fetchone()[0]
+            # The same identifiers are fine for a sample and for a transform of the original.
+            cursor.execute(insert, (crawl, crawl, None, True, "", None))
+            cursor.execute(insert, (crawl, crawl, None, False, "compile-releases", original))
+            cursor.execute(LOADED_ORIGINALS)
+            assert cursor.fetchall() == [("spider",)]
+
+        with pytest.raises(psycopg2.errors.UniqueViolation), connection, connection.cursor() as cursor:
+            cursor.execute(insert, (crawl, crawl, crawl, False, "", None))
+    finally:
+        connection.close()
+
+
+def test_v2_collection_refuses_a_duplicate_original_and_deletes_its_notes(process_database):
+    connection = psycopg2.connect(process_database("v2"))
+    try:
+        crawl = datetime(2024, 3, 4, 5, 6, 7)
+        insert = (
+            "INSERT INTO collection (source_id, data_version, store_end_at, scrapyd_job) "
+            "VALUES ('spider', %s, now(), 'a1b2c3') RETURNING id"
+        )
+        with connection, connection.cursor() as cursor:
+            cursor.execute(insert, (crawl,))
+            collection_id = cursor.fetchone()[0]
+            cursor.execute(
+                "INSERT INTO collection_note (collection_id, note, data, code) VALUES (%s, %s, '{}', 'INFO')",
+                (collection_id, "Spider close reason: finished"),
+            )
+            cursor.execute(LOADED_ORIGINALS)
+            assert cursor.fetchall() == [("spider",)]
+            cursor.execute("SELECT note FROM collection_note WHERE collection_id = %s", (collection_id,))
+            assert cursor.fetchall() == [("Spider close reason: finished",)]
+
+        with pytest.raises(psycopg2.errors.UniqueViolation), connection, connection.cursor() as cursor:
+            cursor.execute(insert, (crawl,))
+
+        with connection, connection.cursor() as cursor:
+            cursor.execute("DELETE FROM collection WHERE id = %s", (collection_id,))
+            cursor.execute("SELECT count(*) FROM collection_note")
+            assert cursor.fetchone() == (0,)
+    finally:
+        connection.close()
+
+
+def test_drop_database_removes_it_despite_open_sessions(postgres_server):
+    name = f"kfa_test_{secrets.token_hex(4)}"
+    dsn = postgres_server.create_database(name, schema="v2")
+    lingering = psycopg2.connect(dsn)
+    try:
+        postgres_server.drop_database(name)
+    finally:
+        lingering.close()
+
+    with psycopg2.connect(postgres_server.dsn()) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+        assert cursor.fetchone() == (0,)
+    admin.close()
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(dsn)
+
+
+def test_airflow_connects_with_the_connection_json(process_database, postgres_server, monkeypatch):
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    dsn = process_database("v1")
+    name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+    monkeypatch.setenv("AIRFLOW_CONN_KFA_HARNESS", postgres_server.connection_json(name))
+
+    hook = PostgresHook(postgres_conn_id="kfa_harness")
+
+    assert hook.get_records("SELECT current_database(), count(*) FROM collection") == [(name, 0)]
