@@ -1,0 +1,218 @@
+"""Archiving one crawl against a real S3 server: what lands in the bucket, and what is left on disk."""
+
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+
+import lz4.frame
+import pytest
+
+from kingfisher_archive import archiver, crawl
+
+
+@pytest.fixture
+def bucket(s3_server):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def client(s3_server):
+    return s3_server.client()
+
+
+def make_crawl(data, files):
+    directory = data / "scotland" / "20200902_052458"
+    for relpath, content in files.items():
+        path = directory / os.fsdecode(relpath)
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return str(directory)
+
+
+FILES = {
+    "scrapyd-job.txt": b"3487b29602b311ebaad50c9d92c523cb",
+    "000/a.json": b'{"releases": []}' * 100,
+    "000/b.json": b"",
+    "FFF/c.json": os.urandom(300_000),
+    "old-flat-file.json": b'{"x": 1}',
+    "data.zip": os.urandom(1000),
+    "empty-folder": None,
+    b"caf\xe9.json": b"latin-1 name",  # not UTF-8: kept byte for byte
+}
+
+
+def expected_for(directory, checksum=None):
+    summary = crawl.summarise(directory)
+    return archiver.Expected(summary.bytes, summary.files, summary.fingerprint, checksum)
+
+
+def run(client, bucket, tmp_path, directory, expected, log_text="log\n"):
+    log = tmp_path / "logs" / "scotland" / "job.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(log_text)
+    (tmp_path / "logs" / "scotland" / "job.log.stats").write_text("{}")
+    return archiver.archive_crawl(
+        client=client,
+        bucket=bucket,
+        storage_class="STANDARD",
+        data_directory=str(tmp_path / "data"),
+        source_id="scotland",
+        data_version="20200902_052458",
+        log_path=str(log),
+        expected=expected,
+        metadata={"files_count": 6, "errors_count": 1, "collection_id": 7, "reason": "new_period"},
+    )
+
+
+def keys(client, bucket, prefix=""):
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+
+
+def extract_with_the_lz4_command(archive_bytes, target):
+    """What the README promises a person restoring by hand: `lz4 -d | tar x`."""
+    lz4_command = shutil.which("lz4")
+    if lz4_command:
+        tar_bytes = subprocess.run([lz4_command, "-d", "-c"], input=archive_bytes, capture_output=True, check=True)
+        tar_bytes = tar_bytes.stdout
+    else:  # the same standard frame, read by the library
+        tar_bytes = lz4.frame.decompress(archive_bytes)
+    subprocess.run(["tar", "xf", "-", "-C", str(target)], input=tar_bytes, check=True)
+
+
+def tree(directory):
+    found = {}
+    base = os.fsencode(directory)
+    for root, dirs, files in os.walk(base):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(root, name), base)] = None
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, base)] = f.read()
+    return found
+
+
+def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket, tmp_path):
+    directory = make_crawl(tmp_path / "data", FILES)
+    before = tree(directory)
+    checksum = crawl.checksum(directory)
+
+    result = run(client, bucket, tmp_path, directory, expected_for(directory))
+
+    assert keys(client, bucket) == [
+        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/metadata.json",
+        "scotland/2020/09/scrapy.log",
+    ]
+    metadata = json.loads(client.get_object(Bucket=bucket, Key="scotland/2020/09/metadata.json")["Body"].read())
+    assert {k: metadata[k] for k in ("id", "source_id", "data_version", "bytes", "checksum", "files_count")} == {
+        "id": "scotland/20200902_052458",
+        "source_id": "scotland",
+        "data_version": "20200902_052458",
+        "bytes": sum(len(v) for v in FILES.values() if v is not None),
+        "checksum": checksum,
+        "files_count": 6,
+    }
+    assert (metadata["errors_count"], metadata["reject_reason"], metadata["collection_id"]) == (1, None, 7)
+    log = client.get_object(Bucket=bucket, Key="scotland/2020/09/scrapy.log")["Body"].read()
+    assert log == b"log\n"
+
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    archive_bytes = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
+    assert len(archive_bytes) == result["compressed_bytes"]
+    extract_with_the_lz4_command(archive_bytes, restored)
+    assert tree(restored / "scotland" / "20200902_052458") == before
+
+    # Relative member names, the crawl's own path first.
+    with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(archive_bytes))) as tar:
+        names = tar.getnames()
+    assert names[0] == "scotland/20200902_052458"
+    assert all(name.startswith("scotland/20200902_052458") for name in names)
+
+    # Read once: every data byte went through the checksum and the tar in the same pass.
+    assert result["bytes_read"] == metadata["bytes"]
+    assert not os.path.exists(directory)
+    assert not (tmp_path / "logs" / "scotland" / "job.log").exists()
+    assert not (tmp_path / "logs" / "scotland" / "job.log.stats").exists()
+    assert keys(client, bucket, "staging/") == []
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "rewrite"])
+def test_a_crawl_that_changed_since_inspection_is_neither_archived_nor_deleted(client, bucket, tmp_path, change):
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100, "b.json": b"2" * 100})
+    expected = expected_for(directory)
+    if change == "add":
+        (tmp_path / "data" / "scotland" / "20200902_052458" / "c.json").write_bytes(b"new")
+    elif change == "remove":
+        os.remove(os.path.join(directory, "b.json"))
+    else:
+        with open(os.path.join(directory, "a.json"), "wb") as f:
+            f.write(b"3" * 100)
+        os.utime(os.path.join(directory, "a.json"), ns=(1, 1))
+
+    with pytest.raises(archiver.CrawlChangedError, match="changed on disk since it was inspected"):
+        run(client, bucket, tmp_path, directory, expected)
+
+    assert os.path.isdir(directory)
+    assert (tmp_path / "logs" / "scotland" / "job.log").exists()
+    assert keys(client, bucket) == []
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_different_checksum_than_the_decision_saw_stops_the_archive(client, bucket, tmp_path):
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
+    with pytest.raises(archiver.CrawlChangedError, match="its checksum was 0000"):
+        run(client, bucket, tmp_path, directory, expected_for(directory, checksum="0" * 32))
+    assert os.path.isdir(directory)
+    assert keys(client, bucket) == []
+
+
+def test_a_crawl_bigger_than_one_part_is_uploaded_in_several_verified_parts(client, bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 * archiver.MiB)
+    directory = make_crawl(tmp_path / "data", {f"{i:03X}/x.bin": os.urandom(2 * archiver.MiB) for i in range(6)})
+    before = tree(directory)
+    run(client, bucket, tmp_path, directory, expected_for(directory))
+    head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    assert head["ContentLength"] > 10 * archiver.MiB
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    extract_with_the_lz4_command(
+        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
+    )
+    assert tree(restored / "scotland" / "20200902_052458") == before
+
+
+@pytest.mark.parametrize(
+    ("size", "files", "part_size"),
+    [
+        (0, 0, 16 * archiver.MiB),
+        (100 * archiver.MiB, 10_000, 16 * archiver.MiB),
+        (848 * 1024 * archiver.MiB, 1_000_000, 98 * archiver.MiB),  # the biggest crawl seen: 848 GB
+    ],
+)
+def test_the_part_size_fits_the_crawl_in_10000_parts(size, files, part_size):
+    chosen = archiver.choose_part_size(size, files)
+    assert chosen == part_size
+    assert chosen * archiver.MAX_PARTS >= size * 1.01 + files * 1536
+
+
+def test_a_file_replaced_by_a_folder_fails_the_archive_and_deletes_nothing(client, bucket, tmp_path):
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1", "b.json": b"2"})
+    expected = expected_for(directory)
+    os.remove(os.path.join(directory, "b.json"))
+    os.mkdir(os.path.join(directory, "b.json"))  # same name, no longer a file
+    with pytest.raises((archiver.CrawlChangedError, OSError)):
+        run(client, bucket, tmp_path, directory, expected)
+    assert os.path.exists(os.path.join(directory, "a.json"))
+    assert keys(client, bucket) == []
