@@ -1,0 +1,22 @@
+# The two set-up commands of the README. Both create the virtualenv from requirements.txt when it is missing
+# or older than requirements.txt; nothing else is downloaded.
+PYTHON ?= python3
+VENV ?= .venv
+
+.PHONY: demo test lint
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python scripts/demo.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest

@@ -1,0 +1,389 @@
+"""The steps of one run, as plain functions: find, inspect, decide, archive, summarise.
+
+:mod:`kingfisher_archive.tasks` calls these from Airflow tasks; tests and the command line call them directly.
+What crosses from one step to the next is a small JSON-ready dict (ids, paths, numbers, reasons), because
+Airflow passes it through XCom; nothing large ever does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, defaultdict
+
+from kingfisher_archive import archiver, policy, scrapy_log
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive.bucket import Bucket, MetadataError
+from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.process import Collection
+from kingfisher_archive.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Airflow refuses to map a task over more than 1,024 items by default; beyond this, the rest waits a day.
+MAX_CRAWLS_PER_RUN = 1000
+
+
+def crawl_id(source_id: str, data_version: str) -> str:
+    return f"{source_id}/{data_version}"
+
+
+# -- find --------------------------------------------------------------------------------------------------------
+
+
+def find(settings: Settings, collections: list[Collection], settled: set[tuple[str, str]], reevaluate: bool) -> dict:
+    """Turn Process's loaded collections into work: only those whose crawl directory is still on disk.
+
+    Most rows' crawls were archived and deleted long ago, so this keeps a run's fan-out to the crawls that are
+    actually there. Crawls the ledger has settled are skipped unless ``reevaluate``.
+    """
+    crawls_found: dict[tuple[str, str], dict] = {}
+    ignored: list[str] = []
+    counts = Counter()
+    for collection in collections:
+        problem = crawls.source_id_problem(collection.source_id)
+        if problem:
+            ignored.append(f"collection {collection.id}: {problem}")
+            continue
+        data_version = crawls.format_data_version(collection.data_version)
+        key = (collection.source_id, data_version)
+        directory = crawls.crawl_directory(settings.data_directory, *key)
+        if not os.path.lexists(directory):
+            counts["not_on_disk"] += 1
+            continue
+        if key in settled and not reevaluate:
+            counts["settled"] += 1
+            continue
+        if key in crawls_found:
+            continue
+        crawls_found[key] = {
+            "source_id": collection.source_id,
+            "data_version": data_version,
+            "collection_id": collection.id,
+            "scrapyd_job": collection.scrapyd_job,
+        }
+    work = sorted(crawls_found.values(), key=lambda c: (c["source_id"], c["data_version"]))
+    if len(work) > MAX_CRAWLS_PER_RUN:
+        counts["deferred"] = len(work) - MAX_CRAWLS_PER_RUN
+        work = work[:MAX_CRAWLS_PER_RUN]
+    for message in ignored:
+        logger.warning("Ignored %s", message)
+    logger.info(
+        "%d collections loaded; %d crawls to inspect; %d no longer on disk; %d already settled; %d ignored%s",
+        len(collections),
+        len(work),
+        counts["not_on_disk"],
+        counts["settled"],
+        len(ignored),
+        f"; {counts['deferred']} left for the next run" if counts["deferred"] else "",
+    )
+    return {"crawls": work, "ignored": ignored, "counts": dict(counts)}
+
+
+# -- inspect -----------------------------------------------------------------------------------------------------
+
+
+def inspect(settings: Settings, crawl: dict) -> dict:
+    """Everything the decision needs to know about one crawl, without reading its data files."""
+    source_id, data_version = crawl["source_id"], crawl["data_version"]
+    facts = {
+        "id": crawl_id(source_id, data_version),
+        "source_id": source_id,
+        "data_version": data_version,
+        "collection_id": crawl.get("collection_id"),
+        "reject_reason": None,
+        "detail": None,
+        "bytes": 0,
+        "files": 0,
+        "data_files": 0,
+        "fingerprint": None,
+        "log": None,
+        "files_count": 0,
+        "errors_count": 0,
+        "finish_reason": None,
+    }
+    directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    exists = os.path.lexists(directory)
+    safe = True
+    if exists:
+        try:
+            summary = crawls.summarise(directory)
+            facts.update(
+                bytes=summary.bytes,
+                files=summary.files,
+                data_files=summary.data_files,
+                fingerprint=summary.fingerprint,
+            )
+        except crawls.UnsafeCrawlError as e:
+            safe = False
+            facts["detail"] = str(e)
+
+    log = None
+    if exists and safe:
+        path = scrapy_log.find(
+            settings.logs_directory, source_id, crawls.parse_data_version(data_version), crawl.get("scrapyd_job")
+        )
+        if path:
+            try:
+                log = scrapy_log.parse(path)
+            except scrapy_log.LogError as e:
+                facts["detail"] = str(e)
+        if log is not None:
+            facts.update(
+                log=path,
+                files_count=log.files_count,
+                errors_count=log.errors_count,
+                finish_reason=log.finish_reason,
+            )
+            if log.is_subset():
+                facts["detail"] = "spider arguments: " + ", ".join(
+                    f"{k}={v}"
+                    for k, v in sorted(log.spider_arguments.items())
+                    if k in scrapy_log.SUBSET_ARGUMENTS and v
+                )
+
+    facts["reject_reason"] = policy.reject_reason(
+        data_directory_exists=exists,
+        data_directory_safe=safe,
+        data_files=facts["data_files"],
+        log_found=log is not None,
+        finished=bool(log and log.is_finished()),
+        subset=bool(log and log.is_subset()),
+        files_count=facts["files_count"],
+        errors_count=facts["errors_count"],
+    )
+    reason = facts["reject_reason"]
+    if reason == policy.NOT_FINISHED:
+        facts["detail"] = f"the log's finish reason is {facts['finish_reason']!r}"
+    elif reason == policy.NOT_CLEAN_ENOUGH:
+        facts["detail"] = f"{facts['errors_count']} errors for {facts['files_count']} files"
+    elif reason is None:
+        facts["detail"] = None
+    logger.info("%s: %s", facts["id"], facts["reject_reason"] or "acceptable")
+    return facts
+
+
+# -- decide ------------------------------------------------------------------------------------------------------
+
+
+def _candidate(settings: Settings, facts: dict) -> policy.Candidate:
+    version = crawls.parse_data_version(facts["data_version"])
+    directory = crawls.crawl_directory(settings.data_directory, facts["source_id"], facts["data_version"])
+
+    def checksum() -> str:
+        logger.info("%s: computing the checksum to compare with an earlier month", facts["id"])
+        facts["checksum"] = crawls.checksum(directory)
+        return facts["checksum"]
+
+    return policy.Candidate(
+        id=facts["id"],
+        year=version.year,
+        month=version.month,
+        bytes=facts["bytes"],
+        files_count=facts["files_count"],
+        errors_count=facts["errors_count"],
+        checksum=facts.get("checksum"),
+        _checksum_of=checksum,
+    )
+
+
+def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
+    """Apply the retention policy per source and month against the bucket; return decisions and the work."""
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    decisions: list[dict] = []
+    for facts in inspected:
+        if facts["reject_reason"]:
+            decisions.append(_decision(facts, "rejected", facts["reject_reason"], detail=facts.get("detail")))
+        else:
+            by_source[facts["source_id"]].append(facts)
+
+    plans = []
+    for source_id, source_facts in sorted(by_source.items()):
+        facts_by_id = {f["id"]: f for f in source_facts}
+        candidates = [_candidate(settings, f) for f in source_facts]
+
+        def month(y: int, m: int, source_id=source_id):
+            found = bucket.archived(source_id, y, m)
+            return found.candidate() if found else None
+
+        def before(y: int, m: int, source_id=source_id):
+            found = bucket.archived_before(source_id, y, m)
+            return found.candidate() if found else None
+
+        try:
+            outcome = policy.decide_source(candidates, month, before)
+        except MetadataError as e:
+            logger.error("%s: cannot compare with the bucket: %s", source_id, e)
+            for facts in source_facts:
+                decisions.append(_decision(facts, "held", "unreadable_archive_metadata", detail=str(e)))
+            continue
+        for decision in outcome:
+            facts = facts_by_id[decision.id]
+            status = "to_archive" if decision.archive else "not_archived"
+            detail = f"superseded by {decision.superseded_by}" if decision.superseded_by else None
+            decisions.append(
+                _decision(
+                    facts,
+                    status,
+                    decision.reason,
+                    detail=detail,
+                    compared_with=decision.compared_with,
+                    superseded_by=decision.superseded_by,
+                )
+            )
+            if decision.archive:
+                plans.append(_plan(facts, decision))
+    decisions.sort(key=lambda d: d["id"])
+    counts = Counter(d["status"] for d in decisions)
+    logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return {"decisions": decisions, "to_archive": plans}
+
+
+def _decision(facts: dict, status: str, reason: str, **extra) -> dict:
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "collection_id": facts.get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "bytes": facts.get("bytes", 0),
+        "files": facts.get("files", 0),
+        "files_count": facts.get("files_count", 0),
+        "errors_count": facts.get("errors_count", 0),
+        "checksum": facts.get("checksum"),
+        **{k: v for k, v in extra.items()},
+    }
+
+
+def _plan(facts: dict, decision: policy.Decision) -> dict:
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "log": facts["log"],
+        "expected": {
+            "bytes": facts["bytes"],
+            "files": facts["files"],
+            "fingerprint": facts["fingerprint"],
+            "checksum": facts.get("checksum"),
+        },
+        "metadata": {
+            "files_count": facts["files_count"],
+            "errors_count": facts["errors_count"],
+            "collection_id": facts.get("collection_id"),
+            "reason": decision.reason,
+            "compared_with": decision.compared_with,
+        },
+    }
+
+
+def record_decisions(ledger: Ledger, decisions: list[dict], run_id: str | None) -> None:
+    rows = []
+    for d in decisions:
+        facts = {
+            k: d[k] for k in ("bytes", "files", "files_count", "errors_count", "checksum") if d.get(k) is not None
+        }
+        for k in ("detail", "compared_with", "superseded_by"):
+            if d.get(k):
+                facts[k] = d[k]
+        rows.append({**d, "facts": facts})
+    ledger.record(rows, run_id)
+
+
+# -- archive -----------------------------------------------------------------------------------------------------
+
+
+def archive(settings: Settings, client, plan: dict) -> dict:
+    """Archive one chosen crawl; converge if an earlier try already archived and deleted it."""
+    source_id, data_version = plan["source_id"], plan["data_version"]
+    directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    if not os.path.lexists(directory):
+        version = crawls.parse_data_version(data_version)
+        bucket = Bucket(client, settings.bucket, settings.storage_class)
+        archived = bucket.archived(source_id, version.year, version.month)
+        if archived is not None and archived.data_version == data_version:
+            deleted = archiver.delete_local(settings.data_directory, source_id, data_version, plan.get("log"))
+            logger.info("%s is already archived (an earlier try got that far); finished deleting it", plan["id"])
+            return {
+                "id": plan["id"],
+                "bytes": archived.bytes,
+                "files": plan["expected"]["files"],
+                "compressed_bytes": None,
+                "already_archived": True,
+                "deleted": deleted,
+            }
+        raise FileNotFoundError(
+            f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
+            "nothing was archived; find out what removed it"
+        )
+    expected = archiver.Expected(**plan["expected"])
+    return archiver.archive_crawl(
+        client=client,
+        bucket=settings.bucket,
+        storage_class=settings.storage_class,
+        data_directory=settings.data_directory,
+        source_id=source_id,
+        data_version=data_version,
+        log_path=plan["log"],
+        expected=expected,
+        metadata=plan["metadata"],
+    )
+
+
+# -- summarise ---------------------------------------------------------------------------------------------------
+
+
+def summarise(decisions: list[dict], results: dict[str, dict], dry_run: bool) -> dict:
+    """The run in numbers and one line per crawl, for the UI (return value) and the task log (table)."""
+    rows = []
+    failed = []
+    totals = Counter()
+    for d in decisions:
+        row = {"id": d["id"], "status": d["status"], "reason": d["reason"], "detail": d.get("detail")}
+        result = results.get(d["id"])
+        if d["status"] == "to_archive":
+            if dry_run:
+                row["status"] = "would_archive"
+            elif result is None:
+                row["status"] = "failed"
+                failed.append(d["id"])
+            else:
+                row["status"] = "archived"
+                row["bytes"] = result.get("bytes")
+                row["compressed_bytes"] = result.get("compressed_bytes")
+                totals["bytes_archived"] += result.get("bytes") or 0
+                totals["compressed_bytes"] += result.get("compressed_bytes") or 0
+                totals["bytes_freed"] += result.get("bytes") or 0
+        rows.append(row)
+    by_status = Counter(r["status"] for r in rows)
+    rejected = Counter(r["reason"] for r in rows if r["status"] == "rejected")
+    summary = {
+        "dry_run": dry_run,
+        "crawls": len(rows),
+        "archived": by_status["archived"],
+        "would_archive": by_status["would_archive"],
+        "failed": failed,
+        "rejected": dict(sorted(rejected.items())),
+        "not_archived": by_status["not_archived"],
+        "held": by_status["held"],
+        "bytes_archived": totals["bytes_archived"],
+        "compressed_bytes": totals["compressed_bytes"],
+        "bytes_freed": totals["bytes_freed"],
+        "rows": rows,
+    }
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """A plain-text table of the summary for the task log."""
+    lines = [f"{'crawl':<45} {'outcome':<14} {'reason':<32} detail"]
+    for row in summary["rows"]:
+        lines.append(f"{row['id']:<45} {row['status']:<14} {row['reason'] or '':<32} {row.get('detail') or ''}")
+    lines.append(
+        f"{summary['archived']} archived, {summary['would_archive']} would be archived, "
+        f"{sum(summary['rejected'].values())} rejected, {summary['not_archived']} kept as not better, "
+        f"{summary['held']} held, {len(summary['failed'])} failed; {summary['bytes_archived']} bytes archived as "
+        f"{summary['compressed_bytes']} compressed; {summary['bytes_freed']} bytes freed on disk"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""The Airflow adapter: the only module of the package that imports Airflow.
+
+Each task reads the Variables and Connections when it runs (never at import, so the DAG file parses without a
+database or network), calls one function of :mod:`kingfisher_archive.steps`, and returns a small JSON-ready
+value for XCom. Decisions go to the ledger as well, because XComs are wiped when a task is retried and the
+ledger is not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from airflow.sdk import BaseHook, TriggerRule, Variable, get_current_context, task
+
+from kingfisher_archive import settings as config
+from kingfisher_archive import steps
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.process import loaded_collections
+
+logger = logging.getLogger(__name__)
+
+#: Archive tasks read the disk and fill the network; two at a time keeps the Kingfisher host responsive.
+MAX_PARALLEL_ARCHIVES = 2
+#: The XCom key under which "decide" leaves every crawl's decision for "summarise".
+DECISIONS = "decisions"
+
+
+def _variable(name: str) -> str | None:
+    return Variable.get(name, default=None)
+
+
+def load_settings() -> config.Settings:
+    return config.load(_variable)
+
+
+def _check_connection(conn_id: str) -> None:
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception as e:  # the SDK raises its own not-found error; any failure means the same to the operator
+        raise config.ConfigurationError(f"Airflow Connection {conn_id!r} is not defined or unreadable ({e})") from e
+
+
+def s3_client():
+    """A boto3 S3 client from the ``kingfisher_archive_s3`` connection (``extra.endpoint_url`` for MinIO etc.)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    _check_connection(config.S3_CONNECTION)
+    return S3Hook(aws_conn_id=config.S3_CONNECTION).get_conn()
+
+
+def process_connection():
+    """A DB-API connection to Kingfisher Process (an empty password lets libpq's ~/.pgpass apply)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    _check_connection(config.PROCESS_CONNECTION)
+    try:
+        return PostgresHook(postgres_conn_id=config.PROCESS_CONNECTION).get_conn()
+    except Exception as e:
+        raise config.ConfigurationError(
+            f"Cannot connect to Kingfisher Process with the Airflow Connection {config.PROCESS_CONNECTION!r}: {e}"
+        ) from e
+
+
+def _bucket(settings: config.Settings, client=None) -> Bucket:
+    return Bucket(client or s3_client(), settings.bucket, settings.storage_class, config.S3_CONNECTION)
+
+
+def _params() -> tuple[dict, str | None]:
+    context = get_current_context()
+    return context["params"], context.get("run_id")
+
+
+def _label(crawl: dict) -> None:
+    """Name the mapped task instance after its crawl in the UI (see ``map_index_template``)."""
+    get_current_context()["crawl_label"] = f"{crawl['source_id']}/{crawl['data_version']}"
+
+
+@task(task_display_name="Find loaded crawls")
+def find_crawls() -> list[dict]:
+    """Check the settings, the bucket and Kingfisher Process; list the loaded crawls still on disk."""
+    params, _ = _params()
+    settings = load_settings()
+    _bucket(settings).check()
+    connection = process_connection()
+    try:
+        schema, collections = loaded_collections(connection)
+    finally:
+        connection.close()
+    logger.info("Kingfisher Process schema %s", schema)
+    if params.get("dry_run") and not os.path.exists(settings.ledger):
+        settled = set()
+    else:
+        settled = Ledger(settings.ledger).settled()
+    return steps.find(settings, collections, settled, bool(params.get("reevaluate")))["crawls"]
+
+
+@task(task_display_name="Inspect crawl", map_index_template="{{ crawl_label }}")
+def inspect_crawl(crawl: dict) -> dict:
+    """Match the crawl's log, count its files and bytes, and apply the reject reasons."""
+    _label(crawl)
+    return steps.inspect(load_settings(), crawl)
+
+
+@task(task_display_name="Decide what to archive", trigger_rule=TriggerRule.NONE_FAILED)
+def decide(inspected: list[dict] | None = None) -> list[dict]:
+    """Compare each acceptable crawl with its month and the latest earlier month in the bucket.
+
+    Returns the crawls to archive (the archive task is mapped over them); every crawl's decision goes to the
+    ledger and, for the summary, to the XCom key ``decisions``.
+    """
+    context = get_current_context()
+    params, run_id = context["params"], context.get("run_id")
+    settings = load_settings()
+    decided = steps.decide(settings, _bucket(settings), list(inspected or []))
+    context["ti"].xcom_push(key=DECISIONS, value=decided["decisions"])
+    if params.get("dry_run"):
+        logger.info("Dry run: %d crawls would be archived; nothing recorded", len(decided["to_archive"]))
+        return []
+    steps.record_decisions(Ledger(settings.ledger), decided["decisions"], run_id)
+    return decided["to_archive"]
+
+
+@task(
+    task_display_name="Archive crawl",
+    map_index_template="{{ crawl_label }}",
+    max_active_tis_per_dagrun=MAX_PARALLEL_ARCHIVES,
+)
+def archive_crawl(plan: dict) -> dict:
+    """Stream the crawl to the bucket, verify it there, then delete it locally."""
+    _label(plan)
+    _, run_id = _params()
+    settings = load_settings()
+    result = steps.archive(settings, s3_client(), plan)
+    Ledger(settings.ledger).mark_archived(plan["source_id"], plan["data_version"], result, run_id)
+    return result
+
+
+@task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE)
+def summarise() -> dict:
+    """Report every crawl's outcome; fail the run if a chosen crawl was not archived."""
+    context = get_current_context()
+    params, run_id = context["params"], context.get("run_id")
+    dry_run = bool(params.get("dry_run"))
+    decisions = context["ti"].xcom_pull(task_ids="decide", key=DECISIONS)
+    if decisions is None:
+        raise RuntimeError("The 'Decide what to archive' task left no decisions: it failed or did not run")
+    results = {}
+    if not dry_run and decisions:
+        ledger = Ledger(load_settings().ledger)
+        for d in decisions:
+            if d["status"] == "to_archive":
+                row = ledger.get(d["source_id"], d["data_version"])
+                if row and row["status"] == "archived" and row["result"]:
+                    results[d["id"]] = row["result"]
+    summary = steps.summarise(decisions, results, dry_run)
+    logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
+    if summary["failed"]:
+        raise RuntimeError(
+            f"{len(summary['failed'])} crawls were chosen but not archived: {', '.join(summary['failed'])}. "
+            "They stay on disk; clear their 'Archive crawl' tasks to retry."
+        )
+    return summary

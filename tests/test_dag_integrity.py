@@ -1,0 +1,84 @@
+"""The DAG file parses, makes no connections at import, and keeps the contract deployments rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness.airflow_dag import REPOSITORY, base_environment
+
+PROBE = """
+import json, socket, sys
+def refuse(*args, **kwargs):
+    raise RuntimeError("the DAG file opened a network connection at import")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dag = bag.dags.get("kingfisher_archive")
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}}
+if dag is not None:
+    out.update(
+        schedule=str(dag.schedule),
+        catchup=dag.catchup,
+        max_active_runs=dag.max_active_runs,
+        start_date=dag.start_date.isoformat(),
+        doc_md=bool(dag.doc_md),
+        params={k: {"default": v.value, "title": v.schema.get("title"), "description": v.description}
+                for k, v in dag.params.items()},
+        tasks={t.task_id: {"retries": t.retries, "retry_delay": t.retry_delay.total_seconds(),
+                           "downstream": sorted(t.downstream_task_ids)} for t in dag.tasks},
+    )
+print(json.dumps(out))
+"""
+
+
+def load(tmp_path, **env) -> dict:
+    environment = base_environment(str(tmp_path))
+    environment.pop("KINGFISHER_ARCHIVE_RETRIES")
+    environment.pop("KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS")
+    environment["PYTHONPATH"] = str(REPOSITORY / "plugins")
+    environment.update(env)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPOSITORY / "dags")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_dag_parses_without_database_or_network_and_keeps_its_contract(tmp_path):
+    dag = load(tmp_path)
+    assert dag["errors"] == {}
+    assert (dag["schedule"], dag["catchup"], dag["max_active_runs"]) == ("@daily", False, 1)
+    assert dag["start_date"] == "2026-01-01T00:00:00+00:00"
+    assert dag["doc_md"]
+    assert dag["params"]["dry_run"]["default"] is False
+    assert dag["params"]["reevaluate"]["default"] is False
+    for param in dag["params"].values():
+        assert param["title"] and param["description"]
+    assert dag["tasks"]["find_crawls"]["downstream"] == ["inspect_crawl"]
+    assert dag["tasks"]["archive_crawl"]["downstream"] == ["summarise"]
+    assert {t["retries"] for t in dag["tasks"].values()} == {2}
+    assert {t["retry_delay"] for t in dag["tasks"].values()} == {300}
+
+
+def test_retries_come_from_the_environment(tmp_path):
+    dag = load(tmp_path, KINGFISHER_ARCHIVE_RETRIES="0", KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS="7")
+    assert {t["retries"] for t in dag["tasks"].values()} == {0}
+    assert {t["retry_delay"] for t in dag["tasks"].values()} == {7}
+
+
+def test_only_the_adapter_and_the_dag_import_airflow():
+    package = Path(REPOSITORY, "plugins", "kingfisher_archive")
+    importing = sorted(
+        p.name for p in package.glob("*.py") if "from airflow" in p.read_text() or "import airflow" in p.read_text()
+    )
+    assert importing == ["tasks.py"]
+    assert os.path.exists(REPOSITORY / "dags" / "kingfisher_archive.py")
