@@ -12,7 +12,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/python scripts/demo.py
+	$(VENV)/bin/python scripts/demo.py $(if $(DSN),--postgres $(DSN))
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,209 @@
+"""A small Kingfisher host for tests and the demo: crawl directories, Scrapyd logs, and collection rows.
+
+It writes what Kingfisher Collect and Scrapyd write (SPEC section 1) and inserts the rows Kingfisher Process
+would (SPEC section 3), so the DAG meets the same shapes it meets in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg2
+
+from kingfisher_archive import crawl as crawls
+from tests.harness.scrapy_logs import write_log
+
+FORMAT = "%Y%m%d_%H%M%S"
+
+
+def ocds_files(seed: str, count: int, size: int = 2000) -> dict[str, bytes]:
+    """OCDS-like release packages in 3-hex-digit subfolders, deterministic for a seed."""
+    rng = random.Random(seed)
+    files = {}
+    for i in range(count):
+        release = {
+            "ocid": f"ocds-213czf-{seed}-{i}",
+            "id": f"{i}",
+            "date": f"2020-0{1 + i % 9}-01T00:00:00Z",
+            "tag": ["tender"],
+            "tender": {"title": " ".join(rng.choice(["road", "school", "supplies", "water"]) for _ in range(8))},
+        }
+        body = json.dumps({"releases": [release], "padding": "x" * rng.randint(0, size)}).encode()
+        name = hashlib.md5(f"{seed}{i}".encode(), usedforsecurity=False).hexdigest()
+        files[f"{name[:3].upper()}/{name}.json"] = body
+    return files
+
+
+@dataclass
+class Crawl:
+    source_id: str
+    data_version: str
+    directory: str
+    log: str | None
+    collection_id: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.source_id}/{self.data_version}"
+
+
+@dataclass
+class KingfisherHost:
+    """FILES_STORE and Scrapyd's project logs directory under one root, plus a Process database (v1 or v2)."""
+
+    root: str
+    dsn: str | None = None
+    schema: str = "v1"
+    crawls: dict[str, Crawl] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_directory = os.path.join(self.root, "data")
+        self.logs_directory = os.path.join(self.root, "logs", "kingfisher")
+        os.makedirs(self.data_directory, exist_ok=True)
+        os.makedirs(self.logs_directory, exist_ok=True)
+
+    def add_crawl(
+        self,
+        source_id: str,
+        data_version: str,
+        files: dict[str, bytes] | None = None,
+        *,
+        log: dict | None = None,
+        with_log: bool = True,
+        job: str | None = None,
+        loaded: bool = True,
+        collection: bool = True,
+        **row,
+    ) -> Crawl:
+        """A crawl directory with ``files``, a matching log and a collection row.
+
+        ``log`` holds keyword arguments for :func:`write_log`.
+        """
+        start = datetime.strptime(data_version, FORMAT)
+        directory = os.path.join(self.data_directory, source_id, data_version)
+        os.makedirs(directory, exist_ok=True)
+        job = job or hashlib.md5(f"{source_id}{data_version}".encode(), usedforsecurity=False).hexdigest()
+        if files is None:
+            files = ocds_files(f"{source_id}{data_version}", 5)
+        for relpath, content in files.items():
+            path = os.path.join(directory, relpath)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(content)
+        log_path = None
+        if with_log:
+            options = {"files": sum(1 for name in files if name != "scrapyd-job.txt"), **(log or {})}
+            log_path = os.path.join(self.logs_directory, source_id, f"{job}.log")
+            os.makedirs(os.path.dirname(log_path), exist_ok=True)
+            started = start + timedelta(microseconds=250_000)
+            write_log(log_path, spider=source_id, job=job, start_time=started, **options)
+        crawl = Crawl(source_id, data_version, directory, log_path)
+        if collection and self.dsn:
+            crawl.collection_id = self.insert_collection(source_id, start, loaded=loaded, job=job, **row)
+        self.crawls[crawl.id] = crawl
+        return crawl
+
+    def insert_collection(
+        self,
+        source_id: str,
+        data_version: datetime,
+        *,
+        loaded: bool = True,
+        sample: bool = False,
+        deleted: bool = False,
+        transform_type: str = "",
+        job: str | None = None,
+        close_reason: str = "finished",
+    ) -> int:
+        """One row as Kingfisher Process writes it (and, for v2, the spider's close-reason note)."""
+        now = datetime(2026, 1, 1)
+        with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
+            if self.schema == "v1":
+                cursor.execute(
+                    "INSERT INTO collection (source_id, data_version, store_start_at, store_end_at, sample, "
+                    "check_data, check_older_data_with_schema_version_1_1, transform_type, deleted_at) "
+                    "VALUES (%s, %s, %s, %s, %s, true, false, %s, %s) RETURNING id",
+                    (
+                        source_id,
+                        data_version,
+                        now,
+                        now if loaded else None,
+                        sample,
+                        transform_type,
+                        now if deleted else None,
+                    ),
+                )
+                collection_id = cursor.fetchone()[0]
+            else:
+                cursor.execute(
+                    "INSERT INTO collection (source_id, data_version, store_start_at, store_end_at, sample, "
+                    "transform_type, deleted_at, scrapyd_job, steps, options, expected_files_count, data_type, "
+                    "compilation_started, completed_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '[]', '{}', NULL, '{}', false, %s) RETURNING id",
+                    (
+                        source_id,
+                        data_version,
+                        now,
+                        now if loaded else None,
+                        sample,
+                        transform_type,
+                        now if deleted else None,
+                        job or "",
+                        now if loaded else None,
+                    ),
+                )
+                collection_id = cursor.fetchone()[0]
+                cursor.execute(
+                    "INSERT INTO collection_note (collection_id, note, data, code, stored_at) "
+                    "VALUES (%s, %s, '{}', 'INFO', %s)",
+                    (collection_id, f"Spider close reason: {close_reason}", now),
+                )
+        connection.close()
+        return collection_id
+
+    def exists(self, crawl_id: str) -> bool:
+        return os.path.isdir(self.crawls[crawl_id].directory)
+
+    def log_exists(self, crawl_id: str) -> bool:
+        log = self.crawls[crawl_id].log
+        return bool(log) and os.path.exists(log)
+
+
+def mixed_host(root: str, dsn: str | None, schema: str = "v1") -> tuple[KingfisherHost, dict]:
+    """The host of the DAG tests and the demo: something of every kind, and the bucket objects to seed."""
+    host = KingfisherHost(root, dsn=dsn, schema=schema)
+    # Two crawls in one month: the second has twice the bytes and wins; the first stays on disk.
+    host.add_crawl("scotland", "20200902_052458", ocds_files("a", 4))
+    host.add_crawl("scotland", "20200920_101010", ocds_files("b", 12))
+    # One of each reject reason (no_data_directory cannot be on disk; it is covered by the unit tests).
+    host.add_crawl("paraguay", "20201001_000000", with_log=False)
+    host.add_crawl("paraguay", "20201002_000000", log={"finish_reason": "shutdown"})
+    host.add_crawl("paraguay", "20201003_000000", log={"spider_arguments": {"from_date": "2020-01-01"}})
+    host.add_crawl("paraguay", "20201004_000000", log={"files": 2, "errors": 5})
+    host.add_crawl("paraguay", "20201005_000000", {"scrapyd-job.txt": b"job"})
+    # Never touched: not loaded, unknown to Process, a sample, a deleted collection.
+    host.add_crawl("moldova", "20201101_000000", loaded=False)
+    host.add_crawl("moldova", "20201102_000000", collection=False)
+    host.add_crawl("moldova_sample", "20201103_000000", sample=True)
+    host.add_crawl("moldova", "20201104_000000", deleted=True)
+    # Identical to the archive of an earlier month that the bucket already holds (written by the 2021 tool).
+    identical = host.add_crawl("uk", "20201201_000000", ocds_files("uk", 3))
+    seeded = {
+        "uk/2020/11/metadata.json": {
+            "id": "uk/20201105_000000",
+            "source_id": "uk",
+            "data_version": "20201105_000000",
+            "bytes": crawls.summarise(identical.directory).bytes,
+            "checksum": crawls.checksum(identical.directory),
+            "files_count": 3,
+            "errors_count": 0,
+            "reject_reason": None,
+            "archived": None,
+        }
+    }
+    return host, seeded

@@ -1,0 +1,147 @@
+"""The whole DAG, run by Airflow itself (`airflow dags test`) against real PostgreSQL and S3 servers.
+
+A mixed Kingfisher host: crawls to archive, one of each reject reason, crawls Process has not loaded or does not
+know, a sample, a deleted collection, two crawls in one month, and one identical to an earlier month's archive.
+Assertions are on what an operator would look at: the bucket, the disk and the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+
+import psycopg2
+import pytest
+
+from tests.harness.airflow_dag import AirflowHome, migrate
+from tests.harness.kingfisher_host import KingfisherHost, mixed_host
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture(scope="session")
+def airflow_template(tmp_path_factory):
+    home = str(tmp_path_factory.mktemp("airflow-template"))
+    migrate(home)
+    return home
+
+
+@pytest.fixture
+def mixed(tmp_path, airflow_template, process_database, postgres_server, s3_server):
+    dsn = process_database("v1")
+    host, seeded = mixed_host(str(tmp_path / "host"), dsn)
+    bucket = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(bucket)
+    client = s3_server.client()
+    for key, document in seeded.items():
+        client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+    database = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+    airflow = AirflowHome.from_template(
+        airflow_template,
+        str(tmp_path / "airflow"),
+        connections={
+            "kingfisher_process": json.loads(postgres_server.connection_json(database)),
+            "kingfisher_archive_s3": {
+                "conn_type": "aws",
+                "login": s3_server.access_key,
+                "password": s3_server.secret_key,
+                "extra": {"endpoint_url": s3_server.endpoint_url, "region_name": "us-east-1"},
+            },
+        },
+        variables={
+            "kingfisher_archive_bucket": bucket,
+            "kingfisher_archive_data_directory": host.data_directory,
+            "kingfisher_archive_logs_directory": host.logs_directory,
+            "kingfisher_archive_storage_class": "STANDARD",
+        },
+    )
+    return host, airflow, client, bucket
+
+
+def objects(client, bucket) -> dict[str, str]:
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            found[item["Key"]] = item["ETag"]
+    return found
+
+
+def disk(host: KingfisherHost) -> dict[str, bool]:
+    return {crawl_id: host.exists(crawl_id) for crawl_id in host.crawls}
+
+
+def ledger_rows(airflow: AirflowHome) -> dict[str, tuple[str, str | None]]:
+    path = os.path.join(airflow.home, "kingfisher_archive.sqlite3")
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT source_id, data_version, status, reason FROM crawl").fetchall()
+    return {f"{s}/{v}": (status, reason) for s, v, status, reason in rows}
+
+
+EXPECTED_DECISIONS = {
+    "scotland/20200902_052458": ("not_archived", "new_period"),  # won, then superseded in its month
+    "scotland/20200920_101010": ("archived", "same_period_more_bytes"),
+    "paraguay/20201001_000000": ("rejected", "no_log_file"),
+    "paraguay/20201002_000000": ("rejected", "not_finished"),
+    "paraguay/20201003_000000": ("rejected", "not_complete"),
+    "paraguay/20201004_000000": ("rejected", "not_clean_enough"),
+    "paraguay/20201005_000000": ("rejected", "no_data_files"),
+    "uk/20201201_000000": ("not_archived", "2020_11_not_distinct"),
+}
+
+
+def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed):
+    host, airflow, client, bucket = mixed
+
+    run = airflow.run()
+    assert run.succeeded, run.output[-5000:]
+
+    assert sorted(objects(client, bucket)) == [
+        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/metadata.json",
+        "scotland/2020/09/scrapy.log",
+        "uk/2020/11/metadata.json",
+    ]
+    metadata = json.loads(client.get_object(Bucket=bucket, Key="scotland/2020/09/metadata.json")["Body"].read())
+    assert (metadata["id"], metadata["files_count"], metadata["errors_count"]) == ("scotland/20200920_101010", 12, 0)
+
+    on_disk = disk(host)
+    assert on_disk.pop("scotland/20200920_101010") is False
+    assert not host.log_exists("scotland/20200920_101010")
+    assert all(on_disk.values()), on_disk  # everything else is still there
+    assert host.log_exists("scotland/20200902_052458")
+
+    assert ledger_rows(airflow) == EXPECTED_DECISIONS
+    assert "superseded by scotland/20200920_101010" in run.output
+
+    # A second run finds nothing new and changes nothing.
+    before_bucket, before_disk = objects(client, bucket), disk(host)
+    second = airflow.run(logical_date="2026-11-28")
+    assert second.succeeded, second.output[-5000:]
+    assert objects(client, bucket) == before_bucket
+    assert disk(host) == before_disk
+    assert ledger_rows(airflow) == EXPECTED_DECISIONS
+
+
+def test_a_dry_run_reports_and_changes_nothing(mixed):
+    host, airflow, client, bucket = mixed
+    before_bucket, before_disk = objects(client, bucket), disk(host)
+
+    run = airflow.run(conf={"dry_run": True})
+    assert run.succeeded, run.output[-5000:]
+
+    assert objects(client, bucket) == before_bucket
+    assert disk(host) == before_disk
+    assert not os.path.exists(os.path.join(airflow.home, "kingfisher_archive.sqlite3"))
+    assert "scotland/20200920_101010" in run.output and "would_archive" in run.output
+    assert "not_clean_enough" in run.output
+
+
+def test_a_missing_variable_fails_the_first_task_naming_it(mixed):
+    host, airflow, client, bucket = mixed
+    del airflow.variables["kingfisher_archive_bucket"]
+    run = airflow.run()
+    assert not run.succeeded
+    assert "Airflow Variable 'kingfisher_archive_bucket' is not set" in run.output
+    assert all(disk(host).values())
