@@ -138,10 +138,20 @@ def test_a_dry_run_reports_and_changes_nothing(mixed):
     assert "not_clean_enough" in run.output
 
 
-def test_a_missing_variable_fails_the_first_task_naming_it(mixed):
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("variables:kingfisher_archive_bucket", "Airflow Variable 'kingfisher_archive_bucket' is not set"),
+        ("connections:kingfisher_process", "Airflow Connection 'kingfisher_process' is not defined"),
+        ("connections:kingfisher_archive_s3", "Airflow Connection 'kingfisher_archive_s3' is not defined"),
+    ],
+)
+def test_a_missing_setting_fails_the_first_task_naming_it(mixed, missing, message):
     host, airflow, client, bucket = mixed
-    del airflow.variables["kingfisher_archive_bucket"]
+    kind, name = missing.split(":")
+    del getattr(airflow, kind)[name]
     run = airflow.run()
     assert not run.succeeded
-    assert "Airflow Variable 'kingfisher_archive_bucket' is not set" in run.output
+    assert message in run.output
     assert all(disk(host).values())
+    assert sorted(objects(client, bucket)) == ["uk/2020/11/metadata.json"]

@@ -1,0 +1,175 @@
+"""The steps of a run called directly (no Airflow): what becomes work, what is decided, and retries converging."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive import steps
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.process import Collection
+from kingfisher_archive.settings import Settings
+from tests.harness.kingfisher_host import KingfisherHost, ocds_files
+
+
+@pytest.fixture
+def host(tmp_path):
+    return KingfisherHost(str(tmp_path / "host"))
+
+
+@pytest.fixture
+def settings(host, tmp_path):
+    return Settings("unused", host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD")
+
+
+@pytest.fixture
+def bucket(s3_server):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return Bucket(s3_server.client(), name, "STANDARD")
+
+
+def test_ten_thousand_historical_rows_become_only_the_crawls_still_on_disk(host, settings):
+    host.add_crawl("scotland", "20200902_052458")
+    host.add_crawl("scotland", "20201002_052458")
+    host.add_crawl("paraguay", "20201101_000000")
+    rows = [Collection(i, "scotland", datetime(2015, 1, 1, 0, i // 60 % 60, i % 60)) for i in range(10_000)]
+    rows += [
+        Collection(10_001, "scotland", datetime(2020, 9, 2, 5, 24, 58)),
+        Collection(10_002, "scotland", datetime(2020, 10, 2, 5, 24, 58)),
+        Collection(10_003, "paraguay", datetime(2020, 11, 1)),
+        Collection(10_004, "../etc", datetime(2020, 11, 1)),
+        Collection(10_005, "a/b", datetime(2020, 11, 1)),
+        Collection(10_006, "nul\x00", datetime(2020, 11, 1)),
+    ]
+    found = steps.find(settings, rows, settled={("scotland", "20201002_052458")}, reevaluate=False)
+    assert [c["source_id"] + "/" + c["data_version"] for c in found["crawls"]] == [
+        "paraguay/20201101_000000",
+        "scotland/20200902_052458",
+    ]
+    assert found["counts"] == {"not_on_disk": 10_000, "settled": 1}
+    assert [m.split(":")[0] for m in found["ignored"]] == ["collection 10004", "collection 10005", "collection 10006"]
+
+    again = steps.find(settings, rows, settled={("scotland", "20201002_052458")}, reevaluate=True)
+    assert len(again["crawls"]) == 3
+
+
+def test_inspection_gives_each_reject_reason_with_a_detail(host, settings):
+    cases = {
+        "a/20200101_000000": dict(with_log=False),
+        "a/20200102_000000": dict(log={"finish_reason": "closespider_errorcount"}),
+        "a/20200103_000000": dict(log={"spider_arguments": {"until_date": "2020-01-01"}}),
+        "a/20200104_000000": dict(log={"files": 1, "errors": 2}),
+        "a/20200105_000000": dict(files={"scrapyd-job.txt": b"x"}),
+        "a/20200106_000000": dict(log={"finish_reason": None, "stats": False}),  # still running
+        "a/20200107_000000": dict(log={"sigint": True, "finish_reason": None, "stats": False}),
+        "a/20200108_000000": dict(),
+    }
+    for crawl_id, options in cases.items():
+        host.add_crawl(*crawl_id.split("/"), **options)
+    os.symlink("/etc", os.path.join(host.data_directory, "a", "20200109_000000"))
+    cases["a/20200109_000000"] = {}
+    results = {}
+    for crawl_id in cases:
+        source_id, version = crawl_id.split("/")
+        facts = steps.inspect(settings, {"source_id": source_id, "data_version": version})
+        results[crawl_id] = (facts["reject_reason"], facts["detail"])
+    assert results == {
+        "a/20200101_000000": ("no_log_file", None),
+        "a/20200102_000000": ("not_finished", "the log's finish reason is 'closespider_errorcount'"),
+        "a/20200103_000000": ("not_complete", "spider arguments: until_date=2020-01-01"),
+        "a/20200104_000000": ("not_clean_enough", "2 errors for 1 files"),
+        "a/20200105_000000": ("no_data_files", None),
+        "a/20200106_000000": ("not_finished", "the log's finish reason is None"),
+        "a/20200107_000000": ("not_finished", "the log's finish reason is None"),
+        "a/20200108_000000": (None, None),
+        "a/20200109_000000": (
+            "unsafe_data_directory",
+            f"the crawl directory {host.data_directory}/a/20200109_000000 is a symbolic link",
+        ),
+    }
+    gone = steps.inspect(settings, {"source_id": "a", "data_version": "20200110_000000"})
+    assert gone["reject_reason"] == "no_data_directory"
+
+
+def test_an_unreadable_metadata_json_holds_that_source_and_not_the_others(host, settings, bucket):
+    host.add_crawl("scotland", "20200902_052458")
+    host.add_crawl("paraguay", "20200902_052458")
+    bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/08/metadata.json", Body=b"{truncated")
+    inspected = [
+        steps.inspect(settings, {"source_id": s, "data_version": "20200902_052458"}) for s in ("scotland", "paraguay")
+    ]
+    decided = steps.decide(settings, bucket, inspected)
+    by_id = {d["id"]: d for d in decided["decisions"]}
+    assert by_id["scotland/20200902_052458"]["status"] == "held"
+    assert by_id["scotland/20200902_052458"]["reason"] == "unreadable_archive_metadata"
+    assert "scotland/2020/08/metadata.json is not valid JSON" in by_id["scotland/20200902_052458"]["detail"]
+    assert [p["id"] for p in decided["to_archive"]] == ["paraguay/20200902_052458"]
+
+
+def test_the_checksum_is_read_only_for_comparison_with_an_earlier_month(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("x", 3))
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    first = steps.decide(settings, bucket, [dict(facts)])
+    assert first["to_archive"][0]["expected"]["checksum"] is None  # nothing to compare with: not read
+
+    document = {"bytes": 1, "checksum": "0" * 32, "files_count": 1, "errors_count": 0}
+    bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/08/metadata.json", Body=json.dumps(document))
+    second = steps.decide(settings, Bucket(bucket.client, bucket.name), [dict(facts)])
+    [plan] = second["to_archive"]
+    assert plan["metadata"]["reason"] == "new_period"
+    assert plan["expected"]["checksum"] is not None  # read, and the archive will have to match it
+    assert plan["expected"]["checksum"] == crawls.checksum(crawl.directory)
+
+
+def test_a_retry_after_the_crawl_was_archived_and_deleted_succeeds(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    settings = replace(settings, bucket=bucket.name)
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
+
+    first = steps.archive(settings, bucket.client, plan)
+    assert not os.path.exists(crawl.directory) and not os.path.exists(crawl.log)
+    keys = sorted(o["Key"] for o in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"])
+
+    again = steps.archive(settings, bucket.client, plan)  # the task cleared and run again
+    assert again["already_archived"] is True and again["bytes"] == first["bytes"]
+    assert sorted(o["Key"] for o in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"]) == keys
+
+
+def test_a_crawl_that_vanished_without_being_archived_fails_with_a_clear_message(host, settings, bucket):
+    host.add_crawl("scotland", "20200902_052458")
+    settings = replace(settings, bucket=bucket.name)
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
+    shutil.rmtree(host.crawls["scotland/20200902_052458"].directory)
+    with pytest.raises(FileNotFoundError, match="disappeared after it was inspected, and the bucket does not hold"):
+        steps.archive(settings, bucket.client, plan)
+
+
+def test_the_summary_counts_outcomes_and_fails_nothing_on_a_dry_run():
+    decisions = [
+        {"id": "a/1", "status": "to_archive", "reason": "new_period"},
+        {"id": "a/2", "status": "rejected", "reason": "not_finished", "detail": "x"},
+        {"id": "b/1", "status": "to_archive", "reason": "new_period"},
+        {"id": "b/2", "status": "not_archived", "reason": "same_period"},
+    ]
+    results = {"a/1": {"bytes": 700, "compressed_bytes": 100}}
+    summary = steps.summarise(decisions, results, dry_run=False)
+    assert (summary["archived"], summary["failed"], summary["rejected"], summary["not_archived"]) == (
+        1,
+        ["b/1"],
+        {"not_finished": 1},
+        1,
+    )
+    assert (summary["bytes_archived"], summary["compressed_bytes"], summary["bytes_freed"]) == (700, 100, 700)
+    dry = steps.summarise(decisions, {}, dry_run=True)
+    assert (dry["would_archive"], dry["failed"]) == (2, [])
+    assert "a/2" in steps.format_table(summary) and "not_finished" in steps.format_table(summary)
