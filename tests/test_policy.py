@@ -28,7 +28,7 @@ GOOD = dict(
         ({"subset": True, "errors_count": 99}, "not_complete"),
         ({"errors_count": 11}, "not_clean_enough"),
         ({"errors_count": 10}, None),  # exactly half failed is still clean
-        ({"files_count": 0, "errors_count": 0}, None),  # no items at all: no division by zero
+        ({"files_count": 0, "errors_count": 0, "finished": False}, "no_data_files"),  # no items: no data, no 0/0
         ({"files_count": 0, "errors_count": 1}, "not_clean_enough"),
     ],
 )

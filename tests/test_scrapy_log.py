@@ -160,7 +160,8 @@ def test_stats_are_preferred_to_items_counted_in_the_log(tmp_path):
 
     assert log.file_items == 0
     assert log.files_count == 1234
-    assert log.errors_count == 0
+    # No FileError item and no fileerror_count: the 404 logged as an ERROR record counts (the 2025+ rule).
+    assert (log.errors_count, log.errors_source) == (1, "ERROR records")
     assert log.finish_reason == "closespider_errorcount"
     assert not log.is_finished()
     assert log.error_lines == 1
@@ -536,3 +537,49 @@ def test_find_dates_a_log_without_stats_by_its_crawl_time_argument(tmp_path):
 
     assert find(str(tmp_path), "kenya", crawl_time) == str(tmp_path / "kenya" / "a.log")
     assert find(str(tmp_path), "kenya", crawl_time + timedelta(minutes=5)) is None
+
+
+def test_errors_are_fileerror_items_when_the_log_has_them_and_error_records_otherwise(tmp_path):
+    old = parse(
+        write_log(
+            tmp_path / "old.log",
+            spider="a",
+            job="old",
+            start_time=datetime(2020, 1, 1),
+            files=3,
+            errors=2,
+            error_lines=5,
+            modern_stats=False,
+        )
+    )
+    assert (old.errors_count, old.errors_source) == (2, "FileError items")
+
+    counted = parse(
+        write_log(
+            tmp_path / "stats.log",
+            spider="a",
+            job="stats",
+            start_time=datetime(2022, 1, 1),
+            files=3,
+            errors=2,
+            error_lines=5,
+        )
+    )
+    assert (counted.errors_count, counted.errors_source) == (2, "fileerror_count")
+
+    # 2025 on: no FileError items exist; each failed file is an ERROR record.
+    modern = parse(
+        write_log(
+            tmp_path / "new.log",
+            spider="a",
+            job="new",
+            start_time=datetime(2025, 6, 1),
+            files=3,
+            errors=0,
+            error_lines=4,
+        )
+    )
+    assert (modern.errors_count, modern.errors_source) == (4, "ERROR records")
+
+    clean = parse(write_log(tmp_path / "clean.log", spider="a", job="clean", start_time=datetime(2025, 6, 1), files=3))
+    assert (clean.errors_count, clean.files_count) == (0, 3)

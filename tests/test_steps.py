@@ -71,6 +71,7 @@ def test_inspection_gives_each_reject_reason_with_a_detail(host, settings):
         "a/20200106_000000": dict(log={"finish_reason": None, "stats": False}),  # still running
         "a/20200107_000000": dict(log={"sigint": True, "finish_reason": None, "stats": False}),
         "a/20200108_000000": dict(),
+        "a/20200111_000000": dict(log={"files": 0}),
     }
     for crawl_id, options in cases.items():
         host.add_crawl(*crawl_id.split("/"), **options)
@@ -85,11 +86,12 @@ def test_inspection_gives_each_reject_reason_with_a_detail(host, settings):
         "a/20200101_000000": ("no_log_file", None),
         "a/20200102_000000": ("not_finished", "the log's finish reason is 'closespider_errorcount'"),
         "a/20200103_000000": ("not_complete", "spider arguments: until_date=2020-01-01"),
-        "a/20200104_000000": ("not_clean_enough", "2 errors for 1 files"),
+        "a/20200104_000000": ("not_clean_enough", "2 errors (fileerror_count) for 1 files"),
         "a/20200105_000000": ("no_data_files", None),
         "a/20200106_000000": ("not_finished", "the log's finish reason is None"),
         "a/20200107_000000": ("not_finished", "the log's finish reason is None"),
         "a/20200108_000000": (None, None),
+        "a/20200111_000000": ("no_data_files", "the log records no File items and no errors"),
         "a/20200109_000000": (
             "unsafe_data_directory",
             f"the crawl directory {host.data_directory}/a/20200109_000000 is a symbolic link",

@@ -43,7 +43,7 @@ GROWTH = 1.5
 
 
 def error_rate(files_count: int, errors_count: int) -> float:
-    """FileError / (File + FileError); 0 for a log with neither (no data is not a division by zero)."""
+    """FileError / (File + FileError); 0 for a log with neither (such a log is "no data", see reject_reason)."""
     total = files_count + errors_count
     return errors_count / total if total else 0.0
 
@@ -68,6 +68,8 @@ def reject_reason(
         return NO_DATA_FILES
     if not log_found:
         return NO_LOG_FILE
+    if files_count == 0 and errors_count == 0:
+        return NO_DATA_FILES  # the log records no File and no error: nothing was collected
     if not finished:
         return NOT_FINISHED
     if subset:

@@ -118,9 +118,28 @@ class ScrapyLog:
 
     @property
     def errors_count(self) -> int:
-        """FileError items: the stats' ``fileerror_count`` when present, else the items counted in the log."""
+        """Files that failed: FileError items, or ERROR records for logs that have no FileError at all.
+
+        The stats' ``fileerror_count`` when present, else the FileError items counted in the log. Since 2025
+        Kingfisher Collect yields no FileError items and logs a failed file as an ERROR record instead, so a log
+        with neither counts its ERROR records (the stats' ``log_count/ERROR`` when present): failures are never
+        hidden by a log simply not having FileError items. See :attr:`errors_source`.
+        """
+        return self._errors()[0]
+
+    @property
+    def errors_source(self) -> str:
+        """Where :attr:`errors_count` came from: ``fileerror_count``, ``FileError items`` or ``ERROR records``."""
+        return self._errors()[1]
+
+    def _errors(self) -> tuple[int, str]:
         value = self.stats.get("fileerror_count")
-        return value if isinstance(value, int) else self.fileerror_items
+        if isinstance(value, int):
+            return value, "fileerror_count"
+        if self.fileerror_items:
+            return self.fileerror_items, "FileError items"
+        value = self.stats.get("log_count/ERROR")
+        return (value if isinstance(value, int) else self.error_lines), "ERROR records"
 
     def is_finished(self) -> bool:
         """The crawl ran to its natural end, the retention policy's "finished"."""

@@ -100,6 +100,7 @@ def inspect(settings: Settings, crawl: dict) -> dict:
         "log": None,
         "files_count": 0,
         "errors_count": 0,
+        "errors_source": None,
         "finish_reason": None,
     }
     directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
@@ -133,6 +134,7 @@ def inspect(settings: Settings, crawl: dict) -> dict:
                 log=path,
                 files_count=log.files_count,
                 errors_count=log.errors_count,
+                errors_source=log.errors_source,
                 finish_reason=log.finish_reason,
             )
             if log.is_subset():
@@ -156,7 +158,9 @@ def inspect(settings: Settings, crawl: dict) -> dict:
     if reason == policy.NOT_FINISHED:
         facts["detail"] = f"the log's finish reason is {facts['finish_reason']!r}"
     elif reason == policy.NOT_CLEAN_ENOUGH:
-        facts["detail"] = f"{facts['errors_count']} errors for {facts['files_count']} files"
+        facts["detail"] = f"{facts['errors_count']} errors ({facts['errors_source']}) for {facts['files_count']} files"
+    elif reason == policy.NO_DATA_FILES and log is not None and facts["data_files"]:
+        facts["detail"] = "the log records no File items and no errors"
     elif reason is None:
         facts["detail"] = None
     logger.info("%s: %s", facts["id"], facts["reject_reason"] or "acceptable")
