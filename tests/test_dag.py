@@ -28,10 +28,16 @@ def airflow_template(tmp_path_factory):
     return home
 
 
+@pytest.fixture(params=["v1", "v2"])
+def schema(request):
+    """Every DAG test runs against both generations of Kingfisher Process."""
+    return request.param
+
+
 @pytest.fixture
-def mixed(tmp_path, airflow_template, process_database, postgres_server, s3_server):
-    dsn = process_database("v1")
-    host, seeded = mixed_host(str(tmp_path / "host"), dsn)
+def mixed(tmp_path, airflow_template, process_database, postgres_server, s3_server, schema):
+    dsn = process_database(schema)
+    host, seeded = mixed_host(str(tmp_path / "host"), dsn, schema)
     bucket = f"test-{secrets.token_hex(6)}"
     s3_server.create_bucket(bucket)
     client = s3_server.client()
@@ -79,7 +85,7 @@ def ledger_rows(airflow: AirflowHome) -> dict[str, tuple[str, str | None]]:
     return {f"{s}/{v}": (status, reason) for s, v, status, reason in rows}
 
 
-EXPECTED_DECISIONS = {
+EXPECTED_V1 = {
     "scotland/20200902_052458": ("not_archived", "new_period"),  # won, then superseded in its month
     "scotland/20200920_101010": ("archived", "same_period_more_bytes"),
     "paraguay/20201001_000000": ("rejected", "no_log_file"),
@@ -89,15 +95,24 @@ EXPECTED_DECISIONS = {
     "paraguay/20201005_000000": ("rejected", "no_data_files"),
     "uk/20201201_000000": ("not_archived", "2020_11_not_distinct"),
 }
+# v2 notes the close reason, so Process never offers the crawl that shut down; a log named by the collection's
+# scrapyd_job is found even when its crawl time does not match.
+EXPECTED_V2 = {k: v for k, v in EXPECTED_V1.items() if k != "paraguay/20201002_000000"} | {
+    "kenya/20201201_000000": ("archived", "new_period"),
+}
+EXPECTED = {"v1": EXPECTED_V1, "v2": EXPECTED_V2}
 
 
-def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed):
+def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schema):
     host, airflow, client, bucket = mixed
+    expected = EXPECTED[schema]
 
     run = airflow.run()
     assert run.succeeded, run.output[-5000:]
 
+    archived_prefixes = ["kenya/2020/12/"] if schema == "v2" else []
     assert sorted(objects(client, bucket)) == [
+        *(prefix + name for prefix in archived_prefixes for name in ("data.tar.lz4", "metadata.json", "scrapy.log")),
         "scotland/2020/09/data.tar.lz4",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
@@ -108,11 +123,13 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed):
 
     on_disk = disk(host)
     assert on_disk.pop("scotland/20200920_101010") is False
+    if schema == "v2":
+        assert on_disk.pop("kenya/20201201_000000") is False
     assert not host.log_exists("scotland/20200920_101010")
     assert all(on_disk.values()), on_disk  # everything else is still there
     assert host.log_exists("scotland/20200902_052458")
 
-    assert ledger_rows(airflow) == EXPECTED_DECISIONS
+    assert ledger_rows(airflow) == expected
     assert "superseded by scotland/20200920_101010" in run.output
 
     # A second run finds nothing new and changes nothing.
@@ -121,7 +138,7 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed):
     assert second.succeeded, second.output[-5000:]
     assert objects(client, bucket) == before_bucket
     assert disk(host) == before_disk
-    assert ledger_rows(airflow) == EXPECTED_DECISIONS
+    assert ledger_rows(airflow) == expected
 
 
 def test_a_dry_run_reports_and_changes_nothing(mixed):
@@ -146,6 +163,7 @@ def test_a_dry_run_reports_and_changes_nothing(mixed):
         ("connections:kingfisher_archive_s3", "Airflow Connection 'kingfisher_archive_s3' is not defined"),
     ],
 )
+@pytest.mark.parametrize("schema", ["v1"])
 def test_a_missing_setting_fails_the_first_task_naming_it(mixed, missing, message):
     host, airflow, client, bucket = mixed
     kind, name = missing.split(":")

@@ -100,10 +100,12 @@ class KingfisherHost:
             options = {"files": sum(1 for name in files if name != "scrapyd-job.txt"), **(log or {})}
             log_path = os.path.join(self.logs_directory, source_id, f"{job}.log")
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
-            started = start + timedelta(microseconds=250_000)
+            started = options.pop("start_time", start + timedelta(microseconds=250_000))
             write_log(log_path, spider=source_id, job=job, start_time=started, **options)
         crawl = Crawl(source_id, data_version, directory, log_path)
         if collection and self.dsn:
+            # v2 notes the spider's close reason, which the log also records.
+            row.setdefault("close_reason", (log or {}).get("finish_reason", "finished") or "running")
             crawl.collection_id = self.insert_collection(source_id, start, loaded=loaded, job=job, **row)
         self.crawls[crawl.id] = crawl
         return crawl
@@ -191,6 +193,11 @@ def mixed_host(root: str, dsn: str | None, schema: str = "v1") -> tuple[Kingfish
     host.add_crawl("moldova", "20201102_000000", collection=False)
     host.add_crawl("moldova_sample", "20201103_000000", sample=True)
     host.add_crawl("moldova", "20201104_000000", deleted=True)
+    if schema == "v2":
+        # A local load (no crawl directory of its own in Process's eyes) and a log found only by its job id,
+        # since its crawl time is an hour off the directory's name.
+        host.add_crawl("moldova_local", "20201105_000000")
+        host.add_crawl("kenya", "20201201_000000", log={"start_time": datetime(2020, 12, 1, 1, 0, 0)})
     # Identical to the archive of an earlier month that the bucket already holds (written by the 2021 tool).
     identical = host.add_crawl("uk", "20201201_000000", ocds_files("uk", 3))
     seeded = {
