@@ -216,3 +216,42 @@ def test_a_file_replaced_by_a_folder_fails_the_archive_and_deletes_nothing(clien
         run(client, bucket, tmp_path, directory, expected)
     assert os.path.exists(os.path.join(directory, "a.json"))
     assert keys(client, bucket) == []
+
+
+LAYOUTS = {
+    # Before 2023: files flat in the crawl directory, split items as name-N.json, archives as they came.
+    "flat": {"a.json": b"[]", "a-1.json": b"[1]", "a-2.json": b"[2]", "bulk.zip": os.urandom(500), "x.rar": b"Rar!"},
+    # Since 2021: the Scrapyd job id beside the data.
+    "with job file": {"scrapyd-job.txt": b"3487b29602b311ebaad50c9d92c523cb", "a.json": b"{}"},
+    # Since 2023: 3-hex-digit subfolders.
+    "hex subfolders": {f"{i:03X}/{i}.json": f'{{"n": {i}}}'.encode() for i in range(0, 4096, 97)},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_kingfisher_collect_layout_round_trips(client, bucket, tmp_path, layout):
+    directory = make_crawl(tmp_path / "data", LAYOUTS[layout])
+    before = tree(directory)
+    checksum = crawl.checksum(directory)
+    result = run(client, bucket, tmp_path, directory, expected_for(directory))
+    assert result["checksum"] == checksum
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    extract_with_the_lz4_command(
+        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
+    )
+    assert tree(restored / "scotland" / "20200902_052458") == before
+
+
+def test_a_crawl_of_two_hundred_thousand_small_files_round_trips(client, bucket, tmp_path):
+    files = {f"{i % 4096:03X}/{i}.json": b'{"ocid": "%d"}' % i for i in range(200_000)}
+    directory = make_crawl(tmp_path / "data", files)
+    checksum = crawl.checksum(directory)
+    result = run(client, bucket, tmp_path, directory, expected_for(directory))
+    assert (result["files"], result["checksum"]) == (200_000, checksum)
+    archive_bytes = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(archive_bytes))) as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        assert len(members) == 200_000
+        sample = tar.extractfile(members["scotland/20200902_052458/FFF/12287.json"]).read()
+    assert sample == b'{"ocid": "12287"}'

@@ -175,3 +175,29 @@ def test_the_summary_counts_outcomes_and_fails_nothing_on_a_dry_run():
     dry = steps.summarise(decisions, {}, dry_run=True)
     assert (dry["would_archive"], dry["failed"]) == (2, [])
     assert "a/2" in steps.format_table(summary) and "not_finished" in steps.format_table(summary)
+
+
+def test_an_earlier_archive_written_in_2020_is_compared_on_bytes_and_errors_only(host, settings, bucket):
+    host.add_crawl("scotland", "20200902_052458", log={"files": 5, "errors": 1})
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    same_size_2020 = {
+        "database_id": 123,
+        "data_md5": "d41d8cd98f00b204e9800998ecf8427e",
+        "data_size": facts["bytes"],
+        "scrapy_log_file_found": True,
+        "errors_count": 1,
+    }
+    bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/7/metadata.json", Body=json.dumps(same_size_2020))
+    [decision] = steps.decide(settings, bucket, [dict(facts)])["decisions"]
+    # Same bytes and errors, but an MD5 is never "identical" to an XXH3: archived as a new period.
+    assert (decision["status"], decision["reason"], decision["compared_with"]) == (
+        "to_archive",
+        "new_period",
+        "scotland/2020-07 (archived)",
+    )
+    assert decision["checksum"] is None  # nothing to compare a checksum with, so none was computed
+
+    less_clean = dict(same_size_2020, errors_count=0)
+    bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/7/metadata.json", Body=json.dumps(less_clean))
+    [decision] = steps.decide(settings, Bucket(bucket.client, bucket.name), [dict(facts)])["decisions"]
+    assert (decision["status"], decision["reason"]) == ("not_archived", "2020_7_not_distinct_maybe")
