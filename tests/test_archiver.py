@@ -65,6 +65,7 @@ def run(client, bucket, tmp_path, directory, expected, log_text="log\n"):
         bucket=bucket,
         storage_class="STANDARD",
         data_directory=str(tmp_path / "data"),
+        logs_directory=str(tmp_path / "logs"),
         source_id="scotland",
         data_version="20200902_052458",
         log_path=str(log),

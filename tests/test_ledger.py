@@ -1,9 +1,15 @@
 """The ledger: decisions survive, settle, and take concurrent writers."""
 
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 
-from kingfisher_archive.ledger import Ledger
+import pytest
+
+from kingfisher_archive.ledger import ClaimedError, Ledger, LedgerError
 
 
 def row(version, status, reason=None):
@@ -69,3 +75,73 @@ def test_concurrent_writers_lose_no_decision(tmp_path):
         t.join()
     assert errors == []
     assert len(Ledger(path).all()) == 200
+
+
+def test_a_corrupt_ledger_is_reported_set_aside_and_rebuilt(tmp_path, caplog):
+    path = tmp_path / "l.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    ledger = Ledger(str(path))
+    assert ledger.set_aside and os.path.exists(ledger.set_aside)
+    assert open(ledger.set_aside, "rb").read().startswith(b"this is not a database")
+    assert "is corrupt" in caplog.text and ledger.set_aside in caplog.text
+    assert ledger.settled() == set()  # nothing from the corrupt file is trusted
+    ledger.record([row("20200101_000000", "rejected", "not_finished")], "run-1")
+    assert Ledger(str(path)).settled() == {("scotland", "20200101_000000")}
+
+
+def test_a_damaged_page_is_noticed_too(tmp_path):
+    path = tmp_path / "l.sqlite3"
+    ledger = Ledger(str(path))
+    ledger.record([row(f"2020010{i}_000000", "rejected", "not_finished") for i in range(10)], "run-1")
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = os.urandom(4096)  # scribble over the second page, header included
+    path.write_bytes(bytes(data))
+    rebuilt = Ledger(str(path))
+    assert rebuilt.set_aside is not None
+    assert rebuilt.settled() == set()
+
+
+def test_a_ledger_locked_too_long_is_a_clear_error_and_loses_nothing(tmp_path):
+    path = str(tmp_path / "l.sqlite3")
+    Ledger(path).record([row("20200101_000000", "to_archive", "new_period")], "run-1")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LedgerError, match=r"l\.sqlite3 stayed locked for 0 s .*retry the task"):
+            Ledger(path, timeout=0.2).mark_archived("scotland", "20200101_000000", {"bytes": 1}, "run-1")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    ledger = Ledger(path)
+    assert ledger.get("scotland", "20200101_000000")["status"] == "to_archive"  # the earlier decision is intact
+    ledger.mark_archived("scotland", "20200101_000000", {"bytes": 1}, "run-1")  # and the retry works
+    assert ledger.get("scotland", "20200101_000000")["status"] == "archived"
+
+
+def test_a_crawl_claimed_by_a_live_run_is_not_archived_twice(tmp_path):
+    ledger = Ledger(str(tmp_path / "l.sqlite3"))
+    with ledger.claim("scotland", "20200101_000000", "scheduled__2026-11-27"):
+        with pytest.raises(ClaimedError, match="is being archived by run scheduled__2026-11-27"):
+            with ledger.claim("scotland", "20200101_000000", "backfill__2026-11-01"):
+                pass  # pragma: no cover
+        with ledger.claim("scotland", "20200102_000000", "backfill__2026-11-01"):
+            pass  # another crawl is free
+        with ledger.claim("scotland", "20200101_000000", "scheduled__2026-11-27"):
+            pass  # a retry of the same run takes its claim over
+    with ledger.claim("scotland", "20200101_000000", "backfill__2026-11-01"):
+        pass  # released when the first run finished
+
+
+def test_a_claim_left_by_a_dead_process_does_not_block(tmp_path):
+    path = str(tmp_path / "l.sqlite3")
+    ledger = Ledger(path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO claim VALUES ('scotland', '20200101_000000', 'old-run', ?, ?, 0)",
+            (socket.gethostname(), int(dead.stdout)),
+        )
+    with ledger.claim("scotland", "20200101_000000", "new-run"):
+        pass

@@ -54,6 +54,10 @@ class CrawlChangedError(Exception):
     """The crawl on disk is not the one that was inspected: archiving it would archive something undecided."""
 
 
+class CrawlReadError(Exception):
+    """A file of the crawl cannot be read: nothing is archived or deleted until it can."""
+
+
 class VerificationError(Exception):
     """The bucket does not hold what we sent."""
 
@@ -246,7 +250,13 @@ def stream_crawl(client, bucket: str, key: str, directory: str, arcname: str, pa
                 if entry.is_dir:
                     tar.addfile(info)
                     continue
-                with open(entry.path, "rb") as f:
+                try:
+                    f = open(entry.path, "rb")
+                except OSError as e:
+                    raise CrawlReadError(
+                        f"cannot read {entry.relpath!r} in the crawl ({e.strerror}): nothing was archived or deleted"
+                    ) from e
+                with f:
                     reader = HashingReader(f, hasher)
                     try:
                         tar.addfile(info, reader)
@@ -349,6 +359,7 @@ def archive_crawl(
     bucket: str,
     storage_class: str,
     data_directory: str,
+    logs_directory: str,
     source_id: str,
     data_version: str,
     log_path: str,
@@ -440,7 +451,7 @@ def archive_crawl(
     clean_staging(client, bucket, staging)
 
     seconds = time.monotonic() - started
-    deleted = delete_local(data_directory, source_id, data_version, log_path)
+    deleted = delete_local(data_directory, logs_directory, source_id, data_version, log_path)
     logger.info(
         "%s: archived %d bytes as %d (%.1fx) in %.1f s; deleted %s",
         label,
@@ -463,8 +474,18 @@ def archive_crawl(
     }
 
 
-def delete_local(data_directory: str, source_id: str, data_version: str, log_path: str | None) -> list[str]:
-    """Delete a crawl's directory, its log and the log's ``.stats``; return what was there to delete."""
+def delete_local(
+    data_directory: str, logs_directory: str, source_id: str, data_version: str, log_path: str | None
+) -> list[str]:
+    """Delete a crawl's directory, its log and the log's ``.stats``; return what was there to delete.
+
+    The log must be a file directly in ``<logs_directory>/<source_id>/``: a path from anywhere else (an edited
+    XCom, say) is refused, so nothing outside the configured directories is ever deleted.
+    """
+    if log_path:
+        folder = os.path.realpath(os.path.join(logs_directory, source_id))
+        if os.path.dirname(os.path.realpath(log_path)) != folder or os.path.islink(log_path):
+            raise crawls.UnsafeCrawlError(f"refusing to delete {log_path}: it is not a log in {folder}")
     deleted = []
     if crawls.delete(data_directory, source_id, data_version):
         deleted.append(crawls.crawl_directory(data_directory, source_id, data_version))

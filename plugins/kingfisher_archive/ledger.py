@@ -17,11 +17,16 @@ Statuses:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import sqlite3
+import time
 from collections.abc import Iterable
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
+
+logger = logging.getLogger(__name__)
 
 SETTLED = ("rejected", "not_archived", "archived")
 STATUSES = ("rejected", "not_archived", "to_archive", "held", "archived")
@@ -39,6 +44,15 @@ CREATE TABLE IF NOT EXISTS crawl (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (source_id, data_version)
 );
+CREATE TABLE IF NOT EXISTS claim (
+    source_id TEXT NOT NULL,
+    data_version TEXT NOT NULL,
+    run_id TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed_at REAL NOT NULL,
+    PRIMARY KEY (source_id, data_version)
+);
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -51,6 +65,18 @@ CREATE TABLE IF NOT EXISTS event (
 """
 
 
+#: A claim from another host older than this is taken to be left by a process that died.
+STALE_CLAIM_SECONDS = 24 * 3600
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used (locked too long, unwritable): the task fails and can be retried."""
+
+
+class ClaimedError(Exception):
+    """Another run is archiving this crawl right now; archiving it twice at once could race on the bucket."""
+
+
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
@@ -61,10 +87,35 @@ class Ledger:
     def __init__(self, path: str, timeout: float = 60.0) -> None:
         self.path = path
         self.timeout = timeout
+        self.set_aside: str | None = None  # where a corrupt ledger was moved, when this open found one
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise self._locked(e) from e
+            # Corrupt: never trusted. Moved aside for whoever wants to look, and rebuilt empty. Losing the ledger
+            # costs time (crawls are inspected again), never correctness: the bucket is the truth.
+            self.set_aside = f"{path}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.replace(path + suffix, self.set_aside + suffix)
+            logger.error("The ledger %s is corrupt (%s): moved to %s, starting a new one", path, e, self.set_aside)
+            self._open()
+
+    def _open(self) -> None:
         with self._connect() as connection:
+            result = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"quick_check says {result}")
             connection.executescript(SCHEMA)
+
+    def _locked(self, error: Exception) -> LedgerError:
+        return LedgerError(
+            f"The ledger {self.path} stayed locked for {self.timeout:.0f} s ({error}): another process holds it; "
+            "retry the task when it has finished"
+        )
 
     @contextmanager
     def _connect(self):
@@ -77,13 +128,50 @@ class Ledger:
     @contextmanager
     def _transaction(self):
         with self._connect() as connection:
-            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise self._locked(e) from e
             try:
                 yield connection
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    @contextmanager
+    def claim(self, source_id: str, data_version: str, run_id: str | None):
+        """Hold the crawl for this run while it is archived, so two runs never archive it at once.
+
+        A scheduled run and a backfill can both choose one crawl (``max_active_runs`` does not bound backfills).
+        A claim by another run is respected while its process lives (same host) or for a day (another host); a
+        retry of the same run takes its own claim over.
+        """
+        host, pid = socket.gethostname(), os.getpid()
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT * FROM claim WHERE source_id = ? AND data_version = ?", (source_id, data_version)
+            ).fetchone()
+            if row is not None and row["run_id"] != run_id and _alive(row, host):
+                since = datetime.fromtimestamp(row["claimed_at"], UTC).replace(microsecond=0).isoformat()
+                raise ClaimedError(
+                    f"{source_id}/{data_version} is being archived by run {row['run_id']} (host {row['host']}, "
+                    f"pid {row['pid']}, since {since}): not archiving it twice at once; clear this task once that "
+                    "run has finished"
+                )
+            connection.execute(
+                "INSERT OR REPLACE INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (source_id, data_version, run_id, host, pid, time.time()),
+            )
+        try:
+            yield
+        finally:
+            with self._transaction() as connection:
+                connection.execute(
+                    "DELETE FROM claim WHERE source_id = ? AND data_version = ? AND host = ? AND pid = ?",
+                    (source_id, data_version, host, pid),
+                )
 
     def settled(self) -> set[tuple[str, str]]:
         """(source_id, data_version) of every crawl whose decision is final."""
@@ -166,3 +254,15 @@ def _row(row: sqlite3.Row) -> dict:
     data["facts"] = json.loads(data["facts"] or "{}")
     data["result"] = json.loads(data["result"]) if data["result"] else None
     return data
+
+
+def _alive(row: sqlite3.Row, host: str) -> bool:
+    if row["host"] == host:
+        try:
+            os.kill(row["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return time.time() - row["claimed_at"] < STALE_CLAIM_SECONDS

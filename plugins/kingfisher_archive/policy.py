@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 # Reject reasons, in the order they are checked.
 NO_DATA_DIRECTORY = "no_data_directory"
 UNSAFE_DATA_DIRECTORY = "unsafe_data_directory"
+FUTURE_DATA_VERSION = "future_data_version"
 NO_DATA_FILES = "no_data_files"
 NO_LOG_FILE = "no_log_file"
 NOT_FINISHED = "not_finished"
@@ -22,6 +23,7 @@ NOT_CLEAN_ENOUGH = "not_clean_enough"
 REJECT_REASONS = (
     NO_DATA_DIRECTORY,
     UNSAFE_DATA_DIRECTORY,
+    FUTURE_DATA_VERSION,
     NO_DATA_FILES,
     NO_LOG_FILE,
     NOT_FINISHED,
@@ -52,6 +54,7 @@ def reject_reason(
     *,
     data_directory_exists: bool,
     data_directory_safe: bool = True,
+    future: bool = False,
     data_files: int,
     log_found: bool,
     finished: bool,
@@ -64,6 +67,8 @@ def reject_reason(
         return NO_DATA_DIRECTORY
     if not data_directory_safe:
         return UNSAFE_DATA_DIRECTORY
+    if future:
+        return FUTURE_DATA_VERSION
     if data_files == 0:
         return NO_DATA_FILES
     if not log_found:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 
 from kingfisher_archive import archiver, policy, scrapy_log
 from kingfisher_archive import crawl as crawls
@@ -20,6 +21,8 @@ from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: Clocks and time zones differ between hosts; a data version further ahead than this is not a real crawl time.
+FUTURE_TOLERANCE = timedelta(days=1)
 #: Airflow refuses to map a task over more than 1,024 items by default; beyond this, the rest waits a day.
 MAX_CRAWLS_PER_RUN = 1000
 
@@ -83,8 +86,27 @@ def find(settings: Settings, collections: list[Collection], settled: set[tuple[s
 # -- inspect -----------------------------------------------------------------------------------------------------
 
 
-def inspect(settings: Settings, crawl: dict) -> dict:
-    """Everything the decision needs to know about one crawl, without reading its data files."""
+def inspect(settings: Settings, crawl: dict, now: datetime | None = None) -> dict:
+    """Everything the decision needs to know about one crawl, without reading its data files.
+
+    Never raises for a problem of this one crawl: one bad directory or log must not stop the run's other crawls.
+    The problem goes into ``error`` and the crawl is held (kept on disk, looked at again next run).
+    """
+    try:
+        return _inspect(settings, crawl, now or datetime.now(UTC).replace(tzinfo=None))
+    except Exception as e:
+        logger.exception("%s/%s: inspection failed", crawl.get("source_id"), crawl.get("data_version"))
+        return {
+            "id": crawl_id(str(crawl.get("source_id")), str(crawl.get("data_version"))),
+            "source_id": crawl.get("source_id"),
+            "data_version": crawl.get("data_version"),
+            "collection_id": crawl.get("collection_id"),
+            "reject_reason": None,
+            "error": f"{type(e).__name__}: {e}",
+        }
+
+
+def _inspect(settings: Settings, crawl: dict, now: datetime) -> dict:
     source_id, data_version = crawl["source_id"], crawl["data_version"]
     facts = {
         "id": crawl_id(source_id, data_version),
@@ -102,8 +124,10 @@ def inspect(settings: Settings, crawl: dict) -> dict:
         "errors_count": 0,
         "errors_source": None,
         "finish_reason": None,
+        "error": None,
     }
     directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    started = crawls.parse_data_version(data_version)
     exists = os.path.lexists(directory)
     safe = True
     if exists:
@@ -147,6 +171,7 @@ def inspect(settings: Settings, crawl: dict) -> dict:
     facts["reject_reason"] = policy.reject_reason(
         data_directory_exists=exists,
         data_directory_safe=safe,
+        future=started > now + FUTURE_TOLERANCE,
         data_files=facts["data_files"],
         log_found=log is not None,
         finished=bool(log and log.is_finished()),
@@ -161,6 +186,8 @@ def inspect(settings: Settings, crawl: dict) -> dict:
         facts["detail"] = f"{facts['errors_count']} errors ({facts['errors_source']}) for {facts['files_count']} files"
     elif reason == policy.NO_DATA_FILES and log is not None and facts["data_files"]:
         facts["detail"] = "the log records no File items and no errors"
+    elif reason == policy.FUTURE_DATA_VERSION:
+        facts["detail"] = f"the crawl claims to start at {started}, after now ({now.replace(microsecond=0)} UTC)"
     elif reason is None:
         facts["detail"] = None
     logger.info("%s: %s", facts["id"], facts["reject_reason"] or "acceptable")
@@ -196,7 +223,9 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
     by_source: dict[str, list[dict]] = defaultdict(list)
     decisions: list[dict] = []
     for facts in inspected:
-        if facts["reject_reason"]:
+        if facts.get("error"):
+            decisions.append(_decision(facts, "held", "inspection_failed", detail=facts["error"]))
+        elif facts["reject_reason"]:
             decisions.append(_decision(facts, "rejected", facts["reject_reason"], detail=facts.get("detail")))
         else:
             by_source[facts["source_id"]].append(facts)
@@ -307,7 +336,9 @@ def archive(settings: Settings, client, plan: dict) -> dict:
         bucket = Bucket(client, settings.bucket, settings.storage_class)
         archived = bucket.archived(source_id, version.year, version.month)
         if archived is not None and archived.data_version == data_version:
-            deleted = archiver.delete_local(settings.data_directory, source_id, data_version, plan.get("log"))
+            deleted = archiver.delete_local(
+                settings.data_directory, settings.logs_directory, source_id, data_version, plan.get("log")
+            )
             logger.info("%s is already archived (an earlier try got that far); finished deleting it", plan["id"])
             return {
                 "id": plan["id"],
@@ -327,6 +358,7 @@ def archive(settings: Settings, client, plan: dict) -> dict:
         bucket=settings.bucket,
         storage_class=settings.storage_class,
         data_directory=settings.data_directory,
+        logs_directory=settings.logs_directory,
         source_id=source_id,
         data_version=data_version,
         log_path=plan["log"],

@@ -132,8 +132,10 @@ def archive_crawl(plan: dict) -> dict:
     _label(plan)
     _, run_id = _params()
     settings = load_settings()
-    result = steps.archive(settings, s3_client(), plan)
-    Ledger(settings.ledger).mark_archived(plan["source_id"], plan["data_version"], result, run_id)
+    ledger = Ledger(settings.ledger)
+    with ledger.claim(plan["source_id"], plan["data_version"], run_id):
+        result = steps.archive(settings, s3_client(), plan)
+        ledger.mark_archived(plan["source_id"], plan["data_version"], result, run_id)
     return result
 
 
