@@ -22,6 +22,7 @@ GOOD = dict(
         ({}, None),
         ({"data_directory_exists": False, "data_files": 0, "log_found": False}, "no_data_directory"),
         ({"data_directory_safe": False, "data_files": 0}, "unsafe_data_directory"),
+        ({"future": True, "data_files": 0, "log_found": False}, "future_data_version"),
         ({"data_files": 0, "log_found": False, "finished": False}, "no_data_files"),
         ({"log_found": False, "finished": False, "subset": True}, "no_log_file"),
         ({"finished": False, "subset": True, "errors_count": 99}, "not_finished"),

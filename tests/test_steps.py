@@ -201,3 +201,50 @@ def test_an_earlier_archive_written_in_2020_is_compared_on_bytes_and_errors_only
     bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/7/metadata.json", Body=json.dumps(less_clean))
     [decision] = steps.decide(settings, Bucket(bucket.client, bucket.name), [dict(facts)])["decisions"]
     assert (decision["status"], decision["reason"]) == ("not_archived", "2020_7_not_distinct_maybe")
+
+
+def test_a_data_version_in_the_future_is_rejected_with_the_reason(host, settings):
+    host.add_crawl("scotland", "20990101_000000")
+    facts = steps.inspect(
+        settings, {"source_id": "scotland", "data_version": "20990101_000000"}, now=datetime(2026, 11, 28, 12)
+    )
+    assert facts["reject_reason"] == "future_data_version"
+    assert facts["detail"] == "the crawl claims to start at 2099-01-01 00:00:00, after now (2026-11-28 12:00:00 UTC)"
+
+
+def test_a_crawl_whose_inspection_fails_is_held_and_the_others_go_on(host, settings, bucket):
+    host.add_crawl("paraguay", "20200902_052458")
+    inspected = [
+        steps.inspect(settings, {"source_id": "scotland", "data_version": "2020-09-02"}),  # a mangled work item
+        steps.inspect(settings, {"source_id": "paraguay", "data_version": "20200902_052458"}),
+    ]
+    decided = steps.decide(settings, bucket, inspected)
+    by_id = {d["id"]: d for d in decided["decisions"]}
+    held = by_id["scotland/2020-09-02"]
+    assert (held["status"], held["reason"]) == ("held", "inspection_failed")
+    assert held["detail"] == "ValueError: '2020-09-02' is not a data version (YYYYMMDD_HHMMSS)"
+    assert [p["id"] for p in decided["to_archive"]] == ["paraguay/20200902_052458"]
+
+
+def test_a_spider_log_folder_that_is_a_file_means_no_log(host, settings):
+    host.add_crawl("scotland", "20200902_052458")
+    broken = os.path.join(host.logs_directory, "scotland")
+    shutil.rmtree(broken)
+    with open(broken, "w") as f:
+        f.write("not a folder")
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    assert facts["reject_reason"] == "no_log_file"
+
+
+def test_a_log_path_outside_the_logs_directory_is_never_deleted(host, settings, bucket, tmp_path):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    settings = replace(settings, bucket=bucket.name)
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
+    victim = tmp_path / "precious.log"
+    victim.write_text("keep me")
+    plan["log"] = str(victim)  # as if the XCom had been edited
+    with pytest.raises(crawls.UnsafeCrawlError, match="refusing to delete .*precious.log: it is not a log in"):
+        steps.archive(settings, bucket.client, plan)
+    assert victim.read_text() == "keep me"
+    assert os.path.isdir(crawl.directory)

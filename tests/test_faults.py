@@ -1,0 +1,243 @@
+"""Nothing lost, whatever breaks: faults injected into real servers and real processes.
+
+Faults are injected with botocore's own event hooks on a real client talking to a real SeaweedFS (never by
+patching boto3), by killing the S3 server, and by killing or de-privileging the archiving process. Each test
+checks the invariants a restorer relies on: local data intact until its archive is verified, metadata.json
+describing the data beside it, and the next try converging with nothing left in staging.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tarfile
+from dataclasses import asdict
+
+import lz4.frame
+import pytest
+import xxhash
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from kingfisher_archive import archiver, steps
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.settings import Settings
+from tests.harness.airflow_dag import REPOSITORY
+from tests.harness.kingfisher_host import KingfisherHost, ocds_files
+
+
+@pytest.fixture
+def bucket(s3_server):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def host(tmp_path):
+    return KingfisherHost(str(tmp_path / "host"))
+
+
+@pytest.fixture
+def settings(host, bucket, tmp_path):
+    return Settings(bucket, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD")
+
+
+def plan_for(settings, client, source_id, data_version):
+    facts = steps.inspect(settings, {"source_id": source_id, "data_version": data_version})
+    [plan] = steps.decide(settings, Bucket(client, settings.bucket), [facts])["to_archive"]
+    return plan
+
+
+def keys(client, bucket, prefix=""):
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def uploads(client, bucket):
+    return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def assert_month_is_consistent(client, bucket, prefix):
+    """metadata.json describes the data.tar.lz4 beside it: same crawl, same checksum over the same bytes."""
+    metadata = json.loads(client.get_object(Bucket=bucket, Key=prefix + "metadata.json")["Body"].read())
+    data = client.get_object(Bucket=bucket, Key=prefix + "data.tar.lz4")["Body"].read()
+    assert len(data) == metadata["compressed_bytes"]
+    hasher = xxhash.xxh3_128()
+    with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(data))) as tar:
+        members = tar.getmembers()
+        assert members[0].name == metadata["id"]
+        for member in members:
+            if member.isfile():
+                hasher.update(tar.extractfile(member).read())
+    assert hasher.hexdigest() == metadata["checksum"]
+    return metadata
+
+
+def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_deleted(s3_server, host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+    other = s3_server.client()
+
+    def swap(params, **kwargs):
+        # Just before we check the staging object, something replaces it with other bytes of the same size.
+        key = params.get("Key", "")
+        if key.endswith("staging/scotland/20200902_052458/data.tar.lz4") and "IfMatch" not in params:
+            size = other.head_object(Bucket=bucket, Key=key)["ContentLength"]
+            other.put_object(Bucket=bucket, Key=key, Body=os.urandom(size))
+
+    client.meta.events.register("before-parameter-build.s3.HeadObject", swap)
+    with pytest.raises(archiver.VerificationError, match="staging/scotland/20200902_052458/data.tar.lz4 has ETag"):
+        steps.archive(settings, client, plan)
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+    assert [k for k in keys(client, bucket) if not k.startswith("staging/")] == []
+
+
+def test_promotion_copies_only_the_object_that_was_verified(s3_server, host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+    other = s3_server.client()
+
+    def swap(params, **kwargs):
+        # The promotion's copy asks for the verified ETag (IfMatch); replace the object just before it looks.
+        if params.get("IfMatch") and params["Key"].endswith("staging/scotland/20200902_052458/data.tar.lz4"):
+            other.put_object(Bucket=bucket, Key=params["Key"], Body=b"not the archive")
+
+    client.meta.events.register("before-parameter-build.s3.HeadObject", swap)
+    with pytest.raises(ClientError, match="412|PreconditionFailed"):
+        steps.archive(settings, client, plan)
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+    assert "scotland/2020/09/data.tar.lz4" not in keys(client, bucket)
+    assert "scotland/2020/09/metadata.json" not in keys(client, bucket)
+
+
+def test_a_crash_before_metadata_is_written_is_repaired_by_the_next_try(s3_server, host, settings, bucket):
+    client = s3_server.client()
+    # The month already holds a smaller crawl; a better one replaces it.
+    host.add_crawl("scotland", "20200901_000000", ocds_files("small", 2))
+    first = plan_for(settings, client, "scotland", "20200901_000000")
+    steps.archive(settings, client, first)
+    better = host.add_crawl("scotland", "20200920_000000", ocds_files("big", 20))
+    plan = plan_for(settings, client, "scotland", "20200920_000000")
+    assert plan["metadata"]["reason"] == "same_period_more_bytes"
+
+    failing = s3_server.client()
+
+    def crash(params, **kwargs):
+        if params.get("Key", "").endswith("/metadata.json"):
+            raise RuntimeError("the worker died here")
+
+    failing.meta.events.register("before-parameter-build.s3.PutObject", crash)
+    with pytest.raises(RuntimeError, match="the worker died here"):
+        steps.archive(settings, failing, plan)
+    assert os.path.isdir(better.directory) and os.path.exists(better.log)  # nothing deleted
+
+    # The next run decides the same (the month's metadata still names the smaller crawl) and repairs the month.
+    again = plan_for(settings, client, "scotland", "20200920_000000")
+    steps.archive(settings, client, again)
+    metadata = assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert metadata["id"] == "scotland/20200920_000000"
+    assert not os.path.exists(better.directory)
+    assert keys(client, bucket, "staging/") == [] and uploads(client, bucket) == []
+
+
+def test_the_s3_server_killed_mid_upload_costs_nothing_and_the_next_try_archives(
+    s3_server, host, settings, bucket, monkeypatch
+):
+    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 * archiver.MiB)
+    incompressible = {f"{i:03X}/part.bin": os.urandom(4 * archiver.MiB) for i in range(6)}
+    crawl = host.add_crawl("scotland", "20200902_052458", incompressible)
+    before = crawls.checksum(crawl.directory)
+    client = s3_server.client(config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2))
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+    parts = []
+
+    def kill_after_first_part(**kwargs):
+        parts.append(1)
+        if len(parts) == 1:
+            s3_server.kill()
+
+    client.meta.events.register("after-call.s3.UploadPart", kill_after_first_part)
+    try:
+        with pytest.raises((BotoCoreError, ClientError)):
+            steps.archive(settings, client, plan)
+    finally:
+        s3_server.start()
+
+    assert crawls.checksum(crawl.directory) == before and os.path.exists(crawl.log)  # local data intact
+    client = s3_server.client()
+    assert "scotland/2020/09/metadata.json" not in keys(client, bucket)
+
+    result = steps.archive(settings, client, plan_for(settings, client, "scotland", "20200902_052458"))
+    assert result["checksum"] == before
+    assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert keys(client, bucket, "staging/") == []
+    assert uploads(client, bucket) == []  # the broken try's multipart upload was aborted
+
+
+def run_archive_process(settings, plan, s3_server, prefix=(), **options):
+    job = {
+        "settings": asdict(settings),
+        "plan": plan,
+        "s3": {
+            "endpoint_url": s3_server.endpoint_url,
+            "access_key": s3_server.access_key,
+            "secret_key": s3_server.secret_key,
+        },
+        **options,
+    }
+    environment = dict(os.environ, PYTHONPATH=f"{REPOSITORY}{os.pathsep}{REPOSITORY / 'plugins'}")
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "tests.harness.archive_once"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPOSITORY,
+        timeout=300,
+    )
+
+
+def test_a_worker_killed_after_promotion_but_before_deleting_is_finished_by_the_retry(
+    s3_server, host, settings, bucket
+):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+
+    killed = run_archive_process(settings, plan, s3_server, die_after_metadata=True)
+    assert killed.returncode == -9, killed.stderr
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)  # killed before deleting
+    assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+
+    retry = run_archive_process(settings, plan, s3_server)  # the same task, cleared and run again
+    assert retry.returncode == 0, retry.stderr
+    assert not os.path.exists(crawl.directory) and not os.path.exists(crawl.log)
+    assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert keys(client, bucket, "staging/") == [] and uploads(client, bucket) == []
+
+
+def test_an_unreadable_file_fails_the_archive_clearly_and_deletes_nothing(s3_server, host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458", {"a.json": b"{}", "secret/b.json": b"[]"})
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+    os.chmod(os.path.join(crawl.directory, "secret", "b.json"), 0)
+    prefix = ()
+    if os.geteuid() == 0:
+        # root reads anything: take away the capabilities that let it ignore file permissions.
+        prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+    result = run_archive_process(settings, plan, s3_server, prefix=prefix)
+    assert result.returncode != 0
+    assert "cannot read 'secret/b.json' in the crawl (Permission denied): nothing was archived or deleted" in (
+        result.stderr
+    )
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+    assert [k for k in keys(client, bucket) if not k.startswith("staging/")] == []
+    assert uploads(client, bucket) == []
