@@ -155,21 +155,81 @@ def test_a_dry_run_reports_and_changes_nothing(mixed):
     assert "not_clean_enough" in run.output
 
 
-@pytest.mark.parametrize(
-    ("missing", "message"),
-    [
-        ("variables:kingfisher_archive_bucket", "Airflow Variable 'kingfisher_archive_bucket' is not set"),
-        ("connections:kingfisher_process", "Airflow Connection 'kingfisher_process' is not defined"),
-        ("connections:kingfisher_archive_s3", "Airflow Connection 'kingfisher_archive_s3' is not defined"),
-    ],
-)
+def _unset(kind, name):
+    def change(airflow):
+        del getattr(airflow, kind)[name]
+
+    return change
+
+
+def _connection(name, **changes):
+    def change(airflow):
+        connection = airflow.connections[name]
+        extra = changes.pop("extra", {})
+        connection.update(changes)
+        connection.setdefault("extra", {}).update(extra)
+
+    return change
+
+
+def _variable(name, value):
+    def change(airflow):
+        airflow.variables[name] = value
+
+    return change
+
+
+BROKEN_SETTINGS = {
+    "missing variable": (
+        _unset("variables", "kingfisher_archive_bucket"),
+        "Airflow Variable 'kingfisher_archive_bucket' is not set",
+    ),
+    "missing process connection": (
+        _unset("connections", "kingfisher_process"),
+        "Airflow Connection 'kingfisher_process' is not defined",
+    ),
+    "missing s3 connection": (
+        _unset("connections", "kingfisher_archive_s3"),
+        "Airflow Connection 'kingfisher_archive_s3' is not defined",
+    ),
+    "postgresql unreachable": (
+        _connection("kingfisher_process", host="127.0.0.1", port=9),
+        "Cannot connect to Kingfisher Process with the Airflow Connection 'kingfisher_process'",
+    ),
+    "wrong s3 credentials": (
+        _connection("kingfisher_archive_s3", password="not-the-secret"),
+        "(connection 'kingfisher_archive_s3') refused our credentials",
+    ),
+    "no such bucket": (
+        _variable("kingfisher_archive_bucket", "no-such-bucket-anywhere"),
+        "The bucket 'no-such-bucket-anywhere' (connection 'kingfisher_archive_s3') does not exist",
+    ),
+    "s3 server down": (
+        _connection("kingfisher_archive_s3", extra={"endpoint_url": "http://127.0.0.1:9"}),
+        "(connection 'kingfisher_archive_s3') cannot be reached",
+    ),
+    "data directory missing": (
+        _variable("kingfisher_archive_data_directory", "/nonexistent/kingfisher/data"),
+        "Airflow Variable 'kingfisher_archive_data_directory' names '/nonexistent/kingfisher/data', which is not",
+    ),
+}
+
+
 @pytest.mark.parametrize("schema", ["v1"])
-def test_a_missing_setting_fails_the_first_task_naming_it(mixed, missing, message):
+@pytest.mark.parametrize("broken", BROKEN_SETTINGS)
+def test_a_missing_or_broken_setting_fails_the_first_task_naming_it_and_touches_nothing(mixed, broken):
     host, airflow, client, bucket = mixed
-    kind, name = missing.split(":")
-    del getattr(airflow, kind)[name]
+    change, message = BROKEN_SETTINGS[broken]
+    change(airflow)
     run = airflow.run()
     assert not run.succeeded
     assert message in run.output
+    assert "Inspect crawl" not in run.output and "inspect_crawl" not in task_lines(run.output)
     assert all(disk(host).values())
     assert sorted(objects(client, bucket)) == ["uk/2020/11/metadata.json"]
+    assert not os.path.exists(os.path.join(airflow.home, "kingfisher_archive.sqlite3"))
+
+
+def task_lines(output: str) -> str:
+    """The lines where Airflow names a task instance (to see which tasks ran)."""
+    return "\n".join(line for line in output.splitlines() if "Task started" in line or "task_id=" in line)
