@@ -14,6 +14,7 @@ import pytest
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.ledger import ClaimedError, Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.settings import Settings
 from tests.harness.kingfisher_host import KingfisherHost, ocds_files
@@ -244,7 +245,23 @@ def test_a_log_path_outside_the_logs_directory_is_never_deleted(host, settings, 
     victim = tmp_path / "precious.log"
     victim.write_text("keep me")
     plan["log"] = str(victim)  # as if the XCom had been edited
-    with pytest.raises(crawls.UnsafeCrawlError, match="refusing to delete .*precious.log: it is not a log in"):
+    with pytest.raises(crawls.UnsafeCrawlError, match="refusing to archive .*precious.log: it is not a log in"):
         steps.archive(settings, bucket.client, plan)
     assert victim.read_text() == "keep me"
     assert os.path.isdir(crawl.directory)
+
+
+def test_a_crawl_claimed_by_another_run_is_left_to_it(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    settings = replace(settings, bucket=bucket.name)
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
+    ledger = Ledger(settings.ledger)
+    with ledger.claim("scotland", "20200902_052458", "scheduled__2026-11-28T00:00:00+00:00"):
+        with pytest.raises(ClaimedError, match="being archived by run scheduled__2026-11-28"):
+            steps.archive_and_record(settings, bucket.client, plan, ledger, "backfill__2026-11-01T00:00:00+00:00")
+        assert os.path.isdir(crawl.directory)
+        assert "Contents" not in bucket.client.list_objects_v2(Bucket=bucket.name)
+    result = steps.archive_and_record(settings, bucket.client, plan, ledger, "backfill__2026-11-01T00:00:00+00:00")
+    assert ledger.get("scotland", "20200902_052458")["status"] == "archived"
+    assert result["id"] == "scotland/20200902_052458"

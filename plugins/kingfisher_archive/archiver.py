@@ -372,6 +372,7 @@ def archive_crawl(
     ``metadata.json`` beside the ones measured here.
     """
     directory = crawls.crawl_directory(data_directory, source_id, data_version)
+    check_log_path(logs_directory, source_id, log_path, "archive")
     year, month = int(data_version[:4]), int(data_version[4:6])
     final = layout.month_prefix(source_id, year, month)
     staging = layout.staging_prefix(source_id, data_version)
@@ -474,6 +475,13 @@ def archive_crawl(
     }
 
 
+def check_log_path(logs_directory: str, source_id: str, log_path: str, action: str) -> None:
+    """Refuse a log path that is not a plain file directly in ``<logs_directory>/<source_id>/``."""
+    folder = os.path.realpath(os.path.join(logs_directory, source_id))
+    if os.path.dirname(os.path.realpath(log_path)) != folder or os.path.islink(log_path):
+        raise crawls.UnsafeCrawlError(f"refusing to {action} {log_path}: it is not a log in {folder}")
+
+
 def delete_local(
     data_directory: str, logs_directory: str, source_id: str, data_version: str, log_path: str | None
 ) -> list[str]:
@@ -483,9 +491,7 @@ def delete_local(
     XCom, say) is refused, so nothing outside the configured directories is ever deleted.
     """
     if log_path:
-        folder = os.path.realpath(os.path.join(logs_directory, source_id))
-        if os.path.dirname(os.path.realpath(log_path)) != folder or os.path.islink(log_path):
-            raise crawls.UnsafeCrawlError(f"refusing to delete {log_path}: it is not a log in {folder}")
+        check_log_path(logs_directory, source_id, log_path, "delete")
     deleted = []
     if crawls.delete(data_directory, source_id, data_version):
         deleted.append(crawls.crawl_directory(data_directory, source_id, data_version))

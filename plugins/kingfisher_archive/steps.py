@@ -367,6 +367,14 @@ def archive(settings: Settings, client, plan: dict) -> dict:
     )
 
 
+def archive_and_record(settings: Settings, client, plan: dict, ledger: Ledger, run_id: str | None) -> dict:
+    """Archive under a claim in the ledger, so a backfill and a scheduled run never archive one crawl at once."""
+    with ledger.claim(plan["source_id"], plan["data_version"], run_id):
+        result = archive(settings, client, plan)
+        ledger.mark_archived(plan["source_id"], plan["data_version"], result, run_id)
+    return result
+
+
 # -- summarise ---------------------------------------------------------------------------------------------------
 
 

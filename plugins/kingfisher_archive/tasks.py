@@ -132,11 +132,7 @@ def archive_crawl(plan: dict) -> dict:
     _label(plan)
     _, run_id = _params()
     settings = load_settings()
-    ledger = Ledger(settings.ledger)
-    with ledger.claim(plan["source_id"], plan["data_version"], run_id):
-        result = steps.archive(settings, s3_client(), plan)
-        ledger.mark_archived(plan["source_id"], plan["data_version"], result, run_id)
-    return result
+    return steps.archive_and_record(settings, s3_client(), plan, Ledger(settings.ledger), run_id)
 
 
 @task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE)
