@@ -256,3 +256,34 @@ def test_a_crawl_of_two_hundred_thousand_small_files_round_trips(client, bucket,
         assert len(members) == 200_000
         sample = tar.extractfile(members["scotland/20200902_052458/FFF/12287.json"]).read()
     assert sample == b'{"ocid": "12287"}'
+
+
+def test_archiving_writes_no_temporary_file(client, bucket, tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)  # make tempfile read TMPDIR again
+    directory = make_crawl(tmp_path / "data", {f"{i:03X}/x.json": os.urandom(100_000) for i in range(20)})
+    run(client, bucket, tmp_path, directory, expected_for(directory))
+    assert list(scratch.iterdir()) == []
+
+
+def test_the_lz4_frame_is_one_standard_frame_with_independent_blocks(tmp_path):
+    import io as _io
+
+    data = os.urandom(3 * archiver.LZ4_BLOCK_SIZE) + b"{}" * archiver.LZ4_BLOCK_SIZE + b"tail"
+    sink = _io.BytesIO()
+    writer = archiver.LZ4Writer(sink)
+    for i in range(0, len(data), 777_777):
+        writer.write(data[i : i + 777_777])
+    writer.close()
+    frame = sink.getvalue()
+    assert frame[:4] == b"\x04\x22\x4d\x18"
+    assert lz4.frame.decompress(frame) == data  # a reader that stops after one frame still gets everything
+    assert lz4.frame.get_frame_info(frame)["block_linked"] is False
+    assert lz4.frame.get_frame_info(frame)["content_checksum"] is True
+    if shutil.which("lz4"):
+        damaged = bytearray(frame)
+        damaged[-1] ^= 0xFF  # the content checksum
+        result = subprocess.run(["lz4", "-d", "-c"], input=bytes(damaged), capture_output=True)
+        assert result.returncode != 0

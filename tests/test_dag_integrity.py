@@ -30,7 +30,8 @@ if dag is not None:
         params={k: {"default": v.value, "title": v.schema.get("title"), "description": v.description}
                 for k, v in dag.params.items()},
         tasks={t.task_id: {"retries": t.retries, "retry_delay": t.retry_delay.total_seconds(),
-                           "downstream": sorted(t.downstream_task_ids)} for t in dag.tasks},
+                           "downstream": sorted(t.downstream_task_ids), "pool": t.pool,
+                           "max_active_tis_per_dagrun": t.max_active_tis_per_dagrun} for t in dag.tasks},
     )
 print(json.dumps(out))
 """
@@ -65,6 +66,9 @@ def test_the_dag_parses_without_database_or_network_and_keeps_its_contract(tmp_p
         assert param["title"] and param["description"]
     assert dag["tasks"]["find_crawls"]["downstream"] == ["inspect_crawl"]
     assert dag["tasks"]["archive_crawl"]["downstream"] == ["summarise"]
+    # Parallel uploads are bounded within a run and, through the pool, across runs (a backfill and the daily run).
+    assert dag["tasks"]["archive_crawl"]["pool"] == "kingfisher_archive"
+    assert dag["tasks"]["archive_crawl"]["max_active_tis_per_dagrun"] == 2
     assert {t["retries"] for t in dag["tasks"].values()} == {2}
     assert {t["retry_delay"] for t in dag["tasks"].values()} == {300}
 

@@ -6,6 +6,8 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime
 
@@ -17,6 +19,7 @@ from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import ClaimedError, Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.settings import Settings
+from tests.harness.airflow_dag import REPOSITORY
 from tests.harness.kingfisher_host import KingfisherHost, ocds_files
 
 
@@ -265,3 +268,63 @@ def test_a_crawl_claimed_by_another_run_is_left_to_it(host, settings, bucket):
     result = steps.archive_and_record(settings, bucket.client, plan, ledger, "backfill__2026-11-01T00:00:00+00:00")
     assert ledger.get("scotland", "20200902_052458")["status"] == "archived"
     assert result["id"] == "scotland/20200902_052458"
+
+
+PLANNER = """
+import json, sys
+import boto3
+from kingfisher_archive import steps
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.settings import Settings
+job = json.load(sys.stdin)
+settings = Settings(**job["settings"])
+client = boto3.client("s3", region_name="us-east-1", **job["s3"])
+inspected = [steps.inspect(settings, crawl) for crawl in job["crawls"]]
+decided = steps.decide(settings, Bucket(client, settings.bucket), inspected)
+print(json.dumps({d["id"]: [d["status"], d["reason"]] for d in decided["decisions"]}))
+"""
+
+
+def test_planning_reads_no_data_file_content_unless_a_checksum_is_needed(host, settings, bucket, s3_server):
+    """Inspect and decide with every data file unreadable: only a comparison with an earlier month may read them."""
+    host.add_crawl("scotland", "20200902_052458", log={"finish_reason": "shutdown"})  # rejected
+    host.add_crawl("paraguay", "20200902_052458")  # a new month with nothing before it: no checksum needed
+    for crawl in host.crawls.values():
+        for root, _, files in os.walk(crawl.directory):
+            for name in files:
+                os.chmod(os.path.join(root, name), 0)
+    job = {
+        "settings": {**settings.__dict__, "bucket": bucket.name},
+        "s3": {
+            "endpoint_url": s3_server.endpoint_url,
+            "aws_access_key_id": s3_server.access_key,
+            "aws_secret_access_key": s3_server.secret_key,
+        },
+        "crawls": [{"source_id": c.source_id, "data_version": c.data_version} for c in host.crawls.values()],
+    }
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    environment = dict(os.environ, PYTHONPATH=f"{REPOSITORY}{os.pathsep}{REPOSITORY / 'plugins'}")
+
+    def plan():
+        return subprocess.run(
+            [*prefix, sys.executable, "-c", PLANNER], input=json.dumps(job), capture_output=True, text=True,
+            env=environment, timeout=120,
+        )  # fmt: skip
+
+    result = plan()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "paraguay/20200902_052458": ["to_archive", "new_period"],
+        "scotland/20200902_052458": ["rejected", "not_finished"],
+    }
+
+    # With an earlier month in the bucket, the checksum is needed, and reading is attempted (and refused here):
+    # that source is held, the others are still decided.
+    document = {"bytes": 1, "checksum": "0" * 32, "files_count": 1, "errors_count": 0}
+    bucket.client.put_object(Bucket=bucket.name, Key="paraguay/2020/08/metadata.json", Body=json.dumps(document))
+    result = plan()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "paraguay/20200902_052458": ["held", "checksum_failed"],
+        "scotland/20200902_052458": ["rejected", "not_finished"],
+    }

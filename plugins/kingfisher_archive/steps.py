@@ -250,6 +250,12 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
             for facts in source_facts:
                 decisions.append(_decision(facts, "held", "unreadable_archive_metadata", detail=str(e)))
             continue
+        except (OSError, crawls.UnsafeCrawlError) as e:
+            # Computing a checksum read the crawl and failed: hold this source, decide the others.
+            logger.error("%s: cannot compute a checksum to compare: %s", source_id, e)
+            for facts in source_facts:
+                decisions.append(_decision(facts, "held", "checksum_failed", detail=str(e)))
+            continue
         for decision in outcome:
             facts = facts_by_id[decision.id]
             status = "to_archive" if decision.archive else "not_archived"

