@@ -1,0 +1,376 @@
+"""Audit the bucket: is every month whole and described truthfully, and did any upload break off?
+
+The bucket is the only copy of every crawl this package deleted, so it must stay honest. :func:`audit` walks the
+whole bucket (paginated) and the incomplete multipart uploads, and reports *problems* (something is wrong with an
+archive, or storage is wasted) and *warnings* (unusual, not wrong). Problems, per month prefix
+``<source>/<YYYY>/<M or MM>/``:
+
+- ``metadata missing``: a data object or log without ``metadata.json`` (nothing says what the archive holds, and
+  the archiving DAG does not see the month at all);
+- ``metadata unreadable``: not JSON, or without the keys of either generation (the DAG holds such a source);
+- ``metadata does not match its key``: its ``source_id`` or its ``data_version``'s month is not the key's;
+- ``data object missing``: ``metadata.json`` describes an archive that is not there;
+- ``data size does not match metadata``: ``data.tar.lz4`` is not ``compressed_bytes`` long (only metadata
+  written by this package records the compressed size; older archives skip this check);
+- with ``verify_data``: ``archive unreadable`` (the LZ4 frame or the tar is damaged or truncated),
+  ``archive member refused`` (a member outside the crawl, a link, a device: see :mod:`kingfisher_archive.restore`),
+  ``archive does not match metadata`` (bytes or files) and ``checksum mismatch``.
+
+And outside the months: ``stale staging object`` (under ``staging/``, last modified more than ``stale_after`` ago:
+an archive task died mid-way and nothing retried it) and ``stale multipart upload`` (initiated more than
+``stale_after`` ago and never completed or aborted: invisible, but stored and billed). Recent ones are left alone:
+an archive task may be writing them right now.
+
+Warnings: ``log missing`` (the data is what a reload needs; the log is evidence about the crawl. The 2020 tool
+archived crawls whose log Scrapyd had already removed and said so with ``scrapy_log_file_found: false``, which is
+not warned about; for any other month a missing log is worth knowing but not a fault), ``month spelled twice``
+(``1`` and ``01``: ``01`` is the one read), ``unexpected object`` (not part of the layout; left alone) and
+``checksum not verified`` (below).
+
+``repair=True`` deletes the stale staging objects and aborts the stale multipart uploads: nothing else, ever. Every
+other problem needs a person (the crawl may exist nowhere else), so it is reported, never "fixed".
+
+Verifying data (``verify_data=True``) streams each archive through the LZ4 decoder and the tar reader without
+writing anything to disk, and compares bytes, files and the XXH3 checksum with ``metadata.json``. The checksum is
+defined over the files in :func:`kingfisher_archive.crawl.walk` order (a folder's files before its subfolders).
+Archives written by this package are in exactly that order, so one pass hashing the files in tar order gives the
+checksum, in constant memory (the pass checks that every file comes after the previous one in that order). The
+2021 tool wrote its tar with ``tarfile.add``, which visits names sorted with files and folders interleaved: the
+same order for flat crawls, not for crawls with subfolders (``000/``..``FFF/`` come before ``scrapyd-job.txt``).
+For those the archive is read again to learn its file order (a list of paths in memory), then once per run of
+files that appear in checksum order (a hex-folder crawl has two runs: the root files, then the folders), hashing
+only that run: still no extraction and no temporary files. An archive that would need more than
+:data:`MAX_READS` reads in all (folders in folders with files at several levels) is reported as ``checksum not
+verified``, a warning: restoring the month verifies it, since :func:`kingfisher_archive.restore.restore`
+recomputes the checksum on disk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import xxhash
+from botocore.exceptions import ClientError
+
+from kingfisher_archive import bucket as layout
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive.restore import (
+    READ_SIZE,
+    STREAM_ERRORS,
+    CrawlMembers,
+    RestoreError,
+    drain,
+    stream_archive,
+    walk_key,
+)
+
+#: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
+#: one to learn the order, then one per run (a crawl in hex folders has two runs: the root files, the folders).
+MAX_READS = 4
+#: delete_objects accepts at most 1,000 keys per request.
+DELETE_BATCH = 1000
+
+_MONTH_OBJECT = re.compile(
+    r"^(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>data\.tar\.lz4|metadata\.json|scrapy\.log)$"
+)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.problems: list[dict] = []
+        self.warnings: list[dict] = []
+
+    def problem(self, key: str, problem: str, detail: str = "") -> dict:
+        entry = {"key": key, "problem": problem, "detail": detail, "repaired": False}
+        self.problems.append(entry)
+        return entry
+
+    def warning(self, key: str, warning: str, detail: str = "") -> None:
+        self.warnings.append({"key": key, "warning": warning, "detail": detail})
+
+
+def audit(
+    client,
+    bucket: str,
+    *,
+    now: datetime | None = None,
+    repair: bool = False,
+    verify_data: bool = False,
+    stale_after: timedelta = timedelta(days=1),
+) -> dict:
+    """Walk the whole bucket and report its problems; with ``repair``, clear stale staging objects and uploads.
+
+    Returns ``{"bucket", "months", "verified", "problems", "warnings", "repaired", "unrepaired"}``: each problem a
+    dict ``{key, problem, detail, repaired}``, each warning ``{key, warning, detail}``; ``verified`` counts the
+    archives whose contents were checked (``verify_data``). ``now`` (timezone-aware; naive means UTC) is the time
+    staleness is measured from.
+    """
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    cutoff = now - stale_after
+    report = _Report()
+
+    months: dict[str, dict[str, dict]] = defaultdict(dict)
+    spellings: dict[tuple[str, int, int], list[str]] = defaultdict(list)
+    stale: list[dict] = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if key.startswith(layout.STAGING + "/"):
+                if item["LastModified"] < cutoff:
+                    stale.append(item)
+                continue
+            match = _MONTH_OBJECT.match(key)
+            if not match or not 1 <= int(match["month"]) <= 12 or crawls.source_id_problem(match["source"]):
+                report.warning(key, "unexpected object", "not part of the archive layout; left alone")
+                continue
+            prefix = f"{match['source']}/{match['year']}/{match['month']}/"
+            if prefix not in months:
+                spellings[(match["source"], int(match["year"]), int(match["month"]))].append(prefix)
+            months[prefix][match["name"]] = item
+
+    for (source_id, year, month), prefixes in sorted(spellings.items()):
+        if len(prefixes) > 1:
+            report.warning(
+                layout.month_prefix(source_id, year, month),
+                "month spelled twice",
+                f"{', '.join(sorted(prefixes))}: {layout.month_prefix(source_id, year, month)} is the one read",
+            )
+    verified = 0
+    for prefix in sorted(months):
+        verified += _audit_month(client, bucket, prefix, months[prefix], report, verify_data)
+
+    _stale_staging(client, bucket, stale, report, repair)
+    _stale_uploads(client, bucket, cutoff, report, repair)
+
+    repaired = sum(1 for entry in report.problems if entry["repaired"])
+    return {
+        "bucket": bucket,
+        "months": len(months),
+        "verified": verified,
+        "problems": report.problems,
+        "warnings": report.warnings,
+        "repaired": repaired,
+        "unrepaired": len(report.problems) - repaired,
+    }
+
+
+def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], report: _Report, verify: bool) -> int:
+    """Check one month's objects; return 1 if its archive's contents were verified."""
+    source_id, year, month = prefix.split("/")[:3]
+    year, month = int(year), int(month)
+    metadata_key, data_key, log_key = (prefix + name for name in (layout.METADATA, layout.DATA, layout.LOG))
+    if layout.METADATA not in objects:
+        present = ", ".join(sorted(objects))
+        report.problem(metadata_key, "metadata missing", f"{present} without {layout.METADATA}")
+        return 0
+    try:
+        body = client.get_object(Bucket=bucket, Key=metadata_key)["Body"].read()
+        archived = layout.parse_metadata(metadata_key, source_id, year, month, body)
+    except layout.MetadataError as e:
+        report.problem(metadata_key, "metadata unreadable", str(e))
+        return 0
+    except ClientError as e:
+        report.problem(metadata_key, "metadata unreadable", _code(e))
+        return 0
+
+    named_source = archived.raw.get("source_id")
+    if isinstance(named_source, str) and named_source != source_id:
+        report.problem(metadata_key, "metadata does not match its key", f"it names source {named_source!r}")
+    elif archived.data_version and archived.data_version[:6] != f"{year:04d}{month:02d}":
+        report.problem(
+            metadata_key,
+            "metadata does not match its key",
+            f"it names crawl {archived.data_version}, of another month",
+        )
+
+    if layout.DATA not in objects:
+        report.problem(data_key, "data object missing", f"{layout.METADATA} describes an archive that is not there")
+    else:
+        size = objects[layout.DATA]["Size"]
+        expected = archived.raw.get("compressed_bytes")
+        if isinstance(expected, int) and not isinstance(expected, bool) and expected != size:
+            report.problem(
+                data_key, "data size does not match metadata", f"{size} bytes, compressed_bytes says {expected}"
+            )
+
+    if layout.LOG not in objects and not (
+        archived.generation == "2020" and archived.raw.get("scrapy_log_file_found") is False
+    ):
+        report.warning(log_key, "log missing", "the crawl's log was not archived; the data can still be restored")
+
+    if verify and layout.DATA in objects:
+        problems, warnings = verify_archive(client, bucket, data_key, archived)
+        for problem, detail in problems:
+            report.problem(data_key, problem, detail)
+        for warning, detail in warnings:
+            report.warning(data_key, warning, detail)
+        return 1
+    return 0
+
+
+@dataclass
+class _Pass:
+    """What one read of an archive saw."""
+
+    files: int = 0
+    bytes: int = 0
+    in_order: bool = True  # every file came after the previous one in checksum order (so no file twice)
+    order: list[str] | None = None  # the files' paths in tar order, when asked for
+
+
+def _read_files(
+    client, bucket: str, key: str, archived: layout.ArchivedCrawl, hasher=None, wanted=None, collect=False
+):
+    """Stream the archive once, feeding ``hasher`` the contents of every file (or of those in ``wanted``) in tar order.
+
+    Memory stays flat unless ``collect`` asks for the list of paths.
+    """
+    members = CrawlMembers(archived.source_id, archived.data_version)
+    seen = _Pass(order=[] if collect else None)
+    previous = None
+    with stream_archive(client, bucket, key) as (tar, compressed):
+        for member in tar:
+            relpath = members.relpath(member)
+            if relpath is None or member.isdir():
+                continue
+            seen.files += 1
+            seen.bytes += member.size
+            current = walk_key(relpath)
+            if previous is not None and current <= previous:
+                seen.in_order = False
+            previous = current
+            if collect:
+                seen.order.append(relpath)
+            if hasher is not None and (wanted is None or relpath in wanted):
+                f = tar.extractfile(member)
+                while chunk := f.read(READ_SIZE):
+                    hasher.update(chunk)
+        drain(compressed)
+    return seen
+
+
+def _runs(order: list[str]) -> list[list[str]]:
+    """Split the checksum order of ``order``'s files into runs that appear in increasing tar position."""
+    position = {relpath: i for i, relpath in enumerate(order)}
+    runs: list[list[str]] = []
+    last = -1
+    for relpath in sorted(order, key=walk_key):
+        if not runs or position[relpath] < last:
+            runs.append([])
+        runs[-1].append(relpath)
+        last = position[relpath]
+    return runs
+
+
+def _unreadable(error: Exception) -> tuple[str, str]:
+    if isinstance(error, RestoreError):
+        return ("archive member refused", str(error))
+    if isinstance(error, ClientError):
+        return ("archive unreadable", _code(error))
+    return ("archive unreadable", str(error) or type(error).__name__)
+
+
+def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl):
+    """Check an archive's contents against its metadata without extracting it.
+
+    Returns ``(problems, warnings)``, each a list of ``(what, detail)``.
+    """
+    hasher = xxhash.xxh3_128()
+    try:
+        first = _read_files(client, bucket, key, archived, hasher)
+    except (RestoreError, ClientError, *STREAM_ERRORS) as e:
+        return [_unreadable(e)], []
+
+    differences = []
+    if first.bytes != archived.bytes:
+        differences.append(f"{first.bytes} bytes, the metadata says {archived.bytes}")
+    data_files = archived.raw.get("data_files")
+    if isinstance(data_files, int) and not isinstance(data_files, bool) and first.files != data_files:
+        differences.append(f"{first.files} files, the metadata says {data_files}")
+    problems = [("archive does not match metadata", "; ".join(differences))] if differences else []
+    if archived.checksum is None:
+        return problems, []
+
+    if not first.in_order:
+        # A 2021-tool tar of a crawl with subfolders: learn the order, then hash one run of files per read.
+        try:
+            order = _read_files(client, bucket, key, archived, collect=True).order
+            if len(set(order)) != len(order):
+                return [*problems, ("archive does not match metadata", "a file appears more than once in the tar")], []
+            runs = _runs(order)
+            if 2 + len(runs) > MAX_READS:
+                detail = (
+                    f"the tar's file order is not the checksum's ({len(runs)} runs); restore the month to verify it"
+                )
+                return problems, [("checksum not verified", detail)]
+            hasher = xxhash.xxh3_128()
+            for run in runs:
+                again = _read_files(client, bucket, key, archived, hasher, wanted=set(run))
+                if (again.files, again.bytes) != (first.files, first.bytes):
+                    return [*problems, ("archive unreadable", "the archive changed while it was being verified")], []
+        except (RestoreError, ClientError, *STREAM_ERRORS) as e:
+            return [*problems, _unreadable(e)], []
+    actual = hasher.hexdigest()
+    if actual != archived.checksum:
+        problems.append(
+            ("checksum mismatch", f"the archive's files give {actual}, the metadata says {archived.checksum}")
+        )
+    return problems, []
+
+
+def _stale_staging(client, bucket: str, stale: list[dict], report: _Report, repair: bool) -> None:
+    entries = {}
+    for item in stale:
+        when = item["LastModified"].astimezone(UTC).isoformat()
+        entries[item["Key"]] = report.problem(
+            item["Key"], "stale staging object", f"last modified {when}: an upload that broke off"
+        )
+    if not repair:
+        return
+    keys = list(entries)
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = keys[start : start + DELETE_BATCH]
+        if not all(key.startswith(layout.STAGING + "/") for key in batch):  # nothing else is ever deleted
+            raise RuntimeError("refusing to delete objects outside staging/")
+        response = client.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+        )
+        failed = {error["Key"]: error.get("Code", "") for error in response.get("Errors", [])}
+        for key in batch:
+            if key in failed:
+                entries[key]["detail"] += f" (could not delete it: {failed[key]})"
+            else:
+                entries[key]["repaired"] = True
+
+
+def _stale_uploads(client, bucket: str, cutoff: datetime, report: _Report, repair: bool) -> None:
+    paginator = client.get_paginator("list_multipart_uploads")
+    for page in paginator.paginate(Bucket=bucket):
+        for upload in page.get("Uploads", []):
+            if upload["Initiated"] >= cutoff:
+                continue
+            when = upload["Initiated"].astimezone(UTC).isoformat()
+            entry = report.problem(
+                upload["Key"],
+                "stale multipart upload",
+                f"upload {upload['UploadId']} initiated {when} was never completed",
+            )
+            if not repair:
+                continue
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            except ClientError as e:
+                if _code(e) != "NoSuchUpload":  # already gone: what repair wanted
+                    entry["detail"] += f" (could not abort it: {_code(e)})"
+                    continue
+            entry["repaired"] = True

@@ -1,0 +1,489 @@
+"""Get a crawl back: stream one month's archive out of the bucket into a directory, verify it, say how to reload it.
+
+The archive is read once, as a stream: ``get_object`` -> LZ4 frame decoder -> ``tarfile`` in stream mode
+(``r|``) -> files on disk. No copy of the archive is written anywhere, so restoring a 100 GB crawl needs the disk
+space of the crawl and nothing more.
+
+Where things land, for ``restore(..., target_directory=T)`` of source ``S`` whose archived crawl is ``V``::
+
+    T/S/V/...               the crawl directory, byte for byte what was archived
+    T/S/V.scrapy.log        the crawl's log, when the month has one: beside the crawl directory, not inside it,
+                            so the restored crawl directory is exactly the archived one (and its checksum matches)
+
+While it is being written the crawl directory is ``T/S/V.incomplete``; it is renamed to ``T/S/V`` only once its
+bytes, file count and checksum match ``metadata.json``. A crawl directory under its real name is therefore always
+a verified one; a failed restore leaves ``V.incomplete`` for inspection, and the next restore of that crawl into
+the same target starts it again from scratch.
+
+Archives are untrusted input (anyone with write access to the bucket, or a damaged object, can put anything in a
+tar), so extraction follows Python's ``tarfile`` ``"data"`` filter (no absolute paths, no ``..``, nothing that
+resolves outside the target, no device files) and is stricter still: a crawl holds only folders and regular files,
+so any link, device or FIFO member is refused, as is any member outside the one crawl the archive holds. A refused
+member fails the restore with the member's name; nothing is ever written outside the target directory.
+
+Two member layouts are in real buckets, and both restore to ``T/S/V``:
+
+- this package: ``S/V/<path inside the crawl>``;
+- the 2021 tool: the crawl directory's absolute path, e.g. ``home/ocdskfs/scrapyd/data/S/V/...`` (with or
+  without the leading ``/``). The crawl is found as the ``S``/``V`` pair of path components (``V`` being
+  ``YYYYMMDD_HHMMSS``) and everything before it is dropped; directory members above the crawl are skipped.
+
+Verification, against the month's ``metadata.json``:
+
+- ``bytes`` (2021 and ours) or ``data_size`` (late 2020): the sum of the restored files' sizes;
+- ``data_files`` (ours only): the number of files. ``files_count`` is *not* compared: it counts File items in
+  the log, not files on disk;
+- ``checksum`` (2021 and ours): recomputed over the restored tree with :func:`kingfisher_archive.crawl.checksum`.
+  2020 metadata's ``data_md5`` is not recomputed, so a 2020 restore is verified by size only, and the result says
+  so (``checksum_verified`` is false).
+
+The result names the Kingfisher Process (v2) command that loads the restored crawl: ``python manage.py load``
+with ``--source``, ``--time`` (the crawl's data version, which Process stores as ``collection.data_version``) and
+``--note`` (Process requires a note for a new collection), and the crawl directory as its path argument.
+Process refuses a ``--time`` later than the earliest file modification time; restored files keep their archived
+modification times, which are never earlier than the crawl's start, so the command works as printed. A source
+whose spider no longer exists in Scrapyd also needs ``--force``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import tarfile
+
+import lz4.frame
+from botocore.exceptions import BotoCoreError, ClientError
+
+from kingfisher_archive import bucket as layout
+from kingfisher_archive import crawl as crawls
+
+#: A crawl directory's name (Kingfisher Collect's ``crawl_time``/``start_time``): the version in a member path.
+VERSION = re.compile(r"\d{8}_\d{6}")
+#: Suffix of the crawl directory while it is being written and before it is verified.
+INCOMPLETE = ".incomplete"
+#: Suffix of the restored log, beside the crawl directory.
+LOG_SUFFIX = ".scrapy.log"
+READ_SIZE = 1 << 20
+#: Directory members a tar may hold before its crawl (``home``, ``home/ocdskfs``, ...): a handful in practice.
+MAX_DIRECTORIES_ABOVE = 64
+#: Tar member names are bytes; undecodable ones round-trip through surrogates, like os.fsdecode.
+TAR_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+_MONTH_OBJECT = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>[^/]+)$")
+
+
+class RestoreError(Exception):
+    """The month cannot be restored as asked, or what came out of the archive is not what was archived."""
+
+
+def _s3(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def _client_error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def walk_key(relpath: str) -> tuple:
+    """Sort key that puts a crawl's file paths in :func:`kingfisher_archive.crawl.walk` (checksum) order.
+
+    At each level a folder's files come before its subfolders, each group sorted by name.
+    """
+    parts = relpath.split("/")
+    return tuple((1, part) for part in parts[:-1]) + ((0, parts[-1]),)
+
+
+class CrawlMembers:
+    """Maps the member names of one crawl's tar to paths inside the crawl, refusing everything else.
+
+    The first member that names ``<source_id>/<YYYYMMDD_HHMMSS>`` fixes the crawl (and what comes before it in
+    the path, for 2021 archives); every later member must be inside that same crawl. Directory members above the
+    crawl (``home``, ``home/ocdskfs``, ...) are skipped, wherever they appear.
+    """
+
+    def __init__(self, source_id: str, data_version: str | None = None) -> None:
+        self.source_id = source_id
+        self.data_version = data_version
+        self.head: tuple[str, ...] | None = None  # member path components of the crawl directory
+        self._before: list[tuple[str, tuple[str, ...]]] = []  # directories seen before the crawl was found
+
+    @staticmethod
+    def refuse(name: str, why: str):
+        raise RestoreError(f"refused archive member {name!r}: {why}")
+
+    def relpath(self, member: tarfile.TarInfo) -> str | None:
+        """The member's path inside the crawl (``""`` for the crawl directory), or ``None`` to skip it."""
+        name = member.name
+        parts = tuple(part for part in name.split("/") if part not in ("", "."))
+        if ".." in parts:
+            self.refuse(name, "it has a '..' component")
+        if not (member.isreg() or member.isdir()):
+            kind = "a link" if member.issym() or member.islnk() else "a device, FIFO or other special file"
+            self.refuse(name, f"it is {kind}; a crawl holds only folders and regular files")
+        if self.head is None:
+            found = next(
+                (i for i in range(len(parts) - 1) if parts[i] == self.source_id and VERSION.fullmatch(parts[i + 1])),
+                None,
+            )
+            if found is None:
+                if member.isdir() and len(self._before) < MAX_DIRECTORIES_ABOVE:
+                    self._before.append((name, parts))
+                    return None
+                self.refuse(name, f"it is not inside a crawl of {self.source_id!r}")
+            version = parts[found + 1]
+            if self.data_version is not None and version != self.data_version:
+                self.refuse(name, f"it belongs to crawl {version}, not {self.data_version}")
+            self.data_version = version
+            self.head = parts[: found + 2]
+            for earlier, earlier_parts in self._before:
+                if not self._above(earlier_parts):
+                    self.refuse(earlier, f"it is outside the crawl {self.source_id}/{version}")
+        if parts[: len(self.head)] == self.head:
+            rest = parts[len(self.head) :]
+            if not rest and not member.isdir():
+                self.refuse(name, "the crawl directory itself is not a directory")
+            return "/".join(rest)
+        if member.isdir() and self._above(parts):
+            return None
+        self.refuse(name, f"it is outside the crawl {self.source_id}/{self.data_version}")
+
+    def _above(self, parts: tuple[str, ...]) -> bool:
+        return len(parts) < len(self.head) and self.head[: len(parts)] == parts
+
+
+def stream_archive(client, bucket: str, key: str):
+    """Open ``key`` as a tar stream: yields ``(tar, compressed)``; nothing is buffered beyond a read's worth.
+
+    Used as ``with stream_archive(...) as (tar, lz4_file):``. After the tar's end, call :func:`drain` on the LZ4
+    file so that its frame's end (and content checksum) is read and checked too.
+    """
+    return _ArchiveStream(client, bucket, key)
+
+
+class _ArchiveStream:
+    def __init__(self, client, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+
+    def __enter__(self):
+        response = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        self.body = response["Body"]
+        try:
+            self.compressed = lz4.frame.open(self.body, "rb")
+            self.tar = tarfile.open(fileobj=self.compressed, mode="r|", **TAR_ENCODING)
+        except BaseException:
+            self.body.close()
+            raise
+        return self.tar, self.compressed
+
+    def __exit__(self, *exc) -> None:
+        self.tar.close()
+        self.compressed.close()
+        self.body.close()
+
+
+def drain(compressed) -> None:
+    """Read an LZ4 stream to its end, so a truncated frame or a wrong content checksum raises."""
+    while compressed.read(READ_SIZE):
+        pass
+
+
+#: What a broken download, a damaged LZ4 frame or a malformed tar raise while streaming.
+STREAM_ERRORS = (tarfile.TarError, EOFError, RuntimeError, BotoCoreError)
+
+
+def _inside(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
+
+
+def _check_forbidden(path: str, shown: str, forbidden: list[str]) -> None:
+    real = os.path.realpath(path)
+    for directory in forbidden:
+        if directory and _inside(real, os.path.realpath(directory)):
+            raise RestoreError(
+                f"refusing to restore into {shown}: it is inside {directory}, where restored files would be "
+                "archived (and deleted) again; choose a directory outside it"
+            )
+
+
+def _destination(target: str, source_id: str, data_version: str, forbidden: list[str]) -> tuple[str, str]:
+    """The crawl directory and log path a restore writes; refuse if they exist or are forbidden."""
+    directory = os.path.join(target, source_id, data_version)
+    log_path = directory + LOG_SUFFIX
+    real_target = os.path.realpath(target)
+    for path in (directory, log_path, directory + INCOMPLETE):
+        _check_forbidden(path, path, forbidden)
+        if not _inside(os.path.realpath(path), real_target):
+            raise RestoreError(f"refusing to restore to {path}: a symbolic link leads it outside {target}")
+        if path != directory + INCOMPLETE and os.path.lexists(path):
+            raise RestoreError(
+                f"{path} already exists: refusing to overwrite it; restore into another directory or move it away"
+            )
+    return directory, log_path
+
+
+def _time(data_version: str) -> str:
+    parsed = crawls.parse_data_version(data_version)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def reload_command(source_id: str, data_version: str, directory: str, note: str) -> str:
+    """The Kingfisher Process (v2) command, run in Process's directory, that loads a restored crawl."""
+    return shlex.join(
+        [
+            "python",
+            "manage.py",
+            "load",
+            "--source",
+            source_id,
+            "--time",
+            _time(data_version),
+            "--note",
+            note,
+            directory,
+        ]
+    )
+
+
+def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) -> tuple[str, layout.ArchivedCrawl]:
+    try:
+        key = layout.Bucket(client, bucket).months(source_id).get((year, month))
+    except ClientError as e:
+        raise RestoreError(f"cannot list {_s3(bucket, source_id + '/')}: {_client_error_code(e)}") from None
+    if key is None:
+        where = _s3(bucket, layout.month_prefix(source_id, year, month))
+        raise RestoreError(f"no archive of {source_id} for {year:04d}-{month:02d}: {where} has no {layout.METADATA}")
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as e:
+        raise RestoreError(f"cannot read {_s3(bucket, key)}: {_client_error_code(e)}") from None
+    try:
+        return key, layout.parse_metadata(key, source_id, year, month, body)
+    except layout.MetadataError as e:
+        raise RestoreError(f"cannot restore from {_s3(bucket, key)}: {e}") from None
+
+
+def restore(
+    client,
+    bucket: str,
+    source_id: str,
+    year: int,
+    month: int,
+    target_directory: str,
+    *,
+    forbidden_directories=(),
+    data_version: str | None = None,
+) -> dict:
+    """Restore the crawl archived for ``source_id`` in ``year``-``month`` under ``target_directory``; verify it.
+
+    ``forbidden_directories``: directories the target must not be in (the DAG passes Kingfisher Collect's
+    FILES_STORE, where a restored crawl would be archived again). ``data_version``: the crawl the caller expects;
+    the restore fails if the month holds another one. Raises :class:`RestoreError` with a message for a person.
+    """
+    problem = crawls.source_id_problem(source_id)
+    if problem:
+        raise RestoreError(problem)
+    if data_version is not None:
+        try:
+            crawls.parse_data_version(data_version)
+        except ValueError as e:
+            raise RestoreError(str(e)) from None
+    forbidden = [str(directory) for directory in forbidden_directories if directory]
+    target = os.path.abspath(target_directory)
+    _check_forbidden(target, target, forbidden)
+
+    metadata_key, archived = _month_metadata(client, bucket, source_id, year, month)
+    prefix = metadata_key[: -len(layout.METADATA)]
+    data_key = prefix + layout.DATA
+    if data_version is not None and archived.data_version is not None and archived.data_version != data_version:
+        raise RestoreError(
+            f"{_s3(bucket, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
+            "the month holds another crawl"
+        )
+    expected_version = data_version or archived.data_version
+    if expected_version is not None:
+        _destination(target, source_id, expected_version, forbidden)
+
+    os.makedirs(target, exist_ok=True)
+    members = CrawlMembers(source_id, expected_version)
+    staging = directory = log_path = None
+    try:
+        with stream_archive(client, bucket, data_key) as (tar, compressed):
+            for member in tar:
+                relpath = members.relpath(member)
+                if relpath is None:
+                    continue
+                if staging is None:
+                    directory, log_path = _destination(target, source_id, members.data_version, forbidden)
+                    staging = directory + INCOMPLETE
+                    # What an earlier restore of this crawl that did not finish left: ours, by its name.
+                    if os.path.isdir(staging) and not os.path.islink(staging):
+                        shutil.rmtree(staging)
+                    elif os.path.lexists(staging):
+                        os.remove(staging)
+                    os.makedirs(staging)
+                name = os.path.relpath(staging, target) + (f"/{relpath}" if relpath else "")
+                try:
+                    tar.extract(member.replace(name=name, deep=False), path=target, filter="data")
+                except tarfile.FilterError as e:
+                    CrawlMembers.refuse(member.name, str(e))
+            drain(compressed)
+    except RestoreError as e:
+        raise RestoreError(f"{_s3(bucket, data_key)}: {e}{_left(staging)}") from None
+    except ClientError as e:
+        code = _client_error_code(e)
+        if code in ("NoSuchKey", "404"):
+            raise RestoreError(
+                f"{_s3(bucket, data_key)} is missing (the month has {layout.METADATA} but no archive)"
+            ) from None
+        raise RestoreError(f"cannot read {_s3(bucket, data_key)}: {code}{_left(staging)}") from None
+    except STREAM_ERRORS as e:
+        raise RestoreError(f"{_s3(bucket, data_key)} is unreadable ({e}){_left(staging)}") from None
+    except OSError as e:
+        raise RestoreError(f"cannot write the crawl restored from {_s3(bucket, data_key)}: {e}{_left(staging)}") from e
+    if staging is None:
+        raise RestoreError(f"{_s3(bucket, data_key)} holds no crawl of {source_id}")
+
+    version = members.data_version
+    summary = crawls.summarise(staging)
+    verified = []
+    differences = []
+    if summary.bytes != archived.bytes:
+        differences.append(f"{summary.bytes} bytes, the metadata says {archived.bytes}")
+    verified.append("bytes")
+    data_files = archived.raw.get("data_files")
+    if isinstance(data_files, int) and not isinstance(data_files, bool):
+        if summary.files != data_files:
+            differences.append(f"{summary.files} files, the metadata says {data_files}")
+        verified.append("files")
+    if archived.checksum is not None:
+        actual = crawls.checksum(staging)
+        if actual != archived.checksum:
+            differences.append(f"checksum {actual}, the metadata says {archived.checksum}")
+        verified.append("checksum")
+    if differences:
+        raise RestoreError(
+            f"the crawl restored from {_s3(bucket, data_key)} does not match {layout.METADATA}: "
+            f"{'; '.join(differences)}{_left(staging)}"
+        )
+
+    restored_log = _restore_log(client, bucket, prefix + layout.LOG, log_path)
+    if os.path.lexists(directory):
+        raise RestoreError(f"{directory} appeared while restoring: the verified crawl is left in {staging}")
+    os.rename(staging, directory)
+
+    note = f"Restored from {_s3(bucket, data_key)}"
+    return {
+        "source_id": source_id,
+        "data_version": version,
+        "year": year,
+        "month": month,
+        "archive": _s3(bucket, data_key),
+        "generation": archived.generation,
+        "directory": directory,
+        "log": restored_log,
+        "bytes": summary.bytes,
+        "files": summary.files,
+        "checksum": archived.checksum,
+        "checksum_verified": archived.checksum is not None,
+        "verified": verified,
+        "note": None if archived.checksum else "late-2020 metadata: only the size (data_size) was verified",
+        "reload_command": reload_command(source_id, version, directory, note),
+    }
+
+
+def _left(staging: str | None) -> str:
+    if staging and os.path.lexists(staging):
+        return f"; what was restored is left in {staging}"
+    return ""
+
+
+def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
+    """Download the month's scrapy.log beside the crawl directory; ``None`` if the month has no log."""
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if _client_error_code(e) in ("NoSuchKey", "404"):
+            return None
+        raise RestoreError(f"cannot read {_s3(bucket, key)}: {_client_error_code(e)}") from None
+    partial = log_path + INCOMPLETE
+    try:
+        with open(partial, "wb") as f:
+            shutil.copyfileobj(response["Body"], f, READ_SIZE)
+            size = f.tell()
+    except BotoCoreError as e:
+        raise RestoreError(f"cannot read {_s3(bucket, key)} ({e})") from None
+    if size != response["ContentLength"]:
+        raise RestoreError(f"{_s3(bucket, key)} holds {response['ContentLength']} bytes, {size} arrived")
+    os.rename(partial, log_path)
+    return log_path
+
+
+def list_months(client, bucket: str, source_id: str) -> list[dict]:
+    """Every month of a source in the bucket, oldest first, with what its metadata says; never raises for one month.
+
+    Each row: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files`` (``data_files``, ours only),
+    ``compressed_bytes`` (the size of ``data.tar.lz4``, ``None`` if missing), ``log`` (whether ``scrapy.log`` is
+    there), ``generation`` (``"2021"`` for 2021 and this package's metadata, ``"2020"``) and ``problem`` (``None``
+    if the month can be restored).
+    """
+    problem = crawls.source_id_problem(source_id)
+    if problem:
+        raise RestoreError(problem)
+    start = f"{source_id}/"
+    months: dict[str, dict[str, int]] = {}
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=start):
+        for item in page.get("Contents", []):
+            match = _MONTH_OBJECT.match(item["Key"][len(start) :])
+            if match and 1 <= int(match["month"]) <= 12:
+                prefix = f"{start}{match['year']}/{match['month']}/"
+                months.setdefault(prefix, {})[match["name"]] = item["Size"]
+    chosen = layout.Bucket(client, bucket).months(source_id)
+    rows = []
+    for prefix, objects in months.items():
+        year, month = (int(part) for part in prefix[len(start) : -1].split("/"))
+        row = {
+            "year": year,
+            "month": month,
+            "prefix": prefix,
+            "data_version": None,
+            "bytes": None,
+            "files": None,
+            "compressed_bytes": objects.get(layout.DATA),
+            "log": layout.LOG in objects,
+            "generation": None,
+            "problem": None,
+        }
+        problems = []
+        if layout.METADATA in objects:
+            key = prefix + layout.METADATA
+            try:
+                archived = layout.parse_metadata(key, source_id, year, month, _read(client, bucket, key))
+            except layout.MetadataError as e:
+                problems.append(f"metadata unreadable: {e}")
+            except ClientError as e:
+                problems.append(f"metadata unreadable: {_client_error_code(e)}")
+            else:
+                data_files = archived.raw.get("data_files")
+                row.update(
+                    data_version=archived.data_version,
+                    bytes=archived.bytes,
+                    files=data_files if isinstance(data_files, int) else None,
+                    generation=archived.generation,
+                )
+            if chosen.get((year, month)) not in (None, key):
+                problems.append(f"not restored: {chosen[(year, month)][: -len(layout.METADATA)]} is the same month")
+        else:
+            problems.append("metadata missing")
+        if layout.DATA not in objects:
+            problems.append("data object missing")
+        row["problem"] = "; ".join(problems) or None
+        rows.append(row)
+    rows.sort(key=lambda row: (row["year"], row["month"], row["prefix"]))
+    return rows
+
+
+def _read(client, bucket: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
