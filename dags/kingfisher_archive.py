@@ -31,7 +31,6 @@ Settings: Connections `kingfisher_process` and `kingfisher_archive_s3`; Variable
 import os
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag
 
 from kingfisher_archive import tasks
@@ -42,7 +41,7 @@ from kingfisher_archive import tasks
     dag_display_name="Kingfisher Archive",
     description="Archive loaded Kingfisher Collect crawls to S3, verify them, delete them locally",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=tasks.START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

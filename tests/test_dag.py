@@ -233,3 +233,53 @@ def test_a_missing_or_broken_setting_fails_the_first_task_naming_it_and_touches_
 def task_lines(output: str) -> str:
     """The lines where Airflow names a task instance (to see which tasks ran)."""
     return "\n".join(line for line in output.splitlines() if "Task started" in line or "task_id=" in line)
+
+
+def tree(directory) -> dict:
+    """Every file under ``directory`` (relative bytes path) with its contents; folders map to None."""
+    found = {}
+    base = os.fsencode(directory)
+    for root, dirs, files in os.walk(base):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(root, name), base)] = None
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                found[os.path.relpath(os.path.join(root, name), base)] = f.read()
+    return found
+
+
+def test_every_archived_crawl_restores_byte_for_byte_and_the_audit_names_problems(mixed, schema, tmp_path):
+    from kingfisher_archive import restore
+
+    host, airflow, client, bucket = mixed
+    archived = [crawl_id for crawl_id, (status, _) in EXPECTED[schema].items() if status == "archived"]
+    before = {crawl_id: tree(host.crawls[crawl_id].directory) for crawl_id in archived}
+    assert airflow.run().succeeded
+
+    # Through the restore DAG, as an operator would.
+    target = tmp_path / "restored"
+    target.mkdir()
+    conf = {"source_id": "scotland", "year": 2020, "month": 9, "target_directory": str(target)}
+    run = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-28")
+    assert run.succeeded, run.output[-5000:]
+    assert "python manage.py load --source scotland" in run.output
+    assert tree(target / "scotland" / "20200920_101010") == before["scotland/20200920_101010"]
+    # And every other archived crawl through the same function.
+    for crawl_id in archived:
+        source_id, version = crawl_id.split("/")
+        if crawl_id != "scotland/20200920_101010":
+            restore.restore(client, bucket, source_id, int(version[:4]), int(version[4:6]), str(target))
+        assert tree(target / source_id / version) == before[crawl_id]
+
+    # Never into Kingfisher Collect's own directories: those files would be archived again.
+    conf["target_directory"] = host.data_directory
+    refused = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-29")
+    assert not refused.succeeded
+    assert host.data_directory in refused.output
+
+    # The audit finds the seeded month that has metadata but no data, and fails naming its key.
+    audit = airflow.run(dag_id="kingfisher_archive_audit", logical_date="2026-11-28")
+    assert not audit.succeeded
+    assert "uk/2020/11/" in audit.output and "problems it did not repair" in audit.output
+    reported = [line for line in audit.output.splitlines() if line.startswith(("uk/", "scotland/", "kenya/"))]
+    assert reported and all(line.startswith("uk/2020/11/") for line in reported), reported

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 
 from airflow.sdk import BaseHook, TriggerRule, Variable, get_current_context, task
 
+from kingfisher_archive import crawl as crawls
 from kingfisher_archive import settings as config
 from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
@@ -26,6 +28,8 @@ MAX_PARALLEL_ARCHIVES = 2
 #: Bounds parallel uploads across all runs (a backfill and the daily run together); create it with
 #: ``airflow pools set kingfisher_archive 2 "Kingfisher archive uploads"``.
 POOL = "kingfisher_archive"
+#: The first logical date of the scheduled DAGs (fixed, UTC).
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 #: The XCom key under which "decide" leaves every crawl's decision for "summarise".
 DECISIONS = "decisions"
 
@@ -164,3 +168,83 @@ def summarise() -> dict:
             "They stay on disk; clear their 'Archive crawl' tasks to retry."
         )
     return summary
+
+
+# -- restore and audit ---------------------------------------------------------------------------------------------
+
+
+@task(task_display_name="Restore a month's archive")
+def restore_month() -> dict:
+    """Stream one month's archive into the target directory, verify it, and print the reload command."""
+    from kingfisher_archive import restore
+
+    params = get_current_context()["params"]
+    settings = load_settings()
+    year, month = params.get("year"), params.get("month")
+    data_version = (params.get("data_version") or "").strip() or None
+    if data_version:
+        version = crawls.parse_data_version(data_version)
+        year, month = version.year, version.month
+    if not year or not month:
+        raise config.ConfigurationError("Give 'year' and 'month', or a 'data_version' (YYYYMMDD_HHMMSS)")
+    target = (params.get("target_directory") or "").strip()
+    if not target:
+        raise config.ConfigurationError("Give a 'target_directory' to restore into")
+    client = s3_client()
+    _bucket(settings, client).check()
+    result = restore.restore(
+        client,
+        settings.bucket,
+        params["source_id"].strip(),
+        int(year),
+        int(month),
+        target,
+        # Files restored into Kingfisher Collect's directories would be archived again, or taken for a crawl's log.
+        forbidden_directories=[settings.data_directory, settings.logs_directory],
+        data_version=data_version,
+    )
+    logger.info(
+        "Restored %s/%s (%d files, %d bytes%s) into %s\nTo load it into Kingfisher Process, run:\n%s",
+        result["source_id"],
+        result["data_version"],
+        result["files"],
+        result["bytes"],
+        ", checksum verified" if result["checksum_verified"] else ", checksum not verifiable for this archive",
+        result["directory"],
+        result["reload_command"],
+    )
+    return result
+
+
+@task(task_display_name="Audit the bucket")
+def audit_bucket() -> dict:
+    """Check every month against its metadata; with ``repair``, remove stale staging objects and uploads only."""
+    from kingfisher_archive import audit
+
+    params = get_current_context()["params"]
+    settings = load_settings()
+    client = s3_client()
+    _bucket(settings, client).check()
+    report = audit.audit(
+        client, settings.bucket, repair=bool(params.get("repair")), verify_data=bool(params.get("verify_data"))
+    )
+    lines = [
+        f"{p['key']}: {p['problem']}{' (' + p['detail'] + ')' if p.get('detail') else ''}"
+        f"{' - repaired' if p['repaired'] else ''}"
+        for p in report["problems"]
+    ]
+    lines += [f"{w['key']}: warning: {w['warning']} {w.get('detail') or ''}".rstrip() for w in report["warnings"]]
+    logger.info(
+        "Audited %d months of s3://%s: %d problems (%d repaired), %d warnings\n%s",
+        report["months"],
+        settings.bucket,
+        len(report["problems"]),
+        report["repaired"],
+        len(report["warnings"]),
+        "\n".join(lines) or "nothing to report",
+    )
+    if report["unrepaired"]:
+        raise RuntimeError(
+            f"The audit found {report['unrepaired']} problems it did not repair; each is listed above by key"
+        )
+    return report

@@ -78,8 +78,14 @@ class AirflowHome:
         env.update(self.extra_env)
         return env
 
-    def run(self, logical_date: str = "2026-11-27", conf: dict | None = None, timeout: int = 600) -> DagRun:
-        command = [AIRFLOW, "dags", "test", "kingfisher_archive", logical_date]
+    def run(
+        self,
+        logical_date: str = "2026-11-27",
+        conf: dict | None = None,
+        timeout: int = 600,
+        dag_id: str = "kingfisher_archive",
+    ) -> DagRun:
+        command = [AIRFLOW, "dags", "test", dag_id, logical_date]
         if conf:
             command += ["--conf", json.dumps(conf)]
         result = subprocess.run(

@@ -1,0 +1,54 @@
+"""
+# Kingfisher Archive: restore
+
+Gets one month's archived crawl back out of the bucket, to reload it into Kingfisher Process.
+
+Trigger it with the **source id** and the **year and month** (or the crawl's **data version**, `YYYYMMDD_HHMMSS`),
+and a **target directory** on the worker. It streams `data.tar.lz4` through LZ4 and tar into
+`<target>/<source_id>/<data_version>/` (no temporary copy), puts the log beside it as
+`<data_version>.scrapy.log`, and verifies the restored files against `metadata.json` (bytes, files, and the XXH3
+checksum when the archive has one). The task log ends with the Kingfisher Process command to run next.
+
+It refuses to restore into Kingfisher Collect's data or logs directories (the files would be archived again), and
+refuses hostile archives (absolute paths, `..`, links, device files).
+"""
+
+from airflow.sdk import Param, dag
+
+from kingfisher_archive import tasks
+
+
+@dag(
+    dag_id="kingfisher_archive_restore",
+    dag_display_name="Kingfisher Archive: restore",
+    description="Restore one month's archived crawl from the bucket and verify it",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["kingfisher"],
+    params={
+        "source_id": Param("", type="string", minLength=1, title="Source id", description="The spider's name."),
+        "year": Param(None, type=["null", "integer"], title="Year", description="The archive's year."),
+        "month": Param(
+            None, type=["null", "integer"], minimum=1, maximum=12, title="Month", description="The archive's month."
+        ),
+        "data_version": Param(
+            "",
+            type=["null", "string"],
+            title="Data version",
+            description="Instead of year and month: the crawl's YYYYMMDD_HHMMSS, which the month must hold.",
+        ),
+        "target_directory": Param(
+            "",
+            type="string",
+            minLength=1,
+            title="Target directory",
+            description="A directory on the worker to restore into; not Kingfisher Collect's data or logs directory.",
+        ),
+    },
+)
+def kingfisher_archive_restore():
+    tasks.restore_month()
+
+
+kingfisher_archive_restore()
