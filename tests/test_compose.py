@@ -44,7 +44,7 @@ VARIABLES = (
     "kingfisher_archive_ledger",
     "kingfisher_archive_storage_class",
 )
-OTHER_SETTINGS = ("KINGFISHER_ARCHIVE_RETRIES", "KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS")
+OTHER_SETTINGS = ("KINGFISHER_ARCHIVE_RETRIES", "KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS", "KINGFISHER_ARCHIVE_QUEUE")
 WANTED_NAMES = (
     *(f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in CONNECTIONS),
     *(f"AIRFLOW_VAR_{name.upper()}" for name in VARIABLES),

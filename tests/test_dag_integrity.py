@@ -30,7 +30,7 @@ if dag is not None:
         params={k: {"default": v.value, "title": v.schema.get("title"), "description": v.description}
                 for k, v in dag.params.items()},
         tasks={t.task_id: {"retries": t.retries, "retry_delay": t.retry_delay.total_seconds(),
-                           "downstream": sorted(t.downstream_task_ids), "pool": t.pool,
+                           "downstream": sorted(t.downstream_task_ids), "pool": t.pool, "queue": t.queue,
                            "max_active_tis_per_dagrun": t.max_active_tis_per_dagrun} for t in dag.tasks},
     )
 print(json.dumps(out))
@@ -73,10 +73,23 @@ def test_the_dag_parses_without_database_or_network_and_keeps_its_contract(tmp_p
     assert {t["retry_delay"] for t in dag["tasks"].values()} == {300}
 
 
-def test_retries_come_from_the_environment(tmp_path):
-    dag = load(tmp_path, KINGFISHER_ARCHIVE_RETRIES="0", KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS="7")
+def test_retries_and_the_host_queue_come_from_the_environment(tmp_path):
+    dag = load(
+        tmp_path,
+        KINGFISHER_ARCHIVE_RETRIES="0",
+        KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS="7",
+        KINGFISHER_ARCHIVE_QUEUE="kingfisher_collect_host",
+    )
     assert {t["retries"] for t in dag["tasks"].values()} == {0}
     assert {t["retry_delay"] for t in dag["tasks"].values()} == {7}
+    # Whatever touches the crawls' files runs on the Kingfisher host's worker; the summary can run anywhere.
+    assert {name: t["queue"] for name, t in dag["tasks"].items()} == {
+        "find_crawls": "kingfisher_collect_host",
+        "inspect_crawl": "kingfisher_collect_host",
+        "decide": "kingfisher_collect_host",
+        "archive_crawl": "kingfisher_collect_host",
+        "summarise": "default",
+    }
 
 
 def test_only_the_adapter_and_the_dag_import_airflow():

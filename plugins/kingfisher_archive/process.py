@@ -32,7 +32,7 @@ FROM collection
 WHERE sample IS FALSE
   AND store_end_at IS NOT NULL
   AND transform_type = ''
-  AND deleted_at IS NULL
+  AND deleted_at IS NULL{loaded_before}
 ORDER BY id
 """
 
@@ -45,11 +45,11 @@ WHERE c.sample IS FALSE
   AND c.store_end_at IS NOT NULL
   AND c.transform_type = ''
   AND c.deleted_at IS NULL
-  AND c.source_id NOT LIKE '%\_local'
+  AND c.source_id NOT LIKE '%%\_local'
   AND EXISTS (
       SELECT 1 FROM collection_note n
       WHERE n.collection_id = c.id AND n.note = 'Spider close reason: finished'
-  )
+  ){loaded_before}
 ORDER BY c.id
 """
 
@@ -79,11 +79,24 @@ def _naive_utc(value: datetime) -> datetime:
     return value
 
 
-def loaded_collections(connection) -> tuple[str, list[Collection]]:
-    """The schema generation and the collections whose crawls may be archived."""
+def loaded_collections(connection, loaded_before: datetime | None = None) -> tuple[str, list[Collection]]:
+    """The schema generation and the collections whose crawls may be archived.
+
+    ``loaded_before`` (aware or naive UTC) keeps only collections whose loading ended before it: a run for a past
+    logical date (a backfill) considers what had been loaded by the end of its data interval, nothing later.
+    """
     schema = detect_schema(connection)
+    parameters: tuple = ()
+    clause = ""
+    if loaded_before is not None:
+        moment = _naive_utc(loaded_before)
+        if schema == "v1":  # timestamp without time zone, holding UTC
+            clause, parameters = "\n  AND store_end_at < %s", (moment,)
+        else:  # timestamptz
+            clause, parameters = "\n  AND c.store_end_at < %s", (moment.replace(tzinfo=UTC),)
+    query = (V1_QUERY if schema == "v1" else V2_QUERY).format(loaded_before=clause)
     with connection.cursor() as cursor:
-        cursor.execute(V1_QUERY if schema == "v1" else V2_QUERY)
+        cursor.execute(query, parameters)
         rows = cursor.fetchall()
     collections = [
         Collection(int(row[0]), row[1], _naive_utc(row[2]), row[3] or None) for row in rows if row[2] is not None

@@ -28,6 +28,9 @@ MAX_PARALLEL_ARCHIVES = 2
 #: Bounds parallel uploads across all runs (a backfill and the daily run together); create it with
 #: ``airflow pools set kingfisher_archive 2 "Kingfisher archive uploads"``.
 POOL = "kingfisher_archive"
+#: The Celery queue of a worker on the Kingfisher Collect host. Every task that reads or deletes the crawls' files
+#: must run where they are; only the summary and the audit can run anywhere.
+HOST_QUEUE = os.environ.get("KINGFISHER_ARCHIVE_QUEUE") or "default"
 #: The first logical date of the scheduled DAGs (fixed, UTC).
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 #: The XCom key under which "decide" leaves every crawl's decision for "summarise".
@@ -84,18 +87,22 @@ def _label(crawl: dict) -> None:
     get_current_context()["crawl_label"] = f"{crawl['source_id']}/{crawl['data_version']}"
 
 
-@task(task_display_name="Find loaded crawls")
+@task(task_display_name="Find loaded crawls", queue=HOST_QUEUE)
 def find_crawls() -> list[dict]:
     """Check the settings, the bucket and Kingfisher Process; list the loaded crawls still on disk."""
-    params, _ = _params()
+    context = get_current_context()
+    params = context["params"]
     settings = load_settings()
     _bucket(settings).check()
+    # A run for a past logical date (a backfill) considers only what was loaded by the end of its data interval;
+    # a manual run without a logical date considers everything loaded.
+    loaded_before = context.get("data_interval_end")
     connection = process_connection()
     try:
-        schema, collections = loaded_collections(connection)
+        schema, collections = loaded_collections(connection, loaded_before)
     finally:
         connection.close()
-    logger.info("Kingfisher Process schema %s", schema)
+    logger.info("Kingfisher Process schema %s; collections loaded before %s", schema, loaded_before or "now")
     if params.get("dry_run") and not os.path.exists(settings.ledger):
         settled = set()
     else:
@@ -103,14 +110,14 @@ def find_crawls() -> list[dict]:
     return steps.find(settings, collections, settled, bool(params.get("reevaluate")))["crawls"]
 
 
-@task(task_display_name="Inspect crawl", map_index_template="{{ crawl_label }}")
+@task(task_display_name="Inspect crawl", map_index_template="{{ crawl_label }}", queue=HOST_QUEUE)
 def inspect_crawl(crawl: dict) -> dict:
     """Match the crawl's log, count its files and bytes, and apply the reject reasons."""
     _label(crawl)
     return steps.inspect(load_settings(), crawl)
 
 
-@task(task_display_name="Decide what to archive", trigger_rule=TriggerRule.NONE_FAILED)
+@task(task_display_name="Decide what to archive", trigger_rule=TriggerRule.NONE_FAILED, queue=HOST_QUEUE)
 def decide(inspected: list[dict] | None = None) -> list[dict]:
     """Compare each acceptable crawl with its month and the latest earlier month in the bucket.
 
@@ -134,6 +141,7 @@ def decide(inspected: list[dict] | None = None) -> list[dict]:
     map_index_template="{{ crawl_label }}",
     max_active_tis_per_dagrun=MAX_PARALLEL_ARCHIVES,
     pool=POOL,
+    queue=HOST_QUEUE,
 )
 def archive_crawl(plan: dict) -> dict:
     """Stream the crawl to the bucket, verify it there, then delete it locally."""
@@ -173,7 +181,7 @@ def summarise() -> dict:
 # -- restore and audit ---------------------------------------------------------------------------------------------
 
 
-@task(task_display_name="Restore a month's archive")
+@task(task_display_name="Restore a month's archive", queue=HOST_QUEUE)
 def restore_month() -> dict:
     """Stream one month's archive into the target directory, verify it, and print the reload command."""
     from kingfisher_archive import restore
