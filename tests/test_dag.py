@@ -132,6 +132,17 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
     assert ledger_rows(airflow) == expected
     assert "superseded by scotland/20200920_101010" in run.output
 
+    # The UI labels each mapped task with its crawl (read back from Airflow's own metadata database).
+    with sqlite3.connect(os.path.join(airflow.home, "airflow.db")) as connection:
+        labels = connection.execute(
+            "SELECT task_id, rendered_map_index FROM task_instance WHERE dag_id = 'kingfisher_archive'"
+            " AND map_index >= 0"
+        ).fetchall()
+    assert sorted(label for task, label in labels if task == "inspect_crawl") == sorted(expected)
+    assert sorted(label for task, label in labels if task == "archive_crawl") == sorted(
+        crawl_id for crawl_id, (status, _) in expected.items() if status == "archived"
+    )
+
     # A second run finds nothing new and changes nothing.
     before_bucket, before_disk = objects(client, bucket), disk(host)
     second = airflow.run(logical_date="2026-11-28")

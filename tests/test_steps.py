@@ -167,7 +167,8 @@ def test_the_summary_counts_outcomes_and_fails_nothing_on_a_dry_run():
         {"id": "b/1", "status": "to_archive", "reason": "new_period"},
         {"id": "b/2", "status": "not_archived", "reason": "same_period"},
     ]
-    results = {"a/1": {"bytes": 700, "compressed_bytes": 100}}
+    decisions[3]["compared_with"] = "b/0"
+    results = {"a/1": {"bytes": 7_000_000, "compressed_bytes": 1_000_000, "seconds": 2.0}}
     summary = steps.summarise(decisions, results, dry_run=False)
     assert (summary["archived"], summary["failed"], summary["rejected"], summary["not_archived"]) == (
         1,
@@ -175,7 +176,16 @@ def test_the_summary_counts_outcomes_and_fails_nothing_on_a_dry_run():
         {"not_finished": 1},
         1,
     )
-    assert (summary["bytes_archived"], summary["compressed_bytes"], summary["bytes_freed"]) == (700, 100, 700)
+    assert (summary["bytes_archived"], summary["compressed_bytes"], summary["bytes_freed"]) == (
+        7_000_000,
+        1_000_000,
+        7_000_000,
+    )
+    archived = summary["rows"][0]
+    assert (archived["status"], archived["ratio"], archived["mb_per_second"]) == ("archived", 7.0, 3.5)
+    table = steps.format_table(summary)
+    assert "a/1" in table and "7.0" in table and "3.5" in table
+    assert "against b/0" in table  # what a kept crawl was measured against
     dry = steps.summarise(decisions, {}, dry_run=True)
     assert (dry["would_archive"], dry["failed"]) == (2, [])
     assert "a/2" in steps.format_table(summary) and "not_finished" in steps.format_table(summary)

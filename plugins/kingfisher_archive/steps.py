@@ -21,6 +21,7 @@ from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+MiB = 1 << 20
 #: Clocks and time zones differ between hosts; a data version further ahead than this is not a real crawl time.
 FUTURE_TOLERANCE = timedelta(days=1)
 #: Airflow refuses to map a task over more than 1,024 items by default; beyond this, the rest waits a day.
@@ -390,7 +391,14 @@ def summarise(decisions: list[dict], results: dict[str, dict], dry_run: bool) ->
     failed = []
     totals = Counter()
     for d in decisions:
-        row = {"id": d["id"], "status": d["status"], "reason": d["reason"], "detail": d.get("detail")}
+        row = {
+            "id": d["id"],
+            "status": d["status"],
+            "reason": d["reason"],
+            "detail": d.get("detail"),
+            "compared_with": d.get("compared_with"),
+            "bytes": d.get("bytes"),
+        }
         result = results.get(d["id"])
         if d["status"] == "to_archive":
             if dry_run:
@@ -401,7 +409,11 @@ def summarise(decisions: list[dict], results: dict[str, dict], dry_run: bool) ->
             else:
                 row["status"] = "archived"
                 row["bytes"] = result.get("bytes")
-                row["compressed_bytes"] = result.get("compressed_bytes")
+                row["compressed_bytes"] = compressed = result.get("compressed_bytes")
+                if compressed:
+                    row["ratio"] = round(row["bytes"] / compressed, 2)
+                if result.get("seconds"):
+                    row["mb_per_second"] = round(row["bytes"] / 1e6 / result["seconds"], 1)
                 totals["bytes_archived"] += result.get("bytes") or 0
                 totals["compressed_bytes"] += result.get("compressed_bytes") or 0
                 totals["bytes_freed"] += result.get("bytes") or 0
@@ -426,14 +438,26 @@ def summarise(decisions: list[dict], results: dict[str, dict], dry_run: bool) ->
 
 
 def format_table(summary: dict) -> str:
-    """A plain-text table of the summary for the task log."""
-    lines = [f"{'crawl':<45} {'outcome':<14} {'reason':<32} detail"]
+    """A plain-text table of the summary for the task log: every crawl, what happened, why, and the figures."""
+
+    def mib(value) -> str:
+        return f"{value / MiB:.1f}" if value is not None else ""
+
+    header = f"{'crawl':<40} {'outcome':<13} {'reason':<26} {'MiB':>9} {'LZ4 MiB':>9} {'ratio':>5} {'MB/s':>6}"
+    lines = [header + "  why / detail"]
     for row in summary["rows"]:
-        lines.append(f"{row['id']:<45} {row['status']:<14} {row['reason'] or '':<32} {row.get('detail') or ''}")
+        why = row.get("detail") or ""
+        if row.get("compared_with") and row["status"] in ("not_archived", "archived", "would_archive"):
+            why = f"against {row['compared_with']}" + (f"; {why}" if why else "")
+        lines.append(
+            f"{row['id']:<40} {row['status']:<13} {row['reason'] or '':<26} {mib(row.get('bytes')):>9} "
+            f"{mib(row.get('compressed_bytes')):>9} {row.get('ratio') or '':>5} {row.get('mb_per_second') or '':>6}"
+            f"  {why}"
+        )
     lines.append(
         f"{summary['archived']} archived, {summary['would_archive']} would be archived, "
         f"{sum(summary['rejected'].values())} rejected, {summary['not_archived']} kept as not better, "
-        f"{summary['held']} held, {len(summary['failed'])} failed; {summary['bytes_archived']} bytes archived as "
-        f"{summary['compressed_bytes']} compressed; {summary['bytes_freed']} bytes freed on disk"
+        f"{summary['held']} held, {len(summary['failed'])} failed; {mib(summary['bytes_archived'])} MiB archived as "
+        f"{mib(summary['compressed_bytes'])} MiB; {mib(summary['bytes_freed'])} MiB freed on disk"
     )
     return "\n".join(lines)
