@@ -16,7 +16,10 @@ Each run:
    holds in the bucket, and records every decision and its reason in the ledger.
 4. **Archive crawl** (one per chosen crawl): streams it to the bucket, verifies it there, then deletes the
    crawl directory and its log.
-5. **Summarise the run**: one line per crawl with its outcome and reason; fails if a chosen crawl was not archived.
+5. **Sweep old crawls** (opt-in, Variable `kingfisher_archive_retention_days`): deletes crawls that Process loaded
+   and this package decided not to keep, once older than that many days (the old 90-day cron).
+6. **Summarise the run**: one line per crawl with its outcome, reason and figures, and what was swept; fails if a
+   chosen crawl was not archived.
 
 Everything else (rejected crawls, crawls that lost to a better one, crawls not yet loaded) stays on disk.
 
@@ -71,7 +74,7 @@ def kingfisher_archive():
     crawls = tasks.find_crawls()
     inspected = tasks.inspect_crawl.expand(crawl=crawls)
     chosen = tasks.decide(inspected)
-    tasks.archive_crawl.expand(plan=chosen) >> tasks.summarise()
+    tasks.archive_crawl.expand(plan=chosen) >> tasks.sweep_old_crawls() >> tasks.summarise()
 
 
 kingfisher_archive()

@@ -294,3 +294,29 @@ def test_every_archived_crawl_restores_byte_for_byte_and_the_audit_names_problem
     assert "uk/2020/11/" in audit.output and "problems it did not repair" in audit.output
     reported = [line for line in audit.output.splitlines() if line.startswith(("uk/", "scotland/", "kenya/"))]
     assert reported and all(line.startswith("uk/2020/11/") for line in reported), reported
+
+
+@pytest.mark.parametrize("schema", ["v1"])
+def test_local_retention_sweeps_old_crawls_that_were_loaded_but_not_kept(mixed):
+    host, airflow, client, bucket = mixed
+    airflow.variables["kingfisher_archive_retention_days"] = "30"
+
+    dry = airflow.run(conf={"dry_run": True})
+    assert dry.succeeded, dry.output[-5000:]
+    assert all(disk(host).values())
+
+    run = airflow.run(logical_date="2026-11-28")
+    assert run.succeeded, run.output[-5000:]
+    swept = {crawl_id for crawl_id, (status, _) in EXPECTED_V1.items() if status in ("rejected", "not_archived")}
+    assert {crawl_id for crawl_id, present in disk(host).items() if not present} == swept | {
+        "scotland/20200920_101010"  # archived
+    }
+    for crawl_id in swept:
+        assert f"swept {crawl_id}" in run.output
+    # Never what Process has not loaded (not loaded, unknown, sample, deleted).
+    assert all(host.exists(c) for c in host.crawls if c.startswith("moldova"))
+    assert sorted(objects(client, bucket))[:3] == [
+        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/metadata.json",
+        "scotland/2020/09/scrapy.log",
+    ]

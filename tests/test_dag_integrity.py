@@ -65,7 +65,8 @@ def test_the_dag_parses_without_database_or_network_and_keeps_its_contract(tmp_p
     for param in dag["params"].values():
         assert param["title"] and param["description"]
     assert dag["tasks"]["find_crawls"]["downstream"] == ["inspect_crawl"]
-    assert dag["tasks"]["archive_crawl"]["downstream"] == ["summarise"]
+    assert dag["tasks"]["archive_crawl"]["downstream"] == ["sweep_old_crawls"]
+    assert dag["tasks"]["sweep_old_crawls"]["downstream"] == ["summarise"]
     # Parallel uploads are bounded within a run and, through the pool, across runs (a backfill and the daily run).
     assert dag["tasks"]["archive_crawl"]["pool"] == "kingfisher_archive"
     assert dag["tasks"]["archive_crawl"]["max_active_tis_per_dagrun"] == 2
@@ -88,6 +89,7 @@ def test_retries_and_the_host_queue_come_from_the_environment(tmp_path):
         "inspect_crawl": "kingfisher_collect_host",
         "decide": "kingfisher_collect_host",
         "archive_crawl": "kingfisher_collect_host",
+        "sweep_old_crawls": "kingfisher_collect_host",
         "summarise": "default",
     }
 

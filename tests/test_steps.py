@@ -338,3 +338,54 @@ def test_planning_reads_no_data_file_content_unless_a_checksum_is_needed(host, s
         "paraguay/20200902_052458": ["held", "checksum_failed"],
         "scotland/20200902_052458": ["rejected", "not_finished"],
     }
+
+
+def test_the_retention_sweep_deletes_only_old_settled_loaded_crawls_of_closed_months(host, settings, tmp_path):
+    ledger = Ledger(settings.ledger)
+    kinds = {
+        "a/20200101_000000": ("rejected", "not_finished", True),  # swept
+        "a/20200201_000000": ("not_archived", "same_period", True),  # swept
+        "a/20200301_000000": ("not_archived", "same_period", True),  # its month still has a crawl to archive
+        "a/20200302_000000": ("to_archive", "same_period_more_bytes", True),
+        "a/20200401_000000": ("held", "unreadable_archive_metadata", True),
+        "a/20200501_000000": ("rejected", "not_finished", False),  # Process does not list it as loaded
+        "a/20261120_000000": ("rejected", "not_finished", True),  # too young
+    }
+    for crawl_id, (status, reason, _) in kinds.items():
+        host.add_crawl(*crawl_id.split("/"))
+        ledger.record([{"source_id": "a", "data_version": crawl_id[2:], "status": status, "reason": reason}], "r1")
+    loaded = {("a", crawl_id[2:]) for crawl_id, (_, _, is_loaded) in kinds.items() if is_loaded}
+    now = datetime(2026, 11, 28)
+
+    assert steps.sweep(settings, ledger, loaded, now, dry_run=False) == []  # off unless the Variable is set
+
+    settings = replace(settings, retention_days=90)
+    would = steps.sweep(settings, ledger, loaded, now, dry_run=True)
+    assert [item["id"] for item in would] == ["a/20200101_000000", "a/20200201_000000"]
+    assert all(host.exists(crawl_id) for crawl_id in kinds)  # a dry run deletes nothing
+
+    swept = steps.sweep(settings, ledger, loaded, now, dry_run=False, run_id="r2")
+    assert [item["id"] for item in swept] == ["a/20200101_000000", "a/20200201_000000"]
+    assert {crawl_id: host.exists(crawl_id) for crawl_id in kinds} == {
+        "a/20200101_000000": False,
+        "a/20200201_000000": False,
+        "a/20200301_000000": True,
+        "a/20200302_000000": True,
+        "a/20200401_000000": True,
+        "a/20200501_000000": True,
+        "a/20261120_000000": True,
+    }
+    assert not host.log_exists("a/20200101_000000") and host.log_exists("a/20200301_000000")
+    assert ledger.get("a", "20200101_000000")["status"] == "swept"
+    assert steps.sweep(settings, ledger, loaded, now, dry_run=False) == []  # nothing left to sweep
+
+
+def test_a_retention_that_is_not_a_number_of_days_is_named():
+    from kingfisher_archive import settings as config
+
+    values = {"kingfisher_archive_bucket": "b", "kingfisher_archive_data_directory": "/",
+              "kingfisher_archive_logs_directory": "/", "kingfisher_archive_retention_days": "ninety"}  # fmt: skip
+    with pytest.raises(config.ConfigurationError, match="'kingfisher_archive_retention_days' is 'ninety'"):
+        config.load(values.get)
+    values["kingfisher_archive_retention_days"] = "90"
+    assert config.load(values.get).retention_days == 90

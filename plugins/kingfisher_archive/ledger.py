@@ -12,6 +12,7 @@ Statuses:
 - ``held``: could not be decided (say, its month's metadata.json is unreadable); looked at again next run.
 - ``to_archive``: chosen; its archive task has not finished yet. Not settled: the next run looks again.
 - ``archived``: in the bucket, verified, deleted locally; settled.
+- ``swept``: not archived, and deleted locally by the opt-in retention sweep (the old 90-day cron); settled.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from datetime import UTC, datetime
 
 logger = logging.getLogger(__name__)
 
-SETTLED = ("rejected", "not_archived", "archived")
-STATUSES = ("rejected", "not_archived", "to_archive", "held", "archived")
+SETTLED = ("rejected", "not_archived", "archived", "swept")
+STATUSES = ("rejected", "not_archived", "to_archive", "held", "archived", "swept")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crawl (
@@ -233,6 +234,21 @@ class Ledger:
             connection.execute(
                 "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
                 "VALUES (?, ?, ?, ?, 'archived', NULL)",
+                (now, run_id, source_id, data_version),
+            )
+
+    def mark_swept(self, source_id: str, data_version: str, run_id: str | None) -> None:
+        """Record that the retention sweep deleted a crawl that was kept on disk, keeping its old reason."""
+        now = _now()
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE crawl SET status = 'swept', run_id = ?, updated_at = ? "
+                "WHERE source_id = ? AND data_version = ?",
+                (run_id, now, source_id, data_version),
+            )
+            connection.execute(
+                "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
+                "VALUES (?, ?, ?, ?, 'swept', NULL)",
                 (now, run_id, source_id, data_version),
             )
 

@@ -19,6 +19,7 @@ DATA_DIRECTORY = "kingfisher_archive_data_directory"
 LOGS_DIRECTORY = "kingfisher_archive_logs_directory"
 LEDGER = "kingfisher_archive_ledger"
 STORAGE_CLASS = "kingfisher_archive_storage_class"
+RETENTION_DAYS = "kingfisher_archive_retention_days"
 
 REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
 DEFAULT_STORAGE_CLASS = "STANDARD_IA"
@@ -36,12 +37,23 @@ class Settings:
     logs_directory: str
     ledger: str
     storage_class: str = DEFAULT_STORAGE_CLASS
+    retention_days: int | None = None  # None: local retention is off
 
 
 def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> Settings:
     """Build the settings from a Variable getter that returns ``None`` for a missing Variable."""
-    values = {name: (get(name) or "").strip() for name in (*REQUIRED, LEDGER, STORAGE_CLASS)}
+    values = {name: (get(name) or "").strip() for name in (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS)}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
+    retention_days = None
+    if values[RETENTION_DAYS]:
+        try:
+            retention_days = int(values[RETENTION_DAYS])
+        except ValueError:
+            retention_days = 0
+        if retention_days < 1:
+            problems.append(
+                f"Airflow Variable {RETENTION_DAYS!r} is {values[RETENTION_DAYS]!r}, not a whole number of days >= 1"
+            )
     for name in (DATA_DIRECTORY, LOGS_DIRECTORY):
         path = values[name]
         if path and not os.path.isdir(path):
@@ -55,4 +67,5 @@ def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> S
         logs_directory=os.path.abspath(values[LOGS_DIRECTORY]),
         ledger=os.path.abspath(os.path.expanduser(values[LEDGER] or os.path.join(home, LEDGER_FILE))),
         storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
+        retention_days=retention_days,
     )

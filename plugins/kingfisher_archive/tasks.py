@@ -151,6 +151,27 @@ def archive_crawl(plan: dict) -> dict:
     return steps.archive_and_record(settings, s3_client(), plan, Ledger(settings.ledger), run_id)
 
 
+@task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)
+def sweep_old_crawls() -> list[dict]:
+    """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days)."""
+    context = get_current_context()
+    params, run_id = context["params"], context.get("run_id")
+    settings = load_settings()
+    if not settings.retention_days:
+        logger.info("Local retention is off (Variable %r is not set)", config.RETENTION_DAYS)
+        return []
+    if params.get("dry_run") and not os.path.exists(settings.ledger):
+        return []
+    connection = process_connection()
+    try:
+        _, collections = loaded_collections(connection)
+    finally:
+        connection.close()
+    loaded = {(c.source_id, crawls.format_data_version(c.data_version)) for c in collections}
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return steps.sweep(settings, Ledger(settings.ledger), loaded, now, bool(params.get("dry_run")), run_id)
+
+
 @task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE)
 def summarise() -> dict:
     """Report every crawl's outcome; fail the run if a chosen crawl was not archived."""
@@ -168,7 +189,8 @@ def summarise() -> dict:
                 row = ledger.get(d["source_id"], d["data_version"])
                 if row and row["status"] == "archived" and row["result"]:
                     results[d["id"]] = row["result"]
-    summary = steps.summarise(decisions, results, dry_run)
+    swept = context["ti"].xcom_pull(task_ids="sweep_old_crawls") or []
+    summary = steps.summarise(decisions, results, dry_run, swept)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
     if summary["failed"]:
         raise RuntimeError(
