@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -12,18 +11,7 @@ import lz4.frame
 import pytest
 
 from kingfisher_archive import archiver, crawl
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def client(s3_server):
-    return s3_server.client()
+from tests.harness.kingfisher_host import tree
 
 
 def make_crawl(data, files):
@@ -87,19 +75,6 @@ def extract_with_the_lz4_command(archive_bytes, target):
     else:  # the same standard frame, read by the library
         tar_bytes = lz4.frame.decompress(archive_bytes)
     subprocess.run(["tar", "xf", "-", "-C", str(target)], input=tar_bytes, check=True)
-
-
-def tree(directory):
-    found = {}
-    base = os.fsencode(directory)
-    for root, dirs, files in os.walk(base):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), base)] = None
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, base)] = f.read()
-    return found
 
 
 def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket, tmp_path):

@@ -3,13 +3,11 @@
 import io
 import json
 import os
-import secrets
 import tarfile
 import time
 from datetime import timedelta
 
 import lz4.frame
-import pytest
 
 from kingfisher_archive.audit import audit
 from tests.test_restore import (
@@ -24,18 +22,6 @@ from tests.test_restore import (
 )
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def client(s3_server):
-    return s3_server.client()
 
 
 def all_keys(client, bucket):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import secrets
 import shlex
 import subprocess
 import sys
@@ -10,21 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_restore import archive, put_month, tree
+from tests.harness.kingfisher_host import tree
+from tests.test_restore import archive, put_month
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def client(s3_server):
-    return s3_server.client()
 
 
 @pytest.fixture

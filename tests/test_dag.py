@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from tests.harness.airflow_dag import AirflowHome, migrate
-from tests.harness.kingfisher_host import KingfisherHost, mixed_host
+from tests.harness.kingfisher_host import KingfisherHost, mixed_host, tree
 
 pytestmark = pytest.mark.airflow
 
@@ -244,19 +244,6 @@ def test_a_missing_or_broken_setting_fails_the_first_task_naming_it_and_touches_
 def task_lines(output: str) -> str:
     """The lines where Airflow names a task instance (to see which tasks ran)."""
     return "\n".join(line for line in output.splitlines() if "Task started" in line or "task_id=" in line)
-
-
-def tree(directory) -> dict:
-    """Every file under ``directory`` (relative bytes path) with its contents; folders map to None."""
-    found = {}
-    base = os.fsencode(directory)
-    for root, dirs, files in os.walk(base):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), base)] = None
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                found[os.path.relpath(os.path.join(root, name), base)] = f.read()
-    return found
 
 
 def test_every_archived_crawl_restores_byte_for_byte_and_the_audit_names_problems(mixed, schema, tmp_path):

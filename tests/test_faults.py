@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tarfile
@@ -29,13 +28,6 @@ from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.settings import Settings
 from tests.harness.airflow_dag import REPOSITORY
 from tests.harness.kingfisher_host import KingfisherHost, ocds_files
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
 
 
 @pytest.fixture

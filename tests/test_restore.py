@@ -4,7 +4,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shlex
 import tarfile
 from datetime import UTC
@@ -14,21 +13,10 @@ import pytest
 
 from kingfisher_archive import archiver, crawl
 from kingfisher_archive.restore import RestoreError, list_months, restore
+from tests.harness.kingfisher_host import tree
 
 SOURCE = "scotland"
 VERSION = "20200902_052458"
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def client(s3_server):
-    return s3_server.client()
 
 
 def write_tree(directory, files):
@@ -43,20 +31,6 @@ def write_tree(directory, files):
         with open(path, "wb") as f:
             f.write(content)
     return str(directory)
-
-
-def tree(directory):
-    """Every folder (None) and file (its bytes) under ``directory``, by relative path in bytes."""
-    found = {}
-    base = os.fsencode(directory)
-    for root, dirs, files in os.walk(base):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), base)] = None
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, base)] = f.read()
-    return found
 
 
 def everything_under(directory):

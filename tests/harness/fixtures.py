@@ -45,3 +45,17 @@ def process_database(postgres_server: PostgresServer) -> Iterator[Callable[[str]
     yield make
     for name in names:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the session's S3 server, by name."""
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def client(s3_server: S3Server):
+    """A boto3 S3 client for the session's server, with its credentials."""
+    return s3_server.client()

@@ -214,3 +214,17 @@ def mixed_host(root: str, dsn: str | None, schema: str = "v1") -> tuple[Kingfish
         }
     }
     return host, seeded
+
+
+def tree(directory) -> dict:
+    """Every folder (None) and file (its bytes) under ``directory``, by relative path in bytes: to compare trees."""
+    found = {}
+    base = os.fsencode(directory)
+    for root, dirs, files in os.walk(base):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(root, name), base)] = None
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, base)] = f.read()
+    return found

@@ -151,6 +151,11 @@ class S3Server:
             "-admin.ui=false",
             "-master.telemetry=false",
             "-volume.preStopSeconds=0",
+            # Every bucket is a collection with volumes of its own; tests make hundreds of small buckets. Small
+            # volumes and an explicit ceiling keep weed from running out of volumes (InternalError on writes)
+            # however little disk is free; volumes are not preallocated, so this costs no disk.
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=3000",
         ]
         for component, port in self.ports.items():
             command += [f"-{component}.port={port}", f"-{component}.port.grpc={port + GRPC_OFFSET}"]
