@@ -44,7 +44,8 @@ VARIABLES = (
     "kingfisher_archive_ledger",
     "kingfisher_archive_storage_class",
 )
-OTHER_SETTINGS = ("KINGFISHER_ARCHIVE_RETRIES", "KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS", "KINGFISHER_ARCHIVE_QUEUE")
+COUNT_SETTINGS = ("KINGFISHER_ARCHIVE_RETRIES", "KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS")
+OTHER_SETTINGS = (*COUNT_SETTINGS, "KINGFISHER_ARCHIVE_QUEUE")
 WANTED_NAMES = (
     *(f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in CONNECTIONS),
     *(f"AIRFLOW_VAR_{name.upper()}" for name in VARIABLES),
@@ -318,8 +319,17 @@ def test_the_json_samples_hold_the_two_connections_and_the_variables(dotenv):
         assert in_env == in_json, conn_id
     for name in VARIABLES:
         assert dotenv[f"AIRFLOW_VAR_{name.upper()}"] == variables[name], name
-    for name in OTHER_SETTINGS:
-        assert int(dotenv[name]) >= 0
+    for name in COUNT_SETTINGS:
+        assert int(dotenv[name]) >= 0, name
+
+
+def test_the_worker_listens_to_the_queue_the_host_bound_tasks_are_sent_to(services, dotenv):
+    # A queue no worker listens to leaves every host-bound task queued for ever, with no error anywhere.
+    command = services["airflow-worker"]["command"]
+    queues = command[command.index("--queues") + 1].split(",")
+    assert dotenv["KINGFISHER_ARCHIVE_QUEUE"] in queues, (dotenv["KINGFISHER_ARCHIVE_QUEUE"], queues)
+    # restore, audit and summarise run on the default queue.
+    assert "default" in queues
 
 
 def test_secrets_in_the_samples_are_placeholders(dotenv):
