@@ -196,9 +196,59 @@ def dag_parsed(api: Api) -> bool:
     return False
 
 
-def task_states(api: Api) -> list[tuple[str, str, str]]:
+def start_airflow(env: dict[str, str], home: Path, api: Api) -> Standalone:
+    """``airflow standalone`` up and healthy, the DAG parsed, the pool created (else no archive task would run)."""
+    print(f"Starting airflow standalone (API server on {api.base_url})...", flush=True)
+    started = time.monotonic()
+    standalone = Standalone(env, home)
+    try:
+        wait_for(
+            "the API server, scheduler, dag-processor and triggerer",
+            STANDALONE_DEADLINE,
+            lambda: healthy(api),
+            standalone,
+        )
+        # The database is initialised once the API server answers; create the pool while the DAG is parsed.
+        pool = subprocess.Popen(
+            [AIRFLOW, "pools", "set", "kingfisher_archive", "2", "Kingfisher archive uploads"],
+            env=env,
+            cwd=home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for(f"the DAG {DAG_ID} to be parsed", DAG_PARSED_DEADLINE, lambda: dag_parsed(api), standalone)
+        pool_output, _ = pool.communicate(timeout=120)
+        if pool.returncode:
+            raise CheckFailed(f"airflow pools set failed:\n{pool_output}")
+        api.ok("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
+    except BaseException:
+        standalone.kill()
+        raise
+    print(f"Airflow ready in {time.monotonic() - started:.1f} s (standalone start, DAG parsed, pool created).")
+    return standalone
+
+
+def trigger_and_wait(api: Api, standalone: Standalone, run_id: str, conf: dict | None = None) -> tuple[str, float]:
+    """Trigger a run (no logical date) through the REST API; its final state and seconds from trigger to end."""
+    started = time.monotonic()
+    api.ok("POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}})
+    print(f"Triggered run {run_id!r} of {DAG_ID} through the REST API; waiting for it...", flush=True)
+
+    def finished() -> str | None:
+        state = api.ok("GET", f"dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+        return state if state in ("success", "failed") else None
+
+    try:
+        state = wait_for(f"run {run_id!r} to finish", RUN_DEADLINE, finished, standalone)
+    except CheckFailed as e:
+        raise CheckFailed(f"{e}\nTask states:\n{format_states(task_states(api, run_id))}") from None
+    return state, time.monotonic() - started
+
+
+def task_states(api: Api, run_id: str) -> list[tuple[str, str, str]]:
     """(task id, map label, state) of every task instance of the run."""
-    payload = api.ok("GET", f"dags/{DAG_ID}/dagRuns/{RUN_ID}/taskInstances?limit=100")
+    payload = api.ok("GET", f"dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")
     rows = []
     for ti in payload["task_instances"]:
         label = ti.get("rendered_map_index") or (str(ti["map_index"]) if ti["map_index"] >= 0 else "")
@@ -253,7 +303,9 @@ def screenshot(url: str, path: Path, profile: Path, expected: list[str]) -> None
         )
 
 
-def airflow_environment(home: Path, postgres, database: str, s3, bucket: str, host, port: int) -> dict[str, str]:
+def airflow_environment(
+    home: Path, postgres, database: str, s3, bucket: str, host, port: int, parallelism: int = 8
+) -> dict[str, str]:
     """The demo's Connections and Variables, plus what a whole Airflow on loopback with open access needs."""
     base_url = f"http://{HOST}:{port}"
     airflow = AirflowHome(
@@ -276,7 +328,7 @@ def airflow_environment(home: Path, postgres, database: str, s3, bucket: str, ho
         extra_env={
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # LocalExecutor starts this many worker processes up front (default 32); eight crawls need no more.
-            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API__HOST": HOST,
@@ -320,45 +372,10 @@ def run_check(home: Path, output: Path, postgres_url: str | None) -> None:
         port = free_port()
         env = airflow_environment(home, postgres, database, s3, bucket, host, port)
         api = Api(f"http://{HOST}:{port}")
-        print(f"Starting airflow standalone (API server on {api.base_url})...", flush=True)
-        started = time.monotonic()
-        standalone = Standalone(env, home / "airflow")
-        wait_for(
-            "the API server, scheduler, dag-processor and triggerer",
-            STANDALONE_DEADLINE,
-            lambda: healthy(api),
-            standalone,
-        )
-        # The database is initialised once the API server answers; create the pool while the DAG is parsed.
-        pool = subprocess.Popen(
-            [AIRFLOW, "pools", "set", "kingfisher_archive", "2", "Kingfisher archive uploads"],
-            env=env,
-            cwd=home / "airflow",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        wait_for(f"the DAG {DAG_ID} to be parsed", DAG_PARSED_DEADLINE, lambda: dag_parsed(api), standalone)
-        pool_output, _ = pool.communicate(timeout=120)
-        if pool.returncode:
-            raise CheckFailed(f"airflow pools set failed:\n{pool_output}")
-        print(f"Airflow ready in {time.monotonic() - started:.1f} s (standalone start, DAG parsed, pool created).")
-
-        api.ok("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
-        api.ok("POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": RUN_ID, "logical_date": None, "conf": {}})
-        print(f"Triggered run {RUN_ID!r} of {DAG_ID} through the REST API; waiting for it...", flush=True)
-        started = time.monotonic()
-
-        def finished() -> str | None:
-            state = api.ok("GET", f"dags/{DAG_ID}/dagRuns/{RUN_ID}")["state"]
-            return state if state in ("success", "failed") else None
-
-        try:
-            state = wait_for(f"run {RUN_ID!r} to finish", RUN_DEADLINE, finished, standalone)
-        except CheckFailed as e:
-            raise CheckFailed(f"{e}\nTask states:\n{format_states(task_states(api))}") from None
-        states = task_states(api)
-        print(f"Run {RUN_ID!r} ended in state {state!r} after {time.monotonic() - started:.1f} s:")
+        standalone = start_airflow(env, home / "airflow", api)
+        state, seconds = trigger_and_wait(api, standalone, RUN_ID)
+        states = task_states(api, RUN_ID)
+        print(f"Run {RUN_ID!r} ended in state {state!r} after {seconds:.1f} s:")
         print(format_states(states))
         if state != "success":
             raise CheckFailed(f"the run did not succeed; task logs are under {home / 'airflow' / 'logs'}")
