@@ -98,11 +98,12 @@ def test_promotion_copies_only_the_object_that_was_verified(s3_server, host, set
     other = s3_server.client()
 
     def swap(params, **kwargs):
-        # The promotion's copy asks for the verified ETag (IfMatch); replace the object just before it looks.
-        if params.get("IfMatch") and params["Key"].endswith("staging/scotland/20200902_052458/data.tar.lz4"):
-            other.put_object(Bucket=bucket, Key=params["Key"], Body=b"not the archive")
+        # The promotion's copy names the verified ETag (CopySourceIfMatch); replace the object just before it is sent.
+        source = str(params.get("CopySource", ""))  # "<bucket>/<key>" by now
+        if params.get("CopySourceIfMatch") and source.endswith("staging/scotland/20200902_052458/data.tar.lz4"):
+            other.put_object(Bucket=bucket, Key=source.split("/", 1)[1], Body=b"not the archive")
 
-    client.meta.events.register("before-parameter-build.s3.HeadObject", swap)
+    client.meta.events.register("before-parameter-build.s3.CopyObject", swap)
     with pytest.raises(ClientError, match="412|PreconditionFailed"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)

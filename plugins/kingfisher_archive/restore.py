@@ -157,7 +157,7 @@ def stream_archive(client, bucket: str, key: str):
     """Open ``key`` as a tar stream: yields ``(tar, compressed)``; nothing is buffered beyond a read's worth.
 
     Used as ``with stream_archive(...) as (tar, lz4_file):``. After the tar's end, call :func:`drain` on the LZ4
-    file so that its frame's end (and content checksum) is read and checked too.
+    file so that its frame's end (and any checksum, of the content or of the last blocks) is read and checked too.
     """
     return _ArchiveStream(client, bucket, key)
 
@@ -184,7 +184,7 @@ class _ArchiveStream:
 
 
 def drain(compressed) -> None:
-    """Read an LZ4 stream to its end, so a truncated frame or a wrong content checksum raises."""
+    """Read an LZ4 stream to its end, so a truncated frame or a wrong checksum (content or block) raises."""
     while compressed.read(READ_SIZE):
         pass
 
