@@ -328,3 +328,19 @@ def test_each_tar_header_is_the_one_tarfile_makes(relpath, is_dir, size, mtime):
     name = f"scotland/20200902_052458/{relpath}"
     expected = archiver._tarinfo(entry, name).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
     assert archiver._header(entry, name) == expected
+
+
+def test_a_long_archive_logs_percent_read_speed_and_compressed_bytes_sent(
+    client, bucket, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(archiver, "PROGRESS_INTERVAL", 0.0)  # a line at every read and every part, as if slow
+    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: three parts here
+    files = {f"{i:03X}/x.json": os.urandom(1_500_000) for i in range(8)}
+    directory = make_crawl(tmp_path / "data", files)
+    with caplog.at_level("INFO", logger="kingfisher_archive.archiver"):
+        run(client, bucket, tmp_path, directory, expected_for(directory))
+    lines = [r.getMessage() for r in caplog.records if "% read" in r.getMessage()]
+    assert lines, caplog.text
+    assert all(line.startswith("scotland/20200902_052458: ") and "MiB/s" in line for line in lines)
+    assert any(" 100% read (11.4 of 11.4 MiB" in line for line in lines), lines
+    assert any("compressed sent" in line and not line.endswith(" 0.0 MiB compressed sent") for line in lines), lines

@@ -343,7 +343,7 @@ def _header(entry: crawls.Entry, name: str) -> bytes:
     return block[:148] + b"%06o\x00" % sum(block) + block[155:]
 
 
-def write_tar(directory: str, arcname: str, sink) -> TarResult:
+def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
     """Write the crawl at ``directory`` to ``sink`` as a GNU tar of ``<arcname>/...``; read each byte once.
 
     The bytes are exactly those of :class:`tarfile.TarFile` writing the same members (a test compares them): each
@@ -352,7 +352,8 @@ def write_tar(directory: str, arcname: str, sink) -> TarResult:
     its per-member costs made it the bottleneck of archiving: a copy of every ``TarInfo``, a header built field by
     field, a fresh buffer for every read, and a list of every member kept until the end, which also grows memory
     with the number of files and makes the garbage collector walk it again and again. Here one buffer is reused
-    for every read, and it feeds the XXH3 checksum and the sink in the same pass.
+    for every read, and it feeds the XXH3 checksum and the sink in the same pass. ``progress``, when given, is
+    called with the size of each read.
     """
     hasher = xxhash.xxh3_128()
     builder = crawls.FingerprintBuilder()
@@ -391,6 +392,8 @@ def write_tar(directory: str, arcname: str, sink) -> TarResult:
                 sink.write(chunk)
                 remaining -= n
                 bytes_read += n
+                if progress:
+                    progress(n)
             after = os.fstat(f.fileno())
             if after.st_size != entry.size or after.st_mtime_ns != entry.mtime_ns:
                 raise CrawlChangedError(f"{entry.relpath!r} changed while it was being read")
@@ -404,12 +407,14 @@ def write_tar(directory: str, arcname: str, sink) -> TarResult:
     return TarResult(builder.summary(), hasher.hexdigest(), bytes_read)
 
 
-def stream_crawl(client, bucket: str, key: str, directory: str, arcname: str, part_size: int, progress=None):
+def stream_crawl(
+    client, bucket: str, key: str, directory: str, arcname: str, part_size: int, progress: Progress | None = None
+):
     """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once."""
-    upload = MultipartUpload(client, bucket, key, part_size, progress=progress)
+    upload = MultipartUpload(client, bucket, key, part_size, progress=progress.sent if progress else None)
     try:
         lz4_writer = LZ4Writer(upload)
-        tar = write_tar(directory, arcname, lz4_writer)
+        tar = write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
         lz4_writer.close()
         etag = upload.complete()
     except BaseException:
@@ -477,21 +482,44 @@ def clean_staging(client, bucket: str, prefix: str) -> int:
 
 
 class Progress:
-    """Logs percent and MB/s every few seconds, so a long upload is not twenty minutes of silence."""
+    """Logs every few seconds how far an archive has got, so a long upload is not twenty minutes of silence.
+
+    Percent and MiB/s are of the crawl's bytes read (what the operator knows the size of); the compressed MiB sent
+    say how far the upload follows. The reading thread calls :meth:`read`, the upload threads :meth:`sent`.
+    """
 
     def __init__(self, label: str, expected: int) -> None:
         self.label = label
         self.expected = max(expected, 1)
-        self.sent = 0
+        self.bytes_read = 0
+        self.bytes_sent = 0
         self.start = self.last = time.monotonic()
+        self._lock = threading.Lock()
 
-    def __call__(self, n: int) -> None:
-        self.sent += n
+    def read(self, n: int) -> None:
+        self.bytes_read += n
+        self._maybe_log()
+
+    def sent(self, n: int) -> None:
+        with self._lock:
+            self.bytes_sent += n
+        self._maybe_log()
+
+    def _maybe_log(self) -> None:
         now = time.monotonic()
-        if now - self.last >= PROGRESS_INTERVAL:
+        with self._lock:
+            if now - self.last < PROGRESS_INTERVAL:
+                return
             self.last = now
-            rate = self.sent / MiB / max(now - self.start, 1e-9)
-            logger.info("%s: %.1f MiB compressed sent (%.1f MiB/s)", self.label, self.sent / MiB, rate)
+        logger.info(
+            "%s: %.0f%% read (%.1f of %.1f MiB, %.1f MiB/s), %.1f MiB compressed sent",
+            self.label,
+            min(100.0, 100 * self.bytes_read / self.expected),
+            self.bytes_read / MiB,
+            self.expected / MiB,
+            self.bytes_read / MiB / max(now - self.start, 1e-9),
+            self.bytes_sent / MiB,
+        )
 
 
 @dataclass(frozen=True)
