@@ -19,7 +19,6 @@ PostgreSQL is the server in ``--postgres`` / ``$KINGFISHER_ARCHIVE_TEST_POSTGRES
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -40,7 +39,7 @@ from scripts.ui_check import (  # noqa: E402
     task_states,
     trigger_and_wait,
 )
-from tests.harness.airflow_dag import AirflowHome, migrate  # noqa: E402
+from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
 from tests.harness.kingfisher_host import KingfisherHost, ocds_files  # noqa: E402
 from tests.harness.servers import start_postgres, start_seaweedfs  # noqa: E402
 
@@ -69,21 +68,8 @@ def under_dags_test(home: Path, postgres, s3, count: int) -> tuple[float, float]
         migrate(str(home / "airflow"))
         airflow = AirflowHome(
             str(home / "airflow"),
-            connections={
-                "kingfisher_process": json.loads(postgres.connection_json(database)),
-                "kingfisher_archive_s3": {
-                    "conn_type": "aws",
-                    "login": s3.access_key,
-                    "password": s3.secret_key,
-                    "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
-                },
-            },
-            variables={
-                "kingfisher_archive_bucket": bucket,
-                "kingfisher_archive_data_directory": host.data_directory,
-                "kingfisher_archive_logs_directory": host.logs_directory,
-                "kingfisher_archive_storage_class": "STANDARD",
-            },
+            connections=archive_connections(postgres, database, s3),
+            variables=archive_variables(bucket, host),
         )
         times = []
         for logical_date, what in (("2026-11-27", f"{count} crawls"), ("2026-11-28", "nothing to do")):

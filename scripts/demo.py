@@ -23,7 +23,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "plugins")]
 
-from tests.harness.airflow_dag import AirflowHome, migrate  # noqa: E402
+from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
 from tests.harness.kingfisher_host import mixed_host  # noqa: E402
 from tests.harness.servers import start_postgres, start_seaweedfs  # noqa: E402
 
@@ -52,31 +52,15 @@ def main() -> int:
         dsn = postgres.create_database(database, schema="v1")
         host, seeded = mixed_host(str(home / "kingfisher"), dsn)
         bucket = "kingfisher-archive-demo"
-        s3.create_bucket(bucket)
-        client = s3.client()
-        for key, document in seeded.items():
-            client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+        s3.create_bucket(bucket, seeded)
 
         print("Migrating a throwaway Airflow metadata database...", flush=True)
         airflow_home = str(home / "airflow")
         migrate(airflow_home)
         airflow = AirflowHome(
             airflow_home,
-            connections={
-                "kingfisher_process": json.loads(postgres.connection_json(database)),
-                "kingfisher_archive_s3": {
-                    "conn_type": "aws",
-                    "login": s3.access_key,
-                    "password": s3.secret_key,
-                    "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
-                },
-            },
-            variables={
-                "kingfisher_archive_bucket": bucket,
-                "kingfisher_archive_data_directory": host.data_directory,
-                "kingfisher_archive_logs_directory": host.logs_directory,
-                "kingfisher_archive_storage_class": "STANDARD",
-            },
+            connections=archive_connections(postgres, database, s3),
+            variables=archive_variables(bucket, host),
         )
         print(f"Running `airflow dags test kingfisher_archive` on {len(host.crawls)} crawls...", flush=True)
         run = airflow.run(conf={"dry_run": True} if args.dry_run else None)
@@ -85,7 +69,7 @@ def main() -> int:
             print(run.output[-5000:])
             print(f"The run failed; its whole output is in {home / 'dag-run.log'}")
             return 1
-        report(host, client, bucket, Path(airflow_home) / "kingfisher_archive.sqlite3", run.output, args.dry_run)
+        report(host, s3.client(), bucket, Path(airflow_home) / "kingfisher_archive.sqlite3", run.output, args.dry_run)
         print(f"\nEverything is under {home}; the run's output is in {home / 'dag-run.log'}.")
         return 0
     finally:

@@ -40,7 +40,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "plugins")]
 
-from tests.harness.airflow_dag import AIRFLOW, AirflowHome  # noqa: E402
+from tests.harness.airflow_dag import AIRFLOW, AirflowHome, archive_connections, archive_variables  # noqa: E402
 from tests.harness.kingfisher_host import mixed_host  # noqa: E402
 from tests.harness.servers import start_postgres, start_seaweedfs  # noqa: E402
 
@@ -310,21 +310,8 @@ def airflow_environment(
     base_url = f"http://{HOST}:{port}"
     airflow = AirflowHome(
         str(home / "airflow"),
-        connections={
-            "kingfisher_process": json.loads(postgres.connection_json(database)),
-            "kingfisher_archive_s3": {
-                "conn_type": "aws",
-                "login": s3.access_key,
-                "password": s3.secret_key,
-                "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
-            },
-        },
-        variables={
-            "kingfisher_archive_bucket": bucket,
-            "kingfisher_archive_data_directory": host.data_directory,
-            "kingfisher_archive_logs_directory": host.logs_directory,
-            "kingfisher_archive_storage_class": "STANDARD",
-        },
+        connections=archive_connections(postgres, database, s3),
+        variables=archive_variables(bucket, host),
         extra_env={
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # LocalExecutor starts this many worker processes up front (default 32); eight crawls need no more.
@@ -364,10 +351,7 @@ def run_check(home: Path, output: Path, postgres_url: str | None) -> None:
         dsn = postgres.create_database(database, schema="v1")
         host, seeded = mixed_host(str(home / "kingfisher"), dsn)
         bucket = "kingfisher-archive-demo"
-        s3.create_bucket(bucket)
-        client = s3.client()
-        for key, document in seeded.items():
-            client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+        s3.create_bucket(bucket, seeded)
 
         port = free_port()
         env = airflow_environment(home, postgres, database, s3, bucket, host, port)

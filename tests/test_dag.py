@@ -15,7 +15,7 @@ import sqlite3
 import psycopg2
 import pytest
 
-from tests.harness.airflow_dag import AirflowHome, migrate
+from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate
 from tests.harness.kingfisher_host import KingfisherHost, mixed_host, tree
 
 pytestmark = pytest.mark.airflow
@@ -39,29 +39,14 @@ def mixed(tmp_path, airflow_template, process_database, postgres_server, s3_serv
     dsn = process_database(schema)
     host, seeded = mixed_host(str(tmp_path / "host"), dsn, schema)
     bucket = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(bucket)
+    s3_server.create_bucket(bucket, seeded)
     client = s3_server.client()
-    for key, document in seeded.items():
-        client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
     database = psycopg2.extensions.parse_dsn(dsn)["dbname"]
     airflow = AirflowHome.from_template(
         airflow_template,
         str(tmp_path / "airflow"),
-        connections={
-            "kingfisher_process": json.loads(postgres_server.connection_json(database)),
-            "kingfisher_archive_s3": {
-                "conn_type": "aws",
-                "login": s3_server.access_key,
-                "password": s3_server.secret_key,
-                "extra": {"endpoint_url": s3_server.endpoint_url, "region_name": "us-east-1"},
-            },
-        },
-        variables={
-            "kingfisher_archive_bucket": bucket,
-            "kingfisher_archive_data_directory": host.data_directory,
-            "kingfisher_archive_logs_directory": host.logs_directory,
-            "kingfisher_archive_storage_class": "STANDARD",
-        },
+        connections=archive_connections(postgres_server, database, s3_server),
+        variables=archive_variables(bucket, host),
     )
     return host, airflow, client, bucket
 

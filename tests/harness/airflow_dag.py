@@ -44,6 +44,29 @@ def migrate(home: str) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")
 
 
+def archive_connections(postgres, database: str, s3) -> dict[str, dict]:
+    """The archive DAG's two Connections: a database on the harness's PostgreSQL server, and its S3 server."""
+    return {
+        "kingfisher_process": json.loads(postgres.connection_json(database)),
+        "kingfisher_archive_s3": {
+            "conn_type": "aws",
+            "login": s3.access_key,
+            "password": s3.secret_key,
+            "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
+        },
+    }
+
+
+def archive_variables(bucket: str, host) -> dict[str, str]:
+    """The archive DAG's Variables for a bucket and a Kingfisher host built by the harness (STANDARD: not AWS)."""
+    return {
+        "kingfisher_archive_bucket": bucket,
+        "kingfisher_archive_data_directory": host.data_directory,
+        "kingfisher_archive_logs_directory": host.logs_directory,
+        "kingfisher_archive_storage_class": "STANDARD",
+    }
+
+
 @dataclass
 class DagRun:
     returncode: int

@@ -287,8 +287,12 @@ class S3Server:
             config=base.merge(config) if config is not None else base,
         )
 
-    def create_bucket(self, name: str) -> None:
-        self.client().create_bucket(Bucket=name)
+    def create_bucket(self, name: str, documents: dict[str, dict] | None = None) -> None:
+        """Create a bucket, holding ``documents`` (JSON objects by key, e.g. an earlier tool's metadata.json)."""
+        client = self.client()
+        client.create_bucket(Bucket=name)
+        for key, document in (documents or {}).items():
+            client.put_object(Bucket=name, Key=key, Body=json.dumps(document).encode())
 
 
 def start_seaweedfs(directory: str | os.PathLike[str]) -> S3Server:
