@@ -1,5 +1,8 @@
 """Archive one crawl with the code path of the DAG's archive task, keeping the crawl (so it can run again).
 
+What inspection saw (bytes, files, fingerprint) comes on the command line, as the DAG's archive task gets it from
+the decision: inspecting is another task, and it is not timed here.
+
 Prints a JSON line with what the archive reported. Run by bench/run.py in a process of its own, so that its peak
 memory and its temporary files are its own.
 """
@@ -12,13 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 import boto3  # noqa: E402
 
-from kingfisher_archive import archiver, crawl  # noqa: E402
+from kingfisher_archive import archiver  # noqa: E402
 
-endpoint, key_id, secret, bucket, data, logs, source_id, data_version, log = sys.argv[1:10]
+endpoint, key_id, secret, bucket, data, logs, source_id, data_version, log, size, files, fingerprint = sys.argv[1:13]
 client = boto3.client(
     "s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret, region_name="us-east-1"
 )
-summary = crawl.summarise(crawl.crawl_directory(data, source_id, data_version))
 result = archiver.archive_crawl(
     client=client,
     bucket=bucket,
@@ -28,8 +30,8 @@ result = archiver.archive_crawl(
     source_id=source_id,
     data_version=data_version,
     log_path=log,
-    expected=archiver.Expected(summary.bytes, summary.files, summary.fingerprint),
-    metadata={"files_count": summary.files, "errors_count": 0},
+    expected=archiver.Expected(int(size), int(files), fingerprint),
+    metadata={"files_count": int(files), "errors_count": 0},
     delete_local_files=False,
 )
 print(json.dumps(result))

