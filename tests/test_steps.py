@@ -389,3 +389,47 @@ def test_a_retention_that_is_not_a_number_of_days_is_named():
         config.load(values.get)
     values["kingfisher_archive_retention_days"] = "90"
     assert config.load(values.get).retention_days == 90
+
+
+def test_a_decision_the_bucket_has_overtaken_archives_nothing_and_deletes_nothing(host, settings, bucket):
+    # Run 1 chooses A (its month is empty) and its archive task fails. Run 2 sees A and a bigger B, archives B and
+    # deletes B locally. Then an operator clears run 1's failed task: A must not replace B, the only copy of B.
+    settings = replace(settings, bucket=bucket.name)
+    a = host.add_crawl("scotland", "20200902_052458", ocds_files("a", 4))
+    facts_a = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    [stale] = steps.decide(settings, bucket, [facts_a])["to_archive"]
+    assert stale["month_held"] is None
+
+    b = host.add_crawl("scotland", "20200920_101010", ocds_files("b", 12))
+    facts_b = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200920_101010"})
+    fresh = Bucket(bucket.client, bucket.name, "STANDARD")
+    run_2 = steps.decide(settings, fresh, [facts_a, facts_b])
+    assert [p["id"] for p in run_2["to_archive"]] == ["scotland/20200920_101010"]
+    steps.archive(settings, bucket.client, run_2["to_archive"][0])
+    assert not os.path.exists(b.directory)
+    metadata_key = "scotland/2020/09/metadata.json"
+    before = bucket.client.get_object(Bucket=bucket.name, Key=metadata_key)["Body"].read()
+
+    with pytest.raises(
+        steps.StaleDecisionError,
+        match=r"scotland/20200902_052458 was chosen when s3://\S+/scotland/2020/09/ held nothing; it now holds "
+        r"scotland/20200920_101010 \(\d+ bytes, checksum \w+\): nothing was archived or deleted",
+    ):
+        steps.archive(settings, bucket.client, stale)
+    assert os.path.isdir(a.directory) and os.path.exists(a.log)
+    assert bucket.client.get_object(Bucket=bucket.name, Key=metadata_key)["Body"].read() == before
+    assert bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="staging/").get("KeyCount") == 0
+
+
+def test_two_runs_never_archive_two_crawls_of_one_month_at_once(host, settings, bucket):
+    settings = replace(settings, bucket=bucket.name)
+    crawl = host.add_crawl("scotland", "20200920_101010")
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200920_101010"})
+    [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
+    ledger = Ledger(settings.ledger)
+    # Another run is archiving another crawl of September 2020 (claims are taken on the crawl and on its month).
+    with ledger.claim("scotland", "2020-09", "backfill__2026-10-01T00:00:00+00:00"):
+        with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run backfill__2026-10-01"):
+            steps.archive_and_record(settings, bucket.client, plan, ledger, "scheduled__2026-11-28T00:00:00+00:00")
+    assert os.path.isdir(crawl.directory)
+    assert "Contents" not in bucket.client.list_objects_v2(Bucket=bucket.name)

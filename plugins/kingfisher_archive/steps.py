@@ -13,13 +13,19 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 from kingfisher_archive import archiver, policy, scrapy_log
+from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import Bucket, MetadataError
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class StaleDecisionError(Exception):
+    """The crawl's month no longer holds what the decision to archive the crawl was measured against."""
+
 
 MiB = 1 << 20
 #: Clocks and time zones differ between hosts; a data version further ahead than this is not a real crawl time.
@@ -236,8 +242,11 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
         facts_by_id = {f["id"]: f for f in source_facts}
         candidates = [_candidate(settings, f) for f in source_facts]
 
-        def month(y: int, m: int, source_id=source_id):
+        held: dict[tuple[int, int], str | None] = {}
+
+        def month(y: int, m: int, source_id=source_id, held=held):
             found = bucket.archived(source_id, y, m)
+            held[(y, m)] = month_state(found)
             return found.candidate() if found else None
 
         def before(y: int, m: int, source_id=source_id):
@@ -272,7 +281,11 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
                 )
             )
             if decision.archive:
-                plans.append(_plan(facts, decision))
+                version = crawls.parse_data_version(facts["data_version"])
+                period = (version.year, version.month)
+                if period not in held:
+                    held[period] = month_state(bucket.archived(source_id, *period))
+                plans.append(_plan(facts, decision, held[period]))
     decisions.sort(key=lambda d: d["id"])
     counts = Counter(d["status"] for d in decisions)
     logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -296,12 +309,21 @@ def _decision(facts: dict, status: str, reason: str, **extra) -> dict:
     }
 
 
-def _plan(facts: dict, decision: policy.Decision) -> dict:
+def month_state(archived: ArchivedCrawl | None) -> str | None:
+    """What a month of the bucket holds, in a few words: what a decision saw, and what archiving must find again."""
+    if archived is None:
+        return None
+    return f"{archived.id} ({archived.bytes} bytes, checksum {archived.checksum or 'none'})"
+
+
+def _plan(facts: dict, decision: policy.Decision, month_held: str | None) -> dict:
     return {
         "id": facts["id"],
         "source_id": facts["source_id"],
         "data_version": facts["data_version"],
         "log": facts["log"],
+        # What the crawl's month held when it was chosen: archiving refuses to replace anything else.
+        "month_held": month_held,
         "expected": {
             "bytes": facts["bytes"],
             "files": facts["files"],
@@ -359,6 +381,7 @@ def archive(settings: Settings, client, plan: dict) -> dict:
             f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
             "nothing was archived; find out what removed it"
         )
+    check_month_unchanged(settings, client, plan)
     expected = archiver.Expected(**plan["expected"])
     return archiver.archive_crawl(
         client=client,
@@ -374,9 +397,39 @@ def archive(settings: Settings, client, plan: dict) -> dict:
     )
 
 
+def check_month_unchanged(settings: Settings, client, plan: dict) -> None:
+    """Refuse to archive on a decision that the bucket has since overtaken.
+
+    A decision is only as good as the month it was measured against. An archive task can run long after its
+    decision: an operator clears a failed one a day later, or a backfill and the daily run choose different crawls
+    of one month. If in between another crawl was archived into the month (and, being archived, deleted locally),
+    archiving this one would overwrite the only copy of that other crawl. So the month must still hold what the
+    decision saw, or this crawl itself (an earlier try of this task got that far).
+    """
+    version = crawls.parse_data_version(plan["data_version"])
+    bucket = Bucket(client, settings.bucket, settings.storage_class)
+    now = bucket.archived(plan["source_id"], version.year, version.month)
+    if now is not None and now.data_version == plan["data_version"]:
+        return
+    if "month_held" not in plan or month_state(now) != plan["month_held"]:
+        prefix = f"s3://{settings.bucket}/{layout.month_prefix(plan['source_id'], version.year, version.month)}"
+        saw = plan.get("month_held", "(not recorded: the decision was made by an older version)") or "nothing"
+        raise StaleDecisionError(
+            f"{plan['id']} was chosen when {prefix} held {saw}; it now holds {month_state(now) or 'nothing'}: "
+            "nothing was archived or deleted; the next run decides again with what the bucket holds now"
+        )
+
+
 def archive_and_record(settings: Settings, client, plan: dict, ledger: Ledger, run_id: str | None) -> dict:
-    """Archive under a claim in the ledger, so a backfill and a scheduled run never archive one crawl at once."""
-    with ledger.claim(plan["source_id"], plan["data_version"], run_id):
+    """Archive under claims in the ledger on the crawl and on its month.
+
+    The crawl's claim keeps a backfill and a scheduled run from archiving one crawl at once; the month's claim keeps
+    them from archiving two crawls of one month at once (each would replace the other's archive), and the check of
+    :func:`check_month_unchanged`, made under it, stops the later of the two.
+    """
+    version = crawls.parse_data_version(plan["data_version"])
+    month = f"{version.year:04d}-{version.month:02d}"
+    with ledger.claim(plan["source_id"], plan["data_version"], run_id), ledger.claim(plan["source_id"], month, run_id):
         result = archive(settings, client, plan)
         ledger.mark_archived(plan["source_id"], plan["data_version"], result, run_id)
     return result
