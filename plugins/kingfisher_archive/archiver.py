@@ -287,19 +287,16 @@ class LZ4Writer:
 
 
 @dataclass
-class StreamResult:
-    summary: crawls.Summary
-    checksum: str
-    compressed_bytes: int
-    etag: str
-    bytes_read: int
-
-
-@dataclass
 class TarResult:
     summary: crawls.Summary
     checksum: str
     bytes_read: int
+
+
+@dataclass
+class StreamResult(TarResult):
+    compressed_bytes: int
+    etag: str
 
 
 def _tarinfo(entry: crawls.Entry, name: str) -> tarfile.TarInfo:
@@ -420,7 +417,7 @@ def stream_crawl(
     except BaseException:
         upload.abort()
         raise
-    return StreamResult(tar.summary, tar.checksum, upload.size, etag, tar.bytes_read)
+    return StreamResult(tar.summary, tar.checksum, tar.bytes_read, compressed_bytes=upload.size, etag=etag)
 
 
 def upload_file(client, bucket: str, key: str, path: str) -> tuple[int, str]:
