@@ -264,14 +264,15 @@ def test_a_log_path_outside_the_logs_directory_is_never_deleted(host, settings, 
     assert os.path.isdir(crawl.directory)
 
 
-def test_a_crawl_claimed_by_another_run_is_left_to_it(host, settings, bucket):
+def test_a_month_claimed_by_another_run_is_left_to_it(host, settings, bucket):
     crawl = host.add_crawl("scotland", "20200902_052458")
     settings = replace(settings, bucket=bucket.name)
     facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
     [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
     ledger = Ledger(settings.ledger)
-    with ledger.claim("scotland", "20200902_052458", "scheduled__2026-11-28T00:00:00+00:00"):
-        with pytest.raises(ClaimedError, match="being archived by run scheduled__2026-11-28"):
+    # Another run is archiving this crawl, or another crawl of September 2020: either way it holds the month.
+    with ledger.claim("scotland", "2020-09", "scheduled__2026-11-28T00:00:00+00:00"):
+        with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run scheduled__2026-11-28"):
             steps.archive_and_record(settings, bucket.client, plan, ledger, "backfill__2026-11-01T00:00:00+00:00")
         assert os.path.isdir(crawl.directory)
         assert "Contents" not in bucket.client.list_objects_v2(Bucket=bucket.name)
@@ -419,17 +420,3 @@ def test_a_decision_the_bucket_has_overtaken_archives_nothing_and_deletes_nothin
     assert os.path.isdir(a.directory) and os.path.exists(a.log)
     assert bucket.client.get_object(Bucket=bucket.name, Key=metadata_key)["Body"].read() == before
     assert bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="staging/").get("KeyCount") == 0
-
-
-def test_two_runs_never_archive_two_crawls_of_one_month_at_once(host, settings, bucket):
-    settings = replace(settings, bucket=bucket.name)
-    crawl = host.add_crawl("scotland", "20200920_101010")
-    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200920_101010"})
-    [plan] = steps.decide(settings, bucket, [facts])["to_archive"]
-    ledger = Ledger(settings.ledger)
-    # Another run is archiving another crawl of September 2020 (claims are taken on the crawl and on its month).
-    with ledger.claim("scotland", "2020-09", "backfill__2026-10-01T00:00:00+00:00"):
-        with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run backfill__2026-10-01"):
-            steps.archive_and_record(settings, bucket.client, plan, ledger, "scheduled__2026-11-28T00:00:00+00:00")
-    assert os.path.isdir(crawl.directory)
-    assert "Contents" not in bucket.client.list_objects_v2(Bucket=bucket.name)

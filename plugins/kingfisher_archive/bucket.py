@@ -146,6 +146,7 @@ class Bucket:
         self.storage_class = storage_class
         self.connection_id = connection_id
         self._months: dict[str, dict[tuple[int, int], str]] = {}
+        self._metadata: dict[str, ArchivedCrawl] = {}
 
     def check(self) -> None:
         """Fail fast, naming the bucket and connection, if we cannot list the bucket."""
@@ -183,17 +184,23 @@ class Bucket:
         return self._months[source_id]
 
     def forget(self, source_id: str) -> None:
-        self._months.pop(source_id, None)
+        for key in self._months.pop(source_id, {}).values():
+            self._metadata.pop(key, None)
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
 
     def archived(self, source_id: str, year: int, month: int) -> ArchivedCrawl | None:
-        """The month's archive, or ``None``. Raises :class:`MetadataError` if its metadata is unreadable."""
+        """The month's archive, or ``None``. Raises :class:`MetadataError` if its metadata is unreadable.
+
+        Read once per run, like the listing: deciding a source compares several crawls with the same months.
+        """
         key = self.months(source_id).get((year, month))
         if key is None:
             return None
-        return parse_metadata(key, source_id, year, month, self.read(key))
+        if key not in self._metadata:
+            self._metadata[key] = parse_metadata(key, source_id, year, month, self.read(key))
+        return self._metadata[key]
 
     def archived_before(self, source_id: str, year: int, month: int) -> ArchivedCrawl | None:
         """The latest archive of a month before the given one."""

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS crawl (
 );
 CREATE TABLE IF NOT EXISTS claim (
     source_id TEXT NOT NULL,
-    data_version TEXT NOT NULL,
+    data_version TEXT NOT NULL,  -- what is claimed: archive tasks claim their crawl's month, YYYY-MM
     run_id TEXT,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
@@ -141,29 +141,30 @@ class Ledger:
             connection.execute("COMMIT")
 
     @contextmanager
-    def claim(self, source_id: str, data_version: str, run_id: str | None):
-        """Hold the crawl for this run while it is archived, so two runs never archive it at once.
+    def claim(self, source_id: str, key: str, run_id: str | None):
+        """Hold ``<source_id>/<key>`` for this run while it is archived, so two runs never archive into it at once.
 
-        A scheduled run and a backfill can both choose one crawl (``max_active_runs`` does not bound backfills).
-        A claim by another run is respected while its process lives (same host) or for a day (another host); a
-        retry of the same run takes its own claim over.
+        Archive tasks claim their crawl's month (``key`` is ``YYYY-MM``): a scheduled run and a backfill can both
+        choose one crawl, or two crawls of one month, and each would replace the other's archive
+        (``max_active_runs`` does not bound backfills). A claim by another run is respected while its process
+        lives (same host) or for a day (another host); a retry of the same run takes its own claim over.
         """
         host, pid = socket.gethostname(), os.getpid()
         with self._transaction() as connection:
             row = connection.execute(
-                "SELECT * FROM claim WHERE source_id = ? AND data_version = ?", (source_id, data_version)
+                "SELECT * FROM claim WHERE source_id = ? AND data_version = ?", (source_id, key)
             ).fetchone()
             if row is not None and row["run_id"] != run_id and _alive(row, host):
                 since = datetime.fromtimestamp(row["claimed_at"], UTC).replace(microsecond=0).isoformat()
                 raise ClaimedError(
-                    f"{source_id}/{data_version} is being archived by run {row['run_id']} (host {row['host']}, "
-                    f"pid {row['pid']}, since {since}): not archiving it twice at once; clear this task once that "
-                    "run has finished"
+                    f"{source_id}/{key} is being archived by run {row['run_id']} (host {row['host']}, "
+                    f"pid {row['pid']}, since {since}): not archiving into it from two runs at once; clear this "
+                    "task once that run has finished"
                 )
             connection.execute(
                 "INSERT OR REPLACE INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (source_id, data_version, run_id, host, pid, time.time()),
+                (source_id, key, run_id, host, pid, time.time()),
             )
         try:
             yield
@@ -171,7 +172,7 @@ class Ledger:
             with self._transaction() as connection:
                 connection.execute(
                     "DELETE FROM claim WHERE source_id = ? AND data_version = ? AND host = ? AND pid = ?",
-                    (source_id, data_version, host, pid),
+                    (source_id, key, host, pid),
                 )
 
     def settled(self) -> set[tuple[str, str]]:

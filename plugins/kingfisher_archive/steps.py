@@ -242,11 +242,8 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
         facts_by_id = {f["id"]: f for f in source_facts}
         candidates = [_candidate(settings, f) for f in source_facts]
 
-        held: dict[tuple[int, int], str | None] = {}
-
-        def month(y: int, m: int, source_id=source_id, held=held):
+        def month(y: int, m: int, source_id=source_id):
             found = bucket.archived(source_id, y, m)
-            held[(y, m)] = month_state(found)
             return found.candidate() if found else None
 
         def before(y: int, m: int, source_id=source_id):
@@ -282,10 +279,8 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[dict]) -> dict:
             )
             if decision.archive:
                 version = crawls.parse_data_version(facts["data_version"])
-                period = (version.year, version.month)
-                if period not in held:
-                    held[period] = month_state(bucket.archived(source_id, *period))
-                plans.append(_plan(facts, decision, held[period]))
+                held = bucket.archived(source_id, version.year, version.month)  # read by the policy already
+                plans.append(_plan(facts, decision, month_state(held)))
     decisions.sort(key=lambda d: d["id"])
     counts = Counter(d["status"] for d in decisions)
     logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -360,10 +355,9 @@ def archive(settings: Settings, client, plan: dict) -> dict:
     """Archive one chosen crawl; converge if an earlier try already archived and deleted it."""
     source_id, data_version = plan["source_id"], plan["data_version"]
     directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    version = crawls.parse_data_version(data_version)
+    archived = Bucket(client, settings.bucket, settings.storage_class).archived(source_id, version.year, version.month)
     if not os.path.lexists(directory):
-        version = crawls.parse_data_version(data_version)
-        bucket = Bucket(client, settings.bucket, settings.storage_class)
-        archived = bucket.archived(source_id, version.year, version.month)
         if archived is not None and archived.data_version == data_version:
             deleted = archiver.delete_local(
                 settings.data_directory, settings.logs_directory, source_id, data_version, plan.get("log")
@@ -381,7 +375,7 @@ def archive(settings: Settings, client, plan: dict) -> dict:
             f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
             "nothing was archived; find out what removed it"
         )
-    check_month_unchanged(settings, client, plan)
+    check_month_unchanged(plan, archived, settings.bucket)
     expected = archiver.Expected(**plan["expected"])
     return archiver.archive_crawl(
         client=client,
@@ -397,8 +391,8 @@ def archive(settings: Settings, client, plan: dict) -> dict:
     )
 
 
-def check_month_unchanged(settings: Settings, client, plan: dict) -> None:
-    """Refuse to archive on a decision that the bucket has since overtaken.
+def check_month_unchanged(plan: dict, archived: ArchivedCrawl | None, bucket_name: str) -> None:
+    """Refuse to archive on a decision that the bucket has since overtaken; ``archived`` is what the month holds.
 
     A decision is only as good as the month it was measured against. An archive task can run long after its
     decision: an operator clears a failed one a day later, or a backfill and the daily run choose different crawls
@@ -406,30 +400,27 @@ def check_month_unchanged(settings: Settings, client, plan: dict) -> None:
     archiving this one would overwrite the only copy of that other crawl. So the month must still hold what the
     decision saw, or this crawl itself (an earlier try of this task got that far).
     """
-    version = crawls.parse_data_version(plan["data_version"])
-    bucket = Bucket(client, settings.bucket, settings.storage_class)
-    now = bucket.archived(plan["source_id"], version.year, version.month)
-    if now is not None and now.data_version == plan["data_version"]:
+    if archived is not None and archived.data_version == plan["data_version"]:
         return
-    if "month_held" not in plan or month_state(now) != plan["month_held"]:
-        prefix = f"s3://{settings.bucket}/{layout.month_prefix(plan['source_id'], version.year, version.month)}"
+    if "month_held" not in plan or month_state(archived) != plan["month_held"]:
+        version = crawls.parse_data_version(plan["data_version"])
+        prefix = f"s3://{bucket_name}/{layout.month_prefix(plan['source_id'], version.year, version.month)}"
         saw = plan.get("month_held", "(not recorded: the decision was made by an older version)") or "nothing"
         raise StaleDecisionError(
-            f"{plan['id']} was chosen when {prefix} held {saw}; it now holds {month_state(now) or 'nothing'}: "
+            f"{plan['id']} was chosen when {prefix} held {saw}; it now holds {month_state(archived) or 'nothing'}: "
             "nothing was archived or deleted; the next run decides again with what the bucket holds now"
         )
 
 
 def archive_and_record(settings: Settings, client, plan: dict, ledger: Ledger, run_id: str | None) -> dict:
-    """Archive under claims in the ledger on the crawl and on its month.
+    """Archive under a claim in the ledger on the crawl's month.
 
-    The crawl's claim keeps a backfill and a scheduled run from archiving one crawl at once; the month's claim keeps
-    them from archiving two crawls of one month at once (each would replace the other's archive), and the check of
-    :func:`check_month_unchanged`, made under it, stops the later of the two.
+    A backfill and a scheduled run can choose one crawl, or two crawls of one month; the claim fails the second
+    until the first has finished, and :func:`check_month_unchanged`, made under it, then stops the second if the
+    first changed the month.
     """
     version = crawls.parse_data_version(plan["data_version"])
-    month = f"{version.year:04d}-{version.month:02d}"
-    with ledger.claim(plan["source_id"], plan["data_version"], run_id), ledger.claim(plan["source_id"], month, run_id):
+    with ledger.claim(plan["source_id"], f"{version.year:04d}-{version.month:02d}", run_id):
         result = archive(settings, client, plan)
         ledger.mark_archived(plan["source_id"], plan["data_version"], result, run_id)
     return result
