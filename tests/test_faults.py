@@ -71,29 +71,49 @@ def assert_month_is_consistent(client, bucket, prefix):
     return metadata
 
 
-def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_deleted(s3_server, host, settings, bucket):
-    crawl = host.add_crawl("scotland", "20200902_052458")
+def archive_an_earlier_crawl(settings, host, client):
+    """Fill the month with a smaller crawl, so the crawl under test replaces it (through staging)."""
+    host.add_crawl("scotland", "20200901_000000", ocds_files("small", 2))
+    steps.archive(settings, client, plan_for(settings, client, "scotland", "20200901_000000"))
+    return client.get_object(Bucket=settings.bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
+
+
+@pytest.mark.parametrize("month", ["empty", "replaced"])
+def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_deleted(
+    s3_server, host, settings, bucket, month
+):
     client = s3_server.client()
+    earlier = archive_an_earlier_crawl(settings, host, client) if month == "replaced" else None
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
     plan = plan_for(settings, client, "scotland", "20200902_052458")
+    # In an empty month the archive is written in place; in a month that holds one, through staging.
+    checked = "staging/scotland/20200902_052458/data.tar.lz4" if earlier else "scotland/2020/09/data.tar.lz4"
     other = s3_server.client()
+    swapped = {}
 
     def swap(params, **kwargs):
-        # Just before we check the staging object, something replaces it with other bytes of the same size.
+        # Just before we check the uploaded object, something replaces it with other bytes of the same size.
         key = params.get("Key", "")
-        if key.endswith("staging/scotland/20200902_052458/data.tar.lz4") and "IfMatch" not in params:
-            size = other.head_object(Bucket=bucket, Key=key)["ContentLength"]
-            other.put_object(Bucket=bucket, Key=key, Body=os.urandom(size))
+        if key == checked and "IfMatch" not in params and not swapped:
+            swapped["bytes"] = os.urandom(other.head_object(Bucket=bucket, Key=key)["ContentLength"])
+            other.put_object(Bucket=bucket, Key=key, Body=swapped["bytes"])
 
     client.meta.events.register("before-parameter-build.s3.HeadObject", swap)
-    with pytest.raises(archiver.VerificationError, match="staging/scotland/20200902_052458/data.tar.lz4 has ETag"):
+    with pytest.raises(archiver.VerificationError, match=f"{checked} has ETag"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
-    assert [k for k in keys(client, bucket) if not k.startswith("staging/")] == []
+    if earlier:  # the archive being replaced is untouched
+        assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == earlier
+        assert assert_month_is_consistent(client, bucket, "scotland/2020/09/")["id"] == "scotland/20200901_000000"
+    else:  # no metadata.json describes the stranger's bytes, and they are not ours to delete
+        assert [k for k in keys(client, bucket) if not k.startswith("staging/")] == [checked]
+        assert client.get_object(Bucket=bucket, Key=checked)["Body"].read() == swapped["bytes"]
 
 
 def test_promotion_copies_only_the_object_that_was_verified(s3_server, host, settings, bucket):
-    crawl = host.add_crawl("scotland", "20200902_052458")
     client = s3_server.client()
+    earlier = archive_an_earlier_crawl(settings, host, client)
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
     plan = plan_for(settings, client, "scotland", "20200902_052458")
     other = s3_server.client()
 
@@ -107,8 +127,50 @@ def test_promotion_copies_only_the_object_that_was_verified(s3_server, host, set
     with pytest.raises(ClientError, match="412|PreconditionFailed"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
-    assert "scotland/2020/09/data.tar.lz4" not in keys(client, bucket)
-    assert "scotland/2020/09/metadata.json" not in keys(client, bucket)
+    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == earlier
+    assert assert_month_is_consistent(client, bucket, "scotland/2020/09/")["id"] == "scotland/20200901_000000"
+
+
+def test_an_archive_written_in_place_never_completes_over_an_object_that_appeared_meanwhile(
+    s3_server, host, settings, bucket
+):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+    other = s3_server.client()
+
+    def sneak_in(params, **kwargs):
+        if params.get("Key") == "scotland/2020/09/data.tar.lz4":
+            other.put_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4", Body=b"someone else's")
+
+    client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", sneak_in)
+    with pytest.raises(archiver.VerificationError, match="scotland/2020/09/data.tar.lz4 appeared while this crawl"):
+        steps.archive(settings, client, plan)
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == b"someone else's"
+    assert keys(client, bucket, "scotland/") == ["scotland/2020/09/data.tar.lz4"]
+    assert uploads(client, bucket) == []
+
+
+def test_a_try_that_fails_after_writing_into_an_empty_month_leaves_it_empty(s3_server, host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+
+    def crash(params, **kwargs):
+        if params.get("Key", "").endswith("/metadata.json"):
+            raise RuntimeError("the S3 server went away here")
+
+    failing = s3_server.client()
+    failing.meta.events.register("before-parameter-build.s3.PutObject", crash)
+    with pytest.raises(RuntimeError, match="the S3 server went away here"):
+        steps.archive(settings, failing, plan)
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+    assert keys(client, bucket) == [] and uploads(client, bucket) == []  # the data and log it wrote are gone again
+
+    steps.archive(settings, client, plan_for(settings, client, "scotland", "20200902_052458"))
+    assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert not os.path.exists(crawl.directory)
 
 
 def test_a_crash_before_metadata_is_written_is_repaired_by_the_next_try(s3_server, host, settings, bucket):
@@ -198,14 +260,14 @@ def run_archive_process(settings, plan, s3_server, prefix=(), **options):
     )
 
 
-def test_a_worker_killed_after_promotion_but_before_deleting_is_finished_by_the_retry(
+def test_a_worker_killed_after_metadata_but_before_deleting_is_finished_by_the_retry(
     s3_server, host, settings, bucket
 ):
     crawl = host.add_crawl("scotland", "20200902_052458")
     client = s3_server.client()
     plan = plan_for(settings, client, "scotland", "20200902_052458")
 
-    killed = run_archive_process(settings, plan, s3_server, die_after_metadata=True)
+    killed = run_archive_process(settings, plan, s3_server, die="after_metadata")
     assert killed.returncode == -9, killed.stderr
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)  # killed before deleting
     assert_month_is_consistent(client, bucket, "scotland/2020/09/")
@@ -214,6 +276,24 @@ def test_a_worker_killed_after_promotion_but_before_deleting_is_finished_by_the_
     assert retry.returncode == 0, retry.stderr
     assert not os.path.exists(crawl.directory) and not os.path.exists(crawl.log)
     assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert keys(client, bucket, "staging/") == [] and uploads(client, bucket) == []
+
+
+def test_a_worker_killed_before_metadata_in_an_empty_month_is_repaired_by_the_retry(s3_server, host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    client = s3_server.client()
+    plan = plan_for(settings, client, "scotland", "20200902_052458")
+
+    killed = run_archive_process(settings, plan, s3_server, die="before_metadata")
+    assert killed.returncode == -9, killed.stderr
+    # Killed with no chance to clean up: data and log in the month, nothing describing them, nothing deleted.
+    assert keys(client, bucket) == ["scotland/2020/09/data.tar.lz4", "scotland/2020/09/scrapy.log"]
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+
+    retry = run_archive_process(settings, plan, s3_server)  # the month is not empty now: through staging
+    assert retry.returncode == 0, retry.stderr
+    assert not os.path.exists(crawl.directory) and not os.path.exists(crawl.log)
+    assert assert_month_is_consistent(client, bucket, "scotland/2020/09/")["id"] == "scotland/20200902_052458"
     assert keys(client, bucket, "staging/") == [] and uploads(client, bucket) == []
 
 

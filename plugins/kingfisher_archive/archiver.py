@@ -1,18 +1,31 @@
-"""Archive one crawl: disk -> tar -> LZ4 -> S3 staging -> final keys -> verify -> delete locally.
+"""Archive one crawl: disk -> tar -> LZ4 -> S3 -> verify -> delete locally.
 
 The crawl is read once. Each file's bytes go through one reader that feeds the XXH3 checksum and the tar
 stream together; the tar stream goes through an LZ4 frame compressor into a multipart upload whose parts are
-sent by a background thread while the next part fills. Nothing is written to local disk, and memory holds at
+sent by background threads while the next part fills. Nothing is written to local disk, and memory holds at
 most a few parts whatever the crawl's size.
+
+Where the archive is written depends on what the month already holds:
+
+- *an empty month* (no object under ``<source_id>/<YYYY>/<MM>/``, the usual case): straight to the final keys.
+  A multipart upload is invisible until it is completed, and it is completed only after the crawl has been
+  found unchanged, with ``If-None-Match: *`` (the server refuses to complete it over anything written meanwhile).
+  If a check after that fails, the objects this try wrote are deleted again, so the month is left empty, as it
+  was found;
+- *a month that holds something* (an earlier crawl being replaced, or what a killed try left): under
+  ``staging/`` first, then copied over the final keys once verified, so the archive being replaced stays whole
+  until its successor has been checked.
 
 The bucket becomes the only copy, so every step is checked before the next one is trusted:
 
 - each part is sent with its MD5 (``Content-MD5``), so the server refuses a part that arrived damaged;
-- the staging object's ETag must equal the multipart ETag computed from the bytes we produced;
-- the promotion copies only that object (``CopySourceIfMatch``) and the final object's size must match;
-- ``metadata.json`` is written last, with its MD5, and read back;
 - the crawl must not have changed on disk since it was inspected (same names, sizes, times; same checksum
-  when one was computed), else the upload is abandoned and nothing is deleted;
+  when one was computed), checked before the upload is completed: else it is abandoned, nothing becomes visible
+  and nothing is deleted;
+- the uploaded object's ETag must equal the multipart ETag computed from the bytes we produced, and its size the
+  bytes we counted;
+- a promotion copies only that object (``CopySourceIfMatch``) and the final object's size must match;
+- ``metadata.json`` is written last, with its MD5, and read back;
 - only then are the crawl directory, its log and the log's ``.stats`` deleted.
 """
 
@@ -31,11 +44,13 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import lz4.block
 import xxhash
+from botocore.exceptions import ClientError
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
@@ -83,6 +98,20 @@ def choose_part_size(expected_bytes: int, files: int = 0) -> int:
     return size
 
 
+@contextmanager
+def refusing_to_overwrite(bucket: str, key: str, exclusive: bool):
+    """Turn the server's refusal of a conditional write (``If-None-Match: *``) into a message that says why."""
+    try:
+        yield
+    except ClientError as e:
+        if not exclusive or e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+            raise
+        raise VerificationError(
+            f"s3://{bucket}/{key} appeared while this crawl was being archived into its empty month (another "
+            "writer?): it was left alone, this try's upload was abandoned and nothing was deleted locally"
+        ) from e
+
+
 def _md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -95,13 +124,16 @@ class MultipartUpload:
     few parts whatever the size of the crawl.
     """
 
-    def __init__(self, client, bucket: str, key: str, part_size: int, progress=None) -> None:
+    def __init__(
+        self, client, bucket: str, key: str, part_size: int, progress=None, storage_class: str | None = None
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
         self.size = 0
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._filled = 0
         self._digests: dict[int, bytes] = {}
         self._etags: dict[int, str] = {}
         self._queue: queue.Queue = queue.Queue(maxsize=UPLOAD_THREADS)
@@ -109,7 +141,8 @@ class MultipartUpload:
         self._progress = progress
         self._lock = threading.Lock()
         self._sent = 0
-        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        extra = {"StorageClass": storage_class} if storage_class else {}
+        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
         self._threads = [
             threading.Thread(target=self._worker, name=f"upload {key} #{n}", daemon=True)
             for n in range(UPLOAD_THREADS)
@@ -150,14 +183,16 @@ class MultipartUpload:
             raise self._error
 
     def write(self, data) -> int:
-        self._buffer += data
+        # Whole chunks are kept and joined once per part (one copy), so parts are at least part_size long and at
+        # most one chunk longer: S3 needs every part but the last to be 5 MiB or more, not equal sizes.
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer
+        self._chunks.append(data)
+        self._filled += len(data)
         self.size += len(data)
-        if len(self._buffer) >= self.part_size:
-            part, self._buffer = self._buffer, bytearray()
-            while len(part) >= self.part_size:
-                self._enqueue(bytes(part[: self.part_size]))
-                del part[: self.part_size]
-            self._buffer = part
+        if self._filled >= self.part_size:
+            self._enqueue(b"".join(self._chunks))
+            self._chunks, self._filled = [], 0
         return len(data)
 
     def _enqueue(self, data: bytes) -> None:
@@ -174,22 +209,27 @@ class MultipartUpload:
         for thread in self._threads:
             thread.join(timeout)
 
-    def complete(self) -> str:
-        """Finish the upload and return the ETag S3 must report for exactly these bytes."""
-        if self._buffer or not self._sent:
-            self._enqueue(bytes(self._buffer))
-            self._buffer = bytearray()
+    def complete(self, exclusive: bool = False) -> str:
+        """Finish the upload and return the ETag S3 must report for exactly these bytes.
+
+        ``exclusive`` asks the server to refuse (412 Precondition Failed) if the key holds an object by then.
+        """
+        if self._chunks or not self._sent:
+            self._enqueue(b"".join(self._chunks))
+            self._chunks, self._filled = [], 0
         self._stop_workers()
         self._raise_if_failed()
         numbers = sorted(self._etags)
         if numbers != list(range(1, self._sent + 1)):
             raise VerificationError(f"{self.key}: parts {numbers} were uploaded, {self._sent} were sent")
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
-        )
+        with refusing_to_overwrite(self.bucket, self.key, exclusive):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
+                **({"IfNoneMatch": "*"} if exclusive else {}),
+            )
         combined = hashlib.md5(b"".join(self._digests[n] for n in numbers), usedforsecurity=False).hexdigest()
         return f'"{combined}-{len(numbers)}"'
 
@@ -236,12 +276,17 @@ class LZ4Writer:
     def __init__(self, sink, threads: int = COMPRESS_THREADS) -> None:
         self.sink = sink
         self.position = 0
-        self._block = bytearray(LZ4_BLOCK_SIZE)
-        self._filled = 0
+        self._free: list[bytearray] = []  # blocks whose compression is done, for reuse (no fresh pages to fault in)
+        self._new_block()
         self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lz4")
         self._pending: deque = deque()
         self.sink.write(_frame_header())
+
+    def _new_block(self) -> None:
+        self._block = self._free.pop() if self._free else bytearray(LZ4_BLOCK_SIZE)
+        self._view = memoryview(self._block)
+        self._filled = 0
 
     def write(self, data) -> int:
         size = len(data)
@@ -258,18 +303,33 @@ class LZ4Writer:
             view = view[take:]
             if self._filled == LZ4_BLOCK_SIZE:
                 self._submit(self._block)
-                self._block = bytearray(LZ4_BLOCK_SIZE)
-                self._filled = 0
+                self._new_block()
         return size
 
+    def reserve(self) -> memoryview:
+        """The free space of the current block (at least one byte), to read into directly; then :meth:`commit`."""
+        return self._view[self._filled :]
+
+    def commit(self, n: int) -> None:
+        """Count ``n`` bytes written into the space :meth:`reserve` gave."""
+        self._filled += n
+        self.position += n
+        if self._filled == LZ4_BLOCK_SIZE:
+            self._submit(self._block)
+            self._new_block()
+
     def _submit(self, chunk) -> None:
-        self._pending.append(self._pool.submit(_compress_block, chunk))
+        self._pending.append((self._pool.submit(_compress_block, chunk), chunk))
         while len(self._pending) > 2 * self._threads:
             self._write_oldest()
 
     def _write_oldest(self) -> None:
-        for part in self._pending.popleft().result():
+        future, chunk = self._pending.popleft()
+        parts = future.result()
+        for part in parts:
             self.sink.write(part)
+        if parts[1] is not chunk and isinstance(chunk, bytearray):  # stored compressed: the block is free again
+            self._free.append(chunk)
 
     def tell(self) -> int:
         return self.position
@@ -277,7 +337,7 @@ class LZ4Writer:
     def close(self) -> None:
         try:
             if self._filled:
-                self._submit(bytes(memoryview(self._block)[: self._filled]))
+                self._submit(bytes(self._view[: self._filled]))
                 self._filled = 0
             while self._pending:
                 self._write_oldest()
@@ -356,6 +416,7 @@ def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
     builder = crawls.FingerprintBuilder()
     buffer = bytearray(READ_SIZE)
     view = memoryview(buffer)
+    reserve = getattr(sink, "reserve", None)
     bytes_read = 0
     offset = 0
     for entry in crawls.walk(directory):
@@ -375,8 +436,9 @@ def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
         with f:
             remaining = entry.size
             while remaining:
+                target = reserve() if reserve else view  # straight into the LZ4 block when the sink offers it
                 try:
-                    n = f.readinto(view[: min(remaining, READ_SIZE)])
+                    n = f.readinto(target[: min(remaining, READ_SIZE, len(target))])
                 except OSError as e:
                     raise CrawlReadError(
                         f"cannot read {entry.relpath!r} in the crawl ({e.strerror or e}): "
@@ -384,9 +446,12 @@ def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
                     ) from e
                 if not n:
                     raise CrawlChangedError(f"{entry.relpath!r} changed while it was being read: it became shorter")
-                chunk = view[:n]
+                chunk = target[:n]
                 hasher.update(chunk)
-                sink.write(chunk)
+                if reserve:
+                    sink.commit(n)
+                else:
+                    sink.write(chunk)
                 remaining -= n
                 bytes_read += n
                 if progress:
@@ -405,30 +470,50 @@ def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
 
 
 def stream_crawl(
-    client, bucket: str, key: str, directory: str, arcname: str, part_size: int, progress: Progress | None = None
+    client,
+    bucket: str,
+    key: str,
+    directory: str,
+    arcname: str,
+    part_size: int,
+    progress: Progress | None = None,
+    *,
+    check=None,
+    exclusive: bool = False,
+    storage_class: str | None = None,
 ):
-    """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once."""
-    upload = MultipartUpload(client, bucket, key, part_size, progress=progress.sent if progress else None)
+    """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
+
+    ``check(tar_result)`` runs after the last byte is read and before the upload is completed: if it raises, the
+    upload is aborted and nothing ever becomes visible at ``key``. ``exclusive``: see
+    :meth:`MultipartUpload.complete`. ``storage_class``: the final keys' (None: the server's default, for staging).
+    """
+    sent = progress.sent if progress else None
+    upload = MultipartUpload(client, bucket, key, part_size, progress=sent, storage_class=storage_class)
     try:
         lz4_writer = LZ4Writer(upload)
         tar = write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
         lz4_writer.close()
-        etag = upload.complete()
+        if check is not None:
+            check(tar)
+        etag = upload.complete(exclusive=exclusive)
     except BaseException:
         upload.abort()
         raise
     return StreamResult(tar.summary, tar.checksum, tar.bytes_read, compressed_bytes=upload.size, etag=etag)
 
 
-def upload_file(client, bucket: str, key: str, path: str) -> tuple[int, str]:
+def upload_file(
+    client, bucket: str, key: str, path: str, exclusive: bool = False, storage_class: str | None = None
+) -> tuple[int, str]:
     """Upload a local file (a log) through the same verified multipart path; return (size, expected ETag)."""
     size = os.path.getsize(path)
-    upload = MultipartUpload(client, bucket, key, choose_part_size(size))
+    upload = MultipartUpload(client, bucket, key, choose_part_size(size), storage_class=storage_class)
     try:
         with open(path, "rb") as f:
             while chunk := f.read(READ_SIZE):
                 upload.write(chunk)
-        etag = upload.complete()
+        etag = upload.complete(exclusive=exclusive)
     except BaseException:
         upload.abort()
         raise
@@ -462,6 +547,14 @@ def promote(client, bucket: str, source: str, target: str, size: int, etag: str,
     verify_object(client, bucket, target, size)
 
 
+def abort_uploads(client, bucket: str, prefix: str) -> int:
+    """Abort the incomplete multipart uploads under ``prefix`` (invisible, but stored); return how many."""
+    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    return len(uploads)
+
+
 def clean_staging(client, bucket: str, prefix: str) -> int:
     """Delete the objects and abort the multipart uploads under one crawl's staging prefix."""
     removed = 0
@@ -471,11 +564,26 @@ def clean_staging(client, bucket: str, prefix: str) -> int:
         if keys:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             removed += len(keys)
-    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
-    for upload in uploads:
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-        removed += 1
-    return removed
+    return removed + abort_uploads(client, bucket, prefix)
+
+
+def month_is_empty(client, bucket: str, prefix: str) -> bool:
+    """Whether no object at all lies under a month's prefix (incomplete multipart uploads are not objects)."""
+    return not client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents")
+
+
+def withdraw(client, bucket: str, written: dict[str, str]) -> None:
+    """Delete what this try wrote into a month it found empty, so that a failed try leaves the month empty.
+
+    ``written`` maps keys to the ETags of what we wrote there; each delete is conditional on that ETag
+    (``If-Match``), so an object that is not exactly ours is never deleted.
+    """
+    for key, etag in written.items():
+        try:
+            client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+            logger.warning("Deleted s3://%s/%s again: this try wrote it into an empty month, then failed", bucket, key)
+        except Exception:  # noqa: BLE001 - the original error matters more; the next try goes through staging
+            logger.warning("Left s3://%s/%s: it could not be deleted, or it is not what this try wrote", bucket, key)
 
 
 class Progress:
@@ -555,81 +663,110 @@ def archive_crawl(
     staging = layout.staging_prefix(source_id, data_version)
     label = f"{source_id}/{data_version}"
 
-    clean_staging(client, bucket, staging)  # leftovers of an earlier try of this task
+    # Leftovers of an earlier try of this task: its staging objects, and its uploads to either place (a month's
+    # uploads can only be this crawl's: the ledger's claim on the month keeps every other archive task out).
+    clean_staging(client, bucket, staging)
+    abort_uploads(client, bucket, final)
+    in_place = month_is_empty(client, bucket, final)
+    target = final if in_place else staging
+    final_class = storage_class if in_place else None  # staging objects keep the default class: they live minutes
     started = time.monotonic()
     logger.info(
-        "%s: archiving %d bytes in %d files to s3://%s/%s", label, expected.bytes, expected.files, bucket, final
+        "%s: archiving %d bytes in %d files to s3://%s/%s (%s)",
+        label,
+        expected.bytes,
+        expected.files,
+        bucket,
+        final,
+        "an empty month: written in place" if in_place else "the month holds objects: through staging",
     )
-    part_size = choose_part_size(expected.bytes, expected.files)
+
+    def check_unchanged(tar: TarResult) -> None:
+        changes = []
+        if tar.summary.fingerprint != expected.fingerprint:
+            changes.append(
+                f"it had {expected.files} files and {expected.bytes} bytes, now {tar.summary.files} files and "
+                f"{tar.summary.bytes} bytes (or a file was rewritten)"
+            )
+        if expected.checksum is not None and tar.checksum != expected.checksum:
+            changes.append(f"its checksum was {expected.checksum}, now {tar.checksum}")
+        if changes:
+            raise CrawlChangedError(
+                f"{label} changed on disk since it was inspected ({'; '.join(changes)}): nothing was archived or "
+                "deleted; the next run inspects it again"
+            )
+
     stream = stream_crawl(
         client,
         bucket,
-        staging + layout.DATA,
+        target + layout.DATA,
         directory,
         label,
-        part_size,
+        choose_part_size(expected.bytes, expected.files),
         progress=Progress(label, expected.bytes),
+        check=check_unchanged,
+        exclusive=in_place,
+        storage_class=final_class,
     )
     streamed = time.monotonic()
     summary = stream.summary
-    changes = []
-    if summary.fingerprint != expected.fingerprint:
-        changes.append(
-            f"it had {expected.files} files and {expected.bytes} bytes, now {summary.files} files and "
-            f"{summary.bytes} bytes (or a file was rewritten)"
+    written = {target + layout.DATA: stream.etag} if in_place else {}
+    try:
+        verify_object(client, bucket, target + layout.DATA, stream.compressed_bytes, stream.etag)
+        log_size, log_etag = upload_file(
+            client, bucket, target + layout.LOG, log_path, exclusive=in_place, storage_class=final_class
         )
-    if expected.checksum is not None and stream.checksum != expected.checksum:
-        changes.append(f"its checksum was {expected.checksum}, now {stream.checksum}")
-    if changes:
-        clean_staging(client, bucket, staging)
-        raise CrawlChangedError(
-            f"{label} changed on disk since it was inspected ({'; '.join(changes)}): nothing was archived or "
-            "deleted; the next run inspects it again"
-        )
-    verify_object(client, bucket, staging + layout.DATA, stream.compressed_bytes, stream.etag)
+        if in_place:
+            written[target + layout.LOG] = log_etag
+        verify_object(client, bucket, target + layout.LOG, log_size, log_etag)
 
-    log_size, log_etag = upload_file(client, bucket, staging + layout.LOG, log_path)
-    verify_object(client, bucket, staging + layout.LOG, log_size, log_etag)
+        document = {
+            "id": label,
+            "source_id": source_id,
+            "data_version": data_version,
+            "bytes": summary.bytes,
+            "checksum": stream.checksum,
+            "files_count": metadata.get("files_count"),
+            "errors_count": metadata.get("errors_count"),
+            "reject_reason": None,
+            "archived": True,
+            # Keys the 2021 tool did not write:
+            "data_files": summary.files,
+            "compressed_bytes": stream.compressed_bytes,
+            "tar_prefix": f"{label}/",
+            "archived_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "archiver": "kingfisher-archive (Airflow)",
+            **{k: v for k, v in metadata.items() if k not in ("files_count", "errors_count")},
+        }
+        body = json.dumps(document, indent=2, sort_keys=False).encode("utf-8")
 
-    document = {
-        "id": label,
-        "source_id": source_id,
-        "data_version": data_version,
-        "bytes": summary.bytes,
-        "checksum": stream.checksum,
-        "files_count": metadata.get("files_count"),
-        "errors_count": metadata.get("errors_count"),
-        "reject_reason": None,
-        "archived": True,
-        # Keys the 2021 tool did not write:
-        "data_files": summary.files,
-        "compressed_bytes": stream.compressed_bytes,
-        "tar_prefix": f"{label}/",
-        "archived_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "archiver": "kingfisher-archive (Airflow)",
-        **{k: v for k, v in metadata.items() if k not in ("files_count", "errors_count")},
-    }
-    body = json.dumps(document, indent=2, sort_keys=False).encode("utf-8")
-
-    promoting = time.monotonic()
-    promote(
-        client, bucket, staging + layout.DATA, final + layout.DATA, stream.compressed_bytes, stream.etag, storage_class
-    )
-    promote(client, bucket, staging + layout.LOG, final + layout.LOG, log_size, log_etag, storage_class)
-    md5 = hashlib.md5(body, usedforsecurity=False).digest()
-    client.put_object(
-        Bucket=bucket,
-        Key=final + layout.METADATA,
-        Body=body,
-        ContentMD5=_md5_b64(md5),
-        ContentType="application/json",
-        StorageClass=storage_class,
-    )
-    verify_object(client, bucket, final + layout.METADATA, len(body), f'"{md5.hex()}"')
-    if json.loads(client.get_object(Bucket=bucket, Key=final + layout.METADATA)["Body"].read()) != document:
-        raise VerificationError(f"s3://{bucket}/{final}{layout.METADATA} does not read back as written")
+        promoting = time.monotonic()
+        if not in_place:
+            size = stream.compressed_bytes
+            promote(client, bucket, staging + layout.DATA, final + layout.DATA, size, stream.etag, storage_class)
+            promote(client, bucket, staging + layout.LOG, final + layout.LOG, log_size, log_etag, storage_class)
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        with refusing_to_overwrite(bucket, final + layout.METADATA, in_place):
+            client.put_object(
+                Bucket=bucket,
+                Key=final + layout.METADATA,
+                Body=body,
+                ContentMD5=_md5_b64(md5),
+                ContentType="application/json",
+                StorageClass=storage_class,
+                **({"IfNoneMatch": "*"} if in_place else {}),
+            )
+        if in_place:
+            written[final + layout.METADATA] = f'"{md5.hex()}"'
+        verify_object(client, bucket, final + layout.METADATA, len(body), f'"{md5.hex()}"')
+        if json.loads(client.get_object(Bucket=bucket, Key=final + layout.METADATA)["Body"].read()) != document:
+            raise VerificationError(f"s3://{bucket}/{final}{layout.METADATA} does not read back as written")
+    except BaseException:
+        withdraw(client, bucket, written)
+        raise
     promoted = time.monotonic()
-    clean_staging(client, bucket, staging)
+    if not in_place:
+        clean_staging(client, bucket, staging)
 
     seconds = time.monotonic() - started
     deleted = []
@@ -652,8 +789,9 @@ def archive_crawl(
         "checksum": stream.checksum,
         "bytes_read": stream.bytes_read,
         "seconds": round(seconds, 3),
-        "stream_seconds": round(streamed - started, 3),  # read, tar, LZ4, checksum, upload to staging
-        "promote_seconds": round(promoted - promoting, 3),  # server-side copies to the final keys, metadata
+        "stream_seconds": round(streamed - started, 3),  # read, tar, LZ4, checksum, upload
+        "promote_seconds": round(promoted - promoting, 3),  # server-side copies to the final keys (if any), metadata
+        "in_place": in_place,  # written straight to the final keys (the month was empty), not through staging
         "prefix": final,
         "deleted": deleted,
     }

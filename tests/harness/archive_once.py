@@ -3,9 +3,9 @@
     python -m tests.harness.archive_once < job.json
 
 ``job.json`` holds ``settings`` (the Settings fields), ``plan`` (as the decide step makes it), ``s3``
-(endpoint_url, access_key, secret_key) and optionally ``die_after_metadata``: when true, the process SIGKILLs
-itself right after ``metadata.json`` reached the bucket, before anything local is deleted, as a worker killed by
-the OOM killer or a reboot would be.
+(endpoint_url, access_key, secret_key) and optionally ``die``: ``"before_metadata"`` or ``"after_metadata"``, and
+the process SIGKILLs itself just before ``metadata.json`` is sent, or right after it reached the bucket (before
+anything local is deleted), as a worker killed by the OOM killer or a reboot would be.
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ def main() -> None:
         aws_secret_access_key=job["s3"]["secret_key"],
         region_name="us-east-1",
     )
-    if job.get("die_after_metadata"):
+    if job.get("die"):
         sending = {}
 
         def note(params, **kwargs):
             sending["metadata"] = params.get("Key", "").endswith("/metadata.json")
+            if sending["metadata"] and job["die"] == "before_metadata":
+                os.kill(os.getpid(), signal.SIGKILL)
 
         def die(**kwargs):
-            if sending.get("metadata"):
+            if sending.get("metadata") and job["die"] == "after_metadata":
                 os.kill(os.getpid(), signal.SIGKILL)
 
         client.meta.events.register("before-parameter-build.s3.PutObject", note)
