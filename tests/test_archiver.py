@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import random
 import shutil
 import subprocess
 import tarfile
@@ -398,3 +399,27 @@ def test_the_months_objects_get_the_configured_storage_class_whichever_way_they_
         "scotland/2020/09/metadata.json": "REDUCED_REDUNDANCY",
         "scotland/2020/09/scrapy.log": "REDUCED_REDUNDANCY",
     }
+
+
+def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, bucket, tmp_path, monkeypatch):
+    # Compressible blocks are reused once compressed and parts are joined from whole blocks: enough of both here
+    # (about 40 MiB in 4 MiB blocks, 5 MiB parts), mixed with incompressible files, to catch a block reused early.
+    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 * archiver.MiB)
+    rng = random.Random(7)
+    files = {}
+    for i in range(12):
+        lines = (f'{{"ocid": "ocds-{i}-{n}", "amount": {rng.randint(0, 10**9)}}}\n' for n in range(90_000))
+        files[f"{i:03X}/releases.json"] = "".join(lines).encode()
+        files[f"{i:03X}/attachment.bin"] = rng.randbytes(rng.randint(1, 700_000))
+    directory = make_crawl(tmp_path / "data", files)
+    before = tree(directory)
+    result = run(client, bucket, tmp_path, directory, expected_for(directory))
+    assert result["bytes"] > 40 * archiver.MiB and result["compressed_bytes"] < result["bytes"] / 2
+    parts = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["ETag"].strip('"').split("-")[1]
+    assert int(parts) > 2
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    extract_with_the_lz4_command(
+        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
+    )
+    assert tree(restored / "scotland" / "20200902_052458") == before

@@ -269,8 +269,10 @@ class LZ4Writer:
     checksum. Blocks carry checksums rather than the frame carrying one content checksum because a content checksum
     is one sequential pass over every uncompressed byte on the thread that writes the tar, which was the bottleneck;
     block checksums are computed by the compressing threads over the (smaller) stored bytes, and the uncompressed
-    content is checked on restore against the XXH3 checksum in ``metadata.json`` anyway. Blocks are filled in place
-    and handed to a thread whole, so each byte is copied once on its way in. Memory: a few 4 MiB blocks in flight.
+    content is checked on restore against the XXH3 checksum in ``metadata.json`` anyway. File data is read from
+    disk straight into the current block (:meth:`reserve`, :meth:`commit`), tar headers are copied in, and a full
+    block is handed to a thread whole and reused once it has been compressed, so no byte is copied on its way in
+    and no fresh memory is faulted in per block. Memory: a few 4 MiB blocks in flight.
     """
 
     def __init__(self, sink, threads: int = COMPRESS_THREADS) -> None:
@@ -600,10 +602,14 @@ class Progress:
         self.bytes_sent = 0
         self.start = self.last = time.monotonic()
         self._lock = threading.Lock()
+        self._unchecked = 0
 
     def read(self, n: int) -> None:
         self.bytes_read += n
-        self._maybe_log()
+        self._unchecked += n
+        if self._unchecked >= MiB:  # not the clock and the lock at every read of a small file
+            self._unchecked = 0
+            self._maybe_log()
 
     def sent(self, n: int) -> None:
         with self._lock:
