@@ -134,7 +134,12 @@ ORDER = ("empty", "replaced", "pipeline")
 
 
 def run_measured(command: list[str], env: dict | None = None, shell: bool = False) -> tuple[float, int, str, float]:
-    """Wall seconds, peak RSS in bytes of the largest process, stdout, and CPU seconds (the process and children)."""
+    """Wall seconds, peak RSS in bytes of the largest process, stdout, and CPU seconds (the process and children).
+
+    The page cache's dirty pages (the S3 server's writes of the previous run) are flushed first, untimed, so that
+    no run pays for the writeback of the one before it.
+    """
+    os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, shell=shell)  # noqa: S602
     stdout = process.stdout.read()

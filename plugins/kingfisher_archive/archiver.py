@@ -120,8 +120,8 @@ class MultipartUpload:
     """A write-only file object that streams into one S3 multipart upload.
 
     Parts are uploaded by a few background threads while the next part fills, so reading and compressing overlap
-    with the network; at most :data:`UPLOAD_THREADS` parts are in flight and one is filling, so memory stays at a
-    few parts whatever the size of the crawl.
+    with the network; at most :data:`UPLOAD_THREADS` parts are in flight, one waits for a thread and one is filling,
+    so memory stays at a few parts whatever the size of the crawl.
     """
 
     def __init__(
@@ -132,11 +132,11 @@ class MultipartUpload:
         self.key = key
         self.part_size = part_size
         self.size = 0
-        self._chunks: list[bytes] = []
+        self._chunks: list[memoryview] = []
         self._filled = 0
         self._digests: dict[int, bytes] = {}
         self._etags: dict[int, str] = {}
-        self._queue: queue.Queue = queue.Queue(maxsize=UPLOAD_THREADS)
+        self._queue: queue.Queue = queue.Queue(maxsize=1)  # a part ready when a thread is
         self._error: BaseException | None = None
         self._progress = progress
         self._lock = threading.Lock()
@@ -183,17 +183,23 @@ class MultipartUpload:
             raise self._error
 
     def write(self, data) -> int:
-        # Whole chunks are kept and joined once per part (one copy), so parts are at least part_size long and at
-        # most one chunk longer: S3 needs every part but the last to be 5 MiB or more, not equal sizes.
+        # Chunks are kept as views and joined once per part (one copy). Every part but the last is exactly
+        # part_size: equal sizes let the allocator hand each part's memory back when it is freed, where parts of
+        # varying sizes fragment the heap and memory grows with the crawl's size.
         if not isinstance(data, bytes):
             data = bytes(data)  # the caller may reuse its buffer
-        self._chunks.append(data)
-        self._filled += len(data)
-        self.size += len(data)
-        if self._filled >= self.part_size:
-            self._enqueue(b"".join(self._chunks))
-            self._chunks, self._filled = [], 0
-        return len(data)
+        size = len(data)
+        self.size += size
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.part_size - self._filled)
+            self._chunks.append(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.part_size:
+                self._enqueue(b"".join(self._chunks))
+                self._chunks, self._filled = [], 0
+        return size
 
     def _enqueue(self, data: bytes) -> None:
         self._raise_if_failed()
@@ -201,7 +207,7 @@ class MultipartUpload:
         self._queue.put((self._sent, data))
 
     def _stop_workers(self, timeout: float | None = None) -> None:
-        for _ in self._threads:
+        for _ in [thread for thread in self._threads if thread.is_alive()]:  # none left after complete()
             try:
                 self._queue.put(None, timeout=timeout)
             except queue.Full:
