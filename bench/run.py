@@ -238,7 +238,8 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     sets = {name: dataset(name) for name in names}
 
-    server = start_seaweedfs(Path(tempfile.mkdtemp(prefix="kfa-bench-s3-")))
+    storage = Path(tempfile.mkdtemp(prefix="kfa-bench-s3-"))  # what the uploads wrote: gigabytes, removed after
+    server = start_seaweedfs(storage)
     bucket = "bench"
     server.create_bucket(bucket)
     rows = []
@@ -272,6 +273,7 @@ def main() -> int:
         plan = None if args.no_planning else planning(server, bucket)
     finally:
         server.stop()
+        shutil.rmtree(storage, ignore_errors=True)
 
     def rate(size: int, results: list[dict]) -> float:
         return size / MiB / statistics.median(r["seconds"] for r in results)

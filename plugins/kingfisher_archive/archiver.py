@@ -256,13 +256,17 @@ def _frame_header() -> bytes:
     return LZ4_MAGIC + descriptor + bytes([header_checksum])
 
 
-def _compress_block(chunk) -> tuple[bytes, bytes | bytearray, bytes]:
-    """One independent block: its size word, its bytes (as they are when LZ4 cannot shrink them), its checksum."""
+def _compress_block(chunk) -> tuple[bytes, bytes, bytes]:
+    """One independent block: its size word, its bytes (as they are when LZ4 cannot shrink them), its checksum.
+
+    The stored bytes never share memory with ``chunk``, so the block can be reused as soon as this returns (an
+    incompressible block is copied here, on a compressing thread, rather than by the thread that reads).
+    """
     compressed = lz4.block.compress(chunk, mode="default", store_size=False)
     if len(compressed) < len(chunk):
         size, stored = len(compressed), compressed
     else:
-        size, stored = len(chunk) | 0x8000_0000, chunk  # the block is this thread's: no copy needed
+        size, stored = len(chunk) | 0x8000_0000, bytes(chunk)
     return struct.pack("<I", size), stored, struct.pack("<I", xxhash.xxh32_intdigest(stored))
 
 
@@ -336,7 +340,7 @@ class LZ4Writer:
         parts = future.result()
         for part in parts:
             self.sink.write(part)
-        if parts[1] is not chunk and isinstance(chunk, bytearray):  # stored compressed: the block is free again
+        if isinstance(chunk, bytearray):  # a full block: free again (the stored bytes are a copy or compressed)
             self._free.append(chunk)
 
     def tell(self) -> int:
