@@ -173,8 +173,8 @@ def test_a_crawl_bigger_than_one_part_is_uploaded_in_several_verified_parts(clie
 @pytest.mark.parametrize(
     ("size", "files", "part_size"),
     [
-        (0, 0, 16 * archiver.MiB),
-        (100 * archiver.MiB, 10_000, 16 * archiver.MiB),
+        (0, 0, 8 * archiver.MiB),
+        (100 * archiver.MiB, 10_000, 8 * archiver.MiB),
         (848 * 1024 * archiver.MiB, 1_000_000, 98 * archiver.MiB),  # the biggest crawl seen: 848 GB
     ],
 )
