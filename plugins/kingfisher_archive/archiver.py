@@ -288,7 +288,6 @@ class LZ4Writer:
 
     def __init__(self, sink, threads: int = COMPRESS_THREADS) -> None:
         self.sink = sink
-        self.position = 0
         self._free: list[bytearray] = []  # blocks whose compression is done, for reuse (no fresh pages to fault in)
         self._new_block()
         self._threads = threads
@@ -303,20 +302,17 @@ class LZ4Writer:
 
     def write(self, data) -> int:
         size = len(data)
-        self.position += size
-        if self._filled + size < LZ4_BLOCK_SIZE:  # the common case: a tar header or a read fits in the block
+        if self._filled + size < LZ4_BLOCK_SIZE:  # the common case: a tar header or padding fits in the block
             self._block[self._filled : self._filled + size] = data
             self._filled += size
             return size
         view = memoryview(data).cast("B")
         while view:
-            take = min(len(view), LZ4_BLOCK_SIZE - self._filled)
-            self._block[self._filled : self._filled + take] = view[:take]
-            self._filled += take
+            space = self.reserve()
+            take = min(len(view), len(space))
+            space[:take] = view[:take]
+            self.commit(take)
             view = view[take:]
-            if self._filled == LZ4_BLOCK_SIZE:
-                self._submit(self._block)
-                self._new_block()
         return size
 
     def reserve(self) -> memoryview:
@@ -326,7 +322,6 @@ class LZ4Writer:
     def commit(self, n: int) -> None:
         """Count ``n`` bytes written into the space :meth:`reserve` gave."""
         self._filled += n
-        self.position += n
         if self._filled == LZ4_BLOCK_SIZE:
             self._submit(self._block)
             self._new_block()
@@ -343,9 +338,6 @@ class LZ4Writer:
             self.sink.write(part)
         if isinstance(chunk, bytearray):  # a full block: free again (the stored bytes are a copy or compressed)
             self._free.append(chunk)
-
-    def tell(self) -> int:
-        return self.position
 
     def close(self) -> None:
         try:
@@ -727,14 +719,13 @@ def archive_crawl(
     )
     streamed = time.monotonic()
     summary = stream.summary
-    written = {target + layout.DATA: stream.etag} if in_place else {}
+    written = {target + layout.DATA: stream.etag}  # what this try wrote: taken back if it fails in place
     try:
         verify_object(client, bucket, target + layout.DATA, stream.compressed_bytes, stream.etag)
         log_size, log_etag = upload_file(
             client, bucket, target + layout.LOG, log_path, exclusive=in_place, storage_class=final_class
         )
-        if in_place:
-            written[target + layout.LOG] = log_etag
+        written[target + layout.LOG] = log_etag
         verify_object(client, bucket, target + layout.LOG, log_size, log_etag)
 
         document = {
@@ -773,13 +764,13 @@ def archive_crawl(
                 StorageClass=storage_class,
                 **({"IfNoneMatch": "*"} if in_place else {}),
             )
-        if in_place:
-            written[final + layout.METADATA] = f'"{md5.hex()}"'
+        written[final + layout.METADATA] = f'"{md5.hex()}"'
         verify_object(client, bucket, final + layout.METADATA, len(body), f'"{md5.hex()}"')
         if json.loads(client.get_object(Bucket=bucket, Key=final + layout.METADATA)["Body"].read()) != document:
             raise VerificationError(f"s3://{bucket}/{final}{layout.METADATA} does not read back as written")
     except BaseException:
-        withdraw(client, bucket, written)
+        if in_place:  # an empty month is left empty; a month being replaced is rewritten by the next try
+            withdraw(client, bucket, written)
         raise
     promoted = time.monotonic()
     if not in_place:
