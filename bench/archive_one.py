@@ -19,7 +19,12 @@ from kingfisher_archive import archiver  # noqa: E402
 
 endpoint, key_id, secret, bucket, data, logs, source_id, data_version, log, size, files, fingerprint = sys.argv[1:13]
 client = boto3.client(
-    "s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret, region_name="us-east-1"
+    "s3",
+    endpoint_url=endpoint,
+    aws_access_key_id=key_id,
+    aws_secret_access_key=secret,
+    region_name="us-east-1",
+    config=archiver.client_config(),
 )
 result = archiver.archive_crawl(
     client=client,

@@ -423,3 +423,50 @@ def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, 
         client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
     )
     assert tree(restored / "scotland" / "20200902_052458") == before
+
+
+def record_uploads(client):
+    """The headers of every upload request the client sends (observed on the way out, nothing replaced)."""
+    sent = []
+
+    def note(request, event_name, **kwargs):
+        headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        sent.append((event_name.rsplit(".", 1)[-1], headers))
+
+    for operation in ("UploadPart", "PutObject"):
+        client.meta.events.register(f"before-send.s3.{operation}", note)
+    return sent
+
+
+def test_each_upload_carries_its_md5_and_is_not_hashed_again_for_the_signature(client, bucket, tmp_path):
+    """Content-MD5 only: no SHA-256 of the body (it is half the speed of LZ4 here) and no CRC32 besides."""
+    sent = record_uploads(client)
+    directory = make_crawl(tmp_path / "data", FILES)
+    run(client, bucket, tmp_path, directory, expected_for(directory))
+
+    assert sorted({name for name, _ in sent}) == ["PutObject", "UploadPart"]
+    for name, headers in sent:
+        assert headers.get("content-md5"), name
+        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD", name
+        assert not [h for h in headers if h.startswith("x-amz-checksum-")], name
+    # The server took them (it checks signatures): the archive is there and reads back.
+    archive = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
+    extract_with_the_lz4_command(archive, tmp_path)
+    assert (tmp_path / "scotland" / "20200902_052458" / "FFF" / "c.json").read_bytes() == FILES["FFF/c.json"]
+
+
+def test_a_connection_that_asks_for_signed_bodies_gets_them(s3_server, bucket, tmp_path):
+    from botocore.config import Config
+
+    config = archiver.client_config(Config(s3={"addressing_style": "path", "payload_signing_enabled": True}))
+    client = s3_server.client(config=config)
+    sent = record_uploads(client)
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
+    run(client, bucket, tmp_path, directory, expected_for(directory))
+
+    assert sent and all(len(headers["x-amz-content-sha256"]) == 64 for _, headers in sent)
+    assert keys(client, bucket) == [
+        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/metadata.json",
+        "scotland/2020/09/scrapy.log",
+    ]

@@ -156,13 +156,18 @@ def make_client(endpoint_url: str | None):
     import boto3
     from botocore.config import Config
 
+    from kingfisher_archive.archiver import client_config
+
     session = boto3.session.Session()
     if endpoint_url:
         region = session.region_name or "us-east-1"
         return session.client(
-            "s3", endpoint_url=endpoint_url, region_name=region, config=Config(s3={"addressing_style": "path"})
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=client_config(Config(s3={"addressing_style": "path"})),
         )
-    return session.client("s3")
+    return session.client("s3", config=client_config())
 
 
 def _restore(client, args) -> int:

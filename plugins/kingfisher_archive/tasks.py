@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from airflow.sdk import BaseHook, TriggerRule, Variable, get_current_context, task
 
+from kingfisher_archive import archiver, steps
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import settings as config
-from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import loaded_collections
@@ -57,7 +57,8 @@ def s3_client():
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     _check_connection(config.S3_CONNECTION)
-    return S3Hook(aws_conn_id=config.S3_CONNECTION).get_conn()
+    hook = S3Hook(aws_conn_id=config.S3_CONNECTION)
+    return hook.get_client_type(region_name=hook.region_name, config=archiver.client_config(hook.config))
 
 
 def process_connection():

@@ -18,6 +18,7 @@ import sys
 import boto3
 
 from kingfisher_archive import steps
+from kingfisher_archive.archiver import client_config
 from kingfisher_archive.settings import Settings
 
 
@@ -29,6 +30,7 @@ def main() -> None:
         aws_access_key_id=job["s3"]["access_key"],
         aws_secret_access_key=job["s3"]["secret_key"],
         region_name="us-east-1",
+        config=client_config(),  # as the archive task's client
     )
     if job.get("die"):
         sending = {}

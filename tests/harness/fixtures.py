@@ -11,7 +11,9 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
+from botocore.config import Config
 
+from kingfisher_archive.archiver import client_config
 from tests.harness.servers import PostgresServer, S3Server, start_postgres, start_seaweedfs
 
 
@@ -57,5 +59,5 @@ def bucket(s3_server: S3Server) -> str:
 
 @pytest.fixture
 def client(s3_server: S3Server):
-    """A boto3 S3 client for the session's server, with its credentials."""
-    return s3_server.client()
+    """A boto3 S3 client for the session's server, with its credentials, configured as the archive task's."""
+    return s3_server.client(config=client_config(Config(s3={"addressing_style": "path"})))
