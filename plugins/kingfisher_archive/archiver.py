@@ -103,12 +103,10 @@ def client_config(base: Config | None = None) -> Config:
     ``config_kwargs`` win: ``{"s3": {"payload_signing_enabled": true}}``, ``request_checksum_calculation``.
     """
     base = base or Config()
-    s3 = dict(base.s3 or {})
-    s3.setdefault("payload_signing_enabled", False)
-    ours = Config(s3=s3)
+    ours = {"s3": {"payload_signing_enabled": False, **(base.s3 or {})}}  # merge() replaces s3 whole
     if base.request_checksum_calculation is None:
-        ours = ours.merge(Config(request_checksum_calculation="when_required"))
-    return base.merge(ours)
+        ours["request_checksum_calculation"] = "when_required"
+    return base.merge(Config(**ours))
 
 
 def choose_part_size(expected_bytes: int, files: int = 0) -> int:
@@ -435,15 +433,14 @@ def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
     and padding to tar's 10,240-byte record. ``TarFile.addfile`` is not used because on crawls of many small files
     its per-member costs made it the bottleneck of archiving: a copy of every ``TarInfo``, a header built field by
     field, a fresh buffer for every read, and a list of every member kept until the end, which also grows memory
-    with the number of files and makes the garbage collector walk it again and again. Here one buffer is reused
-    for every read, and it feeds the XXH3 checksum and the sink in the same pass. ``progress``, when given, is
-    called with the size of each read.
+    with the number of files and makes the garbage collector walk it again and again. Here each read goes straight
+    into the sink's LZ4 block (or one reused buffer) and feeds the XXH3 checksum and the sink in the same pass.
+    ``progress``, when given, is called with the size of each read.
     """
     hasher = xxhash.xxh3_128()
     builder = crawls.FingerprintBuilder()
-    buffer = bytearray(READ_SIZE)
-    view = memoryview(buffer)
-    reserve = getattr(sink, "reserve", None)
+    reserve = getattr(sink, "reserve", None)  # read straight into the LZ4 block when the sink offers it
+    view = None if reserve else memoryview(bytearray(READ_SIZE))  # else one buffer, reused for every read
     bytes_read = 0
     offset = 0
     for entry in crawls.walk(directory):
@@ -463,7 +460,7 @@ def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
         with f:
             remaining = entry.size
             while remaining:
-                target = reserve() if reserve else view  # straight into the LZ4 block when the sink offers it
+                target = reserve() if reserve else view
                 try:
                     n = f.readinto(target[: min(remaining, READ_SIZE, len(target))])
                 except OSError as e:
