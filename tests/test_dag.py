@@ -17,6 +17,7 @@ import pytest
 
 from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate
 from tests.harness.kingfisher_host import KingfisherHost, mixed_host, tree
+from tests.harness.kingfisher_process import ProcessV2
 
 pytestmark = pytest.mark.airflow
 
@@ -86,6 +87,8 @@ EXPECTED_V2 = {k: v for k, v in EXPECTED_V1.items() if k != "paraguay/20201002_0
     "kenya/20201201_000000": ("archived", "new_period"),
 }
 EXPECTED = {"v1": EXPECTED_V1, "v2": EXPECTED_V2}
+# v2: closed by Kingfisher Collect while Process is still loading its files.
+WAITING = "ecuador/20210105_000000"
 
 
 def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schema):
@@ -128,12 +131,31 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
         crawl_id for crawl_id, (status, _) in expected.items() if status == "archived"
     )
 
-    # A second run finds nothing new and changes nothing.
+    if schema == "v2":
+        # Closed by Kingfisher Collect, still being loaded by Process: untouched, listed, and (closed long ago) warned
+        # about, without failing the run.
+        assert host.exists(WAITING) and host.log_exists(WAITING)
+        assert f"waiting for Kingfisher Process: {WAITING} (collection" in run.output
+        assert "5 of 5 files recorded, 5 still to load" in run.output
+        assert f"{WAITING} (Kingfisher Process collection" in run.output
+        assert "has waited for Kingfisher Process to load its files for longer than 3 days" in run.output
+        assert WAITING not in ledger_rows(airflow)
+        # Process loads its files; the next run archives it.
+        ProcessV2(host.dsn, host.data_directory).load_all(host.crawls[WAITING].collection_id)
+        expected = expected | {WAITING: ("archived", "new_period")}
+
+    # A second run finds nothing else new and changes nothing else.
     before_bucket, before_disk = objects(client, bucket), disk(host)
     second = airflow.run(logical_date="2026-11-28")
     assert second.succeeded, second.output[-5000:]
-    assert objects(client, bucket) == before_bucket
-    assert disk(host) == before_disk
+    if schema == "v2":
+        assert not host.exists(WAITING) and not host.log_exists(WAITING)
+        assert before_disk.pop(WAITING) is True
+        for name in ("data.tar.lz4", "metadata.json", "scrapy.log"):
+            assert objects(client, bucket).pop(f"ecuador/2021/01/{name}")
+        assert "waiting for Kingfisher Process:" not in second.output
+    assert {k: v for k, v in objects(client, bucket).items() if not k.startswith("ecuador/")} == before_bucket
+    assert {k: v for k, v in disk(host).items() if k != WAITING} == before_disk
     assert ledger_rows(airflow) == expected
 
 

@@ -65,6 +65,49 @@ def test_ten_thousand_historical_rows_become_only_the_crawls_still_on_disk(host,
     assert len(again["crawls"]) == 3
 
 
+def test_crawls_process_is_still_loading_are_never_work_and_are_listed_as_waiting(host, settings):
+    host.add_crawl("scotland", "20240501_000000")
+    host.add_crawl("paraguay", "20240502_000000")
+    now = datetime(2024, 5, 10, 12, 0, 0)
+
+    def closed(id_, source_id, day, closed_at, stored, expected, pending):
+        return Collection(id_, source_id, datetime(2024, 5, day), None, closed_at, False, stored, expected, pending)
+
+    loading = [
+        closed(1, "scotland", 1, datetime(2024, 5, 5, 9, 30), stored=40, expected=50, pending=12),
+        closed(2, "paraguay", 2, datetime(2024, 5, 10, 11, 15), stored=3, expected=0, pending=3),
+        closed(3, "moldova", 3, datetime(2024, 5, 1), stored=0, expected=0, pending=0),  # not on disk: no wait
+    ]
+    found = steps.find(settings, [], set(), reevaluate=True, loading=loading, now=now)
+    assert found["crawls"] == []
+    assert [(w["id"], w["collection_id"], w["waited_seconds"], w["detail"]) for w in found["waiting"]] == [
+        (
+            "scotland/20240501_000000",
+            1,
+            5 * 86400 + 2 * 3600 + 30 * 60,
+            "closed 5 days 2 h ago; 40 of 50 files recorded, 12 still to load",
+        ),
+        (
+            "paraguay/20240502_000000",
+            2,
+            45 * 60,
+            "closed 45 min ago; 3 of an unknown number of files recorded, 3 still to load",
+        ),
+    ]
+
+    summary = steps.summarise([], {}, False, waiting=found["waiting"], waiting_warning_days=3)
+    assert [w["id"] for w in summary["waiting"]] == ["scotland/20240501_000000", "paraguay/20240502_000000"]
+    [warning] = summary["warnings"]  # only the one closed more than three days ago
+    assert warning.startswith(
+        "scotland/20240501_000000 (Kingfisher Process collection 1) has waited for Kingfisher Process to load its "
+        "files for longer than 3 days: closed 5 days 2 h ago"
+    )
+    table = steps.format_table(summary)
+    assert "waiting for Kingfisher Process: paraguay/20240502_000000 (collection 2), closed 45 min ago" in table
+    assert "2 waiting for Kingfisher Process" in table
+    assert steps.summarise([], {}, False, waiting=found["waiting"], waiting_warning_days=6)["warnings"] == []
+
+
 def test_inspection_gives_each_reject_reason_with_a_detail(host, settings):
     cases = {
         "a/20200101_000000": dict(with_log=False),
@@ -390,6 +433,21 @@ def test_a_retention_that_is_not_a_number_of_days_is_named():
         config.load(values.get)
     values["kingfisher_archive_retention_days"] = "90"
     assert config.load(values.get).retention_days == 90
+
+
+def test_the_waiting_warning_defaults_to_three_days_and_a_bad_value_is_named():
+    from kingfisher_archive import settings as config
+
+    values = {"kingfisher_archive_bucket": "b", "kingfisher_archive_data_directory": "/",
+              "kingfisher_archive_logs_directory": "/"}  # fmt: skip
+    assert config.load(values.get).waiting_warning_days == 3
+    values["kingfisher_archive_waiting_warning_days"] = "0"
+    with pytest.raises(
+        config.ConfigurationError, match="'kingfisher_archive_waiting_warning_days' is '0', not a whole"
+    ):
+        config.load(values.get)
+    values["kingfisher_archive_waiting_warning_days"] = "14"
+    assert config.load(values.get).waiting_warning_days == 14
 
 
 def test_a_decision_the_bucket_has_overtaken_archives_nothing_and_deletes_nothing(host, settings, bucket):

@@ -1,16 +1,19 @@
-"""Kingfisher Process: which collections have finished loading, so their crawls may leave the disk.
+"""Kingfisher Process: which crawls it no longer needs on disk, so they may be archived and deleted.
 
 Two generations are deployed: v1 (SQLAlchemy, up to 2021) and v2 (Django, today). The generation is read from
-the database on every run, from the columns of its ``collection`` table, so an operator never configures it and
-an upgrade of Kingfisher Process needs no change here.
+the database on every run, so an operator never configures it and an upgrade of Kingfisher Process needs no
+change here.
 
-Only the original (untransformed), non-sample, undeleted collections whose loading ended are candidates. A crawl
-Process has not finished loading is never returned, so it is never touched.
+The generations differ in *when* a crawl's files stop being needed. v1 loaded every file before it set
+``store_end_at``. v2 sets ``store_end_at`` when Kingfisher Collect closes the collection and loads the files
+afterwards, from the crawl directory, one message per file: a crawl deleted then is lost to Process for good (its
+file worker logs "... has disappeared" and the collection never completes). So for v2 a closed crawl is released
+only once every file is loaded; until then it is *waiting*, reported, and never touched.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 
@@ -20,14 +23,60 @@ class ProcessError(Exception):
 
 @dataclass(frozen=True)
 class Collection:
+    """A root collection of one crawl that Kingfisher Collect closed with the reason ``finished`` (v2), or loaded."""
+
     id: int
     source_id: str
     data_version: datetime  # naive UTC
     scrapyd_job: str | None = None
+    #: ``store_end_at``, naive UTC: when the crawl was closed (v2) or loaded (v1).
+    closed_at: datetime | None = None
+    #: Kingfisher Process has loaded every file it was sent, so it will never open the crawl's files again.
+    files_loaded: bool = True
+    #: While loading (v2): files Process has recorded, files Kingfisher Collect said it sent, steps still to run.
+    files_stored: int | None = None
+    files_expected: int | None = None
+    loads_pending: int | None = None
 
+    def loading_detail(self) -> str:
+        """What Process still has to do, in a few words: for the run summary."""
+        expected = f"{self.files_expected}" if self.files_expected else "an unknown number of"
+        return f"{self.files_stored or 0} of {expected} files recorded, {self.loads_pending or 0} still to load"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The generation of a Kingfisher Process database and what its tables can tell."""
+
+    generation: str  # "v1" or "v2"
+    #: The newest Django migration of the ``process`` app (v2), when the database records them.
+    migration: str | None = None
+    columns: frozenset[str] = field(default_factory=frozenset)
+    tables: frozenset[str] = field(default_factory=frozenset)
+
+    def __str__(self) -> str:
+        return f"{self.generation} (migration {self.migration})" if self.migration else self.generation
+
+
+@dataclass(frozen=True)
+class Found:
+    schema: Schema
+    #: Crawls whose files Process no longer needs: the run's candidates.
+    loaded: list[Collection]
+    #: Crawls closed with ``finished`` whose files Process is still loading (v2 only): left alone, reported.
+    loading: list[Collection]
+
+
+# Columns that only v2 has ever had. Early v2 (2019-2020) has v1's columns exactly; its ``django_migrations`` rows
+# tell it apart. Between 2021 and mid-2022 (migrations 0023 to 0026) v2 has ``check_data`` as v1 does.
+V2_COLUMNS = frozenset({"completed_at", "scrapyd_job", "expected_files_count", "steps", "options", "data_type"})
+V1_COLUMNS = frozenset({"check_data", "store_end_at", "transform_type", "sample", "deleted_at"})
+TABLES = ("collection", "collection_note", "collection_file", "processing_step", "django_migrations")
+#: Steps that open the crawl's files: the file worker's ``LOAD`` (and ``UPGRADE``, which 2021 databases list).
+FILE_STEPS = ("LOAD", "UPGRADE")
 
 V1_QUERY = """
-SELECT id, source_id, data_version, NULL
+SELECT id, source_id, data_version, NULL, store_end_at
 FROM collection
 WHERE sample IS FALSE
   AND store_end_at IS NOT NULL
@@ -36,10 +85,22 @@ WHERE sample IS FALSE
 ORDER BY id
 """
 
-# v2 sets store_end_at whatever the close reason, so the reason comes from the spider's close note. Local loads
-# (sources ending "_local") have no crawl directory.
+# The close note is on the root collection only, and only when Kingfisher Collect sent a reason: a collection closed
+# by Process's own `load` or `closecollection` commands, or kept open, has none and is left alone. Local loads
+# (sources ending "_local") have no crawl directory. The counts are computed only for collections not completed.
 V2_QUERY = r"""
-SELECT c.id, c.source_id, c.data_version, c.scrapyd_job
+SELECT c.id, c.source_id, c.data_version, {scrapyd_job}, c.store_end_at, {completed} AS completed,
+       CASE WHEN {completed} THEN NULL ELSE (
+           SELECT count(*) FROM processing_step s LEFT JOIN collection_file f ON f.id = s.collection_file_id
+           WHERE s.name IN ('LOAD', 'UPGRADE')
+             AND (s.collection_id = c.id OR f.collection_id = c.id OR s.collection_id IN (
+                 SELECT u.id FROM collection u WHERE u.transform_from_collection_id = c.id
+             ))
+       ) END AS loads_pending,
+       CASE WHEN {completed} THEN NULL ELSE (
+           SELECT count(*) FROM collection_file f WHERE f.collection_id = c.id
+       ) END AS files_stored,
+       c.expected_files_count
 FROM collection c
 WHERE c.sample IS FALSE
   AND c.store_end_at IS NOT NULL
@@ -54,20 +115,38 @@ ORDER BY c.id
 """
 
 
-def detect_schema(connection) -> str:
-    """``"v1"`` or ``"v2"``, from the columns of the ``collection`` table."""
+def detect_schema(connection) -> Schema:
+    """The generation of the database, from its migrations and the columns of its ``collection`` table."""
     with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_name = ANY (%s) AND table_schema = ANY (current_schemas(false))",
+            (list(TABLES),),
+        )
+        tables = frozenset(row[0] for row in cursor.fetchall())
         cursor.execute(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'collection' AND table_schema = ANY (current_schemas(false))"
         )
-        columns = {row[0] for row in cursor.fetchall()}
-    if not columns:
+        columns = frozenset(row[0] for row in cursor.fetchall())
+        migration = None
+        if "django_migrations" in tables:
+            cursor.execute("SELECT max(name) FROM django_migrations WHERE app = 'process'")
+            migration = cursor.fetchone()[0]
+    if "collection" not in tables or not columns:
         raise ProcessError("the database has no 'collection' table: is this the Kingfisher Process database?")
-    if "check_data" in columns:
-        return "v1"
-    if "scrapyd_job" in columns or "completed_at" in columns:
-        return "v2"
+    if migration or columns & V2_COLUMNS:
+        schema = Schema("v2", migration, columns, tables)
+        missing = [t for t in ("collection_note", "collection_file", "processing_step") if t not in tables]
+        if missing or "expected_files_count" not in columns:
+            what = ", ".join(f"no '{t}' table" for t in missing) or "no 'expected_files_count' column"
+            raise ProcessError(
+                f"this Kingfisher Process v2 database ({schema}) has {what}, so it cannot tell when a crawl's files "
+                "are loaded; upgrade Kingfisher Process (migration 0023 or later) before archiving"
+            )
+        return schema
+    if V1_COLUMNS <= columns:
+        return Schema("v1", None, columns, tables)
     raise ProcessError(
         f"the 'collection' table has neither v1 nor v2 columns of Kingfisher Process: {sorted(columns)}"
     )
@@ -79,26 +158,57 @@ def _naive_utc(value: datetime) -> datetime:
     return value
 
 
-def loaded_collections(connection, loaded_before: datetime | None = None) -> tuple[str, list[Collection]]:
-    """The schema generation and the collections whose crawls may be archived.
+def loaded_collections(connection, loaded_before: datetime | None = None) -> Found:
+    """The schema, the collections whose crawls may be archived, and those Process is still loading (v2).
 
-    ``loaded_before`` (aware or naive UTC) keeps only collections whose loading ended before it: a run for a past
-    logical date (a backfill) considers what had been loaded by the end of its data interval, nothing later.
+    ``loaded_before`` (aware or naive UTC) keeps only collections closed before it: a run for a past logical date
+    (a backfill) considers what had been closed by the end of its data interval, nothing later.
     """
     schema = detect_schema(connection)
     parameters: tuple = ()
     clause = ""
     if loaded_before is not None:
         moment = _naive_utc(loaded_before)
-        if schema == "v1":  # timestamp without time zone, holding UTC
+        if schema.generation == "v1":  # timestamp without time zone, holding UTC
             clause, parameters = "\n  AND store_end_at < %s", (moment,)
         else:  # timestamptz
             clause, parameters = "\n  AND c.store_end_at < %s", (moment.replace(tzinfo=UTC),)
-    query = (V1_QUERY if schema == "v1" else V2_QUERY).format(loaded_before=clause)
+    if schema.generation == "v1":
+        query = V1_QUERY.format(loaded_before=clause)
+    else:
+        query = V2_QUERY.format(
+            loaded_before=clause,
+            scrapyd_job="c.scrapyd_job" if "scrapyd_job" in schema.columns else "NULL",
+            completed="(c.completed_at IS NOT NULL)" if "completed_at" in schema.columns else "false",
+        )
     with connection.cursor() as cursor:
         cursor.execute(query, parameters)
         rows = cursor.fetchall()
-    collections = [
-        Collection(int(row[0]), row[1], _naive_utc(row[2]), row[3] or None) for row in rows if row[2] is not None
-    ]
-    return schema, collections
+    loaded, loading = [], []
+    for row in rows:
+        if row[2] is None:
+            continue
+        collection = _collection(row) if schema.generation == "v2" else _v1_collection(row)
+        (loaded if collection.files_loaded else loading).append(collection)
+    return Found(schema, loaded, loading)
+
+
+def _v1_collection(row) -> Collection:
+    return Collection(int(row[0]), row[1], _naive_utc(row[2]), None, row[4] and _naive_utc(row[4]))
+
+
+def _collection(row) -> Collection:
+    """A v2 row: loaded once completed, or once no file step is left and every file Collect sent is recorded."""
+    id_, source_id, data_version, job, closed_at, completed, pending, stored, expected = row
+    files_loaded = bool(completed) or (pending == 0 and stored >= (expected or 0))
+    return Collection(
+        int(id_),
+        source_id,
+        _naive_utc(data_version),
+        job or None,
+        closed_at and _naive_utc(closed_at),
+        files_loaded,
+        None if files_loaded else stored,
+        None if files_loaded else expected,
+        None if files_loaded else pending,
+    )

@@ -20,10 +20,13 @@ LOGS_DIRECTORY = "kingfisher_archive_logs_directory"
 LEDGER = "kingfisher_archive_ledger"
 STORAGE_CLASS = "kingfisher_archive_storage_class"
 RETENTION_DAYS = "kingfisher_archive_retention_days"
+WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
 
 REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
 DEFAULT_STORAGE_CLASS = "STANDARD_IA"
 LEDGER_FILE = "kingfisher_archive.sqlite3"
+#: Loading a big crawl takes Kingfisher Process hours, rarely more than a day; three days means something is stuck.
+DEFAULT_WAITING_WARNING_DAYS = 3
 
 
 class ConfigurationError(Exception):
@@ -38,22 +41,24 @@ class Settings:
     ledger: str
     storage_class: str = DEFAULT_STORAGE_CLASS
     retention_days: int | None = None  # None: local retention is off
+    #: Warn when a crawl has waited longer than this for Kingfisher Process to load its files.
+    waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
 
 
 def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> Settings:
     """Build the settings from a Variable getter that returns ``None`` for a missing Variable."""
-    values = {name: (get(name) or "").strip() for name in (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS)}
+    names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS)
+    values = {name: (get(name) or "").strip() for name in names}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
-    retention_days = None
-    if values[RETENTION_DAYS]:
-        try:
-            retention_days = int(values[RETENTION_DAYS])
-        except ValueError:
-            retention_days = 0
-        if retention_days < 1:
-            problems.append(
-                f"Airflow Variable {RETENTION_DAYS!r} is {values[RETENTION_DAYS]!r}, not a whole number of days >= 1"
-            )
+    days = {}
+    for name in (RETENTION_DAYS, WAITING_WARNING_DAYS):
+        if values[name]:
+            try:
+                days[name] = int(values[name])
+            except ValueError:
+                days[name] = 0
+            if days[name] < 1:
+                problems.append(f"Airflow Variable {name!r} is {values[name]!r}, not a whole number of days >= 1")
     for name in (DATA_DIRECTORY, LOGS_DIRECTORY):
         path = values[name]
         if path and not os.path.isdir(path):
@@ -67,5 +72,6 @@ def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> S
         logs_directory=os.path.abspath(values[LOGS_DIRECTORY]),
         ledger=os.path.abspath(os.path.expanduser(values[LEDGER] or os.path.join(home, LEDGER_FILE))),
         storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
-        retention_days=retention_days,
+        retention_days=days.get(RETENTION_DAYS),
+        waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
     )

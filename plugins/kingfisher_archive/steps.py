@@ -41,11 +41,20 @@ def crawl_id(source_id: str, data_version: str) -> str:
 # -- find --------------------------------------------------------------------------------------------------------
 
 
-def find(settings: Settings, collections: list[Collection], settled: set[tuple[str, str]], reevaluate: bool) -> dict:
+def find(
+    settings: Settings,
+    collections: list[Collection],
+    settled: set[tuple[str, str]],
+    reevaluate: bool,
+    loading: list[Collection] = (),
+    now: datetime | None = None,
+) -> dict:
     """Turn Process's loaded collections into work: only those whose crawl directory is still on disk.
 
     Most rows' crawls were archived and deleted long ago, so this keeps a run's fan-out to the crawls that are
-    actually there. Crawls the ledger has settled are skipped unless ``reevaluate``.
+    actually there. Crawls the ledger has settled are skipped unless ``reevaluate``. Crawls Process is still
+    ``loading`` are never work: those still on disk are listed as ``waiting``, with how long they have waited since
+    they were closed, for the run's summary.
     """
     crawls_found: dict[tuple[str, str], dict] = {}
     ignored: list[str] = []
@@ -76,18 +85,59 @@ def find(settings: Settings, collections: list[Collection], settled: set[tuple[s
     if len(work) > MAX_CRAWLS_PER_RUN:
         counts["deferred"] = len(work) - MAX_CRAWLS_PER_RUN
         work = work[:MAX_CRAWLS_PER_RUN]
+    waiting = _waiting(settings, loading, now or datetime.now(UTC).replace(tzinfo=None))
     for message in ignored:
         logger.warning("Ignored %s", message)
+    for item in waiting:
+        logger.info("%s: waiting for Kingfisher Process (%s)", item["id"], item["detail"])
     logger.info(
-        "%d collections loaded; %d crawls to inspect; %d no longer on disk; %d already settled; %d ignored%s",
+        "%d collections loaded; %d crawls to inspect; %d no longer on disk; %d already settled; %d ignored; "
+        "%d waiting for Kingfisher Process to load their files%s",
         len(collections),
         len(work),
         counts["not_on_disk"],
         counts["settled"],
         len(ignored),
+        len(waiting),
         f"; {counts['deferred']} left for the next run" if counts["deferred"] else "",
     )
-    return {"crawls": work, "ignored": ignored, "counts": dict(counts)}
+    return {"crawls": work, "ignored": ignored, "counts": dict(counts), "waiting": waiting}
+
+
+def _waiting(settings: Settings, loading: list[Collection], now: datetime) -> list[dict]:
+    """The crawls still on disk that Process is loading, oldest close first, with how long they have waited."""
+    waiting = []
+    for collection in sorted(loading, key=lambda c: (c.closed_at or now, c.id)):
+        if crawls.source_id_problem(collection.source_id):
+            continue
+        data_version = crawls.format_data_version(collection.data_version)
+        if not os.path.lexists(crawls.crawl_directory(settings.data_directory, collection.source_id, data_version)):
+            continue
+        waited = max(now - (collection.closed_at or now), timedelta(0))
+        waiting.append(
+            {
+                "id": crawl_id(collection.source_id, data_version),
+                "source_id": collection.source_id,
+                "data_version": data_version,
+                "collection_id": collection.id,
+                "closed_at": collection.closed_at.isoformat() if collection.closed_at else None,
+                "waited_seconds": int(waited.total_seconds()),
+                "detail": f"closed {format_duration(waited)} ago; {collection.loading_detail()}",
+            }
+        )
+    return waiting
+
+
+def format_duration(value: timedelta) -> str:
+    """``3 days 4 h``, ``5 h 12 min`` or ``7 min``: how long a crawl has waited, for people."""
+    minutes = int(value.total_seconds()) // 60
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''} {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
 
 
 # -- inspect -----------------------------------------------------------------------------------------------------
@@ -491,8 +541,20 @@ def sweep(
 # -- summarise ---------------------------------------------------------------------------------------------------
 
 
-def summarise(decisions: list[dict], results: dict[str, dict], dry_run: bool, swept: list[dict] = ()) -> dict:
-    """The run in numbers and one line per crawl, for the UI (return value) and the task log (table)."""
+def summarise(
+    decisions: list[dict],
+    results: dict[str, dict],
+    dry_run: bool,
+    swept: list[dict] = (),
+    waiting: list[dict] = (),
+    waiting_warning_days: int | None = None,
+) -> dict:
+    """The run in numbers and one line per crawl, for the UI (return value) and the task log (table).
+
+    ``waiting`` are the crawls Process is still loading (from :func:`find`); each that has waited longer than
+    ``waiting_warning_days`` since it was closed gets a warning: a collection stuck in Process is something an
+    operator wants to hear about, but it is not this run's failure.
+    """
     rows = []
     failed = []
     totals = Counter()
@@ -539,8 +601,18 @@ def summarise(decisions: list[dict], results: dict[str, dict], dry_run: bool, sw
         "compressed_bytes": totals["compressed_bytes"],
         "bytes_freed": totals["bytes_freed"] + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept)),
         "swept": list(swept),
+        "waiting": [dict(item) for item in waiting],
+        "warnings": [],
         "rows": rows,
     }
+    if waiting_warning_days:
+        for item in summary["waiting"]:
+            if item["waited_seconds"] > waiting_warning_days * 86400:
+                summary["warnings"].append(
+                    f"{item['id']} (Kingfisher Process collection {item['collection_id']}) has waited for Kingfisher "
+                    f"Process to load its files for longer than {waiting_warning_days} days: {item['detail']}; "
+                    "check the collection in Kingfisher Process"
+                )
     return summary
 
 
@@ -561,10 +633,15 @@ def format_table(summary: dict) -> str:
             f"{mib(row.get('compressed_bytes')):>9} {row.get('ratio') or '':>5} {row.get('mb_per_second') or '':>6}"
             f"  {why}"
         )
+    for item in summary.get("waiting", []):
+        lines.append(
+            f"waiting for Kingfisher Process: {item['id']} (collection {item['collection_id']}), {item['detail']}"
+        )
     lines.append(
         f"{summary['archived']} archived, {summary['would_archive']} would be archived, "
         f"{sum(summary['rejected'].values())} rejected, {summary['not_archived']} kept as not better, "
-        f"{summary['held']} held, {len(summary['failed'])} failed; {mib(summary['bytes_archived'])} MiB archived as "
+        f"{summary['held']} held, {len(summary['failed'])} failed, {len(summary['waiting'])} waiting for Kingfisher "
+        f"Process; {mib(summary['bytes_archived'])} MiB archived as "
         f"{mib(summary['compressed_bytes'])} MiB; {mib(summary['bytes_freed'])} MiB freed on disk"
     )
     for item in summary.get("swept", []):

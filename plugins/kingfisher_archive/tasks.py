@@ -35,6 +35,8 @@ HOST_QUEUE = os.environ.get("KINGFISHER_ARCHIVE_QUEUE") or "default"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 #: The XCom key under which "decide" leaves every crawl's decision for "summarise".
 DECISIONS = "decisions"
+#: The XCom key under which "find_crawls" leaves the crawls Kingfisher Process is still loading, for "summarise".
+WAITING = "waiting"
 
 
 def _variable(name: str) -> str | None:
@@ -100,15 +102,17 @@ def find_crawls() -> list[dict]:
     loaded_before = context.get("data_interval_end")
     connection = process_connection()
     try:
-        schema, collections = loaded_collections(connection, loaded_before)
+        found = loaded_collections(connection, loaded_before)
     finally:
         connection.close()
-    logger.info("Kingfisher Process schema %s; collections loaded before %s", schema, loaded_before or "now")
+    logger.info("Kingfisher Process schema %s; collections closed before %s", found.schema, loaded_before or "now")
     if params.get("dry_run") and not os.path.exists(settings.ledger):
         settled = set()
     else:
         settled = Ledger(settings.ledger).settled()
-    return steps.find(settings, collections, settled, bool(params.get("reevaluate")))["crawls"]
+    work = steps.find(settings, found.loaded, settled, bool(params.get("reevaluate")), found.loading)
+    context["ti"].xcom_push(key=WAITING, value=work["waiting"])
+    return work["crawls"]
 
 
 @task(task_display_name="Inspect crawl", map_index_template="{{ crawl_label }}", queue=HOST_QUEUE)
@@ -165,7 +169,7 @@ def sweep_old_crawls() -> list[dict]:
         return []
     connection = process_connection()
     try:
-        _, collections = loaded_collections(connection)
+        collections = loaded_collections(connection).loaded
     finally:
         connection.close()
     loaded = {(c.source_id, crawls.format_data_version(c.data_version)) for c in collections}
@@ -182,17 +186,21 @@ def summarise() -> dict:
     decisions = context["ti"].xcom_pull(task_ids="decide", key=DECISIONS)
     if decisions is None:
         raise RuntimeError("The 'Decide what to archive' task left no decisions: it failed or did not run")
+    settings = load_settings()
     results = {}
     if not dry_run and decisions:
-        ledger = Ledger(load_settings().ledger)
+        ledger = Ledger(settings.ledger)
         for d in decisions:
             if d["status"] == "to_archive":
                 row = ledger.get(d["source_id"], d["data_version"])
                 if row and row["status"] == "archived" and row["result"]:
                     results[d["id"]] = row["result"]
     swept = context["ti"].xcom_pull(task_ids="sweep_old_crawls") or []
-    summary = steps.summarise(decisions, results, dry_run, swept)
+    waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
+    summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
+    for warning in summary["warnings"]:
+        logger.warning(warning)
     if summary["failed"]:
         raise RuntimeError(
             f"{len(summary['failed'])} crawls were chosen but not archived: {', '.join(summary['failed'])}. "

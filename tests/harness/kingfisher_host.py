@@ -16,9 +16,12 @@ from datetime import datetime, timedelta
 import psycopg2
 
 from kingfisher_archive import crawl as crawls
+from tests.harness.kingfisher_process import ProcessV2
 from tests.harness.scrapy_logs import write_log
 
 FORMAT = "%Y%m%d_%H%M%S"
+#: When the harness's Kingfisher Process loads and closes collections, unless told otherwise.
+PROCESS_CLOCK = datetime(2026, 1, 1)
 
 
 def ocds_files(seed: str, count: int, size: int = 2000) -> dict[str, bytes]:
@@ -106,7 +109,10 @@ class KingfisherHost:
         if collection and self.dsn:
             # v2 notes the spider's close reason, which the log also records.
             row.setdefault("close_reason", (log or {}).get("finish_reason", "finished") or "running")
-            crawl.collection_id = self.insert_collection(source_id, start, loaded=loaded, job=job, **row)
+            data_files = [os.path.join(source_id, data_version, name) for name in files if name != "scrapyd-job.txt"]
+            crawl.collection_id = self.insert_collection(
+                source_id, start, loaded=loaded, job=job, files=data_files, **row
+            )
         self.crawls[crawl.id] = crawl
         return crawl
 
@@ -116,55 +122,67 @@ class KingfisherHost:
         data_version: datetime,
         *,
         loaded: bool = True,
+        loading: bool = False,
         sample: bool = False,
         deleted: bool = False,
         transform_type: str = "",
         job: str | None = None,
-        close_reason: str = "finished",
+        close_reason: str | None = "finished",
+        files: list[str] = (),
+        upgrade: bool = False,
+        compile: bool = False,  # noqa: A002 - Process's own name for the option
+        check: bool = False,
+        closed_at: datetime = PROCESS_CLOCK,
     ) -> int:
-        """One row as Kingfisher Process writes it (and, for v2, the spider's close-reason note)."""
-        now = datetime(2026, 1, 1)
+        """The collection row(s) of one crawl as Kingfisher Process writes them; returns the root collection's id.
+
+        v1 loaded a crawl's files before it set ``store_end_at`` (``loaded``). v2 goes through Process's lifecycle
+        (:class:`ProcessV2`): created with its derived children, one collection file per crawl file (``files``,
+        relative to the data directory), closed with ``close_reason`` (None: closed without one, as Process's
+        ``load`` command does) unless the crawl is still running (``loaded`` false, or the reason ``running``)
+        or was shut down (Kingfisher Collect does not close those); then every file loaded and the collection
+        completed, unless ``loading``.
+        ``transform_type`` inserts a lone derived row (v1 only: v2 never has one without its parent). Process's
+        clock reads ``closed_at`` throughout.
+        """
+        if self.schema == "v1":
+            return self._insert_v1(source_id, data_version, loaded, sample, deleted, transform_type)
+        if transform_type:
+            raise ValueError("v2 derived rows come with their parent: use upgrade=True or compile=True")
+        process = ProcessV2(self.dsn, self.data_directory, now=closed_at)
+        ids = process.create(
+            source_id, data_version, sample=sample, upgrade=upgrade, compile=compile, check=check, job=job or ""
+        )
+        for path in files:
+            process.add_file(ids.root, path)
+        if loaded and close_reason not in ("shutdown", "running"):
+            stats = {"kingfisher_process_expected_files_count": len(files), "finish_reason": close_reason}
+            process.close(ids.root, close_reason, stats)
+            if not loading:
+                process.load_all(ids.root)
+                process.check_all(ids.root)
+        if deleted:
+            process.delete(ids.root)
+        return ids.root
+
+    def _insert_v1(self, source_id, data_version, loaded, sample, deleted, transform_type) -> int:
+        now = PROCESS_CLOCK
         with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
-            if self.schema == "v1":
-                cursor.execute(
-                    "INSERT INTO collection (source_id, data_version, store_start_at, store_end_at, sample, "
-                    "check_data, check_older_data_with_schema_version_1_1, transform_type, deleted_at) "
-                    "VALUES (%s, %s, %s, %s, %s, true, false, %s, %s) RETURNING id",
-                    (
-                        source_id,
-                        data_version,
-                        now,
-                        now if loaded else None,
-                        sample,
-                        transform_type,
-                        now if deleted else None,
-                    ),
-                )
-                collection_id = cursor.fetchone()[0]
-            else:
-                cursor.execute(
-                    "INSERT INTO collection (source_id, data_version, store_start_at, store_end_at, sample, "
-                    "transform_type, deleted_at, scrapyd_job, steps, options, expected_files_count, data_type, "
-                    "compilation_started, completed_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '[]', '{}', NULL, '{}', false, %s) RETURNING id",
-                    (
-                        source_id,
-                        data_version,
-                        now,
-                        now if loaded else None,
-                        sample,
-                        transform_type,
-                        now if deleted else None,
-                        job or "",
-                        now if loaded else None,
-                    ),
-                )
-                collection_id = cursor.fetchone()[0]
-                cursor.execute(
-                    "INSERT INTO collection_note (collection_id, note, data, code, stored_at) "
-                    "VALUES (%s, %s, '{}', 'INFO', %s)",
-                    (collection_id, f"Spider close reason: {close_reason}", now),
-                )
+            cursor.execute(
+                "INSERT INTO collection (source_id, data_version, store_start_at, store_end_at, sample, "
+                "check_data, check_older_data_with_schema_version_1_1, transform_type, deleted_at) "
+                "VALUES (%s, %s, %s, %s, %s, true, false, %s, %s) RETURNING id",
+                (
+                    source_id,
+                    data_version,
+                    now,
+                    now if loaded else None,
+                    sample,
+                    transform_type,
+                    now if deleted else None,
+                ),
+            )
+            collection_id = cursor.fetchone()[0]
         connection.close()
         return collection_id
 
@@ -176,8 +194,13 @@ class KingfisherHost:
         return bool(log) and os.path.exists(log)
 
 
-def mixed_host(root: str, dsn: str | None, schema: str = "v1") -> tuple[KingfisherHost, dict]:
-    """The host of the DAG tests and the demo: something of every kind, and the bucket objects to seed."""
+def mixed_host(
+    root: str, dsn: str | None, schema: str = "v1", waiting_since: datetime = PROCESS_CLOCK
+) -> tuple[KingfisherHost, dict]:
+    """The host of the DAG tests and the demo: something of every kind, and the bucket objects to seed.
+
+    v2's crawl still being loaded was closed at ``waiting_since``.
+    """
     host = KingfisherHost(root, dsn=dsn, schema=schema)
     # Two crawls in one month: the second has twice the bytes and wins; the first stays on disk.
     host.add_crawl("scotland", "20200902_052458", ocds_files("a", 4))
@@ -197,7 +220,12 @@ def mixed_host(root: str, dsn: str | None, schema: str = "v1") -> tuple[Kingfish
         # A local load (no crawl directory of its own in Process's eyes) and a log found only by its job id,
         # since its crawl time is an hour off the directory's name.
         host.add_crawl("moldova_local", "20201105_000000")
-        host.add_crawl("kenya", "20201201_000000", log={"start_time": datetime(2020, 12, 1, 1, 0, 0)})
+        # Upgraded and compiled by Process: three collection rows, one crawl.
+        host.add_crawl(
+            "kenya", "20201201_000000", log={"start_time": datetime(2020, 12, 1, 1, 0, 0)}, upgrade=True, compile=True
+        )
+        # Closed by Kingfisher Collect, its files not yet loaded by Process: waits on disk, untouched.
+        host.add_crawl("ecuador", "20210105_000000", loading=True, closed_at=waiting_since)
     # Identical to the archive of an earlier month that the bucket already holds (written by the 2021 tool).
     identical = host.add_crawl("uk", "20201201_000000", ocds_files("uk", 3))
     seeded = {

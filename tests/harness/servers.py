@@ -36,7 +36,13 @@ STOP_TIMEOUT = 30.0
 SCHEMAS = {
     "v1": Path(__file__).with_name("kingfisher_process_v1.sql"),
     "v2": Path(__file__).with_name("kingfisher_process_v2.sql"),
+    # A v2 database migrated only to mid-2022 (migrations 0001 to 0026).
+    "v2_0026": Path(__file__).with_name("kingfisher_process_v2_0026.sql"),
 }
+# Kingfisher Process's migrations in order, and how many of them each v2 schema above has applied: Django records
+# them in django_migrations, which tells a v2 database from v1 whatever its columns.
+MIGRATIONS = Path(__file__).with_name("kingfisher_process_migrations.txt")
+MIGRATIONS_APPLIED = {"v2": 49, "v2_0026": 26}
 # The ports of `weed mini` this harness assigns; each has a gRPC twin.
 WEED_COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 # gRPC ports sit 10000 above their HTTP port, because weed's built-in worker dials the admin server there whatever
@@ -357,6 +363,11 @@ class PostgresServer:
             try:
                 with connection, connection.cursor() as cursor:
                     cursor.execute(SCHEMAS[schema].read_text())
+                    applied = MIGRATIONS.read_text().split()[: MIGRATIONS_APPLIED.get(schema, 0)]
+                    for migration in applied:
+                        cursor.execute(
+                            "INSERT INTO django_migrations (app, name) VALUES ('process', %s)", (migration,)
+                        )
             finally:
                 connection.close()
         return dsn
