@@ -30,6 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
+from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files  # noqa: E402
+from scripts.demo_kit.servers import start_postgres, start_seaweedfs  # noqa: E402
 from scripts.ui_check import (  # noqa: E402
     Api,
     CheckFailed,
@@ -39,9 +42,6 @@ from scripts.ui_check import (  # noqa: E402
     task_states,
     trigger_and_wait,
 )
-from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
-from tests.harness.kingfisher_host import KingfisherHost, ocds_files  # noqa: E402
-from tests.harness.servers import start_postgres, start_seaweedfs  # noqa: E402
 
 
 def small_host(root: Path, dsn: str, count: int) -> KingfisherHost:

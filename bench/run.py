@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from kingfisher_archive import crawl  # noqa: E402
-from tests.harness.servers import start_seaweedfs  # noqa: E402
+from scripts.demo_kit.servers import start_seaweedfs  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 MiB = 1 << 20
@@ -204,7 +204,7 @@ def planning(server, bucket) -> dict:
     from kingfisher_archive.bucket import Bucket
     from kingfisher_archive.process import Collection
     from kingfisher_archive.settings import Settings
-    from tests.harness.kingfisher_host import KingfisherHost, ocds_files
+    from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 
     root = OUT / "planning"
     shutil.rmtree(root, ignore_errors=True)

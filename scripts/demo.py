@@ -29,9 +29,9 @@ LOGICAL_DATE = "2026-11-27"
 WAITING = re.compile(r"^waiting for Kingfisher Process: (?P<id>\S+) \(collection \d+\), (?P<detail>.*)$", re.M)
 sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "plugins")]
 
-from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
-from tests.harness.kingfisher_host import mixed_host  # noqa: E402
-from tests.harness.servers import start_postgres, start_seaweedfs  # noqa: E402
+from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
+from scripts.demo_kit.kingfisher_host import mixed_host  # noqa: E402
+from scripts.demo_kit.servers import start_postgres, start_seaweedfs  # noqa: E402
 
 
 def main() -> int:

@@ -40,9 +40,9 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "plugins")]
 
-from tests.harness.airflow_dag import AIRFLOW, AirflowHome, archive_connections, archive_variables  # noqa: E402
-from tests.harness.kingfisher_host import mixed_host  # noqa: E402
-from tests.harness.servers import start_postgres, start_seaweedfs  # noqa: E402
+from scripts.demo_kit.airflow_dag import AIRFLOW, AirflowHome, archive_connections, archive_variables  # noqa: E402
+from scripts.demo_kit.kingfisher_host import mixed_host  # noqa: E402
+from scripts.demo_kit.servers import start_postgres, start_seaweedfs  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 DAG_ID = "kingfisher_archive"

@@ -11,32 +11,8 @@ import tarfile
 import lz4.frame
 import pytest
 
-from kingfisher_archive import archiver, crawl
-from tests.harness.kingfisher_host import tree
-
-
-def make_crawl(data, files):
-    directory = data / "scotland" / "20200902_052458"
-    for relpath, content in files.items():
-        path = directory / os.fsdecode(relpath)
-        if content is None:
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return str(directory)
-
-
-FILES = {
-    "scrapyd-job.txt": b"3487b29602b311ebaad50c9d92c523cb",
-    "000/a.json": b'{"releases": []}' * 100,
-    "000/b.json": b"",
-    "FFF/c.json": os.urandom(300_000),
-    "old-flat-file.json": b'{"x": 1}',
-    "data.zip": os.urandom(1000),
-    "empty-folder": None,
-    b"caf\xe9.json": b"latin-1 name",  # not UTF-8: kept byte for byte
-}
+from kingfisher_archive import archiver, crawl, s3
+from scripts.demo_kit.kingfisher_host import FILES, make_crawl, tree
 
 
 def expected_for(directory, checksum=None):
@@ -138,7 +114,7 @@ def test_a_crawl_that_changed_since_inspection_is_neither_archived_nor_deleted(c
             f.write(b"3" * 100)
         os.utime(os.path.join(directory, "a.json"), ns=(1, 1))
 
-    with pytest.raises(archiver.CrawlChangedError, match="changed on disk since it was inspected"):
+    with pytest.raises(crawl.CrawlChangedError, match="changed on disk since it was inspected"):
         run(client, bucket, tmp_path, directory, expected)
 
     assert os.path.isdir(directory)
@@ -149,19 +125,19 @@ def test_a_crawl_that_changed_since_inspection_is_neither_archived_nor_deleted(c
 
 def test_a_different_checksum_than_the_decision_saw_stops_the_archive(client, bucket, tmp_path):
     directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
-    with pytest.raises(archiver.CrawlChangedError, match="its checksum was 0000"):
+    with pytest.raises(crawl.CrawlChangedError, match="its checksum was 0000"):
         run(client, bucket, tmp_path, directory, expected_for(directory, checksum="0" * 32))
     assert os.path.isdir(directory)
     assert keys(client, bucket) == []
 
 
 def test_a_crawl_bigger_than_one_part_is_uploaded_in_several_verified_parts(client, bucket, tmp_path, monkeypatch):
-    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 * archiver.MiB)
-    directory = make_crawl(tmp_path / "data", {f"{i:03X}/x.bin": os.urandom(2 * archiver.MiB) for i in range(6)})
+    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 * crawl.MiB)
+    directory = make_crawl(tmp_path / "data", {f"{i:03X}/x.bin": os.urandom(2 * crawl.MiB) for i in range(6)})
     before = tree(directory)
     run(client, bucket, tmp_path, directory, expected_for(directory))
     head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
-    assert head["ContentLength"] > 10 * archiver.MiB
+    assert head["ContentLength"] > 10 * crawl.MiB
     restored = tmp_path / "restored"
     restored.mkdir()
     extract_with_the_lz4_command(
@@ -170,26 +146,12 @@ def test_a_crawl_bigger_than_one_part_is_uploaded_in_several_verified_parts(clie
     assert tree(restored / "scotland" / "20200902_052458") == before
 
 
-@pytest.mark.parametrize(
-    ("size", "files", "part_size"),
-    [
-        (0, 0, 8 * archiver.MiB),
-        (100 * archiver.MiB, 10_000, 8 * archiver.MiB),
-        (848 * 1024 * archiver.MiB, 1_000_000, 98 * archiver.MiB),  # the biggest crawl seen: 848 GB
-    ],
-)
-def test_the_part_size_fits_the_crawl_in_10000_parts(size, files, part_size):
-    chosen = archiver.choose_part_size(size, files)
-    assert chosen == part_size
-    assert chosen * archiver.MAX_PARTS >= size * 1.01 + files * 1536
-
-
 def test_a_file_replaced_by_a_folder_fails_the_archive_and_deletes_nothing(client, bucket, tmp_path):
     directory = make_crawl(tmp_path / "data", {"a.json": b"1", "b.json": b"2"})
     expected = expected_for(directory)
     os.remove(os.path.join(directory, "b.json"))
     os.mkdir(os.path.join(directory, "b.json"))  # same name, no longer a file
-    with pytest.raises((archiver.CrawlChangedError, OSError)):
+    with pytest.raises((crawl.CrawlChangedError, OSError)):
         run(client, bucket, tmp_path, directory, expected)
     assert os.path.exists(os.path.join(directory, "a.json"))
     assert keys(client, bucket) == []
@@ -244,98 +206,11 @@ def test_archiving_writes_no_temporary_file(client, bucket, tmp_path, monkeypatc
     assert list(scratch.iterdir()) == []
 
 
-def test_the_lz4_frame_is_one_standard_frame_with_independent_blocks(tmp_path):
-    import io as _io
-
-    data = os.urandom(3 * archiver.LZ4_BLOCK_SIZE) + b"{}" * archiver.LZ4_BLOCK_SIZE + b"tail"
-    sink = _io.BytesIO()
-    writer = archiver.LZ4Writer(sink)
-    for i in range(0, len(data), 777_777):
-        writer.write(data[i : i + 777_777])
-    writer.close()
-    frame = sink.getvalue()
-    assert frame[:4] == b"\x04\x22\x4d\x18"
-    assert lz4.frame.decompress(frame) == data  # a reader that stops after one frame still gets everything
-    info = lz4.frame.get_frame_info(frame)
-    assert info["block_linked"] is False
-    assert info["block_checksum"] is True
-    # One flipped byte in the first block (incompressible, so stored as is) is caught by its block checksum.
-    damaged = bytearray(frame)
-    damaged[1000] ^= 0xFF
-    with pytest.raises(RuntimeError, match="(?i)checksum"):
-        lz4.frame.decompress(bytes(damaged))
-    if shutil.which("lz4"):
-        assert subprocess.run(["lz4", "-d", "-c"], input=frame, capture_output=True).stdout == data
-        result = subprocess.run(["lz4", "-d", "-c"], input=bytes(damaged), capture_output=True)
-        assert result.returncode != 0
-
-
-def test_the_tar_stream_is_byte_for_byte_what_tarfile_writes(tmp_path):
-    # write_tar replaces TarFile.addfile for speed; a restore (or GNU tar) must not be able to tell the difference.
-    files = {
-        **FILES,
-        "0AB/" + "long-name-" * 15 + ".json": b"GNU long name",  # over 100 bytes: a GNU longname header
-        "exactly-one-block.json": b"x" * 512,
-        "FFF/several-reads.json": os.urandom(archiver.READ_SIZE * 2 + 3),
-    }
-    directory = make_crawl(tmp_path / "data", files)
-    sink = io.BytesIO()
-    result = archiver.write_tar(directory, "scotland/20200902_052458", sink)
-
-    expected = io.BytesIO()
-    with tarfile.open(fileobj=expected, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
-        for entry in crawl.walk(directory):
-            name = f"scotland/20200902_052458/{entry.relpath}" if entry.relpath else "scotland/20200902_052458"
-            info = archiver._tarinfo(entry, name)
-            if entry.is_dir:
-                tar.addfile(info)
-            else:
-                with open(entry.path, "rb") as f:
-                    tar.addfile(info, f)
-    assert sink.getvalue() == expected.getvalue()
-    assert len(sink.getvalue()) % tarfile.RECORDSIZE == 0
-    assert result.bytes_read == crawl.summarise(directory).bytes
-    assert result.checksum == crawl.checksum(directory)
-
-
-def test_a_file_that_shrinks_while_it_is_read_stops_the_tar(tmp_path):
-    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 1000, "b.json": b"2" * 1000})
-
-    class TruncatingSink(io.BytesIO):
-        def write(self, data):
-            # After a.json's header, b.json loses half its bytes, as if Kingfisher Collect rewrote it.
-            if b"a.json" in bytes(data[:100]):
-                os.truncate(os.path.join(directory, "b.json"), 500)
-            return super().write(data)
-
-    with pytest.raises(archiver.CrawlChangedError, match="'b.json' changed while it was being read"):
-        archiver.write_tar(directory, "scotland/20200902_052458", TruncatingSink())
-
-
-@pytest.mark.parametrize(
-    ("relpath", "is_dir", "size", "mtime"),
-    [
-        ("000/a.json", False, 0, 1_600_000_000),
-        ("000", True, 0, 1_600_000_000),
-        ("x" * 100, False, 5, 1_600_000_000),  # 100 bytes with the prefix below: over the limit, a long-name record
-        ("caf\udce9.json", False, 1, 0),  # a name that is not UTF-8, as os.scandir decodes it
-        ("big.zip", False, 8**11, 1_600_000_000),  # 8 GiB: too big for octal, base-256 as GNU tar writes it
-        ("old.json", False, 1, -1),  # before 1970
-        ("future.json", False, 1, 8**11),
-    ],
-)
-def test_each_tar_header_is_the_one_tarfile_makes(relpath, is_dir, size, mtime):
-    entry = crawl.Entry(relpath, f"/nowhere/{relpath}", is_dir, size, mtime * 1_000_000_000 + 999, 0o100644)
-    name = f"scotland/20200902_052458/{relpath}"
-    expected = archiver._tarinfo(entry, name).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-    assert archiver._header(entry, name) == expected
-
-
 def test_a_long_archive_logs_percent_read_speed_and_compressed_bytes_sent(
     client, bucket, tmp_path, monkeypatch, caplog
 ):
     monkeypatch.setattr(archiver, "PROGRESS_INTERVAL", 0.0)  # a line at every read and every part, as if slow
-    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: three parts here
+    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: three parts here
     files = {f"{i:03X}/x.json": os.urandom(1_500_000) for i in range(8)}
     directory = make_crawl(tmp_path / "data", files)
     with caplog.at_level("INFO", logger="kingfisher_archive.archiver"):
@@ -404,7 +279,7 @@ def test_the_months_objects_get_the_configured_storage_class_whichever_way_they_
 def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, bucket, tmp_path, monkeypatch):
     # Compressible blocks are reused once compressed and parts are joined from whole blocks: enough of both here
     # (about 40 MiB in 4 MiB blocks, 5 MiB parts), mixed with incompressible files, to catch a block reused early.
-    monkeypatch.setattr(archiver, "MIN_PART_SIZE", 5 * archiver.MiB)
+    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 * crawl.MiB)
     rng = random.Random(7)
     files = {}
     for i in range(12):
@@ -414,7 +289,7 @@ def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, 
     directory = make_crawl(tmp_path / "data", files)
     before = tree(directory)
     result = run(client, bucket, tmp_path, directory, expected_for(directory))
-    assert result["bytes"] > 40 * archiver.MiB and result["compressed_bytes"] < result["bytes"] / 2
+    assert result["bytes"] > 40 * crawl.MiB and result["compressed_bytes"] < result["bytes"] / 2
     parts = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["ETag"].strip('"').split("-")[1]
     assert int(parts) > 2
     restored = tmp_path / "restored"
@@ -458,7 +333,7 @@ def test_each_upload_carries_its_md5_and_is_not_hashed_again_for_the_signature(c
 def test_a_connection_that_asks_for_signed_bodies_gets_them(s3_server, bucket, tmp_path):
     from botocore.config import Config
 
-    config = archiver.client_config(Config(s3={"addressing_style": "path", "payload_signing_enabled": True}))
+    config = s3.client_config(Config(s3={"addressing_style": "path", "payload_signing_enabled": True}))
     client = s3_server.client(config=config)
     sent = record_uploads(client)
     directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})

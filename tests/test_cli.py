@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.kingfisher_host import tree
+from scripts.demo_kit.kingfisher_host import tree
 from tests.test_restore import archive, put_month
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,9 +15,9 @@ import sqlite3
 import psycopg2
 import pytest
 
-from tests.harness.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate
-from tests.harness.kingfisher_host import KingfisherHost, mixed_host, tree
-from tests.harness.kingfisher_process import ProcessV2
+from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate
+from scripts.demo_kit.kingfisher_host import KingfisherHost, mixed_host, tree
+from scripts.demo_kit.kingfisher_process import ProcessV2
 
 pytestmark = pytest.mark.airflow
 

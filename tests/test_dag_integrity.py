@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness.airflow_dag import REPOSITORY, base_environment
+from scripts.demo_kit.airflow_dag import REPOSITORY, base_environment
 
 PROBE = """
 import json, socket, sys
@@ -97,7 +97,9 @@ def test_retries_and_the_host_queue_come_from_the_environment(tmp_path):
 def test_only_the_adapter_and_the_dag_import_airflow():
     package = Path(REPOSITORY, "plugins", "kingfisher_archive")
     importing = sorted(
-        p.name for p in package.glob("*.py") if "from airflow" in p.read_text() or "import airflow" in p.read_text()
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if "from airflow" in p.read_text() or "import airflow" in p.read_text()
     )
     assert importing == ["tasks.py"]
     assert os.path.exists(REPOSITORY / "dags" / "kingfisher_archive.py")

@@ -12,7 +12,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from tests.harness.servers import start_seaweedfs
+from scripts.demo_kit.servers import start_seaweedfs
 
 LOADED_ORIGINALS = (
     "SELECT source_id FROM collection "

@@ -1,6 +1,6 @@
 """Kingfisher Process, both generations, against a real PostgreSQL with the real schemas.
 
-v2 rows are written the way Process's own code writes them (tests/harness/kingfisher_process.py), one lifecycle
+v2 rows are written the way Process's own code writes them (scripts/demo_kit/kingfisher_process.py), one lifecycle
 step at a time, so the rule "a crawl leaves the disk only once Process has loaded every file" is tested against
 the states Process really passes through.
 """
@@ -12,8 +12,8 @@ import psycopg2
 import pytest
 
 from kingfisher_archive.process import ProcessError, detect_schema, loaded_collections
-from tests.harness.kingfisher_host import KingfisherHost
-from tests.harness.kingfisher_process import ProcessV2
+from scripts.demo_kit.kingfisher_host import KingfisherHost
+from scripts.demo_kit.kingfisher_process import ProcessV2
 
 
 @pytest.fixture(params=["v1", "v2", "v2_0026"])

@@ -13,7 +13,7 @@ import pytest
 
 from kingfisher_archive import archiver, crawl
 from kingfisher_archive.restore import RestoreError, list_months, restore
-from tests.harness.kingfisher_host import tree
+from scripts.demo_kit.kingfisher_host import tree
 
 SOURCE = "scotland"
 VERSION = "20200902_052458"

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kingfisher_archive import scrapy_log
+from kingfisher_archive import crawl, scrapy_log
 from kingfisher_archive.scrapy_log import LogError, ScrapyLog, find, parse, read_crawl_time
-from tests.harness.scrapy_logs import write_log
+from scripts.demo_kit.scrapy_logs import write_log
 
 T0 = datetime(2020, 9, 2, 5, 24, 58)
 
@@ -475,7 +475,7 @@ def test_find_matches_within_three_seconds_after_the_crawl_time(logs, seconds, f
 
 
 def test_find_accepts_the_directory_name_parsed_and_aware_datetimes(logs):
-    data_version = datetime.strptime("20200902_052500", scrapy_log.DATA_VERSION_FORMAT)
+    data_version = crawl.parse_data_version("20200902_052500")
     assert find(logs, "scotland", data_version) == os.path.join(logs, "scotland", "match.log")
     aware = (T0 + timedelta(seconds=4)).replace(tzinfo=UTC)
     assert find(logs, "scotland", aware) == os.path.join(logs, "scotland", "later.log")

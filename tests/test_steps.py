@@ -19,8 +19,8 @@ from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import ClaimedError, Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.settings import Settings
-from tests.harness.airflow_dag import REPOSITORY
-from tests.harness.kingfisher_host import KingfisherHost, ocds_files
+from scripts.demo_kit.airflow_dag import REPOSITORY
+from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 
 
 @pytest.fixture

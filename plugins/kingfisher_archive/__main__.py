@@ -156,7 +156,7 @@ def make_client(endpoint_url: str | None):
     import boto3
     from botocore.config import Config
 
-    from kingfisher_archive.archiver import client_config
+    from kingfisher_archive.s3 import client_config
 
     session = boto3.session.Session()
     if endpoint_url:

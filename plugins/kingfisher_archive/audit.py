@@ -57,15 +57,8 @@ from botocore.exceptions import ClientError
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.restore import (
-    READ_SIZE,
-    STREAM_ERRORS,
-    CrawlMembers,
-    RestoreError,
-    drain,
-    stream_archive,
-    walk_key,
-)
+from kingfisher_archive import s3
+from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, walk_key
 
 #: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
 #: one to learn the order, then one per run (a crawl in hex folders has two runs: the root files, the folders).
@@ -238,7 +231,7 @@ def _read_files(
     members = CrawlMembers(archived.source_id, archived.data_version)
     seen = _Pass(order=[] if collect else None)
     previous = None
-    with stream_archive(client, bucket, key) as (tar, compressed):
+    with s3.open_archive(client, bucket, key) as (tar, compressed):
         for member in tar:
             relpath = members.relpath(member)
             if relpath is None or member.isdir():
@@ -273,7 +266,7 @@ def _runs(order: list[str]) -> list[list[str]]:
 
 
 def _unreadable(error: Exception) -> tuple[str, str]:
-    if isinstance(error, RestoreError):
+    if isinstance(error, RefusedMemberError):
         return ("archive member refused", str(error))
     if isinstance(error, ClientError):
         return ("archive unreadable", _code(error))
@@ -288,7 +281,7 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
     hasher = xxhash.xxh3_128()
     try:
         first = _read_files(client, bucket, key, archived, hasher)
-    except (RestoreError, ClientError, *STREAM_ERRORS) as e:
+    except (RefusedMemberError, ClientError, *s3.STREAM_ERRORS) as e:
         return [_unreadable(e)], []
 
     differences = []
@@ -318,7 +311,7 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
                 again = _read_files(client, bucket, key, archived, hasher, wanted=set(run))
                 if (again.files, again.bytes) != (first.files, first.bytes):
                     return [*problems, ("archive unreadable", "the archive changed while it was being verified")], []
-        except (RestoreError, ClientError, *STREAM_ERRORS) as e:
+        except (RefusedMemberError, ClientError, *s3.STREAM_ERRORS) as e:
             return [*problems, _unreadable(e)], []
     actual = hasher.hexdigest()
     if actual != archived.checksum:

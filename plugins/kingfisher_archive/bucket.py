@@ -183,10 +183,6 @@ class Bucket:
             self._months[source_id] = found
         return self._months[source_id]
 
-    def forget(self, source_id: str) -> None:
-        for key in self._months.pop(source_id, {}).values():
-            self._metadata.pop(key, None)
-
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
 

@@ -1,4 +1,4 @@
-"""A crawl on disk: ``<data_directory>/<source_id>/<YYYYMMDD_HHMMSS>/``.
+"""A crawl on disk: ``<data_directory>/<source_id>/<YYYYMMDD_HHMMSS>/``, and its log's path in the logs directory.
 
 Everything that touches a crawl's files goes through :func:`walk`, so that the checksum, the byte count, the
 fingerprint and the tar archive all see the same files in the same order. That order is the one the 2021 tool
@@ -18,11 +18,12 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import xxhash
 
 DATA_VERSION_FORMAT = "%Y%m%d_%H%M%S"
+MiB = 1 << 20
 #: Kingfisher Collect writes the Scrapyd job id into each crawl since 2021: it is bookkeeping, not data.
 JOB_FILE = "scrapyd-job.txt"
 #: Longest source id we accept: a spider name is a Python identifier, and file systems stop at 255 bytes.
@@ -33,6 +34,14 @@ CHUNK_SIZE = 1 << 20
 
 class UnsafeCrawlError(Exception):
     """A crawl directory that cannot be archived faithfully or safely (links, special files, bad names)."""
+
+
+class CrawlChangedError(Exception):
+    """The crawl on disk is not the one that was inspected: archiving it would archive something undecided."""
+
+
+class CrawlReadError(Exception):
+    """A file of the crawl cannot be read: nothing is archived or deleted until it can."""
 
 
 def source_id_problem(source_id: object) -> str | None:
@@ -53,6 +62,13 @@ def source_id_problem(source_id: object) -> str | None:
 def format_data_version(value: datetime) -> str:
     """The directory name of a crawl started at ``value`` (Kingfisher Process's ``data_version``)."""
     return value.strftime(DATA_VERSION_FORMAT)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """A time as naive UTC, the way data versions are written (Kingfisher Process stores them as UTC)."""
+    if value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 def parse_data_version(value: str) -> datetime:
@@ -193,3 +209,33 @@ def delete(data_directory: str, source_id: str, data_version: str) -> bool:
     # rmtree removes symbolic links themselves, never what they point to.
     shutil.rmtree(directory)
     return True
+
+
+def check_log_path(logs_directory: str, source_id: str, log_path: str, action: str) -> None:
+    """Refuse a log path that is not a plain file directly in ``<logs_directory>/<source_id>/``."""
+    folder = os.path.realpath(os.path.join(logs_directory, source_id))
+    if os.path.dirname(os.path.realpath(log_path)) != folder or os.path.islink(log_path):
+        raise UnsafeCrawlError(f"refusing to {action} {log_path}: it is not a log in {folder}")
+
+
+def delete_local(
+    data_directory: str, logs_directory: str, source_id: str, data_version: str, log_path: str | None
+) -> list[str]:
+    """Delete a crawl's directory, its log and the log's ``.stats``; return what was there to delete.
+
+    The log must be a file directly in ``<logs_directory>/<source_id>/``: a path from anywhere else (an edited
+    XCom, say) is refused, so nothing outside the configured directories is ever deleted.
+    """
+    if log_path:
+        check_log_path(logs_directory, source_id, log_path, "delete")
+    deleted = []
+    if delete(data_directory, source_id, data_version):
+        deleted.append(crawl_directory(data_directory, source_id, data_version))
+    if log_path:
+        for path in (log_path, log_path + ".stats"):
+            try:
+                os.remove(path)
+                deleted.append(path)
+            except FileNotFoundError:
+                pass
+    return deleted

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kingfisher_archive.crawl import naive_utc
+
 
 class ProcessError(Exception):
     """The Kingfisher Process database cannot be read as either generation."""
@@ -152,12 +154,6 @@ def detect_schema(connection) -> Schema:
     )
 
 
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
 def loaded_collections(connection, loaded_before: datetime | None = None) -> Found:
     """The schema, the collections whose crawls may be archived, and those Process is still loading (v2).
 
@@ -168,7 +164,7 @@ def loaded_collections(connection, loaded_before: datetime | None = None) -> Fou
     parameters: tuple = ()
     clause = ""
     if loaded_before is not None:
-        moment = _naive_utc(loaded_before)
+        moment = naive_utc(loaded_before)
         if schema.generation == "v1":  # timestamp without time zone, holding UTC
             clause, parameters = "\n  AND store_end_at < %s", (moment,)
         else:  # timestamptz
@@ -194,7 +190,7 @@ def loaded_collections(connection, loaded_before: datetime | None = None) -> Fou
 
 
 def _v1_collection(row) -> Collection:
-    return Collection(int(row[0]), row[1], _naive_utc(row[2]), None, row[4] and _naive_utc(row[4]))
+    return Collection(int(row[0]), row[1], naive_utc(row[2]), None, row[4] and naive_utc(row[4]))
 
 
 def _collection(row) -> Collection:
@@ -204,9 +200,9 @@ def _collection(row) -> Collection:
     return Collection(
         int(id_),
         source_id,
-        _naive_utc(data_version),
+        naive_utc(data_version),
         job or None,
-        closed_at and _naive_utc(closed_at),
+        closed_at and naive_utc(closed_at),
         files_loaded,
         None if files_loaded else stored,
         None if files_loaded else expected,

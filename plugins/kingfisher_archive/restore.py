@@ -53,23 +53,17 @@ import shlex
 import shutil
 import tarfile
 
-import lz4.frame
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kingfisher_archive import archive_format, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 
-#: A crawl directory's name (Kingfisher Collect's ``crawl_time``/``start_time``): the version in a member path.
-VERSION = re.compile(r"\d{8}_\d{6}")
 #: Suffix of the crawl directory while it is being written and before it is verified.
 INCOMPLETE = ".incomplete"
 #: Suffix of the restored log, beside the crawl directory.
 LOG_SUFFIX = ".scrapy.log"
-READ_SIZE = 1 << 20
-#: Directory members a tar may hold before its crawl (``home``, ``home/ocdskfs``, ...): a handful in practice.
-MAX_DIRECTORIES_ABOVE = 64
-#: Tar member names are bytes; undecodable ones round-trip through surrogates, like os.fsdecode.
-TAR_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+READ_SIZE = archive_format.READ_SIZE
 
 _MONTH_OBJECT = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>[^/]+)$")
 
@@ -84,113 +78,6 @@ def _s3(bucket: str, key: str) -> str:
 
 def _client_error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def walk_key(relpath: str) -> tuple:
-    """Sort key that puts a crawl's file paths in :func:`kingfisher_archive.crawl.walk` (checksum) order.
-
-    At each level a folder's files come before its subfolders, each group sorted by name.
-    """
-    parts = relpath.split("/")
-    return tuple((1, part) for part in parts[:-1]) + ((0, parts[-1]),)
-
-
-class CrawlMembers:
-    """Maps the member names of one crawl's tar to paths inside the crawl, refusing everything else.
-
-    The first member that names ``<source_id>/<YYYYMMDD_HHMMSS>`` fixes the crawl (and what comes before it in
-    the path, for 2021 archives); every later member must be inside that same crawl. Directory members above the
-    crawl (``home``, ``home/ocdskfs``, ...) are skipped, wherever they appear.
-    """
-
-    def __init__(self, source_id: str, data_version: str | None = None) -> None:
-        self.source_id = source_id
-        self.data_version = data_version
-        self.head: tuple[str, ...] | None = None  # member path components of the crawl directory
-        self._before: list[tuple[str, tuple[str, ...]]] = []  # directories seen before the crawl was found
-
-    @staticmethod
-    def refuse(name: str, why: str):
-        raise RestoreError(f"refused archive member {name!r}: {why}")
-
-    def relpath(self, member: tarfile.TarInfo) -> str | None:
-        """The member's path inside the crawl (``""`` for the crawl directory), or ``None`` to skip it."""
-        name = member.name
-        parts = tuple(part for part in name.split("/") if part not in ("", "."))
-        if ".." in parts:
-            self.refuse(name, "it has a '..' component")
-        if not (member.isreg() or member.isdir()):
-            kind = "a link" if member.issym() or member.islnk() else "a device, FIFO or other special file"
-            self.refuse(name, f"it is {kind}; a crawl holds only folders and regular files")
-        if self.head is None:
-            found = next(
-                (i for i in range(len(parts) - 1) if parts[i] == self.source_id and VERSION.fullmatch(parts[i + 1])),
-                None,
-            )
-            if found is None:
-                if member.isdir() and len(self._before) < MAX_DIRECTORIES_ABOVE:
-                    self._before.append((name, parts))
-                    return None
-                self.refuse(name, f"it is not inside a crawl of {self.source_id!r}")
-            version = parts[found + 1]
-            if self.data_version is not None and version != self.data_version:
-                self.refuse(name, f"it belongs to crawl {version}, not {self.data_version}")
-            self.data_version = version
-            self.head = parts[: found + 2]
-            for earlier, earlier_parts in self._before:
-                if not self._above(earlier_parts):
-                    self.refuse(earlier, f"it is outside the crawl {self.source_id}/{version}")
-        if parts[: len(self.head)] == self.head:
-            rest = parts[len(self.head) :]
-            if not rest and not member.isdir():
-                self.refuse(name, "the crawl directory itself is not a directory")
-            return "/".join(rest)
-        if member.isdir() and self._above(parts):
-            return None
-        self.refuse(name, f"it is outside the crawl {self.source_id}/{self.data_version}")
-
-    def _above(self, parts: tuple[str, ...]) -> bool:
-        return len(parts) < len(self.head) and self.head[: len(parts)] == parts
-
-
-def stream_archive(client, bucket: str, key: str):
-    """Open ``key`` as a tar stream: yields ``(tar, compressed)``; nothing is buffered beyond a read's worth.
-
-    Used as ``with stream_archive(...) as (tar, lz4_file):``. After the tar's end, call :func:`drain` on the LZ4
-    file so that its frame's end (and any checksum, of the content or of the last blocks) is read and checked too.
-    """
-    return _ArchiveStream(client, bucket, key)
-
-
-class _ArchiveStream:
-    def __init__(self, client, bucket: str, key: str) -> None:
-        self.client, self.bucket, self.key = client, bucket, key
-
-    def __enter__(self):
-        response = self.client.get_object(Bucket=self.bucket, Key=self.key)
-        self.body = response["Body"]
-        try:
-            self.compressed = lz4.frame.open(self.body, "rb")
-            self.tar = tarfile.open(fileobj=self.compressed, mode="r|", **TAR_ENCODING)
-        except BaseException:
-            self.body.close()
-            raise
-        return self.tar, self.compressed
-
-    def __exit__(self, *exc) -> None:
-        self.tar.close()
-        self.compressed.close()
-        self.body.close()
-
-
-def drain(compressed) -> None:
-    """Read an LZ4 stream to its end, so a truncated frame or a wrong checksum (content or block) raises."""
-    while compressed.read(READ_SIZE):
-        pass
-
-
-#: What a broken download, a damaged LZ4 frame or a malformed tar raise while streaming.
-STREAM_ERRORS = (tarfile.TarError, EOFError, RuntimeError, BotoCoreError)
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -306,10 +193,10 @@ def restore(
         _destination(target, source_id, expected_version, forbidden)
 
     os.makedirs(target, exist_ok=True)
-    members = CrawlMembers(source_id, expected_version)
+    members = archive_format.CrawlMembers(source_id, expected_version)
     staging = directory = log_path = None
     try:
-        with stream_archive(client, bucket, data_key) as (tar, compressed):
+        with s3.open_archive(client, bucket, data_key) as (tar, compressed):
             for member in tar:
                 relpath = members.relpath(member)
                 if relpath is None:
@@ -327,9 +214,9 @@ def restore(
                 try:
                     tar.extract(member.replace(name=name, deep=False), path=target, filter="data")
                 except tarfile.FilterError as e:
-                    CrawlMembers.refuse(member.name, str(e))
-            drain(compressed)
-    except RestoreError as e:
+                    archive_format.CrawlMembers.refuse(member.name, str(e))
+            archive_format.drain(compressed)
+    except (RestoreError, archive_format.RefusedMemberError) as e:
         raise RestoreError(f"{_s3(bucket, data_key)}: {e}{_left(staging)}") from None
     except ClientError as e:
         code = _client_error_code(e)
@@ -338,7 +225,7 @@ def restore(
                 f"{_s3(bucket, data_key)} is missing (the month has {layout.METADATA} but no archive)"
             ) from None
         raise RestoreError(f"cannot read {_s3(bucket, data_key)}: {code}{_left(staging)}") from None
-    except STREAM_ERRORS as e:
+    except s3.STREAM_ERRORS as e:
         raise RestoreError(f"{_s3(bucket, data_key)} is unreadable ({e}){_left(staging)}") from None
     except OSError as e:
         raise RestoreError(f"cannot write the crawl restored from {_s3(bucket, data_key)}: {e}{_left(staging)}") from e

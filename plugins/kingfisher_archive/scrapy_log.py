@@ -19,10 +19,11 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
-DATA_VERSION_FORMAT = "%Y%m%d_%H%M%S"
+from kingfisher_archive.crawl import naive_utc
+
 SUBSET_ARGUMENTS = ("from_date", "until_date", "year", "start_page", "publisher", "system", "sample")
 
 #: Kingfisher Collect's format for the ``crawl_time`` spider argument.
@@ -381,7 +382,7 @@ def find(logs_directory: str, source_id: str, data_version: datetime, job: str |
         if _is_regular_file(candidate):
             return candidate
 
-    target = _naive_utc(data_version).replace(microsecond=0)
+    target = naive_utc(data_version).replace(microsecond=0)
     try:
         with os.scandir(folder) as entries:
             names = sorted(
@@ -537,9 +538,3 @@ def _parse_stats_datetime(text: str) -> datetime | None:
         return value - timedelta(days=days, seconds=seconds, microseconds=microseconds)
     except OverflowError:
         return None
-
-
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value

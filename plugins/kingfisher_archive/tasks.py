@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 
 from airflow.sdk import BaseHook, TriggerRule, Variable, get_current_context, task
 
-from kingfisher_archive import archiver, steps
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive import s3, steps
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import loaded_collections
+from kingfisher_archive.records import ArchiveResult, CrawlRef, Inspection, Plan, Swept
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def s3_client():
 
     _check_connection(config.S3_CONNECTION)
     hook = S3Hook(aws_conn_id=config.S3_CONNECTION)
-    return hook.get_client_type(region_name=hook.region_name, config=archiver.client_config(hook.config))
+    return hook.get_client_type(region_name=hook.region_name, config=s3.client_config(hook.config))
 
 
 def process_connection():
@@ -85,13 +86,13 @@ def _params() -> tuple[dict, str | None]:
     return context["params"], context.get("run_id")
 
 
-def _label(crawl: dict) -> None:
+def _label(crawl: CrawlRef | Plan) -> None:
     """Name the mapped task instance after its crawl in the UI (see ``map_index_template``)."""
     get_current_context()["crawl_label"] = f"{crawl['source_id']}/{crawl['data_version']}"
 
 
 @task(task_display_name="Find loaded crawls", queue=HOST_QUEUE)
-def find_crawls() -> list[dict]:
+def find_crawls() -> list[CrawlRef]:
     """Check the settings, the bucket and Kingfisher Process; list the loaded crawls still on disk."""
     context = get_current_context()
     params = context["params"]
@@ -116,14 +117,14 @@ def find_crawls() -> list[dict]:
 
 
 @task(task_display_name="Inspect crawl", map_index_template="{{ crawl_label }}", queue=HOST_QUEUE)
-def inspect_crawl(crawl: dict) -> dict:
+def inspect_crawl(crawl: CrawlRef) -> Inspection:
     """Match the crawl's log, count its files and bytes, and apply the reject reasons."""
     _label(crawl)
     return steps.inspect(load_settings(), crawl)
 
 
 @task(task_display_name="Decide what to archive", trigger_rule=TriggerRule.NONE_FAILED, queue=HOST_QUEUE)
-def decide(inspected: list[dict] | None = None) -> list[dict]:
+def decide(inspected: list[Inspection] | None = None) -> list[Plan]:
     """Compare each acceptable crawl with its month and the latest earlier month in the bucket.
 
     Returns the crawls to archive (the archive task is mapped over them); every crawl's decision goes to the
@@ -148,7 +149,7 @@ def decide(inspected: list[dict] | None = None) -> list[dict]:
     pool=POOL,
     queue=HOST_QUEUE,
 )
-def archive_crawl(plan: dict) -> dict:
+def archive_crawl(plan: Plan) -> ArchiveResult:
     """Stream the crawl to the bucket, verify it there, then delete it locally."""
     _label(plan)
     _, run_id = _params()
@@ -157,7 +158,7 @@ def archive_crawl(plan: dict) -> dict:
 
 
 @task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)
-def sweep_old_crawls() -> list[dict]:
+def sweep_old_crawls() -> list[Swept]:
     """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days)."""
     context = get_current_context()
     params, run_id = context["params"], context.get("run_id")

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from botocore.config import Config
 
-from kingfisher_archive.archiver import client_config
-from tests.harness.servers import PostgresServer, S3Server, start_postgres, start_seaweedfs
+from kingfisher_archive.s3 import client_config
+from scripts.demo_kit.servers import PostgresServer, S3Server, start_postgres, start_seaweedfs
 
 
 @pytest.fixture(scope="session")

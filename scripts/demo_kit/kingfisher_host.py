@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import psycopg2
 
 from kingfisher_archive import crawl as crawls
-from tests.harness.kingfisher_process import ProcessV2
-from tests.harness.scrapy_logs import write_log
+from scripts.demo_kit.kingfisher_process import ProcessV2
+from scripts.demo_kit.scrapy_logs import write_log
 
 FORMAT = "%Y%m%d_%H%M%S"
 #: When the harness's Kingfisher Process loads and closes collections, unless told otherwise.
@@ -256,3 +256,29 @@ def tree(directory) -> dict:
             with open(path, "rb") as f:
                 found[os.path.relpath(path, base)] = f.read()
     return found
+
+
+def make_crawl(data, files):
+    """A crawl directory ``scotland/20200902_052458`` under ``data`` holding ``files`` (None: a folder)."""
+    directory = data / "scotland" / "20200902_052458"
+    for relpath, content in files.items():
+        path = directory / os.fsdecode(relpath)
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return str(directory)
+
+
+#: One file of each kind a crawl can hold, for round trips.
+FILES = {
+    "scrapyd-job.txt": b"3487b29602b311ebaad50c9d92c523cb",
+    "000/a.json": b'{"releases": []}' * 100,
+    "000/b.json": b"",
+    "FFF/c.json": os.urandom(300_000),
+    "old-flat-file.json": b'{"x": 1}',
+    "data.zip": os.urandom(1000),
+    "empty-folder": None,
+    b"caf\xe9.json": b"latin-1 name",  # not UTF-8: kept byte for byte
+}

@@ -1,0 +1,370 @@
+"""The archive format, as buckets hold it: a plain tar of the crawl directory inside one standard LZ4 frame.
+
+Restoring by hand must stay ``unlz4 data.tar.lz4 && tar xf data.tar``, so this module writes nothing but a GNU tar
+(byte for byte what :mod:`tarfile` writes for the same members) inside an ordinary LZ4 frame, and reads both
+generations of archives already in buckets. It knows neither S3 nor the retention policy: the writer writes to any
+object with ``write`` (the uploader), the reader reads from any binary file object (a download).
+
+Writing reads each byte of the crawl once; reading streams, so nothing the size of a crawl is ever held or
+written anywhere but where the caller puts it. Archives are untrusted input when read back: :class:`CrawlMembers`
+refuses every member that is not a folder or regular file inside the one crawl the archive holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import tarfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import lz4.block
+import lz4.frame
+import xxhash
+
+from kingfisher_archive import crawl as crawls
+
+MiB = crawls.MiB
+READ_SIZE = MiB
+#: Threads compressing LZ4 blocks: with two, both cores compress while the main thread reads and tars.
+COMPRESS_THREADS = 2
+LZ4_BLOCK_SIZE = 4 * MiB
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+#: A crawl directory is named ``YYYYMMDD_HHMMSS``.
+VERSION = re.compile(r"\d{8}_\d{6}")
+#: Directory members above the crawl (2021 archives hold absolute paths) skipped before the crawl is found.
+MAX_DIRECTORIES_ABOVE = 64
+#: Names are UTF-8; bytes that are not (some crawls' file names) survive the round trip unchanged.
+TAR_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+#: What a damaged LZ4 frame or a malformed tar raise while streaming.
+FORMAT_ERRORS = (tarfile.TarError, EOFError, RuntimeError)
+
+
+class RefusedMemberError(Exception):
+    """An archive member that no crawl can hold: a link, a device, a path outside the archive's one crawl."""
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+
+
+def _frame_header() -> bytes:
+    """An LZ4 frame header: version 1, independent blocks, block checksums, 4 MiB blocks (LZ4 frame format 1.6)."""
+    descriptor = bytes([0b0111_0000, 0x70])  # FLG: version 01, B.Indep, B.Checksum; BD: block max size 4 MiB
+    header_checksum = (xxhash.xxh32_intdigest(descriptor) >> 8) & 0xFF
+    return LZ4_MAGIC + descriptor + bytes([header_checksum])
+
+
+def _compress_block(chunk) -> tuple[bytes, bytes, bytes]:
+    """One independent block: its size word, its bytes (as they are when LZ4 cannot shrink them), its checksum.
+
+    The stored bytes never share memory with ``chunk``, so the block can be reused as soon as this returns (an
+    incompressible block is copied here, on a compressing thread, rather than by the thread that reads).
+    """
+    compressed = lz4.block.compress(chunk, mode="default", store_size=False)
+    if len(compressed) < len(chunk):
+        size, stored = len(compressed), compressed
+    else:
+        size, stored = len(chunk) | 0x8000_0000, bytes(chunk)
+    return struct.pack("<I", size), stored, struct.pack("<I", xxhash.xxh32_intdigest(stored))
+
+
+class LZ4Writer:
+    """The uncompressed side of one standard LZ4 frame: the tar is written here, compressed bytes go to ``sink``.
+
+    LZ4 is the most expensive step of archiving, so the frame is written by hand with *independent* blocks that
+    threads compress in parallel (python-lz4 and xxhash release the GIL) and that are written in order. The result
+    is one ordinary LZ4 frame: ``unlz4``, ``lz4 -d`` and ``lz4.frame.decompress`` all read it and check each block's
+    checksum. Blocks carry checksums rather than the frame carrying one content checksum because a content checksum
+    is one sequential pass over every uncompressed byte on the thread that writes the tar, which was the bottleneck;
+    block checksums are computed by the compressing threads over the (smaller) stored bytes, and the uncompressed
+    content is checked on restore against the XXH3 checksum in ``metadata.json`` anyway. File data is read from
+    disk straight into the current block (:meth:`reserve`, :meth:`commit`), tar headers are copied in, and a full
+    block is handed to a thread whole and reused once it has been compressed, so no byte is copied on its way in
+    and no fresh memory is faulted in per block. Memory: a few 4 MiB blocks in flight.
+    """
+
+    def __init__(self, sink, threads: int = COMPRESS_THREADS) -> None:
+        self.sink = sink
+        self._free: list[bytearray] = []  # blocks whose compression is done, for reuse (no fresh pages to fault in)
+        self._new_block()
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lz4")
+        self._pending: deque = deque()
+        self.sink.write(_frame_header())
+
+    def _new_block(self) -> None:
+        self._block = self._free.pop() if self._free else bytearray(LZ4_BLOCK_SIZE)
+        self._view = memoryview(self._block)
+        self._filled = 0
+
+    def write(self, data) -> int:
+        size = len(data)
+        if self._filled + size < LZ4_BLOCK_SIZE:  # the common case: a tar header or padding fits in the block
+            self._block[self._filled : self._filled + size] = data
+            self._filled += size
+            return size
+        view = memoryview(data).cast("B")
+        while view:
+            space = self.reserve()
+            take = min(len(view), len(space))
+            space[:take] = view[:take]
+            self.commit(take)
+            view = view[take:]
+        return size
+
+    def reserve(self) -> memoryview:
+        """The free space of the current block (at least one byte), to read into directly; then :meth:`commit`."""
+        return self._view[self._filled :]
+
+    def commit(self, n: int) -> None:
+        """Count ``n`` bytes written into the space :meth:`reserve` gave."""
+        self._filled += n
+        if self._filled == LZ4_BLOCK_SIZE:
+            self._submit(self._block)
+            self._new_block()
+
+    def _submit(self, chunk) -> None:
+        self._pending.append((self._pool.submit(_compress_block, chunk), chunk))
+        while len(self._pending) > 2 * self._threads:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        future, chunk = self._pending.popleft()
+        parts = future.result()
+        for part in parts:
+            self.sink.write(part)
+        if isinstance(chunk, bytearray):  # a full block: free again (the stored bytes are a copy or compressed)
+            self._free.append(chunk)
+
+    def close(self) -> None:
+        try:
+            if self._filled:
+                self._submit(bytes(self._view[: self._filled]))
+                self._filled = 0
+            while self._pending:
+                self._write_oldest()
+            self.sink.write(struct.pack("<I", 0))  # end mark
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class TarResult:
+    summary: crawls.Summary
+    checksum: str
+    bytes_read: int
+
+
+def _tarinfo(entry: crawls.Entry, name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = entry.mtime_ns // 1_000_000_000
+    info.mode = entry.mode & 0o7777
+    if entry.is_dir:
+        info.type = tarfile.DIRTYPE
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = entry.size
+    return info
+
+
+#: Octal fields of a ustar header hold up to 11 digits; beyond that (8 GiB files) tarfile writes base-256.
+_OCTAL_LIMIT = 8**11
+
+_HEADER_TAIL = tarfile.NUL * 100 + tarfile.GNU_MAGIC + tarfile.NUL * (32 + 32 + 8 + 8 + 155 + 12)
+
+
+def _header(entry: crawls.Entry, name: str) -> bytes:
+    """The GNU tar header of one entry: the bytes :meth:`tarfile.TarInfo.tobuf` makes, built without its overhead.
+
+    Names over 100 bytes (a GNU long-name record first) and numbers too big for octal go through tarfile itself.
+    """
+    encoded = (f"{name}/" if entry.is_dir else name).encode("utf-8", "surrogateescape")
+    mtime = entry.mtime_ns // 1_000_000_000
+    if len(encoded) > tarfile.LENGTH_NAME or not (0 <= mtime < _OCTAL_LIMIT and entry.size < _OCTAL_LIMIT):
+        return _tarinfo(entry, name).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    block = b"".join(
+        (
+            encoded.ljust(tarfile.LENGTH_NAME, tarfile.NUL),
+            b"%07o\x00" % (entry.mode & 0o7777),
+            b"0000000\x00" * 2,  # uid, gid
+            b"%011o\x00" % (0 if entry.is_dir else entry.size),
+            b"%011o\x00" % mtime,
+            b"        ",  # the checksum field counts as spaces in the checksum
+            tarfile.DIRTYPE if entry.is_dir else tarfile.REGTYPE,
+            _HEADER_TAIL,
+        )
+    )
+    return block[:148] + b"%06o\x00" % sum(block) + block[155:]
+
+
+def write_tar(directory: str, arcname: str, sink, progress=None) -> TarResult:
+    """Write the crawl at ``directory`` to ``sink`` as a GNU tar of ``<arcname>/...``; read each byte once.
+
+    The bytes are exactly those of :class:`tarfile.TarFile` writing the same members (a test compares them): each
+    header (see :func:`_header`), then the file's bytes and NUL padding to 512 bytes, and at the end two NUL blocks
+    and padding to tar's 10,240-byte record. ``TarFile.addfile`` is not used because on crawls of many small files
+    its per-member costs made it the bottleneck of archiving: a copy of every ``TarInfo``, a header built field by
+    field, a fresh buffer for every read, and a list of every member kept until the end, which also grows memory
+    with the number of files and makes the garbage collector walk it again and again. Here each read goes straight
+    into the sink's LZ4 block (or one reused buffer) and feeds the XXH3 checksum and the sink in the same pass.
+    ``progress``, when given, is called with the size of each read.
+    """
+    hasher = xxhash.xxh3_128()
+    builder = crawls.FingerprintBuilder()
+    reserve = getattr(sink, "reserve", None)  # read straight into the LZ4 block when the sink offers it
+    view = None if reserve else memoryview(bytearray(READ_SIZE))  # else one buffer, reused for every read
+    bytes_read = 0
+    offset = 0
+    for entry in crawls.walk(directory):
+        builder.add(entry)
+        name = f"{arcname}/{entry.relpath}" if entry.relpath else arcname
+        header = _header(entry, name)
+        sink.write(header)
+        offset += len(header)
+        if entry.is_dir:
+            continue
+        try:
+            f = open(entry.path, "rb", buffering=0)
+        except OSError as e:
+            raise crawls.CrawlReadError(
+                f"cannot read {entry.relpath!r} in the crawl ({e.strerror}): nothing was archived or deleted"
+            ) from e
+        with f:
+            remaining = entry.size
+            while remaining:
+                target = reserve() if reserve else view
+                try:
+                    n = f.readinto(target[: min(remaining, READ_SIZE, len(target))])
+                except OSError as e:
+                    raise crawls.CrawlReadError(
+                        f"cannot read {entry.relpath!r} in the crawl ({e.strerror or e}): "
+                        "nothing was archived or deleted"
+                    ) from e
+                if not n:
+                    raise crawls.CrawlChangedError(
+                        f"{entry.relpath!r} changed while it was being read: it became shorter"
+                    )
+                chunk = target[:n]
+                hasher.update(chunk)
+                if reserve:
+                    sink.commit(n)
+                else:
+                    sink.write(chunk)
+                remaining -= n
+                bytes_read += n
+                if progress:
+                    progress(n)
+            after = os.fstat(f.fileno())
+            if after.st_size != entry.size or after.st_mtime_ns != entry.mtime_ns:
+                raise crawls.CrawlChangedError(f"{entry.relpath!r} changed while it was being read")
+        offset += entry.size
+        if padding := -entry.size % tarfile.BLOCKSIZE:
+            sink.write(tarfile.NUL * padding)
+            offset += padding
+    end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+    offset += len(end)
+    sink.write(end + tarfile.NUL * (-offset % tarfile.RECORDSIZE))
+    return TarResult(builder.summary(), hasher.hexdigest(), bytes_read)
+
+
+# -- reading -----------------------------------------------------------------------------------------------------
+
+
+def walk_key(relpath: str) -> tuple:
+    """Sort key that puts a crawl's file paths in :func:`kingfisher_archive.crawl.walk` (checksum) order.
+
+    At each level a folder's files come before its subfolders, each group sorted by name.
+    """
+    parts = relpath.split("/")
+    return tuple((1, part) for part in parts[:-1]) + ((0, parts[-1]),)
+
+
+class CrawlMembers:
+    """Maps the member names of one crawl's tar to paths inside the crawl, refusing everything else.
+
+    The first member that names ``<source_id>/<YYYYMMDD_HHMMSS>`` fixes the crawl (and what comes before it in
+    the path, for 2021 archives); every later member must be inside that same crawl. Directory members above the
+    crawl (``home``, ``home/ocdskfs``, ...) are skipped, wherever they appear.
+    """
+
+    def __init__(self, source_id: str, data_version: str | None = None) -> None:
+        self.source_id = source_id
+        self.data_version = data_version
+        self.head: tuple[str, ...] | None = None  # member path components of the crawl directory
+        self._before: list[tuple[str, tuple[str, ...]]] = []  # directories seen before the crawl was found
+
+    @staticmethod
+    def refuse(name: str, why: str):
+        raise RefusedMemberError(f"refused archive member {name!r}: {why}")
+
+    def relpath(self, member: tarfile.TarInfo) -> str | None:
+        """The member's path inside the crawl (``""`` for the crawl directory), or ``None`` to skip it."""
+        name = member.name
+        parts = tuple(part for part in name.split("/") if part not in ("", "."))
+        if ".." in parts:
+            self.refuse(name, "it has a '..' component")
+        if not (member.isreg() or member.isdir()):
+            kind = "a link" if member.issym() or member.islnk() else "a device, FIFO or other special file"
+            self.refuse(name, f"it is {kind}; a crawl holds only folders and regular files")
+        if self.head is None:
+            found = next(
+                (i for i in range(len(parts) - 1) if parts[i] == self.source_id and VERSION.fullmatch(parts[i + 1])),
+                None,
+            )
+            if found is None:
+                if member.isdir() and len(self._before) < MAX_DIRECTORIES_ABOVE:
+                    self._before.append((name, parts))
+                    return None
+                self.refuse(name, f"it is not inside a crawl of {self.source_id!r}")
+            version = parts[found + 1]
+            if self.data_version is not None and version != self.data_version:
+                self.refuse(name, f"it belongs to crawl {version}, not {self.data_version}")
+            self.data_version = version
+            self.head = parts[: found + 2]
+            for earlier, earlier_parts in self._before:
+                if not self._above(earlier_parts):
+                    self.refuse(earlier, f"it is outside the crawl {self.source_id}/{version}")
+        if parts[: len(self.head)] == self.head:
+            rest = parts[len(self.head) :]
+            if not rest and not member.isdir():
+                self.refuse(name, "the crawl directory itself is not a directory")
+            return "/".join(rest)
+        if member.isdir() and self._above(parts):
+            return None
+        self.refuse(name, f"it is outside the crawl {self.source_id}/{self.data_version}")
+
+    def _above(self, parts: tuple[str, ...]) -> bool:
+        return len(parts) < len(self.head) and self.head[: len(parts)] == parts
+
+
+class open_archive:  # noqa: N801 - used as a function: ``with open_archive(body) as (tar, compressed):``
+    """Read a binary stream as an archive: yields ``(tar, compressed)``, buffering nothing beyond a read's worth.
+
+    After the tar's end, call :func:`drain` on ``compressed`` so that its frame's end (and the checksums of the
+    last blocks, or of the content) is read and checked too. ``body`` is closed on exit.
+    """
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def __enter__(self):
+        try:
+            self.compressed = lz4.frame.open(self.body, "rb")
+            self.tar = tarfile.open(fileobj=self.compressed, mode="r|", **TAR_ENCODING)
+        except BaseException:
+            self.body.close()
+            raise
+        return self.tar, self.compressed
+
+    def __exit__(self, *exc) -> None:
+        self.tar.close()
+        self.compressed.close()
+        self.body.close()
+
+
+def drain(compressed) -> None:
+    """Read an LZ4 stream to its end, so a truncated frame or a wrong checksum (content or block) raises."""
+    while compressed.read(READ_SIZE):
+        pass

@@ -1,0 +1,184 @@
+"""The values that travel through a run, by name: what one task hands the next.
+
+Airflow passes them between tasks through XCom and the ledger keeps some of them, so they are JSON-ready
+dictionaries (``TypedDict``: plain dicts at run time, named and typed for a reader and a type checker). They
+carry ids, paths relative to nothing the next host could not see, numbers and reasons; never anything large.
+
+One crawl travels find -> inspect -> decide -> archive -> summarise as:
+
+    CrawlRef --inspect--> Inspection --decide--> Decision (every crawl) + Plan (the chosen)
+        --archive--> ArchiveResult --> the summary's rows
+
+and a crawl Kingfisher Process is still loading goes from find straight to the summary as a :class:`Waiting`.
+:class:`CrawlKey` is the crawl's identity, with its data version parsed once per task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NotRequired, TypedDict
+
+from kingfisher_archive import crawl as crawls
+
+
+@dataclass(frozen=True)
+class CrawlKey:
+    """A crawl's identity: its source and data version, parsed once, and what follows from them."""
+
+    source_id: str
+    data_version: str
+    started: datetime  # the data version as a time, naive UTC
+
+    @classmethod
+    def of(cls, record) -> CrawlKey:
+        """The key of any record that has ``source_id`` and ``data_version``; raises ValueError for a bad one."""
+        return cls(record["source_id"], record["data_version"], crawls.parse_data_version(record["data_version"]))
+
+    @property
+    def id(self) -> str:
+        return crawl_id(self.source_id, self.data_version)
+
+    @property
+    def year(self) -> int:
+        return self.started.year
+
+    @property
+    def month(self) -> int:
+        return self.started.month
+
+    @property
+    def period(self) -> str:
+        """``YYYY-MM``: the month the crawl belongs to, as the ledger's claims name it."""
+        return f"{self.year:04d}-{self.month:02d}"
+
+    def directory(self, data_directory: str) -> str:
+        return crawls.crawl_directory(data_directory, self.source_id, self.data_version)
+
+
+def crawl_id(source_id: str, data_version: str) -> str:
+    return f"{source_id}/{data_version}"
+
+
+class CrawlRef(TypedDict):
+    """find -> inspect: a loaded collection whose crawl directory is on disk."""
+
+    source_id: str
+    data_version: str  # YYYYMMDD_HHMMSS
+    collection_id: int | None
+    scrapyd_job: str | None
+
+
+class Waiting(TypedDict):
+    """find -> summarise: a crawl closed by Kingfisher Collect whose files Kingfisher Process is still loading."""
+
+    id: str
+    source_id: str
+    data_version: str
+    collection_id: int
+    closed_at: str | None  # ISO 8601, UTC
+    waited_seconds: int
+    detail: str
+
+
+class Inspection(TypedDict):
+    """inspect -> decide: what the crawl's directory and log say, and the reject reason they give (or None).
+
+    A crawl whose inspection failed carries only its identity, ``reject_reason`` None and ``error``.
+    """
+
+    id: str
+    source_id: str
+    data_version: str
+    collection_id: int | None
+    reject_reason: str | None
+    error: str | None
+    detail: NotRequired[str | None]
+    bytes: NotRequired[int]
+    files: NotRequired[int]  # every file under the directory
+    data_files: NotRequired[int]  # files but scrapyd-job.txt
+    fingerprint: NotRequired[str | None]  # names, sizes and times: what archiving must find again
+    log: NotRequired[str | None]
+    files_count: NotRequired[int]  # File items in the log
+    errors_count: NotRequired[int]
+    errors_source: NotRequired[str | None]
+    finish_reason: NotRequired[str | None]
+    checksum: NotRequired[str | None]  # set by decide, only when a comparison needed it
+
+
+class Decision(TypedDict):
+    """decide -> ledger and summarise: what was decided for one crawl, and why."""
+
+    id: str
+    source_id: str
+    data_version: str
+    collection_id: int | None
+    status: str  # rejected, not_archived, to_archive, held
+    reason: str
+    bytes: int
+    files: int
+    files_count: int
+    errors_count: int
+    checksum: str | None
+    detail: NotRequired[str | None]
+    compared_with: NotRequired[str | None]
+    superseded_by: NotRequired[str | None]
+
+
+class PlanExpected(TypedDict):
+    """What inspection saw, which archiving must find again."""
+
+    bytes: int
+    files: int
+    fingerprint: str
+    checksum: str | None
+
+
+class PlanMetadata(TypedDict):
+    """Facts from inspection and the decision that go into ``metadata.json``."""
+
+    files_count: int
+    errors_count: int
+    collection_id: int | None
+    reason: str
+    compared_with: str | None
+
+
+class Plan(TypedDict):
+    """decide -> archive: one chosen crawl, and what its month held when it was chosen."""
+
+    id: str
+    source_id: str
+    data_version: str
+    log: str
+    month_held: str | None  # archiving refuses to replace anything else
+    expected: PlanExpected
+    metadata: PlanMetadata
+
+
+class ArchiveResult(TypedDict):
+    """archive -> ledger -> summarise: what was archived, and what it cost."""
+
+    id: str
+    bytes: int
+    files: int
+    compressed_bytes: int | None  # None when an earlier try had archived it
+    deleted: list[str]
+    already_archived: NotRequired[bool]
+    checksum: NotRequired[str]
+    bytes_read: NotRequired[int]
+    seconds: NotRequired[float]
+    stream_seconds: NotRequired[float]  # read, tar, LZ4, checksum, upload
+    promote_seconds: NotRequired[float]  # server-side copies to the final keys (if any), and metadata.json
+    in_place: NotRequired[bool]  # written straight to the final keys (the month was empty), not through staging
+    prefix: NotRequired[str]
+
+
+class Swept(TypedDict):
+    """sweep -> summarise: an old crawl deleted (or, on a dry run, to be deleted) by local retention."""
+
+    id: str
+    status: str
+    reason: str
+    bytes: int | None
+    deleted: list[str]

@@ -1,0 +1,159 @@
+"""The *Decide what to archive* task: the retention policy applied per source and month, against the bucket."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive import policy
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError
+from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan
+from kingfisher_archive.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> dict:
+    """Apply the retention policy per source and month against the bucket; return decisions and the work."""
+    by_source: dict[str, list[Inspection]] = defaultdict(list)
+    decisions: list[Decision] = []
+    for facts in inspected:
+        if facts.get("error"):
+            decisions.append(_decision(facts, "held", "inspection_failed", detail=facts["error"]))
+        elif facts["reject_reason"]:
+            decisions.append(_decision(facts, "rejected", facts["reject_reason"], detail=facts.get("detail")))
+        else:
+            by_source[facts["source_id"]].append(facts)
+
+    plans = []
+    for source_id, source_facts in sorted(by_source.items()):
+        facts_by_id = {f["id"]: f for f in source_facts}
+        candidates = [_candidate(settings, f) for f in source_facts]
+
+        def month(y: int, m: int, source_id=source_id):
+            found = bucket.archived(source_id, y, m)
+            return found.candidate() if found else None
+
+        def before(y: int, m: int, source_id=source_id):
+            found = bucket.archived_before(source_id, y, m)
+            return found.candidate() if found else None
+
+        try:
+            outcome = policy.decide_source(candidates, month, before)
+        except MetadataError as e:
+            logger.error("%s: cannot compare with the bucket: %s", source_id, e)
+            for facts in source_facts:
+                decisions.append(_decision(facts, "held", "unreadable_archive_metadata", detail=str(e)))
+            continue
+        except (OSError, crawls.UnsafeCrawlError) as e:
+            # Computing a checksum read the crawl and failed: hold this source, decide the others.
+            logger.error("%s: cannot compute a checksum to compare: %s", source_id, e)
+            for facts in source_facts:
+                decisions.append(_decision(facts, "held", "checksum_failed", detail=str(e)))
+            continue
+        for decision in outcome:
+            facts = facts_by_id[decision.id]
+            status = "to_archive" if decision.archive else "not_archived"
+            detail = f"superseded by {decision.superseded_by}" if decision.superseded_by else None
+            decisions.append(
+                _decision(
+                    facts,
+                    status,
+                    decision.reason,
+                    detail=detail,
+                    compared_with=decision.compared_with,
+                    superseded_by=decision.superseded_by,
+                )
+            )
+            if decision.archive:
+                key = CrawlKey.of(facts)
+                held = bucket.archived(source_id, key.year, key.month)  # read by the policy already
+                plans.append(_plan(facts, decision, month_state(held)))
+    decisions.sort(key=lambda d: d["id"])
+    counts = Counter(d["status"] for d in decisions)
+    logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return {"decisions": decisions, "to_archive": plans}
+
+
+def _candidate(settings: Settings, facts: Inspection) -> policy.Candidate:
+    key = CrawlKey.of(facts)
+    directory = key.directory(settings.data_directory)
+
+    def checksum() -> str:
+        logger.info("%s: computing the checksum to compare with an earlier month", facts["id"])
+        facts["checksum"] = crawls.checksum(directory)
+        return facts["checksum"]
+
+    return policy.Candidate(
+        id=facts["id"],
+        year=key.year,
+        month=key.month,
+        bytes=facts["bytes"],
+        files_count=facts["files_count"],
+        errors_count=facts["errors_count"],
+        checksum=facts.get("checksum"),
+        _checksum_of=checksum,
+    )
+
+
+def _decision(facts: Inspection, status: str, reason: str, **extra) -> Decision:
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "collection_id": facts.get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "bytes": facts.get("bytes", 0),
+        "files": facts.get("files", 0),
+        "files_count": facts.get("files_count", 0),
+        "errors_count": facts.get("errors_count", 0),
+        "checksum": facts.get("checksum"),
+        **{k: v for k, v in extra.items()},
+    }
+
+
+def month_state(archived: ArchivedCrawl | None) -> str | None:
+    """What a month of the bucket holds, in a few words: what a decision saw, and what archiving must find again."""
+    if archived is None:
+        return None
+    return f"{archived.id} ({archived.bytes} bytes, checksum {archived.checksum or 'none'})"
+
+
+def _plan(facts: Inspection, decision: policy.Decision, month_held: str | None) -> Plan:
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "log": facts["log"],
+        # What the crawl's month held when it was chosen: archiving refuses to replace anything else.
+        "month_held": month_held,
+        "expected": {
+            "bytes": facts["bytes"],
+            "files": facts["files"],
+            "fingerprint": facts["fingerprint"],
+            "checksum": facts.get("checksum"),
+        },
+        "metadata": {
+            "files_count": facts["files_count"],
+            "errors_count": facts["errors_count"],
+            "collection_id": facts.get("collection_id"),
+            "reason": decision.reason,
+            "compared_with": decision.compared_with,
+        },
+    }
+
+
+def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | None) -> None:
+    rows = []
+    for d in decisions:
+        facts = {
+            k: d[k] for k in ("bytes", "files", "files_count", "errors_count", "checksum") if d.get(k) is not None
+        }
+        for k in ("detail", "compared_with", "superseded_by"):
+            if d.get(k):
+                facts[k] = d[k]
+        rows.append({**d, "facts": facts})
+    ledger.record(rows, run_id)

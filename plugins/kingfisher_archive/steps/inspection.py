@@ -1,0 +1,125 @@
+"""The *Inspect crawl* task: everything the decision needs to know about one crawl, without reading its data."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive import policy, scrapy_log
+from kingfisher_archive.records import CrawlKey, CrawlRef, Inspection, crawl_id
+from kingfisher_archive.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+#: Clocks and time zones differ between hosts; a data version further ahead than this is not a real crawl time.
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def inspect(settings: Settings, crawl: CrawlRef, now: datetime | None = None) -> Inspection:
+    """Everything the decision needs to know about one crawl, without reading its data files.
+
+    Never raises for a problem of this one crawl: one bad directory or log must not stop the run's other crawls.
+    The problem goes into ``error`` and the crawl is held (kept on disk, looked at again next run).
+    """
+    try:
+        return _inspect(settings, crawl, now or datetime.now(UTC).replace(tzinfo=None))
+    except Exception as e:
+        logger.exception("%s/%s: inspection failed", crawl.get("source_id"), crawl.get("data_version"))
+        return {
+            "id": crawl_id(str(crawl.get("source_id")), str(crawl.get("data_version"))),
+            "source_id": crawl.get("source_id"),
+            "data_version": crawl.get("data_version"),
+            "collection_id": crawl.get("collection_id"),
+            "reject_reason": None,
+            "error": f"{type(e).__name__}: {e}",
+        }
+
+
+def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
+    key = CrawlKey.of(crawl)
+    source_id, data_version = key.source_id, key.data_version
+    facts: Inspection = {
+        "id": crawl_id(source_id, data_version),
+        "source_id": source_id,
+        "data_version": data_version,
+        "collection_id": crawl.get("collection_id"),
+        "reject_reason": None,
+        "detail": None,
+        "bytes": 0,
+        "files": 0,
+        "data_files": 0,
+        "fingerprint": None,
+        "log": None,
+        "files_count": 0,
+        "errors_count": 0,
+        "errors_source": None,
+        "finish_reason": None,
+        "error": None,
+    }
+    directory = key.directory(settings.data_directory)
+    started = key.started
+    exists = os.path.lexists(directory)
+    safe = True
+    if exists:
+        try:
+            summary = crawls.summarise(directory)
+            facts.update(
+                bytes=summary.bytes,
+                files=summary.files,
+                data_files=summary.data_files,
+                fingerprint=summary.fingerprint,
+            )
+        except crawls.UnsafeCrawlError as e:
+            safe = False
+            facts["detail"] = str(e)
+
+    log = None
+    if exists and safe:
+        path = scrapy_log.find(settings.logs_directory, source_id, started, crawl.get("scrapyd_job"))
+        if path:
+            try:
+                log = scrapy_log.parse(path)
+            except scrapy_log.LogError as e:
+                facts["detail"] = str(e)
+        if log is not None:
+            facts.update(
+                log=path,
+                files_count=log.files_count,
+                errors_count=log.errors_count,
+                errors_source=log.errors_source,
+                finish_reason=log.finish_reason,
+            )
+            if log.is_subset():
+                facts["detail"] = "spider arguments: " + ", ".join(
+                    f"{k}={v}"
+                    for k, v in sorted(log.spider_arguments.items())
+                    if k in scrapy_log.SUBSET_ARGUMENTS and v
+                )
+
+    facts["reject_reason"] = policy.reject_reason(
+        data_directory_exists=exists,
+        data_directory_safe=safe,
+        future=started > now + FUTURE_TOLERANCE,
+        data_files=facts["data_files"],
+        log_found=log is not None,
+        finished=bool(log and log.is_finished()),
+        subset=bool(log and log.is_subset()),
+        files_count=facts["files_count"],
+        errors_count=facts["errors_count"],
+    )
+    reason = facts["reject_reason"]
+    if reason == policy.NOT_FINISHED:
+        facts["detail"] = f"the log's finish reason is {facts['finish_reason']!r}"
+    elif reason == policy.NOT_CLEAN_ENOUGH:
+        facts["detail"] = f"{facts['errors_count']} errors ({facts['errors_source']}) for {facts['files_count']} files"
+    elif reason == policy.NO_DATA_FILES and log is not None and facts["data_files"]:
+        facts["detail"] = "the log records no File items and no errors"
+    elif reason == policy.FUTURE_DATA_VERSION:
+        facts["detail"] = f"the crawl claims to start at {started}, after now ({now.replace(microsecond=0)} UTC)"
+    elif reason is None:
+        facts["detail"] = None
+    logger.info("%s: %s", facts["id"], facts["reject_reason"] or "acceptable")
+    return facts

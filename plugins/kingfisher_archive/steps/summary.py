@@ -1,0 +1,117 @@
+"""The *Summarise the run* task: every crawl's outcome, for the UI (return value) and the task log (table)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from kingfisher_archive.crawl import MiB
+from kingfisher_archive.records import ArchiveResult, Decision, Swept, Waiting
+
+
+def summarise(
+    decisions: list[Decision],
+    results: dict[str, ArchiveResult],
+    dry_run: bool,
+    swept: list[Swept] = (),
+    waiting: list[Waiting] = (),
+    waiting_warning_days: int | None = None,
+) -> dict:
+    """The run in numbers and one line per crawl, for the UI (return value) and the task log (table).
+
+    ``waiting`` are the crawls Process is still loading (from :func:`find`); each that has waited longer than
+    ``waiting_warning_days`` since it was closed gets a warning: a collection stuck in Process is something an
+    operator wants to hear about, but it is not this run's failure.
+    """
+    rows = []
+    failed = []
+    totals = Counter()
+    for d in decisions:
+        row = {
+            "id": d["id"],
+            "status": d["status"],
+            "reason": d["reason"],
+            "detail": d.get("detail"),
+            "compared_with": d.get("compared_with"),
+            "bytes": d.get("bytes"),
+        }
+        result = results.get(d["id"])
+        if d["status"] == "to_archive":
+            if dry_run:
+                row["status"] = "would_archive"
+            elif result is None:
+                row["status"] = "failed"
+                failed.append(d["id"])
+            else:
+                row["status"] = "archived"
+                row["bytes"] = result.get("bytes")
+                row["compressed_bytes"] = compressed = result.get("compressed_bytes")
+                if compressed:
+                    row["ratio"] = round(row["bytes"] / compressed, 2)
+                if result.get("seconds"):
+                    row["mb_per_second"] = round(row["bytes"] / 1e6 / result["seconds"], 1)
+                totals["bytes_archived"] += result.get("bytes") or 0
+                totals["compressed_bytes"] += result.get("compressed_bytes") or 0
+                totals["bytes_freed"] += result.get("bytes") or 0
+        rows.append(row)
+    by_status = Counter(r["status"] for r in rows)
+    rejected = Counter(r["reason"] for r in rows if r["status"] == "rejected")
+    summary = {
+        "dry_run": dry_run,
+        "crawls": len(rows),
+        "archived": by_status["archived"],
+        "would_archive": by_status["would_archive"],
+        "failed": failed,
+        "rejected": dict(sorted(rejected.items())),
+        "not_archived": by_status["not_archived"],
+        "held": by_status["held"],
+        "bytes_archived": totals["bytes_archived"],
+        "compressed_bytes": totals["compressed_bytes"],
+        "bytes_freed": totals["bytes_freed"] + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept)),
+        "swept": list(swept),
+        "waiting": [dict(item) for item in waiting],
+        "warnings": [],
+        "rows": rows,
+    }
+    if waiting_warning_days:
+        for item in summary["waiting"]:
+            if item["waited_seconds"] > waiting_warning_days * 86400:
+                summary["warnings"].append(
+                    f"{item['id']} (Kingfisher Process collection {item['collection_id']}) has waited for Kingfisher "
+                    f"Process to load its files for longer than {waiting_warning_days} days: {item['detail']}; "
+                    "check the collection in Kingfisher Process"
+                )
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """A plain-text table of the summary for the task log: every crawl, what happened, why, and the figures."""
+
+    def mib(value) -> str:
+        return f"{value / MiB:.1f}" if value is not None else ""
+
+    header = f"{'crawl':<40} {'outcome':<13} {'reason':<26} {'MiB':>9} {'LZ4 MiB':>9} {'ratio':>5} {'MB/s':>6}"
+    lines = [header + "  why / detail"]
+    for row in summary["rows"]:
+        why = row.get("detail") or ""
+        if row.get("compared_with") and row["status"] in ("not_archived", "archived", "would_archive"):
+            why = f"against {row['compared_with']}" + (f"; {why}" if why else "")
+        lines.append(
+            f"{row['id']:<40} {row['status']:<13} {row['reason'] or '':<26} {mib(row.get('bytes')):>9} "
+            f"{mib(row.get('compressed_bytes')):>9} {row.get('ratio') or '':>5} {row.get('mb_per_second') or '':>6}"
+            f"  {why}"
+        )
+    for item in summary.get("waiting", []):
+        lines.append(
+            f"waiting for Kingfisher Process: {item['id']} (collection {item['collection_id']}), {item['detail']}"
+        )
+    lines.append(
+        f"{summary['archived']} archived, {summary['would_archive']} would be archived, "
+        f"{sum(summary['rejected'].values())} rejected, {summary['not_archived']} kept as not better, "
+        f"{summary['held']} held, {len(summary['failed'])} failed, {len(summary['waiting'])} waiting for Kingfisher "
+        f"Process; {mib(summary['bytes_archived'])} MiB archived as "
+        f"{mib(summary['compressed_bytes'])} MiB; {mib(summary['bytes_freed'])} MiB freed on disk"
+    )
+    for item in summary.get("swept", []):
+        verb = "would sweep" if summary["dry_run"] else "swept"
+        lines.append(f"{verb} {item['id']} ({item['status']}: {item['reason']}), older than the retention period")
+    return "\n".join(lines)
