@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -129,7 +130,7 @@ def test_a_crawl_claimed_by_a_live_run_is_not_archived_twice(tmp_path):
         with ledger.claim("scotland", "20200102_000000", "backfill__2026-11-01"):
             pass  # another crawl is free
         with ledger.claim("scotland", "20200101_000000", "scheduled__2026-11-27"):
-            pass  # a retry of the same run takes its claim over
+            pass  # the same task, in the same process, claiming again
     with ledger.claim("scotland", "20200101_000000", "backfill__2026-11-01"):
         pass  # released when the first run finished
 
@@ -145,3 +146,30 @@ def test_a_claim_left_by_a_dead_process_does_not_block(tmp_path):
         )
     with ledger.claim("scotland", "20200101_000000", "new-run"):
         pass
+
+
+def test_a_retry_never_takes_a_claim_over_from_a_try_that_is_still_running(tmp_path):
+    path = str(tmp_path / "l.sqlite3")
+    Ledger(path)
+    still_running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        with sqlite3.connect(path) as connection:
+            connection.execute(
+                "INSERT INTO claim VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?)",
+                (socket.gethostname(), still_running.pid, time.time()),
+            )
+        with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run run-1"):
+            with Ledger(path).claim("scotland", "2020-09", "run-1"):
+                pass  # pragma: no cover
+    finally:
+        still_running.communicate(b"")
+    with Ledger(path).claim("scotland", "2020-09", "run-1"):
+        pass  # once that try has ended, its retry goes on
+
+
+def test_an_error_that_is_not_corruption_never_sets_the_ledger_aside(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    path.mkdir()  # unopenable, as a full disk or an I/O error would make it: not evidence of a corrupt file
+    with pytest.raises(LedgerError, match=f"The ledger {path} cannot be opened"):
+        Ledger(str(path))
+    assert path.is_dir() and not list(tmp_path.glob("*.corrupt-*"))

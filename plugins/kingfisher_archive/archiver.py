@@ -215,6 +215,7 @@ def archive_crawl(
 
     deleted = []
     if delete_local_files:  # only the benchmark keeps them, to archive the same crawl again
+        _check_unchanged_since_read(crawl, stream)
         deleted = crawls.delete_local(data_directory, logs_directory, source_id, data_version, log_path)
     logger.info(
         "%s: archived %d bytes as %d (%.1fx) in %.1f s; deleted %s",
@@ -276,8 +277,13 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     """A month that holds objects: stage the archive, verify it, then copy it over the month's keys.
 
     The archive being replaced stays whole until its successor has been verified in staging; each copy copies only
-    the verified object (``CopySourceIfMatch``). Nothing is withdrawn on failure: the crawl is still on disk and
-    still to archive, the month is not empty, so the next try comes this way again and rewrites the month.
+    the verified object (``CopySourceIfMatch``). S3 cannot replace three objects at once, so the month's
+    ``metadata.json`` is taken away before the data is copied and the new one written last: if a try dies in
+    between, the month holds data without a ``metadata.json`` (the old crawl's, or the new one's), never a
+    ``metadata.json`` that describes other bytes. If the server refuses to copy the data, the old
+    ``metadata.json`` is put back and the month is as it was. Otherwise nothing is withdrawn on failure: the crawl
+    is still on disk and still to archive, the month is not empty, so the next try comes this way again and
+    rewrites the month.
     """
     client, bucket, final, staging = crawl.client, crawl.bucket, crawl.final, crawl.staging
     started = time.monotonic()
@@ -290,13 +296,32 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     body = _metadata_json(crawl, stream)
     promoting = time.monotonic()
     size, storage_class = stream.compressed_bytes, crawl.storage_class
-    s3.promote(client, bucket, staging + layout.DATA, final + layout.DATA, size, stream.etag, storage_class)
-    s3.promote(client, bucket, staging + layout.LOG, final + layout.LOG, log_size, log_etag, storage_class)
     key = final + layout.METADATA
+    previous = s3.take_away(client, bucket, key)
+
+    def put_back() -> None:  # the server refused to copy the data: the month is as it was, with its metadata
+        if previous is not None:
+            s3.put_back(client, bucket, key, previous, storage_class)
+
+    s3.promote(client, bucket, staging + layout.DATA, final + layout.DATA, size, stream.etag, storage_class, put_back)
+    s3.promote(client, bucket, staging + layout.LOG, final + layout.LOG, log_size, log_etag, storage_class)
     s3.verify_read_back(client, bucket, key, body, s3.put_object(client, bucket, key, body, storage_class))
     promoted = time.monotonic()
     s3.clean_staging(client, bucket, staging)
     return _Archived(stream, streamed - started, promoted - promoting)
+
+
+def _check_unchanged_since_read(crawl: _Crawl, stream: StreamResult) -> None:
+    """The crawl on disk is still the one in the archive: a file added or rewritten after it was read would be
+    deleted unarchived. The archive stays (it is verified); the next run finds its metadata naming this crawl
+    still on disk, and archives it again."""
+    now = crawls.summarise(crawl.directory)
+    if now.fingerprint != stream.summary.fingerprint:
+        raise crawls.CrawlChangedError(
+            f"{crawl.label} was archived to s3://{crawl.bucket}/{crawl.final} but changed on disk after it was read "
+            f"({stream.summary.files} files and {stream.summary.bytes} bytes then, {now.files} files and "
+            f"{now.bytes} bytes now, or a file was rewritten): it was not deleted; the next run archives it again"
+        )
 
 
 def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | None) -> StreamResult:

@@ -8,7 +8,10 @@ live here.
 Statuses:
 
 - ``rejected``: failed a rule of the retention policy (the reason says which); settled.
-- ``not_archived``: acceptable, but not distinct or not better than what its month holds; settled.
+- ``not_archived``: acceptable, but not distinct or not better than an archive in the bucket; settled.
+- ``pending``: acceptable, but not distinct or not better than a crawl this run chose (``facts.pending_on``), which
+  is not in the bucket yet: settled as ``not_archived`` when that crawl's archive is verified, else decided again,
+  with its whole month, by the next run.
 - ``held``: could not be decided (say, its month's metadata.json is unreadable); looked at again next run.
 - ``to_archive``: chosen; its archive task has not finished yet. Not settled: the next run looks again.
 - ``archived``: in the bucket, verified, deleted locally; settled.
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 logger = logging.getLogger(__name__)
 
 SETTLED = ("rejected", "not_archived", "archived", "swept")
-STATUSES = ("rejected", "not_archived", "to_archive", "held", "archived", "swept")
+STATUSES = ("rejected", "not_archived", "pending", "to_archive", "held", "archived", "swept")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crawl (
@@ -68,6 +71,9 @@ CREATE TABLE IF NOT EXISTS event (
 
 #: A claim from another host older than this is taken to be left by a process that died.
 STALE_CLAIM_SECONDS = 24 * 3600
+#: How long an archive task waits for a month another run is archiving into, and how often it looks again.
+CLAIM_WAIT_SECONDS = 6 * 3600
+CLAIM_POLL_SECONDS = 5.0
 
 
 class LedgerError(Exception):
@@ -93,9 +99,13 @@ class Ledger:
         os.makedirs(directory, exist_ok=True)
         try:
             self._open()
-        except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+        except sqlite3.OperationalError as e:
+            # Locked, unwritable, a transient I/O error: not evidence of corruption, and moving the file aside
+            # would drop every claim other tasks hold in it.
+            if "locked" in str(e):
                 raise self._locked(e) from e
+            raise LedgerError(f"The ledger {path} cannot be opened ({e}): the task fails and can be retried") from e
+        except sqlite3.DatabaseError as e:
             # Corrupt: never trusted. Moved aside for whoever wants to look, and rebuilt empty. Losing the ledger
             # costs time (crawls are inspected again), never correctness: the bucket is the truth.
             self.set_aside = f"{path}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
@@ -141,31 +151,46 @@ class Ledger:
             connection.execute("COMMIT")
 
     @contextmanager
-    def claim(self, source_id: str, key: str, run_id: str | None):
+    def claim(self, source_id: str, key: str, run_id: str | None, wait: float = 0.0, on_wait=None):
         """Hold ``<source_id>/<key>`` for this run while it is archived, so two runs never archive into it at once.
 
         Archive tasks claim their crawl's month (``key`` is ``YYYY-MM``): a scheduled run and a backfill can both
         choose one crawl, or two crawls of one month, and each would replace the other's archive
-        (``max_active_runs`` does not bound backfills). A claim by another run is respected while its process
-        lives (same host) or for a day (another host); a retry of the same run takes its own claim over.
+        (``max_active_runs`` does not bound backfills). A claim is respected while its process lives (same host)
+        or for a day (another host), whichever run holds it, even this one: a retry must not take over from a try
+        that is still archiving. While it is held, this waits up to ``wait`` seconds for it (calling ``on_wait``
+        with the holder's row once), then raises :class:`ClaimedError` naming the holder.
         """
         host, pid = socket.gethostname(), os.getpid()
-        with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM claim WHERE source_id = ? AND data_version = ?", (source_id, key)
-            ).fetchone()
-            if row is not None and row["run_id"] != run_id and _alive(row, host):
+        deadline = time.monotonic() + wait
+        waiting = False
+        while True:
+            with self._transaction() as connection:
+                row = connection.execute(
+                    "SELECT * FROM claim WHERE source_id = ? AND data_version = ?", (source_id, key)
+                ).fetchone()
+                mine = row is not None and (row["host"], row["pid"], row["run_id"]) == (host, pid, run_id)
+                held = row is not None and not mine and _alive(row, host)
+                if not held:
+                    connection.execute(
+                        "INSERT OR REPLACE INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (source_id, key, run_id, host, pid, time.time()),
+                    )
+                    break
+            if time.monotonic() >= deadline:
                 since = datetime.fromtimestamp(row["claimed_at"], UTC).replace(microsecond=0).isoformat()
                 raise ClaimedError(
                     f"{source_id}/{key} is being archived by run {row['run_id']} (host {row['host']}, "
-                    f"pid {row['pid']}, since {since}): not archiving into it from two runs at once; clear this "
-                    "task once that run has finished"
+                    f"pid {row['pid']}, since {since}): not archiving into it from two tries at once; clear this "
+                    "task once that one has finished"
                 )
-            connection.execute(
-                "INSERT OR REPLACE INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (source_id, key, run_id, host, pid, time.time()),
-            )
+            if not waiting:
+                waiting = True
+                logger.info("%s/%s is being archived by run %s: waiting for it", source_id, key, row["run_id"])
+                if on_wait is not None:
+                    on_wait(dict(row))
+            time.sleep(min(CLAIM_POLL_SECONDS, max(deadline - time.monotonic(), 0.01)))
         try:
             yield
         finally:
@@ -237,6 +262,28 @@ class Ledger:
                 "VALUES (?, ?, ?, ?, 'archived', NULL)",
                 (now, run_id, source_id, data_version),
             )
+
+    def settle_pending(self, winner: str, run_id: str | None) -> list[str]:
+        """Settle as ``not_archived`` the crawls that were waiting for ``winner`` (an id) to be archived."""
+        now = _now()
+        with self._transaction() as connection:
+            rows = connection.execute(
+                "SELECT source_id, data_version, reason FROM crawl "
+                "WHERE status = 'pending' AND json_extract(facts, '$.pending_on') = ?",
+                (winner,),
+            ).fetchall()
+            for row in rows:
+                connection.execute(
+                    "UPDATE crawl SET status = 'not_archived', run_id = ?, updated_at = ? "
+                    "WHERE source_id = ? AND data_version = ?",
+                    (run_id, now, row["source_id"], row["data_version"]),
+                )
+                connection.execute(
+                    "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
+                    "VALUES (?, ?, ?, ?, 'not_archived', ?)",
+                    (now, run_id, row["source_id"], row["data_version"], row["reason"]),
+                )
+        return [f"{row['source_id']}/{row['data_version']}" for row in rows]
 
     def mark_swept(self, source_id: str, data_version: str, run_id: str | None) -> None:
         """Record that the retention sweep deleted a crawl that was kept on disk, keeping its old reason."""

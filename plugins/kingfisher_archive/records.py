@@ -113,7 +113,7 @@ class Decision(TypedDict):
     source_id: str
     data_version: str
     collection_id: int | None
-    status: str  # rejected, not_archived, to_archive, held
+    status: str  # rejected, not_archived, pending, to_archive, held
     reason: str
     bytes: int
     files: int
@@ -123,6 +123,7 @@ class Decision(TypedDict):
     detail: NotRequired[str | None]
     compared_with: NotRequired[str | None]
     superseded_by: NotRequired[str | None]
+    pending_on: NotRequired[str]  # pending: the crawl of this run whose archive settles it
 
 
 class PlanExpected(TypedDict):
@@ -172,6 +173,9 @@ class ArchiveResult(TypedDict):
     promote_seconds: NotRequired[float]  # server-side copies to the final keys (if any), and metadata.json
     in_place: NotRequired[bool]  # written straight to the final keys (the month was empty), not through staging
     prefix: NotRequired[str]
+    #: Decided again under the month's claim, and not archived: the month held something it does not beat.
+    redecided: NotRequired[dict]
+    archived_by: NotRequired[str]  # already archived: the run whose record the ledger keeps
 
 
 class Swept(TypedDict):

@@ -287,17 +287,25 @@ def verify_object(client, bucket: str, key: str, size: int, etag: str | None = N
         raise VerificationError(f"s3://{bucket}/{key} has ETag {head['ETag']}, our bytes give {etag}")
 
 
-def promote(client, bucket: str, source: str, target: str, size: int, etag: str, storage_class: str) -> None:
+def promote(
+    client, bucket: str, source: str, target: str, size: int, etag: str, storage_class: str, refused=None
+) -> None:
     """Copy the verified staging object to its final key and check the result.
 
     One ``CopyObject`` up to S3's 5 GiB limit for it (boto3's managed copy first asks for the object's size, then
-    copies it in 8 MiB ranges, each a request); the managed copy, in parts, beyond.
+    copies it in 8 MiB ranges, each a request); the managed copy, in parts, beyond. ``refused()`` is called when the
+    server refused the copy (so ``target`` is as it was) before the error is raised.
     """
     extra = {"CopySourceIfMatch": etag, "StorageClass": storage_class}
-    if size <= COPY_OBJECT_LIMIT:
-        client.copy_object(CopySource={"Bucket": bucket, "Key": source}, Bucket=bucket, Key=target, **extra)
-    else:
-        client.copy({"Bucket": bucket, "Key": source}, bucket, target, ExtraArgs=extra)
+    try:
+        if size <= COPY_OBJECT_LIMIT:
+            client.copy_object(CopySource={"Bucket": bucket, "Key": source}, Bucket=bucket, Key=target, **extra)
+        else:
+            client.copy({"Bucket": bucket, "Key": source}, bucket, target, ExtraArgs=extra)
+    except ClientError:
+        if refused is not None:
+            refused()
+        raise
     verify_object(client, bucket, target, size)
 
 
@@ -332,12 +340,97 @@ def withdraw(client, bucket: str, written: dict[str, str]) -> None:
     ``written`` maps keys to the ETags of what we wrote there; each delete is conditional on that ETag
     (``If-Match``), so an object that is not exactly ours is never deleted.
     """
-    for key, etag in written.items():
+    # metadata.json first, then the log, then the data: a withdrawal cut short leaves data without a metadata.json,
+    # never a metadata.json without its data.
+    for key, etag in reversed(written.items()):
         try:
             client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
             logger.warning("Deleted s3://%s/%s again: this try wrote it into an empty month, then failed", bucket, key)
         except Exception:  # noqa: BLE001 - the original error matters more; the next try goes through staging
             logger.warning("Left s3://%s/%s: it could not be deleted, or it is not what this try wrote", bucket, key)
+
+
+def take_away(client, bucket: str, key: str) -> bytes | None:
+    """Delete a small object (a month's ``metadata.json``) and return the bytes it held, or ``None`` if none.
+
+    The delete is conditional on the ETag just read (``If-Match``): an object that changed in between is left,
+    and the promotion it was taken away for fails.
+    """
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    body = response["Body"].read()
+    client.delete_object(Bucket=bucket, Key=key, IfMatch=response["ETag"])
+    return body
+
+
+def put_back(client, bucket: str, key: str, body: bytes, storage_class: str) -> None:
+    """Undo :func:`take_away`: the same bytes, written only if nothing took the key meanwhile."""
+    try:
+        verify_read_back(client, bucket, key, body, put_object(client, bucket, key, body, storage_class, True))
+        logger.warning("Put s3://%s/%s back as it was", bucket, key)
+    except Exception:  # noqa: BLE001 - the original error matters more; the month then has no metadata.json
+        logger.warning("Could not put s3://%s/%s back; the next try of this crawl rewrites the month", bucket, key)
+
+
+class ConditionalWritesError(Exception):
+    """The S3 server ignores the conditional requests archiving relies on."""
+
+
+#: Where the probe of conditional writes leaves its one small object, for as long as the probe lasts.
+PROBE_PREFIX = "staging/_probe/"
+
+
+def probe_conditional_writes(client, bucket: str) -> None:
+    """Check that the server honours ``If-None-Match: *`` on writes and ``If-Match`` on deletes, or fail naming it.
+
+    Archiving into an empty month completes each upload with ``If-None-Match: *`` so that it never replaces an
+    object that appeared meanwhile, and it takes back what it wrote, or a month's old ``metadata.json``, with
+    ``If-Match`` so that it never deletes a stranger's object. Some S3-compatible servers (older MinIO releases,
+    among others) accept these headers and ignore them; then those guarantees silently vanish. A probe object under
+    ``staging/`` is written, overwritten conditionally and deleted conditionally; nothing else is touched.
+    """
+    key = f"{PROBE_PREFIX}{os.urandom(8).hex()}"
+    lacking = []
+    try:
+        put_object(client, bucket, key, b"probe", "STANDARD")
+        try:
+            put_object(client, bucket, key, b"other", "STANDARD", exclusive=True)
+            lacking.append("If-None-Match: * on PutObject (it overwrote an existing object)")
+        except VerificationError:
+            pass  # refused with 412, as it must be
+        try:
+            client.delete_object(Bucket=bucket, Key=key, IfMatch='"00000000000000000000000000000000"')
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+        else:
+            if not _exists(client, bucket, key):
+                lacking.append("If-Match on DeleteObject (it deleted an object whose ETag did not match)")
+    finally:
+        try:
+            client.delete_object(Bucket=bucket, Key=key)
+        except Exception:  # noqa: BLE001 - a leftover probe under staging/ is removed by the audit
+            logger.warning("Could not delete the probe s3://%s/%s", bucket, key)
+    if lacking:
+        raise ConditionalWritesError(
+            f"The S3 server of bucket {bucket!r} ignores {' and '.join(lacking)}: archiving relies on them so that "
+            "it never overwrites or deletes an object it did not write. Use a server (or a release of it) that "
+            "honours them; nothing was archived or deleted"
+        )
+
+
+def _exists(client, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def open_archive(client, bucket: str, key: str) -> archive_format.open_archive:

@@ -13,6 +13,7 @@ import os
 from datetime import UTC, datetime
 
 from airflow.sdk import BaseHook, TriggerRule, Variable, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import s3, steps
@@ -32,6 +33,8 @@ POOL = "kingfisher_archive"
 #: The Celery queue of a worker on the Kingfisher Collect host. Every task that reads or deletes the crawls' files
 #: must run where they are; only the summary and the audit can run anywhere.
 HOST_QUEUE = os.environ.get("KINGFISHER_ARCHIVE_QUEUE") or "default"
+#: How long an archive task waits for a month that another run is archiving into (then it decides again).
+CLAIM_WAIT_SECONDS = float(os.environ.get("KINGFISHER_ARCHIVE_CLAIM_WAIT_SECONDS", "21600"))
 #: The first logical date of the scheduled DAGs (fixed, UTC).
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 #: The XCom key under which "decide" leaves every crawl's decision for "summarise".
@@ -97,7 +100,10 @@ def find_crawls() -> list[CrawlRef]:
     context = get_current_context()
     params = context["params"]
     settings = load_settings()
-    _bucket(settings).check()
+    bucket = _bucket(settings)
+    bucket.check()
+    if not params.get("dry_run"):
+        s3.probe_conditional_writes(bucket.client, bucket.name)
     # A run for a past logical date (a backfill) considers only what was loaded by the end of its data interval;
     # a manual run without a logical date considers everything loaded.
     loaded_before = context.get("data_interval_end")
@@ -154,7 +160,12 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
     _label(plan)
     _, run_id = _params()
     settings = load_settings()
-    return steps.archive_and_record(settings, s3_client(), plan, Ledger(settings.ledger), run_id)
+    ledger = Ledger(settings.ledger)
+    try:
+        return steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
+    except crawls.CrawlChangedError as e:
+        # A retry would find the same change: fail now; the next run inspects the crawl again.
+        raise AirflowFailException(str(e)) from e
 
 
 @task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)
@@ -175,7 +186,8 @@ def sweep_old_crawls() -> list[Swept]:
         connection.close()
     loaded = {(c.source_id, crawls.format_data_version(c.data_version)) for c in collections}
     now = datetime.now(UTC).replace(tzinfo=None)
-    return steps.sweep(settings, Ledger(settings.ledger), loaded, now, bool(params.get("dry_run")), run_id)
+    ledger = Ledger(settings.ledger)
+    return steps.sweep(settings, ledger, loaded, now, bool(params.get("dry_run")), run_id, bucket=_bucket(settings))
 
 
 @task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE)
@@ -188,22 +200,23 @@ def summarise() -> dict:
     if decisions is None:
         raise RuntimeError("The 'Decide what to archive' task left no decisions: it failed or did not run")
     settings = load_settings()
-    results = {}
+    results, now = {}, {}
     if not dry_run and decisions:
         ledger = Ledger(settings.ledger)
         for d in decisions:
-            if d["status"] == "to_archive":
-                row = ledger.get(d["source_id"], d["data_version"])
-                if row and row["status"] == "archived" and row["result"]:
+            if d["status"] in ("to_archive", "pending"):
+                now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
+                if row.get("status") == "archived" and row.get("result"):
                     results[d["id"]] = row["result"]
     swept = context["ti"].xcom_pull(task_ids="sweep_old_crawls") or []
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
-    summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days)
+    summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
     for warning in summary["warnings"]:
         logger.warning(warning)
     if summary["failed"]:
-        raise RuntimeError(
+        # Retrying the summary cannot archive them: fail now, and say what to clear.
+        raise AirflowFailException(
             f"{len(summary['failed'])} crawls were chosen but not archived: {', '.join(summary['failed'])}. "
             "They stay on disk; clear their 'Archive crawl' tasks to retry."
         )

@@ -16,7 +16,7 @@ What crosses from one step to the next is one of the records of :mod:`kingfisher
 """
 
 from kingfisher_archive.records import crawl_id
-from kingfisher_archive.steps.archiving import StaleDecisionError, archive, archive_and_record, check_month_unchanged
+from kingfisher_archive.steps.archiving import archive, archive_and_record, month_changed, redecide
 from kingfisher_archive.steps.decision import decide, month_state, record_decisions
 from kingfisher_archive.steps.finding import MAX_CRAWLS_PER_RUN, find, format_duration
 from kingfisher_archive.steps.inspection import FUTURE_TOLERANCE, inspect
@@ -26,18 +26,18 @@ from kingfisher_archive.steps.summary import format_table, summarise
 __all__ = [
     "FUTURE_TOLERANCE",
     "MAX_CRAWLS_PER_RUN",
-    "StaleDecisionError",
     "archive",
     "archive_and_record",
-    "check_month_unchanged",
     "crawl_id",
     "decide",
     "find",
     "format_duration",
     "format_table",
     "inspect",
+    "month_changed",
     "month_state",
     "record_decisions",
+    "redecide",
     "summarise",
     "sweep",
 ]

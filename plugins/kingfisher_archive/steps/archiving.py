@@ -1,12 +1,12 @@
-"""The *Archive crawl* task: archive one chosen crawl under a claim on its month, if the decision still holds."""
+"""The *Archive crawl* task: archive one chosen crawl under a claim on its month, on the decision as it stands."""
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
-from kingfisher_archive import archiver
-from kingfisher_archive import bucket as layout
+from kingfisher_archive import archiver, policy
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket
 from kingfisher_archive.ledger import Ledger
@@ -17,22 +17,22 @@ from kingfisher_archive.steps.decision import month_state
 logger = logging.getLogger(__name__)
 
 
-class StaleDecisionError(Exception):
-    """The crawl's month no longer holds what the decision to archive the crawl was measured against."""
-
-
 def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
-    """Archive one chosen crawl; converge if an earlier try already archived and deleted it."""
+    """Archive one chosen crawl, on the decision as it stands now; converge if an earlier try got far.
+
+    Call it under the month's claim (:func:`archive_and_record`): what the month holds then cannot change under it.
+    """
     key = CrawlKey.of(plan)
     source_id, data_version = key.source_id, key.data_version
     directory = key.directory(settings.data_directory)
-    archived = Bucket(client, settings.bucket, settings.storage_class).archived(source_id, key.year, key.month)
+    bucket = Bucket(client, settings.bucket, settings.storage_class)
+    archived = bucket.archived(source_id, key.year, key.month)
     if not os.path.lexists(directory):
         if archived is not None and archived.data_version == data_version:
             deleted = crawls.delete_local(
                 settings.data_directory, settings.logs_directory, source_id, data_version, plan.get("log")
             )
-            logger.info("%s is already archived (an earlier try got that far); finished deleting it", plan["id"])
+            logger.info("%s is already archived; finished deleting it", plan["id"])
             return {
                 "id": plan["id"],
                 "bytes": archived.bytes,
@@ -45,8 +45,29 @@ def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
             f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
             "nothing was archived; find out what removed it"
         )
-    check_month_unchanged(plan, archived, settings.bucket)
     expected = archiver.Expected(**plan["expected"])
+    metadata = dict(plan["metadata"])
+    if month_changed(plan, archived):
+        decision, checksum = redecide(settings, bucket, plan, key)
+        held = month_state(archived) or "nothing"
+        if not decision.archive:
+            logger.info(
+                "%s: its month now holds %s, which it does not beat (%s): not archived, kept on disk",
+                plan["id"],
+                held,
+                decision.reason,
+            )
+            return {
+                "id": plan["id"],
+                "bytes": expected.bytes,
+                "files": expected.files,
+                "compressed_bytes": None,
+                "deleted": [],
+                "redecided": {"reason": decision.reason, "compared_with": decision.compared_with, "held": held},
+            }
+        logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision.reason)
+        metadata.update(reason=decision.reason, compared_with=decision.compared_with)
+        expected = replace(expected, checksum=expected.checksum or checksum)
     return archiver.archive_crawl(
         client=client,
         bucket=settings.bucket,
@@ -57,40 +78,102 @@ def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
         data_version=data_version,
         log_path=plan["log"],
         expected=expected,
-        metadata=plan["metadata"],
+        metadata=metadata,
     )
 
 
-def check_month_unchanged(plan: Plan, archived: ArchivedCrawl | None, bucket_name: str) -> None:
-    """Refuse to archive on a decision that the bucket has since overtaken; ``archived`` is what the month holds.
+def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
+    """Whether the month no longer holds what the decision saw (and does not hold this crawl either).
 
     A decision is only as good as the month it was measured against. An archive task can run long after its
-    decision: an operator clears a failed one a day later, or a backfill and the daily run choose different crawls
-    of one month. If in between another crawl was archived into the month (and, being archived, deleted locally),
-    archiving this one would overwrite the only copy of that other crawl. So the month must still hold what the
-    decision saw, or this crawl itself (an earlier try of this task got that far).
+    decision: an operator clears a failed one a day later, or a backfill's runs and the daily run choose different
+    crawls of one month and archive them in any order. Archiving on the old decision could replace a better crawl,
+    the only copy of which is the month's archive.
     """
     if archived is not None and archived.data_version == plan["data_version"]:
-        return
-    if "month_held" not in plan or month_state(archived) != plan["month_held"]:
-        key = CrawlKey.of(plan)
-        prefix = f"s3://{bucket_name}/{layout.month_prefix(key.source_id, key.year, key.month)}"
-        saw = plan.get("month_held", "(not recorded: the decision was made by an older version)") or "nothing"
-        raise StaleDecisionError(
-            f"{plan['id']} was chosen when {prefix} held {saw}; it now holds {month_state(archived) or 'nothing'}: "
-            "nothing was archived or deleted; the next run decides again with what the bucket holds now"
-        )
+        return False  # an earlier try of this crawl got that far: it is rewritten
+    return "month_held" not in plan or month_state(archived) != plan["month_held"]
 
 
-def archive_and_record(settings: Settings, client, plan: Plan, ledger: Ledger, run_id: str | None) -> ArchiveResult:
-    """Archive under a claim in the ledger on the crawl's month.
+def redecide(settings: Settings, bucket: Bucket, plan: Plan, key: CrawlKey) -> tuple[policy.Decision, str | None]:
+    """Decide this one crawl again against what the bucket holds now; also return a checksum if one was needed."""
+    directory = key.directory(settings.data_directory)
+    candidate = policy.Candidate(
+        id=plan["id"],
+        year=key.year,
+        month=key.month,
+        bytes=plan["expected"]["bytes"],
+        files_count=plan["metadata"]["files_count"],
+        errors_count=plan["metadata"]["errors_count"],
+        checksum=plan["expected"].get("checksum"),
+        _checksum_of=lambda: crawls.checksum(directory),
+    )
 
-    A backfill and a scheduled run can choose one crawl, or two crawls of one month; the claim fails the second
-    until the first has finished, and :func:`check_month_unchanged`, made under it, then stops the second if the
-    first changed the month.
+    def month(y: int, m: int):
+        found = bucket.archived(key.source_id, y, m)
+        return found.candidate() if found else None
+
+    def before(y: int, m: int):
+        found = bucket.archived_before(key.source_id, y, m)
+        return found.candidate() if found else None
+
+    [decision] = policy.decide_source([candidate], month, before)
+    return decision, candidate.checksum
+
+
+def archive_and_record(
+    settings: Settings,
+    client,
+    plan: Plan,
+    ledger: Ledger,
+    run_id: str | None,
+    claim_wait: float = 0.0,
+    on_wait=None,
+) -> ArchiveResult:
+    """Archive under a claim in the ledger on the crawl's month, and record what happened.
+
+    A backfill's runs and the scheduled run can choose one crawl, or two crawls of one month. The claim makes the
+    second wait (up to ``claim_wait`` seconds) until the first has finished; under it, :func:`archive` finds the
+    month as the first left it and decides again if that changed anything. A crawl archived by another run is not
+    archived twice, and the ledger keeps that run's record of it. Crawls that were waiting for this one to be
+    archived (``pending``) are settled once it is.
     """
     key = CrawlKey.of(plan)
-    with ledger.claim(key.source_id, key.period, run_id):
+    with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):
         result = archive(settings, client, plan)
-        ledger.mark_archived(plan["source_id"], plan["data_version"], result, run_id)
+        row = ledger.get(key.source_id, key.data_version)
+        if "redecided" in result:
+            redecided = result["redecided"]
+            facts = {
+                "bytes": result["bytes"],
+                "files": result["files"],
+                "compared_with": redecided["compared_with"],
+                "detail": f"decided again when archiving: its month held {redecided['held']}",
+            }
+            ledger.record(
+                [
+                    {
+                        "source_id": key.source_id,
+                        "data_version": key.data_version,
+                        "collection_id": plan["metadata"].get("collection_id"),
+                        "status": "not_archived",
+                        "reason": redecided["reason"],
+                        "facts": facts,
+                    }
+                ],
+                run_id,
+            )
+            return result
+        if result.get("already_archived") and row and row["status"] == "archived" and row["result"]:
+            by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
+            logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
+            result = {**row["result"], "already_archived": True, "archived_by": row["run_id"], **_deleted(result)}
+        else:
+            ledger.mark_archived(key.source_id, key.data_version, result, run_id)
+        if settled := ledger.settle_pending(plan["id"], run_id):
+            logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
+
+
+def _deleted(result: ArchiveResult) -> dict:
+    return {"deleted": result["deleted"]} if result["deleted"] else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 
+from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import policy
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError
@@ -16,7 +17,17 @@ logger = logging.getLogger(__name__)
 
 
 def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> dict:
-    """Apply the retention policy per source and month against the bucket; return decisions and the work."""
+    """Apply the retention policy per source and month against the bucket; return decisions and the work.
+
+    Two rules make the outcome independent of what failed before:
+
+    - a month whose ``metadata.json`` names a crawl being decided (still on disk, so never verified and deleted:
+      a try that died half-way, or left metadata it could not withdraw) is *repaired*: that crawl is decided as if
+      the month were empty, and archiving it rewrites the month; it is never compared with itself;
+    - a crawl that loses to (or is not distinct from) a crawl this run chose is ``pending``, not settled: it is
+      settled as ``not_archived`` only once the winner's archive is verified in the bucket, and if that never
+      happens the next run decides the whole month again.
+    """
     by_source: dict[str, list[Inspection]] = defaultdict(list)
     decisions: list[Decision] = []
     for facts in inspected:
@@ -31,9 +42,13 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
     for source_id, source_facts in sorted(by_source.items()):
         facts_by_id = {f["id"]: f for f in source_facts}
         candidates = [_candidate(settings, f) for f in source_facts]
+        repairs: dict[str, str] = {}  # crawl id -> the month prefix whose metadata names it
 
-        def month(y: int, m: int, source_id=source_id):
+        def month(y: int, m: int, source_id=source_id, facts_by_id=facts_by_id, repairs=repairs):
             found = bucket.archived(source_id, y, m)
+            if found is not None and found.id in facts_by_id:
+                repairs[found.id] = layout.month_prefix(source_id, y, m)
+                return None
             return found.candidate() if found else None
 
         def before(y: int, m: int, source_id=source_id):
@@ -53,20 +68,24 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
             for facts in source_facts:
                 decisions.append(_decision(facts, "held", "checksum_failed", detail=str(e)))
             continue
+        winners = {d.id: d for d in outcome if d.archive}
+        by_id = {d.id: d for d in outcome}
         for decision in outcome:
             facts = facts_by_id[decision.id]
-            status = "to_archive" if decision.archive else "not_archived"
-            detail = f"superseded by {decision.superseded_by}" if decision.superseded_by else None
-            decisions.append(
-                _decision(
-                    facts,
-                    status,
-                    decision.reason,
-                    detail=detail,
-                    compared_with=decision.compared_with,
-                    superseded_by=decision.superseded_by,
-                )
-            )
+            extra = {"compared_with": decision.compared_with, "superseded_by": decision.superseded_by}
+            if decision.archive:
+                status = "to_archive"
+                if decision.id in repairs:
+                    extra["detail"] = f"repairs s3://{bucket.name}/{repairs[decision.id]}: its metadata.json names it"
+            else:
+                winner = _final_winner(decision, by_id)
+                status = "pending" if winner in winners else "not_archived"
+                details = [f"superseded by {decision.superseded_by}"] if decision.superseded_by else []
+                if status == "pending":
+                    extra["pending_on"] = winner
+                    details.append(f"settled once {winner} is archived")
+                extra["detail"] = "; ".join(details) or None
+            decisions.append(_decision(facts, status, decision.reason, **extra))
             if decision.archive:
                 key = CrawlKey.of(facts)
                 held = bucket.archived(source_id, key.year, key.month)  # read by the policy already
@@ -75,6 +94,16 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
     counts = Counter(d["status"] for d in decisions)
     logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return {"decisions": decisions, "to_archive": plans}
+
+
+def _final_winner(decision: policy.Decision, by_id: dict[str, policy.Decision]) -> str | None:
+    """The crawl this one finally lost to: the end of its chain of "superseded by", or what it was compared with."""
+    winner = decision.superseded_by or decision.compared_with
+    seen = set()
+    while winner in by_id and by_id[winner].superseded_by and winner not in seen:
+        seen.add(winner)
+        winner = by_id[winner].superseded_by
+    return winner
 
 
 def _candidate(settings: Settings, facts: Inspection) -> policy.Candidate:
@@ -152,7 +181,7 @@ def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | No
         facts = {
             k: d[k] for k in ("bytes", "files", "files_count", "errors_count", "checksum") if d.get(k) is not None
         }
-        for k in ("detail", "compared_with", "superseded_by"):
+        for k in ("detail", "compared_with", "superseded_by", "pending_on"):
             if d.get(k):
                 facts[k] = d[k]
         rows.append({**d, "facts": facts})

@@ -15,12 +15,16 @@ def summarise(
     swept: list[Swept] = (),
     waiting: list[Waiting] = (),
     waiting_warning_days: int | None = None,
+    ledger_rows: dict[str, dict] | None = None,
 ) -> dict:
     """The run in numbers and one line per crawl, for the UI (return value) and the task log (table).
 
     ``waiting`` are the crawls Process is still loading (from :func:`find`); each that has waited longer than
     ``waiting_warning_days`` since it was closed gets a warning: a collection stuck in Process is something an
-    operator wants to hear about, but it is not this run's failure.
+    operator wants to hear about, but it is not this run's failure. ``ledger_rows`` are the ledger's rows, by id,
+    of the crawls this run chose or left pending, as they are after the archive tasks: a chosen crawl that its
+    archive task decided again and did not archive (its month held something better by then) is ``not_archived``
+    there, and a pending crawl whose winner was archived is settled.
     """
     rows = []
     failed = []
@@ -35,9 +39,22 @@ def summarise(
             "bytes": d.get("bytes"),
         }
         result = results.get(d["id"])
-        if d["status"] == "to_archive":
+        now = (ledger_rows or {}).get(d["id"]) or {}
+        if d["status"] == "pending" and now.get("status") == "not_archived":
+            row["status"] = "not_archived"  # the crawl it lost to is archived now
+            row["detail"] = f"superseded by {d['superseded_by']}" if d.get("superseded_by") else None
+        elif d["status"] == "to_archive":
             if dry_run:
                 row["status"] = "would_archive"
+            elif result is None and now.get("status") == "not_archived":
+                # Decided again by its archive task: by then its month held a crawl it does not beat.
+                facts = now.get("facts") or {}
+                row.update(
+                    status="not_archived",
+                    reason=now.get("reason"),
+                    detail=facts.get("detail"),
+                    compared_with=facts.get("compared_with"),
+                )
             elif result is None:
                 row["status"] = "failed"
                 failed.append(d["id"])
@@ -64,6 +81,7 @@ def summarise(
         "rejected": dict(sorted(rejected.items())),
         "not_archived": by_status["not_archived"],
         "held": by_status["held"],
+        "pending": by_status["pending"],
         "bytes_archived": totals["bytes_archived"],
         "compressed_bytes": totals["compressed_bytes"],
         "bytes_freed": totals["bytes_freed"] + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept)),
@@ -93,7 +111,7 @@ def format_table(summary: dict) -> str:
     lines = [header + "  why / detail"]
     for row in summary["rows"]:
         why = row.get("detail") or ""
-        if row.get("compared_with") and row["status"] in ("not_archived", "archived", "would_archive"):
+        if row.get("compared_with") and row["status"] in ("not_archived", "pending", "archived", "would_archive"):
             why = f"against {row['compared_with']}" + (f"; {why}" if why else "")
         lines.append(
             f"{row['id']:<40} {row['status']:<13} {row['reason'] or '':<26} {mib(row.get('bytes')):>9} "
@@ -107,7 +125,8 @@ def format_table(summary: dict) -> str:
     lines.append(
         f"{summary['archived']} archived, {summary['would_archive']} would be archived, "
         f"{sum(summary['rejected'].values())} rejected, {summary['not_archived']} kept as not better, "
-        f"{summary['held']} held, {len(summary['failed'])} failed, {len(summary['waiting'])} waiting for Kingfisher "
+        f"{summary['held']} held, {summary['pending']} pending, {len(summary['failed'])} failed, "
+        f"{len(summary['waiting'])} waiting for Kingfisher "
         f"Process; {mib(summary['bytes_archived'])} MiB archived as "
         f"{mib(summary['compressed_bytes'])} MiB; {mib(summary['bytes_freed'])} MiB freed on disk"
     )

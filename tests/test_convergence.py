@@ -1,0 +1,233 @@
+"""Same end state whatever fails and whatever overlaps: the sequences that once depended on history.
+
+Each test replays a sequence of runs, failures and overlaps with the steps a run is made of (no Airflow), against
+a real SeaweedFS and a real ledger, and checks what an operator would see: the month's objects, the crawls on
+disk, the ledger's statuses and what the retention sweep deletes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from kingfisher_archive import steps
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.crawl import CrawlChangedError
+from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.settings import Settings
+from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
+
+SMALL, BIG = "scotland/20200902_052458", "scotland/20200920_101010"
+MONTH = "scotland/2020/09/"
+
+
+@pytest.fixture
+def host(tmp_path):
+    return KingfisherHost(str(tmp_path / "host"))
+
+
+@pytest.fixture
+def bucket_name(s3_server):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def settings(host, bucket_name, tmp_path):
+    return Settings(
+        bucket_name, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD"
+    )
+
+
+def fresh_bucket(client, settings) -> Bucket:
+    """What one run's tasks see: a new Bucket reads the bucket afresh."""
+    return Bucket(client, settings.bucket, settings.storage_class)
+
+
+def run_decide(settings, client, ledger, crawl_ids, run_id):
+    """A run's find, inspect and decide over ``crawl_ids``: its plans, by id."""
+    inspected = [
+        steps.inspect(settings, dict(zip(("source_id", "data_version"), c.split("/"), strict=True))) for c in crawl_ids
+    ]
+    decided = steps.decide(settings, fresh_bucket(client, settings), inspected)
+    steps.record_decisions(ledger, decided["decisions"], run_id)
+    return {p["id"]: p for p in decided["to_archive"]}, {d["id"]: d for d in decided["decisions"]}
+
+
+def month_holds(client, settings) -> str | None:
+    try:
+        body = client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)["id"]
+
+
+def two_crawls(host):
+    small = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 4))
+    big = host.add_crawl("scotland", "20200920_101010", ocds_files("big", 12))
+    return small, big
+
+
+@pytest.mark.parametrize("first", ["earlier day's run", "later day's run"])
+def test_overlapping_runs_end_with_the_better_crawl_whichever_archives_first(host, settings, client, first):
+    """A backfill's runs for two days decide before either archives; the month ends with the better crawl."""
+    small, big = two_crawls(host)
+    ledger = Ledger(settings.ledger)
+    # The earlier day saw only the small crawl; the later day saw both and chose the big one.
+    day_1, _ = run_decide(settings, client, ledger, [SMALL], "backfill__day1")
+    day_2, decided = run_decide(settings, client, ledger, [SMALL, BIG], "backfill__day2")
+    assert decided[SMALL]["status"] == "pending" and decided[SMALL]["pending_on"] == BIG
+    assert list(day_1) == [SMALL] and list(day_2) == [BIG]
+
+    tasks = [(day_1[SMALL], "backfill__day1"), (day_2[BIG], "backfill__day2")]
+    if first == "later day's run":
+        tasks.reverse()
+    results = {plan["id"]: steps.archive_and_record(settings, client, plan, ledger, run) for plan, run in tasks}
+
+    # The same bucket as the two days run one after the other: the big crawl, whole.
+    assert month_holds(client, settings) == BIG
+    assert not os.path.exists(big.directory)
+    assert ledger.get("scotland", "20200920_101010")["status"] == "archived"
+    if first == "earlier day's run":
+        # The small crawl was archived first (and deleted), then replaced: its archive task of the later run found
+        # the month changed and decided again (same_period_more_bytes), as the later day alone would have.
+        assert not os.path.exists(small.directory)
+        assert results[BIG]["prefix"] == MONTH and results[BIG]["in_place"] is False
+    else:
+        # The big crawl was archived first; the earlier day's task found a month it does not beat: nothing to do,
+        # the small crawl stays on disk, settled as not archived against the big one (no failure, no retry).
+        assert os.path.isdir(small.directory)
+        assert results[SMALL]["redecided"]["compared_with"] == BIG
+        row = ledger.get("scotland", "20200902_052458")
+        assert (row["status"], row["reason"], row["facts"]["compared_with"]) == ("not_archived", "same_period", BIG)
+    assert client.list_objects_v2(Bucket=settings.bucket, Prefix="staging/").get("KeyCount") == 0
+
+
+def test_an_archive_task_waits_for_a_month_another_run_holds_then_decides_again(host, settings, client):
+    small, big = two_crawls(host)
+    ledger = Ledger(settings.ledger)
+    day_1, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
+    day_2, _ = run_decide(settings, client, ledger, [SMALL, BIG], "run-2")
+    waiting, outcome = threading.Event(), {}
+
+    def later_run():
+        outcome["result"] = steps.archive_and_record(
+            settings, client, day_2[BIG], ledger, "run-2", claim_wait=600, on_wait=lambda holder: waiting.set()
+        )
+
+    with ledger.claim("scotland", "2020-09", "run-1"):  # run 1 is archiving into September
+        thread = threading.Thread(target=later_run)
+        thread.start()
+        assert waiting.wait(60), "the later run's task did not wait for the month"
+        steps.archive(settings, client, day_1[SMALL])
+    thread.join(120)
+    assert outcome["result"]["id"] == BIG
+    assert month_holds(client, settings) == BIG
+
+
+def test_a_month_left_holding_only_metadata_naming_the_crawl_is_repaired_not_compared(host, settings, client):
+    """A try that failed after metadata.json (and could not withdraw it) leaves metadata naming a crawl still on
+    disk. The next run must archive the crawl again, never compare it with itself and let it be swept."""
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 4))
+    ledger = Ledger(settings.ledger)
+    plans, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
+    document = {"id": SMALL, "source_id": "scotland", "data_version": "20200902_052458"}
+    document |= {"bytes": plans[SMALL]["expected"]["bytes"], "checksum": "0" * 32, "files_count": 4}
+    client.put_object(Bucket=settings.bucket, Key=MONTH + "metadata.json", Body=json.dumps(document).encode())
+
+    plans, decided = run_decide(settings, client, ledger, [SMALL], "run-2")
+    assert decided[SMALL]["status"] == "to_archive"
+    assert decided[SMALL]["detail"].endswith(f"/{MONTH}: its metadata.json names it")
+    result = steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-2")
+    assert result["prefix"] == MONTH and not os.path.exists(crawl.directory)
+    metadata = json.loads(client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read())
+    assert metadata["checksum"] == result["checksum"] != "0" * 32
+    data = client.head_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")
+    assert data["ContentLength"] == metadata["compressed_bytes"]
+
+
+def test_a_crawl_that_lost_to_a_winner_not_yet_archived_waits_for_it_and_is_never_swept(host, settings, client):
+    """Sequence 3: A loses to a bigger B of its month; B's archive fails. A must not be settled (and swept) as
+    "not archived" against an archive that does not exist; the next run decides the month again as a whole."""
+    small, big = two_crawls(host)
+    ledger = Ledger(settings.ledger)
+    settings = replace(settings, retention_days=1)
+    _, decided = run_decide(settings, client, ledger, [SMALL, BIG], "run-1")
+    assert decided[SMALL]["status"] == "pending"
+    # B's archive task fails (say, S3 is down); then the sweep runs.
+    loaded = {("scotland", "20200902_052458"), ("scotland", "20200920_101010")}
+    now = datetime(2026, 11, 28)
+    assert steps.sweep(settings, ledger, loaded, now, False, "run-1", bucket=fresh_bucket(client, settings)) == []
+    assert os.path.isdir(small.directory) and os.path.isdir(big.directory)
+
+    # The next run finds both again (neither is settled) and decides the month as a whole.
+    assert ("scotland", "20200902_052458") not in ledger.settled()
+    plans, decided = run_decide(settings, client, ledger, [SMALL, BIG], "run-2")
+    assert decided[SMALL]["status"] == "pending" and list(plans) == [BIG]
+    steps.archive_and_record(settings, client, plans[BIG], ledger, "run-2")
+    assert ledger.get("scotland", "20200902_052458")["status"] == "not_archived"  # settled once B is in the bucket
+
+    swept = steps.sweep(settings, ledger, loaded, now, False, "run-2", bucket=fresh_bucket(client, settings))
+    assert [item["id"] for item in swept] == [SMALL]
+    assert month_holds(client, settings) == BIG
+
+
+def test_the_sweep_keeps_a_crawl_whose_winner_is_no_longer_in_the_bucket(host, settings, client):
+    small, big = two_crawls(host)
+    ledger = Ledger(settings.ledger)
+    settings = replace(settings, retention_days=1)
+    plans, _ = run_decide(settings, client, ledger, [SMALL, BIG], "run-1")
+    steps.archive_and_record(settings, client, plans[BIG], ledger, "run-1")
+    client.delete_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")  # the ledger no longer tells the truth
+    loaded = {("scotland", "20200902_052458")}
+    assert (
+        steps.sweep(settings, ledger, loaded, datetime(2026, 11, 28), False, bucket=fresh_bucket(client, settings))
+        == []
+    )
+    assert os.path.isdir(small.directory)
+
+
+def test_files_added_after_the_crawl_was_read_are_never_deleted(host, settings, client):
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 4))
+    ledger = Ledger(settings.ledger)
+    plans, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
+
+    def add_a_file(params, **kwargs):
+        # Just as the last object (metadata.json) is written, Kingfisher Collect writes one more file.
+        if params.get("Key", "").endswith("metadata.json"):
+            with open(os.path.join(crawl.directory, "late.json"), "w") as f:
+                f.write("{}")
+
+    client.meta.events.register("before-parameter-build.s3.PutObject", add_a_file)
+    with pytest.raises(CrawlChangedError, match="changed on disk after it was read.*it was not deleted"):
+        steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-1")
+    client.meta.events.unregister("before-parameter-build.s3.PutObject", add_a_file)
+    assert os.path.exists(os.path.join(crawl.directory, "late.json")) and os.path.exists(crawl.log)
+
+    # The next run repairs the month with the crawl as it is now, and only then deletes it.
+    plans, decided = run_decide(settings, client, ledger, [SMALL], "run-2")
+    assert decided[SMALL]["status"] == "to_archive"
+    result = steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-2")
+    assert result["files"] == 5 and not os.path.exists(crawl.directory)
+
+
+def test_a_crawl_archived_by_another_run_keeps_that_runs_record(host, settings, client, caplog):
+    host.add_crawl("scotland", "20200902_052458", ocds_files("small", 4))
+    ledger = Ledger(settings.ledger)
+    first, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
+    second, _ = run_decide(settings, client, ledger, [SMALL], "run-2")
+    archived = steps.archive_and_record(settings, client, first[SMALL], ledger, "run-1")
+    with caplog.at_level("INFO"):
+        again = steps.archive_and_record(settings, client, second[SMALL], ledger, "run-2")
+    assert "scotland/20200902_052458 was archived by run run-1" in caplog.text
+    row = ledger.get("scotland", "20200902_052458")
+    assert (row["status"], row["run_id"]) == ("archived", "run-1")
+    assert row["result"]["compressed_bytes"] == archived["compressed_bytes"] == again["compressed_bytes"]
+    assert again["archived_by"] == "run-1"
