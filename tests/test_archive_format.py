@@ -1,13 +1,18 @@
 """The archive format: the tar stream and the LZ4 frame, checked against tarfile and the lz4 command."""
 
+import hashlib
 import io
 import os
+import random
 import shutil
 import subprocess
 import tarfile
+import tempfile
 
 import lz4.frame
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kingfisher_archive import archive_format, crawl
 from scripts.demo_kit.kingfisher_host import FILES, make_crawl
@@ -98,3 +103,140 @@ def test_each_tar_header_is_the_one_tarfile_makes(relpath, is_dir, size, mtime):
     name = f"scotland/20200902_052458/{relpath}"
     expected = archive_format._tarinfo(entry, name).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
     assert archive_format._header(entry, name) == expected
+
+
+# -- every archive, read back by stock decoders ------------------------------------------------------------------
+#
+# A defect in the tar or LZ4 writer would pass every ETag check (the bucket holds exactly the bytes we sent) and be
+# followed by rmtree. So random crawls are written and read back by what a person restoring by hand would use.
+
+_SIZES = st.one_of(
+    st.sampled_from([0, 1, 511, 512, 513, 1023, 1024, 10_239, 10_240, 10_241]),
+    st.sampled_from([archive_format.READ_SIZE - 1, archive_format.READ_SIZE + 1, archive_format.LZ4_BLOCK_SIZE + 7]),
+    st.integers(0, 5000),
+)
+_TEXT_NAME = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=60
+)
+_BYTES_NAME = st.binary(min_size=1, max_size=30).filter(lambda b: b"/" not in b and b"\x00" not in b).map(os.fsdecode)
+_LONG_NAME = st.integers(101, 250).map(lambda n: "long-" + "n" * (n - 5))
+_NAME = st.one_of(_TEXT_NAME, _BYTES_NAME, _LONG_NAME).filter(
+    lambda name: name not in (".", "..") and len(os.fsencode(name)) <= 255
+)
+_FILE = st.tuples(_SIZES, st.integers(0, 2**32)).map(lambda spec: random.Random(spec[1]).randbytes(spec[0]))
+_TREE = st.recursive(
+    st.dictionaries(_NAME, _FILE, max_size=4),
+    lambda children: st.dictionaries(_NAME, st.one_of(_FILE, children), max_size=3),
+    max_leaves=12,
+)
+
+
+def _write_tree(directory: str, tree: dict) -> None:
+    os.makedirs(directory, exist_ok=True)
+    for name, content in tree.items():
+        path = os.path.join(directory, name)
+        if isinstance(content, dict):
+            _write_tree(path, content)
+        else:
+            with open(path, "wb") as f:
+                f.write(content)
+
+
+def _tarfile_bytes(directory: str, arcname: str) -> bytes:
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
+        for entry in crawl.walk(directory):
+            name = f"{arcname}/{entry.relpath}" if entry.relpath else arcname
+            info = archive_format._tarinfo(entry, name)
+            if entry.is_dir:
+                tar.addfile(info)
+            else:
+                with open(entry.path, "rb") as f:
+                    tar.addfile(info, f)
+    return expected.getvalue()
+
+
+@settings(max_examples=40)
+@given(tree=_TREE)
+def test_every_archive_is_what_tarfile_writes_and_stock_decoders_read_it_back(tree):
+    arcname = "scotland/20200902_052458"
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = os.path.join(scratch, "data", arcname)
+        _write_tree(directory, tree)
+        plain = io.BytesIO()
+        result = archive_format.write_tar(directory, arcname, plain)
+        assert plain.getvalue() == _tarfile_bytes(directory, arcname)
+        assert result.checksum == crawl.checksum(directory)
+
+        compressed = io.BytesIO()
+        writer = archive_format.LZ4Writer(compressed)
+        archive_format.write_tar(directory, arcname, writer)
+        writer.close()
+        frame = compressed.getvalue()
+        assert lz4.frame.decompress(frame) == plain.getvalue()
+        with lz4.frame.open(io.BytesIO(frame)) as stream:
+            assert stream.read() == plain.getvalue()
+        assert subprocess.run(["lz4", "-d", "-c"], input=frame, capture_output=True, check=True).stdout == (
+            plain.getvalue()
+        )
+
+        # What a person restoring by hand gets (`unlz4 | tar x`), and what the package's own reader accepts.
+        restored = os.path.join(scratch, "restored")
+        os.makedirs(restored)
+        subprocess.run(["tar", "xf", "-", "-C", restored], input=plain.getvalue(), check=True)
+        assert tree_bytes(os.path.join(restored, arcname)) == tree_bytes(directory)
+        members = archive_format.CrawlMembers("scotland", "20200902_052458")
+        with archive_format.open_archive(io.BytesIO(frame)) as (tar, stream):
+            found = {members.relpath(member) for member in tar}
+            archive_format.drain(stream)
+        assert found == {entry.relpath for entry in crawl.walk(directory)}
+
+
+def tree_bytes(directory: str) -> dict:
+    """Every folder (None) and file (its bytes) under ``directory``, by relative path in bytes."""
+    found = {}
+    base = os.fsencode(directory)
+    for root, dirs, files in os.walk(base):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(root, name), base)] = None
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                found[os.path.relpath(os.path.join(root, name), base)] = f.read()
+    return found
+
+
+class _Digest:
+    """A sink that keeps only a digest of what it is given, so 8 GiB of tar need no memory."""
+
+    def __init__(self) -> None:
+        self.hash, self.size = hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def test_a_file_over_8_gib_is_archived_as_tarfile_archives_it(tmp_path):
+    """Sizes from 8 GiB on do not fit a tar header's octal field: GNU tar's base-256, as tarfile writes it."""
+    directory = tmp_path / "data" / "scotland" / "20200902_052458"
+    directory.mkdir(parents=True)
+    with open(directory / "huge.bin", "wb") as f:  # sparse: 8 GiB of holes and a few real bytes at the end
+        f.truncate(8**11 + 600)
+        f.seek(8**11 + 100)
+        f.write(b"the end of a very large file")
+    ours, theirs = _Digest(), _Digest()
+    archive_format.write_tar(str(directory), "scotland/20200902_052458", ours)
+    with tarfile.open(fileobj=theirs, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
+        for entry in crawl.walk(str(directory)):
+            name = "scotland/20200902_052458" + (f"/{entry.relpath}" if entry.relpath else "")
+            if entry.is_dir:
+                tar.addfile(archive_format._tarinfo(entry, name))
+            else:
+                with open(entry.path, "rb") as f:
+                    tar.addfile(archive_format._tarinfo(entry, name), f)
+    assert (ours.size, ours.hash.hexdigest()) == (theirs.size, theirs.hash.hexdigest())
+    assert ours.size > 8**11
