@@ -7,8 +7,10 @@ succeed, and the bucket must be what the five days would have made one after ano
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import secrets
 import sqlite3
 from datetime import datetime
@@ -81,6 +83,31 @@ def test_a_backfill_over_five_days_succeeds_and_leaves_the_bucket_the_days_make_
         }
         assert not failed, "runs failed:\n" + "\n".join(f"{run}:\n{tasks}" for run, tasks in failed.items())
         assert sorted(run["logical_date"][:10] for run in runs) == [f"2026-03-0{d}" for d in range(2, 7)]
+        # Each run considers what was closed before its logical date, as the run due at that midnight would: one
+        # collection for 2 March, three for 3 March, four for 4 March, five from 5 March on.
+        logs = glob.glob(str(tmp_path / "airflow" / "logs" / "**" / "*.log"), recursive=True)
+        loaded = {}
+        for run in runs:
+            [log] = [p for p in logs if f"run_id={run['dag_run_id']}" in p and "task_id=find_crawls" in p]
+            with open(log) as f:
+                loaded[run["logical_date"][:10]] = re.search(r"(\d+) collections loaded;", f.read()).group(1)
+        assert loaded == {
+            "2026-03-02": "1",
+            "2026-03-03": "3",
+            "2026-03-04": "4",
+            "2026-03-05": "5",
+            "2026-03-06": "5",
+        }
+        # Each archive is an asset event a downstream DAG can be scheduled on, with the crawl in its extra.
+        events = api.ok("GET", "assets/events?limit=100")["asset_events"]
+        announced = {(event["uri"], event["extra"]["data_version"]) for event in events}
+        assert {
+            (f"s3://{bucket}/paraguay/2026/02", "20260201_000000"),
+            (f"s3://{bucket}/scotland/2026/02", "20260215_000000"),
+            (f"s3://{bucket}/scotland/2026/03", "20260301_000000"),
+        } <= announced
+        assert announced <= {*announced, (f"s3://{bucket}/scotland/2026/02", "20260210_000000")}
+        assert all(isinstance(event["extra"]["bytes"], int) and event["extra"]["checksum"] for event in events)
     finally:
         standalone.kill()
 

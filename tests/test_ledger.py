@@ -173,3 +173,15 @@ def test_an_error_that_is_not_corruption_never_sets_the_ledger_aside(tmp_path):
     with pytest.raises(LedgerError, match=f"The ledger {path} cannot be opened"):
         Ledger(str(path))
     assert path.is_dir() and not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_a_late_decision_never_undoes_an_archive_or_a_sweep(tmp_path):
+    """An overlapping run decided on an inspection from before the crawl was archived (or swept)."""
+    ledger = Ledger(str(tmp_path / "l.sqlite3"))
+    ledger.record([row("20200101_000000", "to_archive", "new_period"), row("20200102_000000", "rejected", "x")], "r1")
+    ledger.mark_archived("scotland", "20200101_000000", {"bytes": 1}, "r1")
+    ledger.mark_swept("scotland", "20200102_000000", "r1")
+    late = [row("20200101_000000", "pending", "same_period"), row("20200102_000000", "rejected", "not_finished")]
+    ledger.record(late, "r2")
+    assert ledger.get("scotland", "20200101_000000")["status"] == "archived"
+    assert ledger.get("scotland", "20200102_000000")["status"] == "swept"

@@ -210,12 +210,22 @@ class Ledger:
         return {(row["source_id"], row["data_version"]) for row in rows}
 
     def record(self, rows: Iterable[dict], run_id: str | None) -> None:
-        """Record decisions: dicts with source_id, data_version, status, reason, and optional facts/collection_id."""
+        """Record decisions: dicts with source_id, data_version, status, reason, and optional facts/collection_id.
+
+        A crawl already ``archived`` or ``swept`` keeps that record: a decision made on an inspection from before
+        (an overlapping run's) cannot undo what was done since.
+        """
         now = _now()
         with self._transaction() as connection:
             for row in rows:
                 if row["status"] not in STATUSES:
                     raise ValueError(f"unknown ledger status {row['status']!r}")
+                done = connection.execute(
+                    "SELECT 1 FROM crawl WHERE source_id = ? AND data_version = ? AND status IN ('archived', 'swept')",
+                    (row["source_id"], row["data_version"]),
+                ).fetchone()
+                if done:
+                    continue
                 connection.execute(
                     """
                     INSERT INTO crawl (source_id, data_version, collection_id, status, reason, facts, run_id,

@@ -12,7 +12,7 @@ import logging
 import os
 from datetime import UTC, datetime
 
-from airflow.sdk import BaseHook, TriggerRule, Variable, get_current_context, task
+from airflow.sdk import Asset, AssetAlias, BaseHook, TriggerRule, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from kingfisher_archive import crawl as crawls
@@ -21,7 +21,7 @@ from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import loaded_collections
-from kingfisher_archive.records import ArchiveResult, CrawlRef, Inspection, Plan, Swept
+from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Plan, Swept
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ POOL = "kingfisher_archive"
 HOST_QUEUE = os.environ.get("KINGFISHER_ARCHIVE_QUEUE") or "default"
 #: How long an archive task waits for a month that another run is archiving into (then it decides again).
 CLAIM_WAIT_SECONDS = float(os.environ.get("KINGFISHER_ARCHIVE_CLAIM_WAIT_SECONDS", "21600"))
+#: Every month archived is an asset event of this alias: ``s3://<bucket>/<source_id>/<YYYY>/<MM>`` with the crawl's
+#: data version, bytes and checksum as its extra, so that a DAG can be scheduled on new archives.
+ARCHIVES = AssetAlias("kingfisher_archive")
 #: The first logical date of the scheduled DAGs (fixed, UTC).
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 #: The XCom key under which "decide" leaves every crawl's decision for "summarise".
@@ -154,18 +157,26 @@ def decide(inspected: list[Inspection] | None = None) -> list[Plan]:
     max_active_tis_per_dagrun=MAX_PARALLEL_ARCHIVES,
     pool=POOL,
     queue=HOST_QUEUE,
+    outlets=[ARCHIVES],
 )
 def archive_crawl(plan: Plan) -> ArchiveResult:
-    """Stream the crawl to the bucket, verify it there, then delete it locally."""
+    """Stream the crawl to the bucket, verify it there, then delete it locally; announce the month's new archive."""
     _label(plan)
     _, run_id = _params()
     settings = load_settings()
     ledger = Ledger(settings.ledger)
     try:
-        return steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
+        result = steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
     except crawls.CrawlChangedError as e:
         # A retry would find the same change: fail now; the next run inspects the crawl again.
         raise AirflowFailException(str(e)) from e
+    if "redecided" not in result and not result.get("already_archived"):
+        key = CrawlKey.of(plan)
+        prefix = f"{key.source_id}/{key.year:04d}/{key.month:02d}"
+        event = {"data_version": key.data_version, "bytes": result["bytes"], "checksum": result.get("checksum")}
+        asset = Asset(uri=f"s3://{settings.bucket}/{prefix}/", name=f"{settings.bucket}/{prefix}", group="kingfisher")
+        get_current_context()["outlet_events"][ARCHIVES].add(asset, extra=event)
+    return result
 
 
 @task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)

@@ -27,35 +27,40 @@ def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
     directory = key.directory(settings.data_directory)
     bucket = Bucket(client, settings.bucket, settings.storage_class)
     archived = bucket.archived(source_id, key.year, key.month)
-    if not os.path.lexists(directory):
-        if archived is not None and archived.data_version == data_version:
-            deleted = crawls.delete_local(
-                settings.data_directory, settings.logs_directory, source_id, data_version, plan.get("log")
-            )
-            logger.info("%s is already archived; finished deleting it", plan["id"])
-            return {
-                "id": plan["id"],
-                "bytes": archived.bytes,
-                "files": plan["expected"]["files"],
-                "compressed_bytes": None,
-                "already_archived": True,
-                "deleted": deleted,
-            }
-        raise FileNotFoundError(
-            f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
-            "nothing was archived; find out what removed it"
+    gone = not os.path.lexists(directory)
+    if gone and archived is not None and archived.data_version == data_version:
+        deleted = crawls.delete_local(
+            settings.data_directory, settings.logs_directory, source_id, data_version, plan.get("log")
         )
+        logger.info("%s is already archived; finished deleting it", plan["id"])
+        return {
+            "id": plan["id"],
+            "bytes": archived.bytes,
+            "files": plan["expected"]["files"],
+            "compressed_bytes": None,
+            "already_archived": True,
+            "deleted": deleted,
+        }
     expected = archiver.Expected(**plan["expected"])
     metadata = dict(plan["metadata"])
-    if month_changed(plan, archived):
-        decision, checksum = redecide(settings, bucket, plan, key)
+    if gone or month_changed(plan, archived):
+        decision, checksum = redecide(settings, bucket, plan, key, directory_gone=gone)
         held = month_state(archived) or "nothing"
+        if gone and (archived is None or decision.archive):
+            # Gone, not in its month, and the policy still wants it: something removed a crawl to keep.
+            raise FileNotFoundError(
+                f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
+                "nothing was archived; find out what removed it"
+            )
         if not decision.archive:
+            # Its month holds a crawl it does not beat: another run's, or one that replaced it after an earlier
+            # try archived it (and deleted it) without recording so.
             logger.info(
-                "%s: its month now holds %s, which it does not beat (%s): not archived, kept on disk",
+                "%s: its month now holds %s, which it does not beat (%s): not archived%s",
                 plan["id"],
                 held,
                 decision.reason,
+                "; its directory is gone" if gone else ", kept on disk",
             )
             return {
                 "id": plan["id"],
@@ -95,9 +100,21 @@ def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
     return "month_held" not in plan or month_state(archived) != plan["month_held"]
 
 
-def redecide(settings: Settings, bucket: Bucket, plan: Plan, key: CrawlKey) -> tuple[policy.Decision, str | None]:
-    """Decide this one crawl again against what the bucket holds now; also return a checksum if one was needed."""
+def redecide(
+    settings: Settings, bucket: Bucket, plan: Plan, key: CrawlKey, directory_gone: bool = False
+) -> tuple[policy.Decision, str | None]:
+    """Decide this one crawl again against what the bucket holds now; also return a checksum if one was needed.
+
+    With its directory gone the checksum cannot be computed: a comparison that needs it counts as a win (the crawl
+    is then reported missing, never assumed not to matter).
+    """
     directory = key.directory(settings.data_directory)
+
+    def checksum() -> str:
+        if directory_gone:
+            return "(the crawl's directory is gone)"
+        return crawls.checksum(directory)
+
     candidate = policy.Candidate(
         id=plan["id"],
         year=key.year,
@@ -106,7 +123,7 @@ def redecide(settings: Settings, bucket: Bucket, plan: Plan, key: CrawlKey) -> t
         files_count=plan["metadata"]["files_count"],
         errors_count=plan["metadata"]["errors_count"],
         checksum=plan["expected"].get("checksum"),
-        _checksum_of=lambda: crawls.checksum(directory),
+        _checksum_of=checksum,
     )
 
     def month(y: int, m: int):
