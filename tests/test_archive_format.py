@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kingfisher_archive import archive_format, crawl
-from scripts.demo_kit.kingfisher_host import FILES, make_crawl
+from scripts.demo_kit.kingfisher_host import FILES, make_crawl, tree
 
 
 def test_the_lz4_frame_is_one_standard_frame_with_independent_blocks(tmp_path):
@@ -56,17 +56,7 @@ def test_the_tar_stream_is_byte_for_byte_what_tarfile_writes(tmp_path):
     sink = io.BytesIO()
     result = archive_format.write_tar(directory, "scotland/20200902_052458", sink)
 
-    expected = io.BytesIO()
-    with tarfile.open(fileobj=expected, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
-        for entry in crawl.walk(directory):
-            name = f"scotland/20200902_052458/{entry.relpath}" if entry.relpath else "scotland/20200902_052458"
-            info = archive_format._tarinfo(entry, name)
-            if entry.is_dir:
-                tar.addfile(info)
-            else:
-                with open(entry.path, "rb") as f:
-                    tar.addfile(info, f)
-    assert sink.getvalue() == expected.getvalue()
+    assert sink.getvalue() == _tarfile_bytes(directory, "scotland/20200902_052458")
     assert len(sink.getvalue()) % tarfile.RECORDSIZE == 0
     assert result.bytes_read == crawl.summarise(directory).bytes
     assert result.checksum == crawl.checksum(directory)
@@ -131,9 +121,9 @@ _TREE = st.recursive(
 )
 
 
-def _write_tree(directory: str, tree: dict) -> None:
+def _write_tree(directory: str, layout: dict) -> None:
     os.makedirs(directory, exist_ok=True)
-    for name, content in tree.items():
+    for name, content in layout.items():
         path = os.path.join(directory, name)
         if isinstance(content, dict):
             _write_tree(path, content)
@@ -142,9 +132,9 @@ def _write_tree(directory: str, tree: dict) -> None:
                 f.write(content)
 
 
-def _tarfile_bytes(directory: str, arcname: str) -> bytes:
-    expected = io.BytesIO()
-    with tarfile.open(fileobj=expected, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
+def _write_with_tarfile(directory: str, arcname: str, fileobj) -> None:
+    """What Python's tarfile writes for the crawl at ``directory``, in the order our walk gives."""
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
         for entry in crawl.walk(directory):
             name = f"{arcname}/{entry.relpath}" if entry.relpath else arcname
             info = archive_format._tarinfo(entry, name)
@@ -153,16 +143,21 @@ def _tarfile_bytes(directory: str, arcname: str) -> bytes:
             else:
                 with open(entry.path, "rb") as f:
                     tar.addfile(info, f)
+
+
+def _tarfile_bytes(directory: str, arcname: str) -> bytes:
+    expected = io.BytesIO()
+    _write_with_tarfile(directory, arcname, expected)
     return expected.getvalue()
 
 
 @settings(max_examples=40)
-@given(tree=_TREE)
-def test_every_archive_is_what_tarfile_writes_and_stock_decoders_read_it_back(tree):
+@given(layout=_TREE)
+def test_every_archive_is_what_tarfile_writes_and_stock_decoders_read_it_back(layout):
     arcname = "scotland/20200902_052458"
     with tempfile.TemporaryDirectory() as scratch:
         directory = os.path.join(scratch, "data", arcname)
-        _write_tree(directory, tree)
+        _write_tree(directory, layout)
         plain = io.BytesIO()
         result = archive_format.write_tar(directory, arcname, plain)
         assert plain.getvalue() == _tarfile_bytes(directory, arcname)
@@ -184,25 +179,12 @@ def test_every_archive_is_what_tarfile_writes_and_stock_decoders_read_it_back(tr
         restored = os.path.join(scratch, "restored")
         os.makedirs(restored)
         subprocess.run(["tar", "xf", "-", "-C", restored], input=plain.getvalue(), check=True)
-        assert tree_bytes(os.path.join(restored, arcname)) == tree_bytes(directory)
+        assert tree(os.path.join(restored, arcname)) == tree(directory)
         members = archive_format.CrawlMembers("scotland", "20200902_052458")
         with archive_format.open_archive(io.BytesIO(frame)) as (tar, stream):
             found = {members.relpath(member) for member in tar}
             archive_format.drain(stream)
         assert found == {entry.relpath for entry in crawl.walk(directory)}
-
-
-def tree_bytes(directory: str) -> dict:
-    """Every folder (None) and file (its bytes) under ``directory``, by relative path in bytes."""
-    found = {}
-    base = os.fsencode(directory)
-    for root, dirs, files in os.walk(base):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), base)] = None
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                found[os.path.relpath(os.path.join(root, name), base)] = f.read()
-    return found
 
 
 class _Digest:
@@ -230,13 +212,6 @@ def test_a_file_over_8_gib_is_archived_as_tarfile_archives_it(tmp_path):
         f.write(b"the end of a very large file")
     ours, theirs = _Digest(), _Digest()
     archive_format.write_tar(str(directory), "scotland/20200902_052458", ours)
-    with tarfile.open(fileobj=theirs, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
-        for entry in crawl.walk(str(directory)):
-            name = "scotland/20200902_052458" + (f"/{entry.relpath}" if entry.relpath else "")
-            if entry.is_dir:
-                tar.addfile(archive_format._tarinfo(entry, name))
-            else:
-                with open(entry.path, "rb") as f:
-                    tar.addfile(archive_format._tarinfo(entry, name), f)
+    _write_with_tarfile(str(directory), "scotland/20200902_052458", theirs)
     assert (ours.size, ours.hash.hexdigest()) == (theirs.size, theirs.hash.hexdigest())
     assert ours.size > 8**11
