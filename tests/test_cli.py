@@ -441,6 +441,8 @@ def test_restore_refuses_the_dags_data_and_logs_directories(cli, client, bucket,
 
 def test_the_checkout_command_runs_the_module_with_the_virtualenv(s3_server, client, bucket, tmp_path):
     """bin/kingfisher-archive works from any directory with any python on PATH, and names itself."""
+    if not (ROOT / ".venv" / "bin" / "python").exists():
+        pytest.skip("bin/kingfisher-archive runs .venv/bin/python, and this checkout has no .venv")
     archive(client, bucket, tmp_path, FILES)
     env = {
         "PATH": "/usr/bin:/bin",
