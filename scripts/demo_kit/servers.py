@@ -281,6 +281,23 @@ class S3Server:
         self._process = None
         self._remove_grpc_sockets()
 
+    def problem(self) -> str | None:
+        """Why this server cannot serve requests, with the last lines of its log; ``None`` if it answers."""
+        if self._process is None:
+            why = "is stopped (stop() or kill() without start() after it)"
+        elif self._process.poll() is not None:
+            why = f"(weed mini, pid {self._process.pid}) exited with status {self._process.returncode}"
+        elif not self.data_directory.is_dir():
+            why = f"lost its data directory {self.data_directory}: something deleted it"
+        else:
+            probe = self.client(config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10))
+            try:
+                probe.list_buckets()
+                return None
+            except Exception as e:  # whatever it is, the server does not serve
+                why = f"does not answer at {self.endpoint_url}: {e}"
+        return f"SeaweedFS {why}; last lines of {self.log_path}:\n{_tail(self.log_path)}"
+
     def client(self, access_key: str | None = None, secret_key: str | None = None, *, config: Config | None = None):
         """A boto3 S3 client for this server: the harness identity unless other keys are given; path-style."""
         base = Config(s3={"addressing_style": "path"}, signature_version="s3v4")
@@ -324,6 +341,8 @@ class PostgresServer:
         self.user = user
         self.password = password
         self._embedded = embedded
+        #: The embedded server's log, kept after stop() for problem() to show.
+        self.log_path: Path | None = embedded.log if embedded is not None else None
         if embedded is not None:
             atexit.register(self.stop)
 
@@ -387,6 +406,28 @@ class PostgresServer:
                 cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
         finally:
             connection.close()
+
+    def problem(self) -> str | None:
+        """Why this server cannot serve connections (the embedded one's log tail too); ``None`` if it does."""
+        embedded = self._embedded
+        why = None
+        if self.log_path is not None and embedded is None:
+            why = "is stopped (stop() was called)"
+        elif embedded is not None:
+            info = embedded._postmaster_info
+            if not (embedded.pgdata / "PG_VERSION").exists():
+                why = f"lost its data directory {embedded.pgdata}: something deleted it"
+            elif info is not None and (info.process is None or not info.process.is_running()):
+                why = f"(postmaster pid {info.pid}) is no longer running"
+        if why is None:
+            try:
+                psycopg2.connect(self.dsn(), connect_timeout=5).close()
+                return None
+            except psycopg2.Error as e:
+                why = f"refuses connections at {self.dsn()}: {' '.join(str(e).split())}"
+        if self.log_path is None:
+            return f"PostgreSQL {why} (an external server: its log is wherever its administrator keeps it)"
+        return f"PostgreSQL (embedded) {why}; last lines of {self.log_path}:\n{_tail(self.log_path)}"
 
     def connection_json(self, database: str) -> str:
         """An Airflow connection, in JSON form (a URI cannot carry a socket directory as host)."""
