@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -33,8 +35,16 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_stops(tmp_path):
-    home = tmp_path / "demo-home"
+@pytest.fixture
+def home():
+    """Outside pytest's basetemp: each pytest session makes pytest-of-<user> private again (mode 0700), which locks
+    the embedded PostgreSQL's system user (under root) out of a data directory below it."""
+    directory = Path(tempfile.mkdtemp(prefix="kingfisher-archive-test-demo-"))
+    yield directory / "demo-home"
+    shutil.rmtree(directory)
+
+
+def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_stops(home):
     postgres = os.environ.get("KINGFISHER_ARCHIVE_TEST_POSTGRES")
     try:
         run = demo("--home", str(home), *(["--postgres", postgres] if postgres else []))
@@ -83,7 +93,7 @@ def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_sto
     assert "Stopped the demo's SeaweedFS and PostgreSQL" in stopped.stdout
     assert gone(left["seaweedfs"]["pid"])
     if "pgdata" in left["postgres"]:
-        assert not (Path(left["postgres"]["pgdata"]) / "postmaster.pid").exists()
+        assert not (Path(left["postgres"]["pgdata"]) / "postmaster.pid").exists(), stopped.stderr
     else:
         import psycopg2
 
