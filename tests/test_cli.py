@@ -270,6 +270,25 @@ def test_every_mistake_a_user_can_make_is_one_line_with_an_exit_status(cli, clie
             1,
             [f"the target {a_file} is a file, not a directory"],
         ),
+        "restore target is a file, checked before connecting": (
+            ("restore", "scotland", "2020", "9", str(a_file), "--bucket", bucket),
+            {"KINGFISHER_ARCHIVE_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+            1,
+            [f"the target {a_file} is a file, not a directory"],
+        ),
+        "endpoint given, Airflow connection left out, no other credentials": (
+            ("list", "scotland", "--bucket", bucket),
+            {
+                "AWS_ACCESS_KEY_ID": None,
+                "AWS_SECRET_ACCESS_KEY": None,
+                "AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3": airflow_connection_json(s3_server),
+            },
+            1,
+            [
+                f"no S3 credentials found for {endpoint} (from $KINGFISHER_ARCHIVE_ENDPOINT_URL): "
+                "$AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3 is not read when the endpoint is given otherwise"
+            ],
+        ),
         "restore target below a file": (
             ("restore", "scotland", "2020", "9", str(a_file / "below"), "--bucket", bucket),
             {},

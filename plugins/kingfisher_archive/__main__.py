@@ -32,7 +32,7 @@ from kingfisher_archive.cli_settings import (
     ConnectError,
     SettingsError,
 )
-from kingfisher_archive.restore import RestoreError, list_months, restore
+from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
 
 PROG = "python -m kingfisher_archive"
 
@@ -193,8 +193,11 @@ def plural(count: int, noun: str, plural_form: str | None = None) -> str:
     return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
 
 
+def _forbidden(args) -> list[str]:
+    return list(args.forbid) + [path for path, _ in cli_settings.forbidden_directories()]
+
+
 def _restore(client, args) -> int:
-    forbidden = list(args.forbid) + [path for path, _ in cli_settings.forbidden_directories()]
     result = restore(
         client,
         args.bucket,
@@ -202,7 +205,7 @@ def _restore(client, args) -> int:
         args.year,
         args.month,
         args.target,
-        forbidden_directories=forbidden,
+        forbidden_directories=_forbidden(args),
         data_version=args.data_version,
     )
     if args.json:
@@ -289,6 +292,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     args = parser.parse_args(argv)
     command = f"{prog} {args.command}"
     try:
+        if args.command == "restore":  # what can be refused before connecting
+            check_target(args.target, _forbidden(args))
         found = cli_settings.resolve(args.bucket, args.endpoint_url, use_airflow=not args.no_airflow)
         args.bucket = found.bucket
         client = cli_settings.connect(found)

@@ -85,6 +85,7 @@ class S3Settings:
     config_kwargs: dict = field(default_factory=dict)
     credentials_source: str | None = None  # None: boto3's chain, named once the client is made
     from_airflow: list[str] = field(default_factory=list)  # the AIRFLOW_* variables read
+    connection_ignored: bool = False  # $AIRFLOW_CONN_... is set, but an endpoint was given otherwise
 
     def note(self) -> str | None:
         """One line saying which settings came from Airflow's environment variables, or ``None``."""
@@ -191,6 +192,10 @@ def resolve(
     elif use_airflow and environ.get(AIRFLOW_CONNECTION_ENV):
         _from_connection(result, parse_airflow_connection(environ[AIRFLOW_CONNECTION_ENV]))
         from_airflow.append(AIRFLOW_CONNECTION_ENV)
+    result.connection_ignored = (
+        bool(result.endpoint_url and use_airflow and environ.get(AIRFLOW_CONNECTION_ENV))
+        and AIRFLOW_CONNECTION_ENV not in from_airflow
+    )
     return result
 
 
@@ -308,6 +313,12 @@ def check_bucket(client, settings: S3Settings) -> None:
     try:
         client.list_objects_v2(Bucket=settings.bucket, MaxKeys=1)
     except NoCredentialsError:
+        if settings.connection_ignored:
+            raise ConnectError(
+                f"no S3 credentials found for {where}: ${AIRFLOW_CONNECTION_ENV} is not read when the endpoint is "
+                "given otherwise; leave the endpoint out to use the Connection, or set $AWS_ACCESS_KEY_ID and "
+                "$AWS_SECRET_ACCESS_KEY"
+            ) from None
         raise ConnectError(
             "no S3 credentials found: set $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or $AWS_PROFILE), or "
             f"${AIRFLOW_CONNECTION_ENV} as the DAGs use it"

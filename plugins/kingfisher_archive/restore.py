@@ -156,6 +156,21 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
         raise RestoreError(f"cannot restore from {_s3(bucket, key)}: {e}") from None
 
 
+def check_target(target_directory: str, forbidden_directories=()) -> str:
+    """The target's absolute path; :class:`RestoreError` if it is a file or inside a forbidden directory.
+
+    What can be known before the bucket is read (the command line checks it before connecting).
+    """
+    target = os.path.abspath(target_directory)
+    _check_forbidden(target, target, [str(directory) for directory in forbidden_directories if directory])
+    if os.path.lexists(target) and not os.path.isdir(target):
+        raise RestoreError(
+            f"the target {target_directory} is a file, not a directory: give a directory to restore into "
+            "(it is created if missing)"
+        )
+    return target
+
+
 def restore(
     client,
     bucket: str,
@@ -182,13 +197,7 @@ def restore(
         except ValueError as e:
             raise RestoreError(str(e)) from None
     forbidden = [str(directory) for directory in forbidden_directories if directory]
-    target = os.path.abspath(target_directory)
-    _check_forbidden(target, target, forbidden)
-    if os.path.lexists(target) and not os.path.isdir(target):
-        raise RestoreError(
-            f"the target {target_directory} is a file, not a directory: give a directory to restore into "
-            "(it is created if missing)"
-        )
+    target = check_target(target_directory, forbidden)
 
     metadata_key, archived = _month_metadata(client, bucket, source_id, year, month)
     prefix = metadata_key[: -len(layout.METADATA)]
