@@ -184,6 +184,8 @@ def shell(home: Path, command: str | None) -> int:
 
 def closing_words(home: Path) -> str:
     restored = home / "restored"
+    if restored.is_relative_to(REPOSITORY):  # the demo's shell starts in the repository
+        restored = restored.relative_to(REPOSITORY)
     return f"""
 Everything is under {home}; the run's output is in {home / "dag-run.log"}.
 
