@@ -1,9 +1,10 @@
 # The two set-up commands of the README. Both create the virtualenv from requirements.txt when it is missing
-# or older than requirements.txt; nothing else is downloaded.
+# or older than requirements.txt; nothing else is downloaded. `make demo` leaves its servers running for
+# `make demo-shell` (a shell with the demo's settings) until `make demo-stop`.
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: demo test lint
+.PHONY: demo demo-shell demo-stop test lint
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
@@ -13,6 +14,12 @@ $(VENV)/.installed: requirements.txt
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py $(if $(DSN),--postgres $(DSN))
+
+demo-shell: $(VENV)/.installed
+	@$(VENV)/bin/python scripts/demo.py shell
+
+demo-stop:
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python scripts/demo.py stop; else echo "No demo is running."; fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

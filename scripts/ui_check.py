@@ -49,7 +49,7 @@ from scripts.demo_kit.airflow_standalone import (  # noqa: E402
     task_states,
     trigger_and_wait,
 )
-from scripts.demo_kit.kingfisher_host import mixed_host  # noqa: E402
+from scripts.demo_kit.kingfisher_host import archive_all, mixed_host  # noqa: E402
 from scripts.demo_kit.servers import start_postgres, start_seaweedfs  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -126,9 +126,10 @@ def run_check(home: Path, output: Path, postgres_url: str | None) -> None:
     try:
         s3 = start_seaweedfs(home / "seaweedfs")
         dsn = postgres.create_database(database, schema="v1")
-        host, seeded = mixed_host(str(home / "kingfisher"), dsn)
+        host, earlier = mixed_host(str(home / "kingfisher"), dsn)
         bucket = "kingfisher-archive-demo"
-        s3.create_bucket(bucket, seeded)
+        s3.create_bucket(bucket)
+        archive_all(earlier, s3.client(), bucket)
 
         port = free_port()
         env = airflow_environment(home, postgres, database, s3, bucket, host, port)

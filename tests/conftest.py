@@ -2,7 +2,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["tests.harness.fixtures", "pytester"]
 
 # Property-based and stateful tests: a fixed, bounded search in `make test` (the same examples every run), and a
 # longer random one on demand: KINGFISHER_ARCHIVE_HYPOTHESIS=long .venv/bin/pytest tests/test_model.py

@@ -3,9 +3,11 @@
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -23,7 +25,8 @@ def cli(s3_server, tmp_path):
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "KINGFISHER_ARCHIVE_")) and key.lower() not in ("http_proxy", "https_proxy")
+            if not key.startswith(("AWS_", "KINGFISHER_ARCHIVE_", "AIRFLOW_"))
+            and key.lower() not in ("http_proxy", "https_proxy")
         }
         env.update(
             PYTHONPATH=str(ROOT / "plugins"),
@@ -34,8 +37,13 @@ def cli(s3_server, tmp_path):
             AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
             KINGFISHER_ARCHIVE_ENDPOINT_URL=s3_server.endpoint_url,
             NO_PROXY="127.0.0.1,localhost",
+            AWS_EC2_METADATA_DISABLED="true",  # without credentials, boto3 must not look for an instance role
         )
-        env.update(env_extra)
+        for key, value in env_extra.items():  # None removes a variable
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         return subprocess.run(
             [sys.executable, "-m", "kingfisher_archive", *args],
             env=env,
@@ -48,8 +56,8 @@ def cli(s3_server, tmp_path):
     return run
 
 
-def one_line_error(result):
-    assert result.returncode == 1, result
+def one_line_error(result, returncode=1):
+    assert result.returncode == returncode, result
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     return result.stderr
@@ -142,7 +150,7 @@ def test_restore_errors_are_one_line(cli, client, bucket, tmp_path):
     message = one_line_error(cli("restore", "scotland", "2020", "9", str(tmp_path / "t"), "--bucket", bucket))
     assert "no archive of scotland for 2020-09" in message
     message = one_line_error(cli("list", "scotland", "--bucket", bucket, secret_key="wrong"))
-    assert "refused our credentials" in message
+    assert "refused the credentials from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY" in message
     message = one_line_error(cli("list", "scotland", "--bucket", "no-such-bucket"))
     assert "does not exist" in message
 
@@ -152,7 +160,7 @@ def test_audit_exits_1_while_a_problem_is_left_unrepaired(cli, client, bucket, t
     clean = cli("audit", "--bucket", bucket, "--verify-data")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.splitlines()[-1] == (
-        f"1 months in s3://{bucket}/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, 1 archives verified"
+        f"1 month in s3://{bucket}/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, 1 archive verified"
     )
 
     client.put_object(Bucket=bucket, Key="staging/scotland/20201001_000000/data.tar.lz4", Body=b"broken off")
@@ -176,17 +184,15 @@ def test_audit_exits_1_while_a_problem_is_left_unrepaired(cli, client, bucket, t
 @pytest.mark.parametrize(
     "args",
     [
-        ("list", "scotland"),  # no bucket anywhere
         ("restore", "scotland", "2020", "13", "/tmp/x", "--bucket", "b"),
         ("restore", "scotland", "20", "1", "/tmp/x", "--bucket", "b"),
         ("frobnicate",),
         (),
     ],
 )
-def test_usage_errors_exit_2(cli, args):
-    result = cli(*args)
-    assert result.returncode == 2
-    assert "usage:" in result.stderr
+def test_usage_errors_exit_2_in_one_line(cli, args):
+    message = one_line_error(cli(*args), returncode=2)
+    assert "--help" in message
 
 
 def test_help_explains_the_commands(cli):
@@ -194,3 +200,283 @@ def test_help_explains_the_commands(cli):
     assert result.returncode == 0
     for text in ("restore", "list", "audit", "KINGFISHER_ARCHIVE_BUCKET", "AWS_ACCESS_KEY_ID"):
         assert text in result.stdout
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_every_mistake_a_user_can_make_is_one_line_with_an_exit_status(cli, client, bucket, s3_server, tmp_path):
+    """Each bad input gives one line on stderr (no traceback) naming what was wrong, and a non-zero status."""
+    archive(client, bucket, tmp_path, FILES)
+    put_month(client, bucket, "scotland/2020/10/", metadata={"bytes": 1, "checksum": "0" * 32})
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    port = unused_port()
+    no_endpoint = {"KINGFISHER_ARCHIVE_ENDPOINT_URL": None}
+    endpoint = s3_server.endpoint_url
+    bad = {
+        # what, (arguments, environment), exit status, what the line says
+        "endpoint without a scheme": (
+            ("list", "scotland", "--bucket", bucket, "--endpoint-url", f"127.0.0.1:{port}"),
+            {},
+            2,
+            [f"--endpoint-url is '127.0.0.1:{port}', not an http:// or https:// URL", f"e.g. http://127.0.0.1:{port}"],
+        ),
+        "endpoint variable without a scheme": (
+            ("list", "scotland", "--bucket", bucket),
+            {"KINGFISHER_ARCHIVE_ENDPOINT_URL": "minio:9000"},
+            2,
+            ["$KINGFISHER_ARCHIVE_ENDPOINT_URL is 'minio:9000'", "e.g. http://minio:9000"],
+        ),
+        "wrong secret key": (
+            ("list", "scotland", "--bucket", bucket),
+            {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+            1,
+            [
+                f"{endpoint} (from $KINGFISHER_ARCHIVE_ENDPOINT_URL) refused the credentials from $AWS_ACCESS_KEY_ID",
+                "SignatureDoesNotMatch",
+            ],
+        ),
+        "unknown access key": (
+            ("audit", "--bucket", bucket),
+            {"AWS_ACCESS_KEY_ID": "AKNOBODY"},
+            1,
+            [f"{endpoint} (from $KINGFISHER_ARCHIVE_ENDPOINT_URL) refused the credentials", "InvalidAccessKeyId"],
+        ),
+        "no credentials at all": (
+            ("list", "scotland", "--bucket", bucket),
+            {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
+            1,
+            ["no S3 credentials found: set $AWS_ACCESS_KEY_ID"],
+        ),
+        "unreachable endpoint": (
+            ("list", "scotland", "--bucket", bucket, "--endpoint-url", f"http://127.0.0.1:{port}"),
+            {},
+            1,
+            [f"cannot connect to http://127.0.0.1:{port} (from --endpoint-url)", "that the server is running"],
+        ),
+        "missing bucket": (
+            ("restore", "scotland", "2020", "9", str(tmp_path / "t"), "--bucket", "no-such-bucket"),
+            {},
+            1,
+            ["the bucket 'no-such-bucket' (from --bucket) does not exist at", endpoint],
+        ),
+        "restore target is a file": (
+            ("restore", "scotland", "2020", "9", str(a_file), "--bucket", bucket),
+            {},
+            1,
+            [f"the target {a_file} is a file, not a directory"],
+        ),
+        "restore target is a file, checked before connecting": (
+            ("restore", "scotland", "2020", "9", str(a_file), "--bucket", bucket),
+            {"KINGFISHER_ARCHIVE_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+            1,
+            [f"the target {a_file} is a file, not a directory"],
+        ),
+        "endpoint given, Airflow connection left out, no other credentials": (
+            ("list", "scotland", "--bucket", bucket),
+            {
+                "AWS_ACCESS_KEY_ID": None,
+                "AWS_SECRET_ACCESS_KEY": None,
+                "AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3": airflow_connection_json(s3_server),
+            },
+            1,
+            [
+                f"no S3 credentials found for {endpoint} (from $KINGFISHER_ARCHIVE_ENDPOINT_URL): "
+                "$AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3 is not read when the endpoint is given otherwise"
+            ],
+        ),
+        "restore target below a file": (
+            ("restore", "scotland", "2020", "9", str(a_file / "below"), "--bucket", bucket),
+            {},
+            1,
+            ["cannot create the target directory", "choose another one"],
+        ),
+        "month without an archive": (
+            ("restore", "scotland", "2020", "10", str(tmp_path / "new-target"), "--bucket", bucket),
+            {},
+            1,
+            ["scotland/2020/10/data.tar.lz4 is missing"],
+        ),
+        "month out of range": (
+            ("restore", "scotland", "2020", "13", str(tmp_path / "t"), "--bucket", bucket),
+            {},
+            2,
+            ["argument MONTH: '13' is not a month between 1 and 12"],
+        ),
+        "month not a number": (
+            ("restore", "scotland", "2020", "sept", str(tmp_path / "t"), "--bucket", bucket),
+            {},
+            2,
+            ["'sept' is not a month number"],
+        ),
+        "two-digit year": (
+            ("restore", "scotland", "20", "9", str(tmp_path / "t"), "--bucket", bucket),
+            {},
+            2,
+            ["argument YEAR: '20' is not a four-digit year"],
+        ),
+        "bad data version": (
+            ("restore", "scotland", "2020", "9", str(tmp_path / "t"), "--bucket", bucket, "--data-version", "2020"),
+            {},
+            1,
+            ["2020"],
+        ),
+        "bad source id": (
+            ("list", "../etc", "--bucket", bucket),
+            {},
+            1,
+            ["../etc"],
+        ),
+        "negative staleness": (
+            ("audit", "--bucket", bucket, "--stale-after-hours", "-1"),
+            {},
+            2,
+            ["'-1' is not a number of hours >= 0"],
+        ),
+        "no bucket": (("list", "scotland"), {}, 2, ["no bucket: pass --bucket"]),
+        "unreadable Airflow connection": (
+            ("list", "scotland", "--bucket", bucket),
+            {**no_endpoint, "AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3": "{not json"},
+            2,
+            ["$AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3 starts with '{' but is not valid JSON"],
+        ),
+    }
+    for what, (args, env, status, expected) in bad.items():
+        result = cli(*args, **env)
+        assert result.returncode == status, (what, result)
+        assert "Traceback" not in result.stderr, (what, result.stderr)
+        assert result.stderr.count("\n") == 1, (what, result.stderr)
+        assert result.stderr.startswith(f"python -m kingfisher_archive {args[0]}: error: "), (what, result.stderr)
+        for text in expected:
+            assert text in result.stderr, (what, result.stderr)
+        assert "check the connection" not in result.stderr
+        assert result.stdout == "", (what, result.stdout)
+    # Nothing left behind by the failed restores.
+    assert not (tmp_path / "t").exists() and not (tmp_path / "new-target").exists()
+    assert a_file.read_text() == "mine"
+
+
+def test_counts_are_in_the_singular_when_there_is_one(cli, client, bucket, tmp_path):
+    archive(client, bucket, tmp_path, {"a.json": b"[]"})
+    put_month(client, bucket, "scotland/2020/10/", data=b"no metadata")
+    client.put_object(Bucket=bucket, Key="README.txt", Body=b"not part of the layout")
+    result = cli("audit", "--bucket", bucket)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == (
+        f"2 months in s3://{bucket}/: 1 problem (0 repaired, 1 unrepaired), 1 warning"
+    )
+    restored = cli("restore", "scotland", "2020", "9", str(tmp_path / "restored"), "--bucket", bucket)
+    assert "(1 file, 2 bytes; verified: bytes, files, checksum)" in restored.stdout
+
+
+def airflow_connection_json(s3_server, password=None) -> str:
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": s3_server.access_key,
+            "password": password or s3_server.secret_key,
+            "extra": {"endpoint_url": s3_server.endpoint_url, "region_name": "us-east-1"},
+        }
+    )
+
+
+def airflow_connection_uri(s3_server) -> str:
+    return (
+        f"aws://{quote(s3_server.access_key, safe='')}:{quote(s3_server.secret_key, safe='')}@/"
+        f"?endpoint_url={quote(s3_server.endpoint_url, safe='')}&region_name=us-east-1"
+    )
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_the_dags_airflow_settings_in_the_environment_are_used_and_named(
+    cli, client, bucket, s3_server, tmp_path, form
+):
+    archive(client, bucket, tmp_path, FILES)
+    connection = airflow_connection_json(s3_server) if form == "json" else airflow_connection_uri(s3_server)
+    airflow = {
+        "AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3": connection,
+        "AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET": bucket,
+        # Only the Connection's credentials and endpoint: none of boto3's own.
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "KINGFISHER_ARCHIVE_ENDPOINT_URL": None,
+    }
+
+    result = cli("list", "scotland", **airflow)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("2020-09")
+    assert result.stderr == (
+        f"python -m kingfisher_archive list: using bucket {bucket!r} from $AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET; "
+        f"endpoint {s3_server.endpoint_url} and credentials from $AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3\n"
+    )
+
+
+def test_flags_win_over_the_airflow_settings(cli, client, bucket, s3_server, tmp_path):
+    archive(client, bucket, tmp_path, FILES)
+    airflow = {
+        "AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3": airflow_connection_json(s3_server, password="not-the-secret"),
+        "AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET": "not-this-bucket",
+        "KINGFISHER_ARCHIVE_ENDPOINT_URL": None,
+    }
+    # The Connection's (wrong) password is named as the credentials refused.
+    refused = one_line_error(cli("list", "scotland", "--bucket", bucket, **airflow))
+    assert (
+        f"{s3_server.endpoint_url} (from extra.endpoint_url of $AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3) refused the "
+        "credentials from the login and password of $AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3"
+    ) in refused
+    # An endpoint given explicitly leaves the Connection out: boto3's credentials (the right ones here) are used,
+    # and --bucket wins over the Variable.
+    result = cli("list", "scotland", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url, **airflow)
+    assert (result.returncode, result.stderr) == (0, "")
+    # --no-airflow ignores them all.
+    message = one_line_error(cli("list", "scotland", "--no-airflow", **airflow), returncode=2)
+    assert "no bucket: pass --bucket" in message
+
+
+def test_restore_refuses_the_dags_data_and_logs_directories(cli, client, bucket, tmp_path):
+    archive(client, bucket, tmp_path, FILES)
+    logs = tmp_path / "scrapyd-logs"
+    logs.mkdir()
+    message = one_line_error(
+        cli(
+            "restore",
+            "scotland",
+            "2020",
+            "9",
+            str(logs / "restored"),
+            "--bucket",
+            bucket,
+            AIRFLOW_VAR_KINGFISHER_ARCHIVE_LOGS_DIRECTORY=str(logs),
+        )
+    )
+    assert f"refusing to restore into {logs / 'restored'}: it is inside {logs}" in message
+    assert list(logs.iterdir()) == []
+
+
+def test_the_checkout_command_runs_the_module_with_the_virtualenv(s3_server, client, bucket, tmp_path):
+    """bin/kingfisher-archive works from any directory with any python on PATH, and names itself."""
+    if not (ROOT / ".venv" / "bin" / "python").exists():
+        pytest.skip("bin/kingfisher-archive runs .venv/bin/python, and this checkout has no .venv")
+    archive(client, bucket, tmp_path, FILES)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
+    command = [str(ROOT / "bin" / "kingfisher-archive"), "list", "scotland", "--bucket", bucket]
+    result = subprocess.run(
+        [*command, "--endpoint-url", s3_server.endpoint_url], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scotland/2020/09/" in result.stdout
+    wrong = subprocess.run(command[:2], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("kingfisher-archive list: error: ")

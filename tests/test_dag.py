@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate
-from scripts.demo_kit.kingfisher_host import KingfisherHost, mixed_host, tree
+from scripts.demo_kit.kingfisher_host import KingfisherHost, archive_all, mixed_host, tree
 from scripts.demo_kit.kingfisher_process import ProcessV2
 
 pytestmark = pytest.mark.airflow
@@ -38,10 +38,11 @@ def schema(request):
 @pytest.fixture
 def mixed(tmp_path, airflow_template, process_database, postgres_server, s3_server, schema):
     dsn = process_database(schema)
-    host, seeded = mixed_host(str(tmp_path / "host"), dsn, schema)
+    host, earlier = mixed_host(str(tmp_path / "host"), dsn, schema)
     bucket = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(bucket, seeded)
+    s3_server.create_bucket(bucket)
     client = s3_server.client()
+    archive_all(earlier, client, bucket)
     database = psycopg2.extensions.parse_dsn(dsn)["dbname"]
     airflow = AirflowHome.from_template(
         airflow_template,
@@ -89,6 +90,8 @@ EXPECTED_V2 = {k: v for k, v in EXPECTED_V1.items() if k != "paraguay/20201002_0
 EXPECTED = {"v1": EXPECTED_V1, "v2": EXPECTED_V2}
 # v2: closed by Kingfisher Collect while Process is still loading its files.
 WAITING = "ecuador/20210105_000000"
+# What an earlier run archived: uk/20201105_000000, identical to uk/20201201_000000 on the host.
+EARLIER = ["uk/2020/11/data.tar.lz4", "uk/2020/11/metadata.json", "uk/2020/11/scrapy.log"]
 
 
 def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schema):
@@ -104,7 +107,7 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
         "scotland/2020/09/data.tar.lz4",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
-        "uk/2020/11/metadata.json",
+        *EARLIER,
     ]
     metadata = json.loads(client.get_object(Bucket=bucket, Key="scotland/2020/09/metadata.json")["Body"].read())
     assert (metadata["id"], metadata["files_count"], metadata["errors_count"]) == ("scotland/20200920_101010", 12, 0)
@@ -244,7 +247,7 @@ def test_a_missing_or_broken_setting_fails_the_first_task_naming_it_and_touches_
     assert message in run.output
     assert "Inspect crawl" not in run.output and "inspect_crawl" not in task_lines(run.output)
     assert all(disk(host).values())
-    assert sorted(objects(client, bucket)) == ["uk/2020/11/metadata.json"]
+    assert sorted(objects(client, bucket)) == EARLIER
     assert not os.path.exists(os.path.join(airflow.home, "kingfisher_archive.sqlite3"))
 
 
@@ -253,12 +256,15 @@ def task_lines(output: str) -> str:
     return "\n".join(line for line in output.splitlines() if "Task started" in line or "task_id=" in line)
 
 
-def test_every_archived_crawl_restores_byte_for_byte_and_the_audit_names_problems(mixed, schema, tmp_path):
-    from kingfisher_archive import restore
+def test_archives_restore_byte_for_byte_the_bucket_passes_its_audit_and_a_broken_month_is_named(
+    mixed, schema, tmp_path
+):
+    from kingfisher_archive import audit, restore
 
     host, airflow, client, bucket = mixed
     archived = [crawl_id for crawl_id, (status, _) in EXPECTED[schema].items() if status == "archived"]
     before = {crawl_id: tree(host.crawls[crawl_id].directory) for crawl_id in archived}
+    identical = tree(host.crawls["uk/20201201_000000"].directory)
     assert airflow.run().succeeded
 
     # Through the restore DAG, as an operator would.
@@ -269,12 +275,14 @@ def test_every_archived_crawl_restores_byte_for_byte_and_the_audit_names_problem
     assert run.succeeded, run.output[-5000:]
     assert "python manage.py load --source scotland" in run.output
     assert tree(target / "scotland" / "20200920_101010") == before["scotland/20200920_101010"]
-    # And every other archived crawl through the same function.
+    # And every other archived crawl through the same function, the earlier run's too.
     for crawl_id in archived:
         source_id, version = crawl_id.split("/")
         if crawl_id != "scotland/20200920_101010":
             restore.restore(client, bucket, source_id, int(version[:4]), int(version[4:6]), str(target))
         assert tree(target / source_id / version) == before[crawl_id]
+    restore.restore(client, bucket, "uk", 2020, 11, str(target))
+    assert tree(target / "uk" / "20201105_000000") == identical
 
     # Never into Kingfisher Collect's own directories: those files would be archived again.
     conf["target_directory"] = host.data_directory
@@ -282,12 +290,21 @@ def test_every_archived_crawl_restores_byte_for_byte_and_the_audit_names_problem
     assert not refused.succeeded
     assert host.data_directory in refused.output
 
-    # The audit finds the seeded month that has metadata but no data, and fails naming its key.
-    audit = airflow.run(dag_id="kingfisher_archive_audit", logical_date="2026-11-28")
-    assert not audit.succeeded
-    assert "uk/2020/11/" in audit.output and "problems it did not repair" in audit.output
-    reported = [line for line in audit.output.splitlines() if line.startswith(("uk/", "scotland/", "kenya/"))]
-    assert reported and all(line.startswith("uk/2020/11/") for line in reported), reported
+    # The bucket the run leaves passes its audit, contents included.
+    clean = audit.audit(client, bucket, verify_data=True)
+    assert (clean["problems"], clean["warnings"]) == ([], [])
+    assert clean["verified"] == clean["months"] == len(archived) + 1
+
+    # A month broken on purpose (its data.tar.lz4 lost): the audit DAG fails, naming that month and nothing else.
+    client.delete_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    audit_run = airflow.run(dag_id="kingfisher_archive_audit", logical_date="2026-11-28")
+    assert not audit_run.succeeded
+    assert "The audit found 1 problem it did not repair" in audit_run.output
+    reported = [line for line in audit_run.output.splitlines() if line.startswith(("uk/", "scotland/", "kenya/"))]
+    assert len(reported) == 1, reported
+    assert reported[0].startswith(
+        "scotland/2020/09/data.tar.lz4: data object missing (metadata.json describes an archive that is not there)"
+    )
 
 
 @pytest.mark.parametrize("schema", ["v1"])
@@ -302,10 +319,7 @@ def test_local_retention_sweeps_old_crawls_that_were_loaded_but_not_kept(mixed):
     run = airflow.run(logical_date="2026-11-28")
     assert run.succeeded, run.output[-5000:]
     swept = {crawl_id for crawl_id, (status, _) in EXPECTED_V1.items() if status in ("rejected", "not_archived")}
-    # uk/20201201_000000 is not distinct from the uk/2020/11 archive, but that month holds only a metadata.json:
-    # the archive it lost to is not in the bucket, so it is kept.
-    swept -= {"uk/20201201_000000"}
-    assert "Kept uk/20201201_000000: it was not archived because of uk/20201105_000000" in run.output
+    # uk/20201201_000000 is not distinct from the uk/2020/11 archive, which is in the bucket: swept like the rest.
     assert {crawl_id for crawl_id, present in disk(host).items() if not present} == swept | {
         "scotland/20200920_101010"  # archived
     }

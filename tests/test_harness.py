@@ -4,15 +4,22 @@ and Kingfisher Process databases whose constraints refuse what Kingfisher Proces
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
+import signal
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import botocore.exceptions
 import psycopg2
 import psycopg2.errors
 import pytest
 
-from scripts.demo_kit.servers import start_seaweedfs
+from scripts.demo_kit.servers import start_postgres, start_seaweedfs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LOADED_ORIGINALS = (
     "SELECT source_id FROM collection "
@@ -165,3 +172,83 @@ def test_airflow_connects_with_the_connection_json(process_database, postgres_se
     hook = PostgresHook(postgres_conn_id="kfa_harness")
 
     assert hook.get_records("SELECT current_database(), count(*) FROM collection") == [(name, 0)]
+
+
+def test_the_servers_files_are_outside_pytests_rotating_directories(s3_server, postgres_server, tmp_path_factory):
+    # pytest deletes old pytest-N directories under this one; another pytest run must not delete a server's data.
+    rotated = tmp_path_factory.getbasetemp().parent
+    assert not s3_server.directory.is_relative_to(rotated)
+    if postgres_server.log_path is not None:  # embedded
+        assert not postgres_server.log_path.is_relative_to(rotated)
+    assert s3_server.problem() is None and postgres_server.problem() is None
+
+
+DYING_SERVER = """
+import os
+import shutil
+import signal
+
+from botocore.config import Config
+
+ONE_TRY = Config(retries={"max_attempts": 1}, connect_timeout=2)
+
+
+def test_the_server_dies(s3_server):
+    if HOW == "killed":
+        os.killpg(s3_server._process.pid, signal.SIGKILL)  # as the OOM killer would
+        s3_server._process.wait()
+    else:
+        shutil.rmtree(s3_server.data_directory)  # as a cleanup of someone else's would
+    s3_server.client(config=ONE_TRY).list_buckets()
+    assert HOW != "killed"
+    raise AssertionError("the test fails for a reason of its own")
+
+
+def test_after_it(s3_server):
+    s3_server.client(config=ONE_TRY).list_buckets()
+
+
+def test_and_after_that(s3_server):
+    pass
+"""
+
+
+@pytest.mark.parametrize("how", ["killed", "data deleted"])
+def test_a_dead_server_stops_the_session_reported_once_with_its_log(pytester, monkeypatch, how):
+    pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures"]')
+    pytester.makepyfile(test_dying=f"HOW = {how!r}\n" + DYING_SERVER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    output = result.stdout.str()
+    result.assert_outcomes(failed=1)  # the other two tests never ran
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert output.count("dead test server") == 2  # the reason the session stopped, and the section
+    if how == "killed":
+        assert re.search(r"SeaweedFS \(weed mini, pid \d+\) exited with status -9; last lines of \S+weed.log:", output)
+        assert "Start Seaweed S3 API Server" in output  # from the log's tail
+    else:
+        assert re.search(r"SeaweedFS lost its data directory \S+: something deleted it; last lines of", output)
+    # The inner session removed its servers' directory.
+    directory = re.search(r"last lines of (\S+)/seaweedfs/weed.log", output)[1]
+    assert directory.startswith(tempfile.gettempdir()) and not os.path.exists(directory)
+
+
+def test_a_dead_embedded_postgres_is_reported_with_its_log(monkeypatch):
+    monkeypatch.delenv("KINGFISHER_ARCHIVE_TEST_POSTGRES", raising=False)
+    directory = tempfile.mkdtemp(prefix="kingfisher-archive-test-dying-postgres-")
+    try:
+        server = start_postgres(directory)
+        try:
+            assert server.problem() is None
+            postmaster = server._embedded._postmaster_info.process
+            postmaster.send_signal(signal.SIGKILL)
+            postmaster.wait(timeout=60)
+            problem = server.problem()
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory)
+    assert re.match(r"PostgreSQL \(embedded\) \(postmaster pid \d+\) is no longer running; last lines of ", problem)
+    assert "database system is ready to accept connections" in problem

@@ -327,8 +327,8 @@ def test_a_hostile_archive_is_refused_naming_the_member_and_nothing_lands_outsid
     assert re.search(why, str(raised.value))
     assert not outside.exists()
     assert everything_under(tmp_path) - everything_under(target) == before
-    # No crawl directory appears under its real name: only the working directory, for inspection.
-    assert not (target / SOURCE / VERSION).exists()
+    # Nothing is left of the refused archive: no crawl directory, no working directory.
+    assert list(target.iterdir()) == []
 
 
 def test_a_symbolic_link_in_the_target_does_not_lead_the_restore_outside(client, bucket, tmp_path):
@@ -390,7 +390,32 @@ def test_a_damaged_archive_fails_as_unreadable(client, bucket, tmp_path):
     put_month(client, bucket, "scotland/2020/09/", data=bytes(data))
     with pytest.raises(RestoreError, match="data.tar.lz4 is unreadable"):
         restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "target"))
-    assert not (tmp_path / "target" / SOURCE / VERSION).exists()
+    assert not (tmp_path / "target").exists()  # what was read before the damage is removed, and the target
+
+
+def test_a_failed_restore_removes_only_what_it_created(client, bucket, tmp_path):
+    put_month(client, bucket, "scotland/2020/10/", metadata={"bytes": 1, "checksum": "0" * 32})
+    target = tmp_path / "existing"
+    (target / "other").mkdir(parents=True)
+    with pytest.raises(RestoreError, match="data.tar.lz4 is missing"):
+        restore(client, bucket, SOURCE, 2020, 10, str(target))
+    assert sorted(os.listdir(target)) == ["other"]
+
+    deep = tmp_path / "new" / "deeper" / "target"
+    with pytest.raises(RestoreError, match="data.tar.lz4 is missing"):
+        restore(client, bucket, SOURCE, 2020, 10, str(deep))
+    assert sorted(os.listdir(tmp_path)) == ["existing"]
+
+
+def test_a_target_that_is_a_file_is_refused(client, bucket, tmp_path):
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    target = tmp_path / "a-file"
+    target.write_bytes(b"mine")
+    with pytest.raises(RestoreError, match=f"the target {target} is a file, not a directory"):
+        restore(client, bucket, SOURCE, 2020, 9, str(target))
+    assert target.read_bytes() == b"mine"
+    with pytest.raises(RestoreError, match="cannot create the target directory .*: choose another one"):
+        restore(client, bucket, SOURCE, 2020, 9, str(target / "below"))
 
 
 @pytest.mark.parametrize(
@@ -400,7 +425,7 @@ def test_an_object_that_is_not_an_archive_fails_as_unreadable(client, bucket, tm
     put_month(client, bucket, "scotland/2020/09/", data=data, metadata={"bytes": 1, "checksum": "0" * 32})
     with pytest.raises(RestoreError, match="data.tar.lz4 is unreadable"):
         restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "target"))
-    assert list((tmp_path / "target").iterdir()) == []
+    assert not (tmp_path / "target").exists()  # created by the restore, removed with what it wrote
 
 
 def test_a_truncated_archive_fails_as_unreadable(client, bucket, tmp_path):

@@ -1,11 +1,14 @@
 """``python -m kingfisher_archive``: restore, list and audit the archive bucket without Airflow.
 
 For the person who needs a crawl back at the Kingfisher host's shell, or wants to look at a bucket, with nothing
-but this package and boto3 at hand. Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` and
-``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``~/.aws/credentials``, an instance role), not from Airflow.
+but this package and boto3 at hand. From a checkout, ``bin/kingfisher-archive`` runs it with the project's
+virtualenv. The bucket, endpoint and credentials come from the flags, ``KINGFISHER_ARCHIVE_*`` environment variables,
+the DAGs' own Airflow settings in the environment (``AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET``,
+``AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3``), or boto3's usual chain: see :mod:`kingfisher_archive.cli_settings`.
 
-Exit status: 0 success; 1 an error (one line on stderr, no traceback) or, for ``audit``, a problem left unrepaired;
-2 a usage error.
+Every error is one line on stderr, naming what was wrong and what to do, never a traceback. Exit status: 0
+success; 1 an error or, for ``audit``, a problem left unrepaired; 2 a usage error (including a setting that cannot
+be understood).
 """
 
 from __future__ import annotations
@@ -17,41 +20,63 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kingfisher_archive import cli_settings
 from kingfisher_archive.audit import audit
-from kingfisher_archive.bucket import Bucket, BucketError, MetadataError
-from kingfisher_archive.restore import RestoreError, list_months, restore
+from kingfisher_archive.bucket import MetadataError
+from kingfisher_archive.cli_settings import (
+    AIRFLOW_BUCKET_ENV,
+    AIRFLOW_CONNECTION_ENV,
+    BUCKET_ENV,
+    DATA_DIRECTORY_ENV,
+    ENDPOINT_ENV,
+    ConnectError,
+    SettingsError,
+)
+from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
 
 PROG = "python -m kingfisher_archive"
-BUCKET_ENV = "KINGFISHER_ARCHIVE_BUCKET"
-ENDPOINT_ENV = "KINGFISHER_ARCHIVE_ENDPOINT_URL"
-DATA_DIRECTORY_ENV = "KINGFISHER_ARCHIVE_DATA_DIRECTORY"
 
 DESCRIPTION = """\
 Restore, list and audit a Kingfisher Archive bucket (<source>/<YYYY>/<MM>/data.tar.lz4, metadata.json,
-scrapy.log). S3 credentials come from boto3's usual chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE,
-~/.aws/credentials or an instance role.
+scrapy.log).
+
+Where the bucket, endpoint and credentials come from, first found wins: the flags; the KINGFISHER_ARCHIVE_*
+environment variables below; the DAGs' Airflow settings in the environment (AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET,
+and AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3 for the endpoint and credentials, JSON or URI form, unless an endpoint is
+given otherwise); else boto3's usual chain for credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE,
+~/.aws/credentials or an instance role. What came from Airflow's settings is said on stderr.
 
 examples:
-  python -m kingfisher_archive list scotland --bucket kingfisher-archive
-  python -m kingfisher_archive restore scotland 2020 9 /srv/restored --bucket kingfisher-archive
-  python -m kingfisher_archive audit --bucket kingfisher-archive --repair
+  %(prog)s list scotland --bucket kingfisher-archive
+  %(prog)s restore scotland 2020 9 /srv/restored --bucket kingfisher-archive
+  %(prog)s audit --bucket kingfisher-archive --endpoint-url http://minio:9000 --repair
 """
 
 EPILOG = f"""\
 environment:
-  {BUCKET_ENV:<34} default for --bucket
-  {ENDPOINT_ENV:<34} default for --endpoint-url (MinIO, SeaweedFS, ...)
-  {DATA_DIRECTORY_ENV:<34} Kingfisher Collect's FILES_STORE: restore always refuses it
+  {BUCKET_ENV:<38} default for --bucket
+  {ENDPOINT_ENV:<38} default for --endpoint-url (MinIO, SeaweedFS, ...)
+  {DATA_DIRECTORY_ENV:<38} Kingfisher Collect's FILES_STORE: restore always refuses it
+  {AIRFLOW_BUCKET_ENV:<38} the DAGs' bucket Variable: read after the two above
+  {AIRFLOW_CONNECTION_ENV:<38} the DAGs' S3 Connection: its endpoint and credentials
+  {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_*_DIRECTORY":<38} the DAGs' data and logs directories: restore refuses them
 
 exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, saying where the help is, instead of the usage block and the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def _month(value: str) -> int:
     try:
         month = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a month number") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a month number, 1 to 12") from None
     if not 1 <= month <= 12:
         raise argparse.ArgumentTypeError(f"{value!r} is not a month between 1 and 12")
     return month
@@ -59,26 +84,37 @@ def _month(value: str) -> int:
 
 def _year(value: str) -> int:
     if len(value) != 4 or not value.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} is not a four-digit year")
+        raise argparse.ArgumentTypeError(f"{value!r} is not a four-digit year, e.g. 2020")
     return int(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--bucket",
-        default=os.environ.get(BUCKET_ENV) or None,
-        help=f"the archive bucket (default: ${BUCKET_ENV})",
-    )
+def _hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hours") from None
+    if not hours >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hours >= 0")
+    return hours
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--bucket", help=f"the archive bucket (default: ${BUCKET_ENV}, else ${AIRFLOW_BUCKET_ENV})")
     common.add_argument(
         "--endpoint-url",
-        default=os.environ.get(ENDPOINT_ENV) or None,
-        help=f"an S3-compatible server's URL, e.g. http://minio:9000 (default: ${ENDPOINT_ENV}, else AWS)",
+        help=(
+            f"an S3-compatible server's URL, e.g. http://minio:9000 (default: ${ENDPOINT_ENV}, else the endpoint "
+            f"of ${AIRFLOW_CONNECTION_ENV}, else AWS)"
+        ),
+    )
+    common.add_argument(
+        "--no-airflow", action="store_true", help="ignore the DAGs' AIRFLOW_VAR_* and AIRFLOW_CONN_* settings"
     )
     common.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
 
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -90,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Stream SOURCE's archive of YEAR-MONTH out of the bucket into TARGET/SOURCE/<data version>/ (the log "
             "beside it, as <data version>.scrapy.log), check its bytes, files and checksum against metadata.json, "
             "and print the Kingfisher Process command that loads it. Nothing is written outside TARGET; a crawl "
-            "already in TARGET is never overwritten."
+            "already in TARGET is never overwritten; a restore that fails removes what it wrote."
         ),
     )
     command.add_argument("source", metavar="SOURCE", help="the source id (Kingfisher Collect's spider name)")
@@ -106,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help=(
-            f"refuse a TARGET inside DIR (repeatable); ${DATA_DIRECTORY_ENV} is always refused, since a crawl "
-            "restored into Kingfisher Collect's FILES_STORE would be archived and deleted again"
+            f"refuse a TARGET inside DIR (repeatable); ${DATA_DIRECTORY_ENV} and the DAGs' data and logs "
+            "directories are always refused, since a crawl restored into Kingfisher Collect's FILES_STORE would be "
+            "archived and deleted again"
         ),
     )
     command.set_defaults(func=_restore)
@@ -143,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--stale-after-hours",
-        type=float,
+        type=_hours,
         default=24.0,
         help="age after which a staging object or multipart upload counts as broken off (default: 24)",
     )
@@ -151,29 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_client(endpoint_url: str | None):
-    """An S3 client from boto3's credential chain; path-style addressing for S3-compatible servers."""
-    import boto3
-    from botocore.config import Config
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 month``, ``2 months``."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
 
-    from kingfisher_archive.s3 import client_config
 
-    session = boto3.session.Session()
-    if endpoint_url:
-        region = session.region_name or "us-east-1"
-        return session.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=client_config(Config(s3={"addressing_style": "path"})),
-        )
-    return session.client("s3", config=client_config())
+def _forbidden(args) -> list[str]:
+    return list(args.forbid) + [path for path, _ in cli_settings.forbidden_directories()]
 
 
 def _restore(client, args) -> int:
-    forbidden = list(args.forbid)
-    if os.environ.get(DATA_DIRECTORY_ENV):
-        forbidden.append(os.environ[DATA_DIRECTORY_ENV])
     result = restore(
         client,
         args.bucket,
@@ -181,7 +205,7 @@ def _restore(client, args) -> int:
         args.year,
         args.month,
         args.target,
-        forbidden_directories=forbidden,
+        forbidden_directories=_forbidden(args),
         data_version=args.data_version,
     )
     if args.json:
@@ -189,7 +213,7 @@ def _restore(client, args) -> int:
         return 0
     print(f"Restored {result['source_id']}/{result['data_version']} from {result['archive']}")
     print(
-        f"  crawl: {result['directory']} ({result['files']} files, {result['bytes']} bytes; "
+        f"  crawl: {result['directory']} ({plural(result['files'], 'file')}, {plural(result['bytes'], 'byte')}; "
         f"verified: {', '.join(result['verified'])})"
     )
     print(f"  log:   {result['log'] or '(the month has no scrapy.log)'}")
@@ -250,9 +274,11 @@ def _audit(client, args) -> int:
             detail = f" ({entry['detail']})" if entry["detail"] else ""
             print(f"warning  {entry['key']}: {entry['warning']}{detail}")
         print(
-            f"{result['months']} months in s3://{args.bucket}/: {len(result['problems'])} problems "
-            f"({result['repaired']} repaired, {result['unrepaired']} unrepaired), {len(result['warnings'])} warnings"
-            + (f", {result['verified']} archives verified" if args.verify_data else "")
+            f"{plural(result['months'], 'month')} in s3://{args.bucket}/: "
+            f"{plural(len(result['problems']), 'problem')} "
+            f"({result['repaired']} repaired, {result['unrepaired']} unrepaired), "
+            f"{plural(len(result['warnings']), 'warning')}"
+            + (f", {plural(result['verified'], 'archive')} verified" if args.verify_data else "")
         )
     return 1 if result["unrepaired"] else 0
 
@@ -261,20 +287,31 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if not args.bucket:
-        parser.error(f"no bucket: pass --bucket or set ${BUCKET_ENV}")
+    command = f"{prog} {args.command}"
     try:
-        client = make_client(args.endpoint_url)
-        Bucket(client, args.bucket).check()
+        if args.command == "restore":  # what can be refused before connecting
+            check_target(args.target, _forbidden(args))
+        found = cli_settings.resolve(args.bucket, args.endpoint_url, use_airflow=not args.no_airflow)
+        args.bucket = found.bucket
+        client = cli_settings.connect(found)
+        if note := found.note():
+            print(f"{command}: {note}", file=sys.stderr, flush=True)
         return args.func(client, args)
-    except (RestoreError, BucketError, MetadataError, ClientError, BotoCoreError, OSError) as e:
-        print(f"{PROG} {args.command}: error: {_one_line(e)}", file=sys.stderr)
+    except SettingsError as e:
+        print(f"{command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining while it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ConnectError, RestoreError, MetadataError, ClientError, BotoCoreError, OSError) as e:
+        print(f"{command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
 

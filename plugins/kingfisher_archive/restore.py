@@ -12,8 +12,10 @@ Where things land, for ``restore(..., target_directory=T)`` of source ``S`` whos
 
 While it is being written the crawl directory is ``T/S/V.incomplete``; it is renamed to ``T/S/V`` only once its
 bytes, file count and checksum match ``metadata.json``. A crawl directory under its real name is therefore always
-a verified one; a failed restore leaves ``V.incomplete`` for inspection, and the next restore of that crawl into
-the same target starts it again from scratch.
+a verified one. A restore that fails removes what it wrote and the directories it created (``T`` itself when it
+was missing), with one exception: a crawl read whole from the archive that does not match ``metadata.json`` is
+left as ``V.incomplete`` for inspection (the message says so); the next restore of that crawl into the same target
+starts it again from scratch.
 
 Archives are untrusted input (anyone with write access to the bucket, or a damaged object, can put anything in a
 tar), so extraction follows Python's ``tarfile`` ``"data"`` filter (no absolute paths, no ``..``, nothing that
@@ -140,7 +142,10 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
         raise RestoreError(f"cannot list {_s3(bucket, source_id + '/')}: {_client_error_code(e)}") from None
     if key is None:
         where = _s3(bucket, layout.month_prefix(source_id, year, month))
-        raise RestoreError(f"no archive of {source_id} for {year:04d}-{month:02d}: {where} has no {layout.METADATA}")
+        raise RestoreError(
+            f"no archive of {source_id} for {year:04d}-{month:02d}: {where} has no {layout.METADATA}; listing "
+            f"{source_id}'s months shows which are archived"
+        )
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as e:
@@ -149,6 +154,21 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
         return key, layout.parse_metadata(key, source_id, year, month, body)
     except layout.MetadataError as e:
         raise RestoreError(f"cannot restore from {_s3(bucket, key)}: {e}") from None
+
+
+def check_target(target_directory: str, forbidden_directories=()) -> str:
+    """The target's absolute path; :class:`RestoreError` if it is a file or inside a forbidden directory.
+
+    What can be known before the bucket is read (the command line checks it before connecting).
+    """
+    target = os.path.abspath(target_directory)
+    _check_forbidden(target, target, [str(directory) for directory in forbidden_directories if directory])
+    if os.path.lexists(target) and not os.path.isdir(target):
+        raise RestoreError(
+            f"the target {target_directory} is a file, not a directory: give a directory to restore into "
+            "(it is created if missing)"
+        )
+    return target
 
 
 def restore(
@@ -177,8 +197,7 @@ def restore(
         except ValueError as e:
             raise RestoreError(str(e)) from None
     forbidden = [str(directory) for directory in forbidden_directories if directory]
-    target = os.path.abspath(target_directory)
-    _check_forbidden(target, target, forbidden)
+    target = check_target(target_directory, forbidden)
 
     metadata_key, archived = _month_metadata(client, bucket, source_id, year, month)
     prefix = metadata_key[: -len(layout.METADATA)]
@@ -192,7 +211,44 @@ def restore(
     if expected_version is not None:
         _destination(target, source_id, expected_version, forbidden)
 
-    os.makedirs(target, exist_ok=True)
+    written = _Written(_missing_directories(os.path.join(target, source_id)))
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as e:
+        raise RestoreError(
+            f"cannot create the target directory {target_directory} ({e.strerror or e}): choose another one"
+        ) from None
+    try:
+        directory, version, summary, verified, restored_log = _extract(
+            client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written
+        )
+    except BaseException:
+        written.remove()
+        raise
+
+    note = f"Restored from {_s3(bucket, data_key)}"
+    return {
+        "source_id": source_id,
+        "data_version": version,
+        "year": year,
+        "month": month,
+        "archive": _s3(bucket, data_key),
+        "generation": archived.generation,
+        "directory": directory,
+        "log": restored_log,
+        "bytes": summary.bytes,
+        "files": summary.files,
+        "checksum": archived.checksum,
+        "checksum_verified": archived.checksum is not None,
+        "verified": verified,
+        "note": None if archived.checksum else "late-2020 metadata: only the size (data_size) was verified",
+        "reload_command": reload_command(source_id, version, directory, note),
+    }
+
+
+def _extract(client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written):
+    """Stream the archive into ``<source_id>/<version>.incomplete`` under ``target``, verify it, rename it."""
+    data_key = prefix + layout.DATA
     members = archive_format.CrawlMembers(source_id, expected_version)
     staging = directory = log_path = None
     try:
@@ -210,6 +266,7 @@ def restore(
                     elif os.path.lexists(staging):
                         os.remove(staging)
                     os.makedirs(staging)
+                    written.staging = staging
                 name = os.path.relpath(staging, target) + (f"/{relpath}" if relpath else "")
                 try:
                     tar.extract(member.replace(name=name, deep=False), path=target, filter="data")
@@ -217,18 +274,18 @@ def restore(
                     archive_format.CrawlMembers.refuse(member.name, str(e))
             archive_format.drain(compressed)
     except (RestoreError, archive_format.RefusedMemberError) as e:
-        raise RestoreError(f"{_s3(bucket, data_key)}: {e}{_left(staging)}") from None
+        raise RestoreError(f"{_s3(bucket, data_key)}: {e}") from None
     except ClientError as e:
         code = _client_error_code(e)
         if code in ("NoSuchKey", "404"):
             raise RestoreError(
                 f"{_s3(bucket, data_key)} is missing (the month has {layout.METADATA} but no archive)"
             ) from None
-        raise RestoreError(f"cannot read {_s3(bucket, data_key)}: {code}{_left(staging)}") from None
+        raise RestoreError(f"cannot read {_s3(bucket, data_key)}: {code}") from None
     except s3.STREAM_ERRORS as e:
-        raise RestoreError(f"{_s3(bucket, data_key)} is unreadable ({e}){_left(staging)}") from None
+        raise RestoreError(f"{_s3(bucket, data_key)} is unreadable ({e})") from None
     except OSError as e:
-        raise RestoreError(f"cannot write the crawl restored from {_s3(bucket, data_key)}: {e}{_left(staging)}") from e
+        raise RestoreError(f"cannot write the crawl restored from {_s3(bucket, data_key)}: {e}") from e
     if staging is None:
         raise RestoreError(f"{_s3(bucket, data_key)} holds no crawl of {source_id}")
 
@@ -250,34 +307,54 @@ def restore(
             differences.append(f"checksum {actual}, the metadata says {archived.checksum}")
         verified.append("checksum")
     if differences:
+        written.keep_staging = True  # read whole but not what was archived: left for inspection
         raise RestoreError(
             f"the crawl restored from {_s3(bucket, data_key)} does not match {layout.METADATA}: "
             f"{'; '.join(differences)}{_left(staging)}"
         )
 
+    written.log = log_path + INCOMPLETE
     restored_log = _restore_log(client, bucket, prefix + layout.LOG, log_path)
     if os.path.lexists(directory):
+        written.keep_staging = True
         raise RestoreError(f"{directory} appeared while restoring: the verified crawl is left in {staging}")
     os.rename(staging, directory)
+    return directory, version, summary, verified, restored_log
 
-    note = f"Restored from {_s3(bucket, data_key)}"
-    return {
-        "source_id": source_id,
-        "data_version": version,
-        "year": year,
-        "month": month,
-        "archive": _s3(bucket, data_key),
-        "generation": archived.generation,
-        "directory": directory,
-        "log": restored_log,
-        "bytes": summary.bytes,
-        "files": summary.files,
-        "checksum": archived.checksum,
-        "checksum_verified": archived.checksum is not None,
-        "verified": verified,
-        "note": None if archived.checksum else "late-2020 metadata: only the size (data_size) was verified",
-        "reload_command": reload_command(source_id, version, directory, note),
-    }
+
+def _missing_directories(path: str) -> list[str]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+class _Written:
+    """What a restore has written so far: removed if it fails."""
+
+    def __init__(self, created: list[str]) -> None:
+        self.created = created  # directories this restore may create, deepest first
+        self.staging: str | None = None
+        self.keep_staging = False
+        self.log: str | None = None
+
+    def remove(self) -> None:
+        if self.log and os.path.isfile(self.log) and not os.path.islink(self.log):
+            os.remove(self.log)
+        if self.staging and not self.keep_staging and os.path.isdir(self.staging) and not os.path.islink(self.staging):
+            shutil.rmtree(self.staging, ignore_errors=True)
+        for directory in self.created:
+            try:
+                os.rmdir(directory)  # only when empty: never what someone else put there meanwhile
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
 
 
 def _left(staging: str | None) -> str:

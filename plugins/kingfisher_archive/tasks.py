@@ -87,6 +87,10 @@ def _bucket(settings: config.Settings, client=None) -> Bucket:
     return Bucket(client or s3_client(), settings.bucket, settings.storage_class, config.S3_CONNECTION)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _params() -> tuple[dict, str | None]:
     context = get_current_context()
     return context["params"], context.get("run_id")
@@ -299,16 +303,17 @@ def audit_bucket() -> dict:
     ]
     lines += [f"{w['key']}: warning: {w['warning']} {w.get('detail') or ''}".rstrip() for w in report["warnings"]]
     logger.info(
-        "Audited %d months of s3://%s: %d problems (%d repaired), %d warnings\n%s",
-        report["months"],
+        "Audited %s of s3://%s: %s (%d repaired), %s\n%s",
+        _plural(report["months"], "month"),
         settings.bucket,
-        len(report["problems"]),
+        _plural(len(report["problems"]), "problem"),
         report["repaired"],
-        len(report["warnings"]),
+        _plural(len(report["warnings"]), "warning"),
         "\n".join(lines) or "nothing to report",
     )
     if report["unrepaired"]:
         raise RuntimeError(
-            f"The audit found {report['unrepaired']} problems it did not repair; each is listed above by key"
+            f"The audit found {_plural(report['unrepaired'], 'problem')} it did not repair; each is listed above "
+            "by key"
         )
     return report

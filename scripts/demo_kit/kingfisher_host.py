@@ -196,10 +196,12 @@ class KingfisherHost:
 
 def mixed_host(
     root: str, dsn: str | None, schema: str = "v1", waiting_since: datetime = PROCESS_CLOCK
-) -> tuple[KingfisherHost, dict]:
-    """The host of the DAG tests and the demo: something of every kind, and the bucket objects to seed.
+) -> tuple[KingfisherHost, KingfisherHost]:
+    """The host of the DAG tests and the demo: something of every kind; and the crawls an earlier run archived.
 
-    v2's crawl still being loaded was closed at ``waiting_since``.
+    The second host (under ``<root>/earlier``, outside the first's data and logs directories) holds what the bucket
+    must hold before the run: pass it to :func:`archive_all`. v2's crawl still being loaded was closed at
+    ``waiting_since``.
     """
     host = KingfisherHost(root, dsn=dsn, schema=schema)
     # Two crawls in one month: the second has twice the bytes and wins; the first stays on disk.
@@ -226,22 +228,34 @@ def mixed_host(
         )
         # Closed by Kingfisher Collect, its files not yet loaded by Process: waits on disk, untouched.
         host.add_crawl("ecuador", "20210105_000000", loading=True, closed_at=waiting_since)
-    # Identical to the archive of an earlier month that the bucket already holds (written by the 2021 tool).
-    identical = host.add_crawl("uk", "20201201_000000", ocds_files("uk", 3))
-    seeded = {
-        "uk/2020/11/metadata.json": {
-            "id": "uk/20201105_000000",
-            "source_id": "uk",
-            "data_version": "20201105_000000",
-            "bytes": crawls.summarise(identical.directory).bytes,
-            "checksum": crawls.checksum(identical.directory),
-            "files_count": 3,
-            "errors_count": 0,
-            "reject_reason": None,
-            "archived": None,
-        }
-    }
-    return host, seeded
+    # Identical (same files, same checksum) to the November crawl an earlier run archived: not distinct.
+    host.add_crawl("uk", "20201201_000000", ocds_files("uk", 3))
+    earlier = KingfisherHost(os.path.join(root, "earlier"))
+    earlier.add_crawl("uk", "20201105_000000", ocds_files("uk", 3))
+    return host, earlier
+
+
+def archive_all(host: KingfisherHost, client, bucket: str) -> None:
+    """Archive every crawl of ``host`` into ``bucket`` with the package's own archiver, which deletes it locally.
+
+    The bucket then holds what an earlier run left: ``data.tar.lz4``, ``metadata.json`` and ``scrapy.log`` per month.
+    """
+    from kingfisher_archive import archiver
+
+    for crawl in host.crawls.values():
+        summary = crawls.summarise(crawl.directory)
+        archiver.archive_crawl(
+            client=client,
+            bucket=bucket,
+            storage_class="STANDARD",
+            data_directory=host.data_directory,
+            logs_directory=host.logs_directory,
+            source_id=crawl.source_id,
+            data_version=crawl.data_version,
+            log_path=crawl.log,
+            expected=archiver.Expected(summary.bytes, summary.files, summary.fingerprint),
+            metadata={"files_count": summary.data_files, "errors_count": 0, "reason": "new_period"},
+        )
 
 
 def tree(directory) -> dict:

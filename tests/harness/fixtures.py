@@ -3,12 +3,21 @@
 One SeaweedFS and one PostgreSQL serve the whole session, since each takes seconds to start. A test that stops or
 kills a server must bring it back with ``start()`` before it ends (or start its own with ``start_seaweedfs``), so
 later tests find it running.
+
+The servers' files live in a directory of the session's own (``tempfile.mkdtemp``, removed when the session ends),
+never under pytest's ``basetemp``: pytest removes old ``pytest-N`` directories of the same user, and whatever else
+runs pytest on the machine must not delete a running server's data. If a server dies all the same, the first test
+that fails makes the session check its servers: a dead one stops the session, reported once with the end of its
+log (section "dead test server"), instead of every later test failing with the same connection error.
 """
 
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from botocore.config import Config
@@ -16,19 +25,59 @@ from botocore.config import Config
 from kingfisher_archive.s3 import client_config
 from scripts.demo_kit.servers import PostgresServer, S3Server, start_postgres, start_seaweedfs
 
+#: The session's servers by fixture name, for the check after a failure.
+SERVERS = pytest.StashKey[dict]()
+#: What the check found, once: shown in the terminal summary.
+DEAD = pytest.StashKey[str]()
+
+
+def _register(config: pytest.Config, name: str, server) -> None:
+    config.stash.setdefault(SERVERS, {})[name] = server
+
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+def servers_directory() -> Iterator[Path]:
+    """The session servers' data and logs, outside pytest's rotating basetemp; removed at the end."""
+    directory = Path(tempfile.mkdtemp(prefix="kingfisher-archive-test-servers-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(servers_directory: Path, request: pytest.FixtureRequest) -> Iterator[S3Server]:
+    server = start_seaweedfs(servers_directory / "seaweedfs")
+    _register(request.config, "s3_server", server)
     yield server
+    request.config.stash[SERVERS].pop("s3_server", None)
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+def postgres_server(servers_directory: Path, request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    server = start_postgres(servers_directory / "postgres")
+    _register(request.config, "postgres_server", server)
     yield server
+    request.config.stash[SERVERS].pop("postgres_server", None)
     server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """After a failure, check the session's servers; stop the session, once, if one has died."""
+    report = yield
+    config = item.config
+    if report.failed and DEAD not in config.stash:
+        problems = [problem for server in config.stash.get(SERVERS, {}).values() if (problem := server.problem())]
+        if problems:
+            config.stash[DEAD] = "\n\n".join(problems)
+            item.session.shouldstop = f"a test server died (found when {item.nodeid} failed): see 'dead test server'"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if DEAD in config.stash:
+        terminalreporter.section("dead test server", sep="!", red=True, bold=True)
+        terminalreporter.write_line(config.stash[DEAD])
 
 
 @pytest.fixture
