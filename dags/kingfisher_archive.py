@@ -8,14 +8,16 @@ from the Kingfisher host. The bucket keeps **one good crawl per source per calen
 
 Each run:
 
-1. **Find loaded crawls**: checks the settings, the bucket and Kingfisher Process, then lists the collections
-   Process has finished loading whose crawl directory is still on disk.
+1. **Find loaded crawls**: checks the settings, the bucket (and that its server honours conditional writes) and
+   Kingfisher Process, then lists the crawls still on disk whose files Process has finished loading. A crawl
+   Process is still loading is left alone and listed in the summary as waiting for Kingfisher Process.
 2. **Inspect crawl** (one per crawl): matches its Scrapy log and applies the reject reasons
    (`no_data_files`, `no_log_file`, `not_finished`, `not_complete`, `not_clean_enough`, ...).
 3. **Decide what to archive**: compares each acceptable crawl with what its month (or the latest earlier month)
    holds in the bucket, and records every decision and its reason in the ledger.
 4. **Archive crawl** (one per chosen crawl): streams it to the bucket, verifies it there, then deletes the
-   crawl directory and its log.
+   crawl directory and its log. If another run (a backfill) is archiving into the same month, it waits, then
+   decides again against what the month holds. Each archive is an event of the asset alias `kingfisher_archive`.
 5. **Sweep old crawls** (opt-in, Variable `kingfisher_archive_retention_days`): deletes crawls that Process loaded
    and this package decided not to keep, once older than that many days (the old 90-day cron).
 6. **Summarise the run**: one line per crawl with its outcome, reason and figures, and what was swept; fails if a
@@ -28,7 +30,8 @@ Any failed task can be cleared and run again.
 
 Settings: Connections `kingfisher_process` and `kingfisher_archive_s3`; Variables `kingfisher_archive_bucket`,
 `kingfisher_archive_data_directory`, `kingfisher_archive_logs_directory`, and optionally
-`kingfisher_archive_ledger` and `kingfisher_archive_storage_class` (see the README).
+`kingfisher_archive_ledger`, `kingfisher_archive_storage_class`, `kingfisher_archive_retention_days` and
+`kingfisher_archive_waiting_warning_days` (see the README).
 """
 
 import os
