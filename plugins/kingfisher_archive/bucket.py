@@ -204,3 +204,13 @@ class Bucket:
         if not earlier:
             return None
         return self.archived(source_id, *max(earlier))
+
+    def candidate_in(self, source_id: str, year: int, month: int) -> Candidate | None:
+        """The month's archive as the retention comparison sees it (``policy.decide_source``'s ``archived_month``)."""
+        found = self.archived(source_id, year, month)
+        return found.candidate() if found else None
+
+    def candidate_before(self, source_id: str, year: int, month: int) -> Candidate | None:
+        """The latest earlier archive as the comparison sees it (``policy.decide_source``'s ``archived_before``)."""
+        found = self.archived_before(source_id, year, month)
+        return found.candidate() if found else None

@@ -21,7 +21,7 @@ from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import loaded_collections
-from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Plan, Swept
+from kingfisher_archive.records import ArchiveResult, CrawlRef, Inspection, Plan, Swept
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +175,8 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
         # A retry would find the same change: fail now; the next run inspects the crawl again.
         raise AirflowFailException(str(e)) from e
     if "redecided" not in result and not result.get("already_archived"):
-        key = CrawlKey.of(plan)
-        prefix = f"{key.source_id}/{key.year:04d}/{key.month:02d}"
-        event = {"data_version": key.data_version, "bytes": result["bytes"], "checksum": result.get("checksum")}
+        prefix = result["prefix"].rstrip("/")
+        event = {"data_version": plan["data_version"], "bytes": result["bytes"], "checksum": result.get("checksum")}
         asset = Asset(uri=f"s3://{settings.bucket}/{prefix}/", name=f"{settings.bucket}/{prefix}", group="kingfisher")
         get_current_context()["outlet_events"][ARCHIVES].add(asset, extra=event)
     return result

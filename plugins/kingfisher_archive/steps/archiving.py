@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
+from functools import partial
 
 from kingfisher_archive import archiver, policy
 from kingfisher_archive import crawl as crawls
@@ -126,15 +127,8 @@ def redecide(
         _checksum_of=checksum,
     )
 
-    def month(y: int, m: int):
-        found = bucket.archived(key.source_id, y, m)
-        return found.candidate() if found else None
-
-    def before(y: int, m: int):
-        found = bucket.archived_before(key.source_id, y, m)
-        return found.candidate() if found else None
-
-    [decision] = policy.decide_source([candidate], month, before)
+    month = partial(bucket.candidate_in, key.source_id)
+    [decision] = policy.decide_source([candidate], month, partial(bucket.candidate_before, key.source_id))
     return decision, candidate.checksum
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from functools import partial
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
@@ -51,12 +52,8 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
                 return None
             return found.candidate() if found else None
 
-        def before(y: int, m: int, source_id=source_id):
-            found = bucket.archived_before(source_id, y, m)
-            return found.candidate() if found else None
-
         try:
-            outcome = policy.decide_source(candidates, month, before)
+            outcome = policy.decide_source(candidates, month, partial(bucket.candidate_before, source_id))
         except MetadataError as e:
             logger.error("%s: cannot compare with the bucket: %s", source_id, e)
             for facts in source_facts:
