@@ -83,14 +83,14 @@ def test_retries_and_the_host_queue_come_from_the_environment(tmp_path):
     )
     assert {t["retries"] for t in dag["tasks"].values()} == {0}
     assert {t["retry_delay"] for t in dag["tasks"].values()} == {7}
-    # Whatever touches the crawls' files runs on the Kingfisher host's worker; the summary can run anywhere.
+    # Whatever touches the crawls' files or the ledger (the summary reads it) runs on the Kingfisher host's worker.
     assert {name: t["queue"] for name, t in dag["tasks"].items()} == {
         "find_crawls": "kingfisher_collect_host",
         "inspect_crawl": "kingfisher_collect_host",
         "decide": "kingfisher_collect_host",
         "archive_crawl": "kingfisher_collect_host",
         "sweep_old_crawls": "kingfisher_collect_host",
-        "summarise": "default",
+        "summarise": "kingfisher_collect_host",
     }
 
 

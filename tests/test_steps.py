@@ -486,3 +486,22 @@ def test_a_decision_the_bucket_has_overtaken_archives_nothing_and_deletes_nothin
     assert os.path.isdir(a.directory) and os.path.exists(a.log)
     assert bucket.client.get_object(Bucket=bucket.name, Key=metadata_key)["Body"].read() == before
     assert bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="staging/").get("KeyCount") == 0
+
+
+def test_a_task_on_a_host_without_the_crawls_says_so_and_the_audit_does_not_need_them(tmp_path):
+    import socket
+
+    from kingfisher_archive import settings as config
+
+    missing = str(tmp_path / "scrapyd" / "data")
+    values = {"kingfisher_archive_bucket": "b", "kingfisher_archive_data_directory": missing,
+              "kingfisher_archive_logs_directory": str(tmp_path)}  # fmt: skip
+    with pytest.raises(config.ConfigurationError) as raised:
+        config.load(values.get)
+    assert str(raised.value) == (
+        f"Airflow Variable 'kingfisher_archive_data_directory' names {missing!r}, which is not a directory on this "
+        f"host ({socket.gethostname()}): the tasks that read crawls must run on the Kingfisher Collect host's "
+        "worker, the one serving the queue named by KINGFISHER_ARCHIVE_QUEUE"
+    )
+    # The audit reads only the bucket: it runs on any worker.
+    assert config.load(values.get, on_kingfisher_host=False).data_directory == missing

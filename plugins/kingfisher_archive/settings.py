@@ -8,6 +8,7 @@ wrong setting is reported at once, by name, by the run's first task.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,8 +46,14 @@ class Settings:
     waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
 
 
-def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> Settings:
-    """Build the settings from a Variable getter that returns ``None`` for a missing Variable."""
+def load(
+    get: Callable[[str], str | None], airflow_home: str | None = None, *, on_kingfisher_host: bool = True
+) -> Settings:
+    """Build the settings from a Variable getter that returns ``None`` for a missing Variable.
+
+    ``on_kingfisher_host``: the caller reads the crawls, so their directories must be here. A task that finds
+    them missing is on the wrong host (a Celery worker without the crawls), and says so instead of finding nothing.
+    """
     names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS)
     values = {name: (get(name) or "").strip() for name in names}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
@@ -59,10 +66,14 @@ def load(get: Callable[[str], str | None], airflow_home: str | None = None) -> S
                 days[name] = 0
             if days[name] < 1:
                 problems.append(f"Airflow Variable {name!r} is {values[name]!r}, not a whole number of days >= 1")
-    for name in (DATA_DIRECTORY, LOGS_DIRECTORY):
+    for name in (DATA_DIRECTORY, LOGS_DIRECTORY) if on_kingfisher_host else ():
         path = values[name]
         if path and not os.path.isdir(path):
-            problems.append(f"Airflow Variable {name!r} names {path!r}, which is not a directory")
+            problems.append(
+                f"Airflow Variable {name!r} names {path!r}, which is not a directory on this host "
+                f"({socket.gethostname()}): the tasks that read crawls must run on the Kingfisher Collect host's "
+                "worker, the one serving the queue named by KINGFISHER_ARCHIVE_QUEUE"
+            )
     if problems:
         raise ConfigurationError("; ".join(problems))
     home = airflow_home or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")

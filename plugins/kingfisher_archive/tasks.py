@@ -30,8 +30,9 @@ MAX_PARALLEL_ARCHIVES = 2
 #: Bounds parallel uploads across all runs (a backfill and the daily run together); create it with
 #: ``airflow pools set kingfisher_archive 2 "Kingfisher archive uploads"``.
 POOL = "kingfisher_archive"
-#: The Celery queue of a worker on the Kingfisher Collect host. Every task that reads or deletes the crawls' files
-#: must run where they are; only the summary and the audit can run anywhere.
+#: The Celery queue of a worker on the Kingfisher Collect host. Every task that reads or deletes the crawls' files,
+#: or reads the ledger (a SQLite file on that host; the summary reads it too), must run there; only the audit, which
+#: reads the bucket alone, can run anywhere.
 HOST_QUEUE = os.environ.get("KINGFISHER_ARCHIVE_QUEUE") or "default"
 #: How long an archive task waits for a month that another run is archiving into (then it decides again).
 CLAIM_WAIT_SECONDS = float(os.environ.get("KINGFISHER_ARCHIVE_CLAIM_WAIT_SECONDS", "21600"))
@@ -50,8 +51,8 @@ def _variable(name: str) -> str | None:
     return Variable.get(name, default=None)
 
 
-def load_settings() -> config.Settings:
-    return config.load(_variable)
+def load_settings(on_kingfisher_host: bool = True) -> config.Settings:
+    return config.load(_variable, on_kingfisher_host=on_kingfisher_host)
 
 
 def _check_connection(conn_id: str) -> None:
@@ -204,7 +205,7 @@ def sweep_old_crawls() -> list[Swept]:
     return steps.sweep(settings, ledger, loaded, now, bool(params.get("dry_run")), run_id, bucket=_bucket(settings))
 
 
-@task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE)
+@task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE, queue=HOST_QUEUE)
 def summarise() -> dict:
     """Report every crawl's outcome; fail the run if a chosen crawl was not archived."""
     context = get_current_context()
@@ -289,7 +290,7 @@ def audit_bucket() -> dict:
     from kingfisher_archive import audit
 
     params = get_current_context()["params"]
-    settings = load_settings()
+    settings = load_settings(on_kingfisher_host=False)  # the audit reads the bucket only: any worker
     client = s3_client()
     _bucket(settings, client).check()
     report = audit.audit(
