@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: demo demo-shell demo-stop test lint
+.PHONY: demo demo-shell demo-stop test lint e2e
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
@@ -27,3 +27,8 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(VENV)/bin/pytest
+
+# The production layout (docker-compose.yaml's services as local processes, Celery workers standing for two hosts,
+# this machine's Redis or RabbitMQ as the broker): tests/test_deployment.py. A few minutes.
+e2e: $(VENV)/.installed
+	$(VENV)/bin/pytest -m e2e -rP tests/test_deployment.py

@@ -35,6 +35,7 @@ AIRFLOW_SERVICES = (
     "airflow-dag-processor",
     "airflow-triggerer",
     "airflow-worker",
+    "airflow-worker-default",
 )
 CONNECTIONS = ("kingfisher_process", "kingfisher_archive_s3")
 VARIABLES = (
@@ -183,9 +184,40 @@ def test_the_stack_has_every_service_the_readme_lists(services):
     assert commands["airflow-scheduler"] == "scheduler"
     assert commands["airflow-dag-processor"] == "dag-processor"
     assert commands["airflow-triggerer"] == "triggerer"
-    assert commands["airflow-worker"][:2] == ["celery", "worker"]
-    assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert "redis://redis:6379" in services["airflow-worker"]["environment"]["AIRFLOW__CELERY__BROKER_URL"]
+    assert commands["airflow-worker"] == ["celery", "worker", "--queues", "kingfisher_collect_host"]
+    assert commands["airflow-worker-default"] == ["celery", "worker", "--queues", "default"]
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert "redis://redis:6379" in services[name]["environment"]["AIRFLOW__CELERY__BROKER_URL"], name
+        assert services[name]["environment"]["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
+
+
+def test_make_e2e_runs_the_services_of_this_file_with_their_commands_queues_and_host_names(services):
+    # tests/test_deployment.py (make e2e) starts what this returns, read from docker-compose.yaml itself.
+    from scripts.demo_kit.deployment import airflow_services
+
+    started = {s.name: (s.command, s.hostname, s.holds_crawls) for s in airflow_services()}
+    assert set(started) == set(AIRFLOW_SERVICES) - {"airflow-init"}
+    assert started["airflow-worker"] == (
+        ["celery", "worker", "--queues", "kingfisher_collect_host"],
+        "kingfisher-collect",
+        True,
+    )
+    assert started["airflow-worker-default"] == (
+        ["celery", "worker", "--queues", "default"],
+        "airflow-worker-default",
+        False,
+    )
+
+
+def test_only_the_kingfisher_host_worker_mounts_the_crawls_and_the_ledger(services, dotenv):
+    other = services["airflow-worker-default"]
+    seen = environment_seen_by(other, dotenv)
+    private = [seen[f"AIRFLOW_VAR_KINGFISHER_ARCHIVE_{kind}"] for kind in ("DATA_DIRECTORY", "LOGS_DIRECTORY")]
+    private.append(str(PurePosixPath(seen["AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER"]).parent))
+    assert not set(private) & set(mounts(other)), "the default worker stands for another host: no crawls there"
+    # Both see the same task logs, so the API server shows any task's log.
+    assert mounts(other)["/opt/airflow/logs"] == mounts(services["airflow-worker"])["/opt/airflow/logs"]
 
 
 def test_airflow_services_run_airflow_3_3_2_with_lz4_and_xxhash(services):
@@ -207,15 +239,14 @@ def test_dags_and_plugins_are_mounted_into_every_airflow_service(services, servi
     assert targets.get(str(AIRFLOW_HOME_IN_IMAGE / "plugins")) == "./plugins"
 
 
-def test_the_worker_listens_on_the_kingfisher_collect_host_queue_and_the_default_queue(services):
-    command = services["airflow-worker"]["command"]
-    command = command.split() if isinstance(command, str) else command
-    flag = next(i for i, part in enumerate(command) if part in ("--queues", "-q"))
-    queues = command[flag + 1].split(",")
+def test_some_worker_listens_on_the_queue_tasks_without_one_go_to(services):
     default_queue = yaml.safe_load((AIRFLOW_PACKAGE / "config_templates" / "config.yml").read_text())["operators"][
         "options"
     ]["default_queue"]["default"]
-    assert "kingfisher_collect_host" in queues
+    queues = set()
+    for name in ("airflow-worker", "airflow-worker-default"):
+        command = services[name]["command"]
+        queues.update(command[command.index("--queues") + 1].split(","))
     assert default_queue in queues, f"tasks without a queue go to {default_queue!r}; nothing else would run them"
 
 
@@ -327,9 +358,7 @@ def test_the_worker_listens_to_the_queue_the_host_bound_tasks_are_sent_to(servic
     # A queue no worker listens to leaves every host-bound task queued for ever, with no error anywhere.
     command = services["airflow-worker"]["command"]
     queues = command[command.index("--queues") + 1].split(",")
-    assert dotenv["KINGFISHER_ARCHIVE_QUEUE"] in queues, (dotenv["KINGFISHER_ARCHIVE_QUEUE"], queues)
-    # restore, audit and summarise run on the default queue.
-    assert "default" in queues
+    assert queues == [dotenv["KINGFISHER_ARCHIVE_QUEUE"]], (dotenv["KINGFISHER_ARCHIVE_QUEUE"], queues)
 
 
 def test_secrets_in_the_samples_are_placeholders(dotenv):

@@ -1,14 +1,19 @@
-"""An HTTP proxy on loopback that drops conditional headers on their way to a real S3 server.
+"""An HTTP proxy on loopback in front of a real S3 server, standing for a server that behaves differently.
 
-It stands for an S3-compatible server that accepts ``If-None-Match`` and ``If-Match`` and ignores them: every
-request reaches the real server without them, re-signed with the same credentials (SigV4 signs those headers, so
-dropping them alone would only get the request refused), and the real server's answer comes back unchanged.
+By default it stands for an S3-compatible server that accepts ``If-None-Match`` and ``If-Match`` and ignores them:
+every request reaches the real server without them, re-signed with the same credentials (SigV4 signs those headers,
+so dropping them alone would only get the request refused), and the real server's answer comes back unchanged.
+
+With ``drop=()`` it passes every header on, and ``refuse`` (a predicate on method and path, which the test can swap
+while the proxy runs) answers the requests it picks with S3's 403 ``AccessDenied``, as a bucket policy denying a
+prefix would: a failure the caller cannot retry its way out of, until the policy is fixed.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -21,18 +26,44 @@ HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding
 RESIGNED = ("authorization", "x-amz-date", "x-amz-security-token")
 
 
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied (the test proxy's refusal)</Message></Error>"
+)
+
+
 class StrippingProxy:
-    def __init__(self, upstream: str, access_key: str, secret_key: str, region: str) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        access_key: str,
+        secret_key: str,
+        region: str,
+        *,
+        drop: tuple[str, ...] = DROPPED,
+        refuse: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.upstream = urlsplit(upstream)
         self.credentials = Credentials(access_key, secret_key)
         self.region = region
+        self.drop = tuple(name.lower() for name in drop)
+        self.refuse = refuse
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                refuse = proxy.refuse
+                if refuse is not None and refuse(self.command, self.path):
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(ACCESS_DENIED)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(ACCESS_DENIED)
+                    return
                 headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in (*DROPPED, *HOP_BY_HOP, *RESIGNED)
+                    k: v for k, v in self.headers.items() if k.lower() not in (*proxy.drop, *HOP_BY_HOP, *RESIGNED)
                 }
                 url = f"{proxy.upstream.scheme}://{proxy.upstream.netloc}{self.path}"
                 request = AWSRequest(method=self.command, url=url, data=body, headers=headers)
@@ -48,7 +79,9 @@ class StrippingProxy:
                 for k, v in response.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
+                # A HEAD answer has no body but the object's length, which callers check against what they sent.
+                length = response.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
