@@ -23,15 +23,21 @@ import psycopg2
 import pytest
 
 from scripts.demo_kit.airflow_dag import REPOSITORY, archive_connections
-from scripts.demo_kit.airflow_standalone import DAG_ID, Api, CheckFailed, format_states, healthy, task_states
+from scripts.demo_kit.airflow_standalone import (
+    DAG_ID,
+    Api,
+    CheckFailed,
+    format_states,
+    healthy,
+    task_states,
+    wait_for,
+)
 from scripts.demo_kit.deployment import (
     Deployment,
     broker_url,
     namespaces_problem,
     read_env_sample,
-    sqlalchemy_url,
     unique_name,
-    wait_until,
 )
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 from tests.harness.stripping_proxy import StrippingProxy
@@ -123,7 +129,7 @@ def test_the_compose_topology_routes_every_crawl_task_to_the_kingfisher_host(
     deployment = Deployment(
         home=home,
         kingfisher_directory=kingfisher,
-        metadata_url=sqlalchemy_url(postgres_server, metadata),
+        metadata_url=postgres_server.dsn(metadata, scheme="postgresql+psycopg2"),
         broker=broker,
         connections={conn_id: json.dumps(conn) for conn_id, conn in connections.items()},
         variables={
@@ -148,7 +154,7 @@ def test_the_compose_topology_routes_every_crawl_task_to_the_kingfisher_host(
 
     def wait(what, condition, seconds=RUN_DEADLINE):
         try:
-            return wait_until(what, seconds, condition, deployment)
+            return wait_for(what, seconds, condition, deployment)
         except CheckFailed as e:
             pytest.fail(str(e))
 

@@ -112,6 +112,9 @@ class Standalone:
                 f"last lines of {self.log_path}:\n{tail(self.log_path)}"
             )
 
+    def last_lines(self) -> str:
+        return f"last lines of {self.log_path}:\n{tail(self.log_path)}"
+
     def kill(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -120,8 +123,12 @@ class Standalone:
         self.process.wait()
 
 
-def wait_for(what: str, deadline_seconds: float, condition, standalone: Standalone):
-    """Poll ``condition`` until it returns something truthy, which is returned; fail after the deadline."""
+def wait_for(what: str, deadline_seconds: float, condition, standalone):
+    """Poll ``condition`` until it returns something truthy, which is returned; fail after the deadline.
+
+    ``standalone`` is what runs Airflow (a :class:`Standalone`, or a ``Deployment`` of several processes): it is
+    checked to be alive at every poll, and its logs' last lines go into the failure.
+    """
     deadline = time.monotonic() + deadline_seconds
     last = None
     while time.monotonic() < deadline:
@@ -134,8 +141,7 @@ def wait_for(what: str, deadline_seconds: float, condition, standalone: Standalo
             return result
         time.sleep(POLL_INTERVAL)
     raise CheckFailed(
-        f"gave up waiting for {what} after {deadline_seconds:.0f} s (last error: {last!r}); "
-        f"last lines of {standalone.log_path}:\n{tail(standalone.log_path)}"
+        f"gave up waiting for {what} after {deadline_seconds:.0f} s (last error: {last!r}); {standalone.last_lines()}"
     )
 
 

@@ -21,10 +21,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import yaml
 
@@ -249,6 +247,9 @@ class Deployment:
         script += ' && shift && exec "$@"'
         return [*_unshare_prefix(), "sh", "-c", script, service.hostname, str(self.kingfisher_directory), *command]
 
+    def last_lines(self) -> str:
+        return "\n".join(f"last lines of {name}:\n{tail(self.home / f'{name}.log', 15)}" for name in self.processes)
+
     def check_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
@@ -280,32 +281,5 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def sqlalchemy_url(postgres, database: str) -> str:
-    """A psycopg2 SQLAlchemy URL for ``database`` on the harness's PostgreSQL server (TCP or unix socket)."""
-    credentials = quote(postgres.user, safe="")
-    if postgres.password:
-        credentials += ":" + quote(postgres.password, safe="")
-    if postgres.host.startswith("/"):
-        return f"postgresql+psycopg2://{credentials}@/{database}?host={quote(postgres.host)}&port={postgres.port}"
-    return f"postgresql+psycopg2://{credentials}@{postgres.host}:{postgres.port}/{database}"
-
-
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(4)}"
-
-
-def wait_until(what: str, seconds: float, condition: Callable[[], object], deployment: Deployment) -> object:
-    """Poll ``condition`` until truthy (returned); fail after ``seconds`` naming what was awaited."""
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        deployment.check_alive()
-        try:
-            result = condition()
-        except (OSError, ValueError) as e:
-            result, last = None, e
-        if result:
-            return result
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {name}:\n{tail(deployment.home / f'{name}.log', 15)}" for name in deployment.processes)
-    raise CheckFailed(f"gave up waiting for {what} after {seconds:.0f} s (last error: {last!r})\n{logs}")

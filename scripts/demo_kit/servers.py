@@ -388,14 +388,14 @@ class PostgresServer:
         kind = "embedded" if self._embedded is not None else "external"
         return f"PostgresServer({kind}, host={self.host!r}, port={self.port}, user={self.user!r})"
 
-    def dsn(self, database: str = "postgres") -> str:
-        """A libpq URL for ``database``."""
+    def dsn(self, database: str = "postgres", scheme: str = "postgresql") -> str:
+        """A libpq URL for ``database`` (SQLAlchemy's with ``scheme="postgresql+psycopg2"``)."""
         credentials = quote(self.user, safe="")
         if self.password:
             credentials += ":" + quote(self.password, safe="")
         if self.host.startswith("/"):
-            return f"postgresql://{credentials}@/{quote(database, safe='')}?host={quote(self.host)}&port={self.port}"
-        return f"postgresql://{credentials}@{self.host}:{self.port}/{quote(database, safe='')}"
+            return f"{scheme}://{credentials}@/{quote(database, safe='')}?host={quote(self.host)}&port={self.port}"
+        return f"{scheme}://{credentials}@{self.host}:{self.port}/{quote(database, safe='')}"
 
     def _admin(self):
         connection = psycopg2.connect(self.dsn("postgres"))
