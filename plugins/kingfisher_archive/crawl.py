@@ -117,12 +117,16 @@ def crawl_directory(data_directory: str, source_id: str, data_version: str) -> s
     return os.path.join(data_directory, source_id, data_version)
 
 
-def walk(directory: str) -> Iterator[Entry]:
+def walk(directory: str, stat_files: bool = True) -> Iterator[Entry]:
     """Yield the crawl directory, then its contents in checksum order; refuse links and special files.
 
     Raises :class:`UnsafeCrawlError` when it meets something that is not a directory or a regular file; raises
     ``FileNotFoundError`` if the crawl directory is missing. Callers that write an archive stop at the error,
     so nothing partial is ever promoted.
+
+    ``stat_files=False``: files are told apart from folders, links and special files by the directory listing's
+    file type alone, and yielded with ``size`` and ``mtime_ns`` of -1, for a caller that opens each file and
+    ``fstat``s it anyway (the tar writer): one ``stat`` per file instead of two. Folders are always stat'ed.
     """
     st = os.lstat(directory)
     if stat.S_ISLNK(st.st_mode):
@@ -130,15 +134,18 @@ def walk(directory: str) -> Iterator[Entry]:
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeCrawlError(f"the crawl directory {directory} is not a directory")
     yield Entry("", directory, True, 0, st.st_mtime_ns, st.st_mode)
-    yield from _walk(directory, "")
+    yield from _walk(directory, "", stat_files)
 
 
-def _walk(directory: str, prefix: str) -> Iterator[Entry]:
+def _walk(directory: str, prefix: str, stat_files: bool) -> Iterator[Entry]:
     files = []
     dirs = []
     with os.scandir(directory) as it:
         for item in it:
             relpath = prefix + item.name
+            if not stat_files and item.is_file(follow_symlinks=False):  # the listing's file type: no stat
+                files.append((item.name, Entry(relpath, item.path, False, -1, -1)))
+                continue
             st = item.stat(follow_symlinks=False)
             if stat.S_ISREG(st.st_mode):
                 files.append((item.name, Entry(relpath, item.path, False, st.st_size, st.st_mtime_ns, st.st_mode)))
@@ -148,11 +155,13 @@ def _walk(directory: str, prefix: str) -> Iterator[Entry]:
                 raise UnsafeCrawlError(f"{relpath!r} in the crawl is a symbolic link")
             else:
                 raise UnsafeCrawlError(f"{relpath!r} in the crawl is not a regular file or directory")
-    for _, entry in sorted(files, key=lambda pair: pair[0]):
+    files.sort(key=lambda pair: pair[0])
+    for _, entry in files:
         yield entry
-    for _, entry in sorted(dirs, key=lambda pair: pair[0]):
+    dirs.sort(key=lambda pair: pair[0])
+    for _, entry in dirs:
         yield entry
-        yield from _walk(entry.path, entry.relpath + "/")
+        yield from _walk(entry.path, entry.relpath + "/", stat_files)
 
 
 class FingerprintBuilder:
