@@ -1,5 +1,8 @@
 """Archive one crawl with the code path of the DAG's archive task, keeping the crawl (so it can run again).
 
+With a 13th argument ``delete``, the crawl is deleted once verified, as the DAG's task does (bench/in_airflow.py
+``--memory``: the task's peak memory on a crawl of 1,000,000 files, in a process of its own).
+
 What inspection saw (bytes, files, fingerprint) comes on the command line, as the DAG's archive task gets it from
 the decision: inspecting is another task, and it is not timed here.
 
@@ -37,6 +40,6 @@ result = archiver.archive_crawl(
     log_path=log,
     expected=archiver.Expected(int(size), int(files), fingerprint),
     metadata={"files_count": int(files), "errors_count": 0},
-    delete_local_files=False,
+    delete_local_files=sys.argv[13:14] == ["delete"],
 )
 print(json.dumps(result))

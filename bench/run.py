@@ -102,6 +102,19 @@ def build_ocds(directory: Path, total: int, files: int) -> None:
         path.write_text(json.dumps({"uri": "https://example.com", "releases": releases}))
 
 
+def build_tiny(directory: Path, files: int, size: int = 200) -> None:
+    """``files`` OCDS-like JSON files of about ``size`` bytes (one small release or page each), in hex folders."""
+    rng = random.Random(2)
+    for i in range(files):
+        item = {"ocid": f"ocds-213czf-{i:09d}", "date": f"20{rng.randint(10, 24)}-01-01", "tag": ["tender"]}
+        text = json.dumps(item)
+        text = text[:-1] + ', "title": "' + " ".join(rng.choice(WORDS) for _ in range(20))
+        path = directory / f"{i % 4096:03X}" / f"{i}.json"
+        if i < 4096:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text[: size - 2] + '"}')
+
+
 def build_random(directory: Path, total: int) -> None:
     for i in range(total // MiB):
         path = directory / f"{i % 4096:03X}" / f"{i}.bin"
@@ -113,6 +126,9 @@ DATASETS = {
     "ocds": ("1 GiB OCDS-like JSON, 10,000 files", lambda d: build_ocds(d, 1024 * MiB, 10_000)),
     "random": ("200 MiB incompressible, 200 files", lambda d: build_random(d, 200 * MiB)),
     "big": ("4 GiB OCDS-like JSON, 40,000 files", lambda d: build_ocds(d, 4096 * MiB, 40_000)),
+    "small": ("1 GiB OCDS-like JSON, 28,000 files of about 38 KB", lambda d: build_ocds(d, 1024 * MiB, 28_000)),
+    "tiny": ("300,000 OCDS-like JSON files of 200 bytes", lambda d: build_tiny(d, 300_000)),
+    "million": ("1,000,000 OCDS-like JSON files of 200 bytes", lambda d: build_tiny(d, 1_000_000)),
 }
 
 

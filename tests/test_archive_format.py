@@ -62,18 +62,71 @@ def test_the_tar_stream_is_byte_for_byte_what_tarfile_writes(tmp_path):
     assert result.checksum == crawl.checksum(directory)
 
 
+def test_reader_threads_keep_the_tar_identical_to_tarfile_and_read_each_byte_once(tmp_path, monkeypatch):
+    # More files than the readers hold ahead, in folders and at the crawl's root, small ones (read whole by reader
+    # threads) and large ones (read by the tar thread), sizes either side of the limit between them.
+    small = archive_format.SMALL_FILE
+    files = {f"{i % 5:03X}/{i}.json": os.urandom(i % 700) for i in range(archive_format.READ_BATCH * 12)}
+    files.update({f"root-{i}.json": b"r" * i for i in range(40)})
+    files.update({"00A/just-small.bin": os.urandom(small), "00A/just-large.bin": os.urandom(small + 1)})
+    files.update({"00B/large.bin": os.urandom(small + archive_format.READ_SIZE + 7), "00B/empty.json": b""})
+    directory = make_crawl(tmp_path / "data", files)
+    read, readv, counted = os.read, os.readv, []
+
+    def counting_read(fd, n):
+        data = read(fd, n)
+        counted.append(len(data))
+        return data
+
+    def counting_readv(fd, buffers):
+        n = readv(fd, buffers)
+        counted.append(n)
+        return n
+
+    monkeypatch.setattr(os, "read", counting_read)
+    monkeypatch.setattr(os, "readv", counting_readv)
+    for threads in (1, archive_format.READ_THREADS):
+        counted.clear()
+        sink = io.BytesIO()
+        result = archive_format.write_tar(directory, "scotland/20200902_052458", sink, threads=threads)
+        assert sink.getvalue() == _tarfile_bytes(directory, "scotland/20200902_052458")
+        total = sum(len(content) for content in files.values())
+        assert sum(counted) == result.bytes_read == total  # every byte read from disk once, none twice
+        assert result.summary == crawl.summarise(directory)
+
+
 def test_a_file_that_shrinks_while_it_is_read_stops_the_tar(tmp_path):
-    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 1000, "b.json": b"2" * 1000})
+    big = archive_format.SMALL_FILE + 3 * archive_format.READ_SIZE  # read by the tar thread, a chunk at a time
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 1000, "b.json": b"2" * big})
 
     class TruncatingSink(io.BytesIO):
+        seen_header = False
+
         def write(self, data):
-            # After a.json's header, b.json loses half its bytes, as if Kingfisher Collect rewrote it.
-            if b"a.json" in bytes(data[:100]):
+            # After b.json's header and its first chunk of bytes, b.json loses most of them, as if rewritten.
+            if self.seen_header:
                 os.truncate(os.path.join(directory, "b.json"), 500)
+            self.seen_header = self.seen_header or b"b.json" in bytes(data[:100])
             return super().write(data)
 
     with pytest.raises(crawl.CrawlChangedError, match="'b.json' changed while it was being read"):
         archive_format.write_tar(directory, "scotland/20200902_052458", TruncatingSink())
+
+
+def test_a_small_file_that_grows_while_a_reader_thread_reads_it_stops_the_tar(tmp_path, monkeypatch):
+    directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 1000, "b.json": b"2" * 1000})
+    read, calls = os.read, []
+
+    def appending_read(fd, n):  # b.json (the second file read) gets a line appended after it was stat'ed
+        calls.append(n)
+        if len(calls) == 2:
+            with open(os.path.join(directory, "b.json"), "ab") as f:
+                f.write(b"another release\n")
+        return read(fd, n)
+
+    monkeypatch.setattr(os, "read", appending_read)
+    with pytest.raises(crawl.CrawlChangedError, match="'b.json' changed while it was being read"):
+        archive_format.write_tar(directory, "scotland/20200902_052458", io.BytesIO())
 
 
 @pytest.mark.parametrize(

@@ -134,3 +134,34 @@ def test_delete_removes_the_crawl_but_not_what_links_point_to(tmp_path):
     assert not (data / "scotland" / "20200101_000000").exists()
     assert target.read_bytes() == b"keep"
     assert crawl.delete(str(data), "scotland", "20200101_000000") is False
+
+
+def test_delete_removes_every_file_and_folder_of_a_large_crawl_from_several_threads(tmp_path):
+    data = tmp_path / "data"
+    directory = data / "scotland" / "20200101_000000"
+    files = {f"{i % 7:03X}/{i}.json": b"x" * (i % 3) for i in range(3 * crawl.DELETE_BATCH + 5)}
+    files.update({"flat-" + str(i): b"1" for i in range(crawl.DELETE_BATCH + 1)})  # more than a batch in one folder
+    files["a/b/c/d/deep.json"] = b"deep"
+    make(directory, files)
+    (directory / "empty" / "nested-empty").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept.json").write_bytes(b"kept")
+    os.symlink(outside, directory / "a" / "link-to-a-folder")
+    os.symlink(outside / "kept.json", directory / "000" / "link-to-a-file")
+
+    assert crawl.delete(str(data), "scotland", "20200101_000000") is True
+
+    assert not directory.exists()
+    assert os.listdir(data / "scotland") == []
+    assert (outside / "kept.json").read_bytes() == b"kept"  # links were removed, never followed
+
+
+def test_delete_refuses_a_crawl_directory_that_is_a_link(tmp_path):
+    data = tmp_path / "data"
+    real = make(tmp_path / "elsewhere", {"a.json": b"1"})
+    (data / "scotland").mkdir(parents=True)
+    os.symlink(real, data / "scotland" / "20200101_000000")
+    with pytest.raises(crawl.UnsafeCrawlError, match="not a directory"):
+        crawl.delete(str(data), "scotland", "20200101_000000")
+    assert (tmp_path / "elsewhere" / "a.json").read_bytes() == b"1"
