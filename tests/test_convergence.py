@@ -231,3 +231,41 @@ def test_a_crawl_archived_by_another_run_keeps_that_runs_record(host, settings, 
     assert (row["status"], row["run_id"]) == ("archived", "run-1")
     assert row["result"]["compressed_bytes"] == archived["compressed_bytes"] == again["compressed_bytes"]
     assert again["archived_by"] == "run-1"
+
+
+def test_a_crawl_whose_deletion_was_interrupted_never_replaces_its_own_complete_archive(
+    host, settings, client, monkeypatch
+):
+    """The worker dies half-way through deleting a verified crawl, before the ledger hears of it. What is left on
+    disk is a crawl with fewer files than its archive: archiving it again would replace the only complete copy."""
+    from kingfisher_archive import crawl as crawls
+
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 6))
+    ledger = Ledger(settings.ledger)
+    plans, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
+
+    def killed_while_deleting(data_directory, logs_directory, source_id, data_version, log_path):
+        files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(crawl.directory) for name in names)
+        for path in files[: len(files) // 2]:
+            os.remove(path)
+        raise RuntimeError("the worker was killed while deleting")
+
+    monkeypatch.setattr(crawls, "delete_local", killed_while_deleting)
+    with pytest.raises(RuntimeError, match="killed while deleting"):
+        steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-1")
+    monkeypatch.undo()
+    archived = json.loads(client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read())
+    data = client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read()
+
+    plans, decided = run_decide(settings, client, ledger, [SMALL], "run-2")
+    assert plans == {}
+    left = decided[SMALL]["bytes"]
+    assert (decided[SMALL]["status"], decided[SMALL]["reason"]) == ("held", "smaller_than_its_archive")
+    assert decided[SMALL]["detail"] == (
+        f"s3://{settings.bucket}/{MONTH}metadata.json names this crawl with {archived['bytes']} bytes, and "
+        f"{left} are left on disk (a deletion that was interrupted, or files removed since it was archived): the "
+        "archive is kept, and what is on disk is left for an operator to check and delete"
+    )
+    assert month_holds(client, settings) == SMALL
+    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read() == data
+    assert os.path.isdir(crawl.directory)

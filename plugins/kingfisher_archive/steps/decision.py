@@ -16,6 +16,9 @@ from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: A crawl left on disk with fewer bytes than the archive of it: never archived again over that archive.
+SMALLER_THAN_ITS_ARCHIVE = "smaller_than_its_archive"
+
 
 def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> dict:
     """Apply the retention policy per source and month against the bucket; return decisions and the work.
@@ -24,7 +27,10 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
 
     - a month whose ``metadata.json`` names a crawl being decided (still on disk, so never verified and deleted:
       a try that died half-way, or left metadata it could not withdraw) is *repaired*: that crawl is decided as if
-      the month were empty, and archiving it rewrites the month; it is never compared with itself;
+      the month were empty, and archiving it rewrites the month; it is never compared with itself. Unless fewer
+      bytes are left on disk than the archive holds: then a deletion was interrupted (or files were removed) after
+      the archive was verified, and rewriting the month would replace the only complete copy with what is left.
+      Such a crawl is ``held``, and the archive kept;
     - a crawl that loses to (or is not distinct from) a crawl this run chose is ``pending``, not settled: it is
       settled as ``not_archived`` only once the winner's archive is verified in the bucket, and if that never
       happens the next run decides the whole month again.
@@ -42,7 +48,6 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
     plans = []
     for source_id, source_facts in sorted(by_source.items()):
         facts_by_id = {f["id"]: f for f in source_facts}
-        candidates = [_candidate(settings, f) for f in source_facts]
         repairs: dict[str, str] = {}  # crawl id -> the month prefix whose metadata names it
 
         def month(y: int, m: int, source_id=source_id, facts_by_id=facts_by_id, repairs=repairs):
@@ -53,6 +58,13 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
             return found.candidate() if found else None
 
         try:
+            for facts in list(source_facts):
+                if detail := _smaller_than_its_archive(bucket, facts):
+                    logger.warning("%s: %s", facts["id"], detail)
+                    decisions.append(_decision(facts, "held", SMALLER_THAN_ITS_ARCHIVE, detail=detail))
+                    source_facts.remove(facts)
+                    del facts_by_id[facts["id"]]
+            candidates = [_candidate(settings, f) for f in source_facts]
             outcome = policy.decide_source(candidates, month, partial(bucket.candidate_before, source_id))
         except MetadataError as e:
             logger.error("%s: cannot compare with the bucket: %s", source_id, e)
@@ -91,6 +103,19 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
     counts = Counter(d["status"] for d in decisions)
     logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return {"decisions": decisions, "to_archive": plans}
+
+
+def _smaller_than_its_archive(bucket: Bucket, facts: Inspection) -> str | None:
+    """Why a crawl must not rewrite its month: the month's archive is of this crawl, and holds more than is left."""
+    key = CrawlKey.of(facts)
+    archived = bucket.archived(facts["source_id"], key.year, key.month)
+    if archived is None or archived.id != facts["id"] or facts["bytes"] >= archived.bytes:
+        return None
+    return (
+        f"s3://{bucket.name}/{archived.key} names this crawl with {archived.bytes} bytes, and {facts['bytes']} are "
+        "left on disk (a deletion that was interrupted, or files removed since it was archived): the archive is kept, "
+        "and what is on disk is left for an operator to check and delete"
+    )
 
 
 def _final_winner(decision: policy.Decision, by_id: dict[str, policy.Decision]) -> str | None:
