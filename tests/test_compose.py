@@ -21,6 +21,8 @@ import psycopg2
 import pytest
 import yaml
 
+from scripts.demo_kit.deployment import read_env_file
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLES = REPOSITORY / "samples"
 ENV_SAMPLE = SAMPLES / "kingfisher-archive.env"
@@ -62,21 +64,6 @@ INTERPOLATION = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|"
     r"(?P<bare>[A-Za-z_]\w*))"
 )
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Read KEY=VALUE lines as Docker Compose does for a simple file: quotes around a value are removed."""
-    values = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.partition("=")
-        assert sep and re.fullmatch(r"[A-Za-z_]\w*", name), f"{path.name}:{number} is not NAME=value: {line!r}"
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:

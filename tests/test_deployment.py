@@ -36,7 +36,7 @@ from scripts.demo_kit.deployment import (
     Deployment,
     broker_url,
     namespaces_problem,
-    read_env_sample,
+    read_env_file,
     unique_name,
 )
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
@@ -48,8 +48,9 @@ AUDIT_DAG_ID = "kingfisher_archive_audit"
 PROBE_DAG_ID = "kingfisher_archive_misrouted"
 START_DEADLINE = 180.0
 RUN_DEADLINE = 600.0
-HOST_QUEUE = read_env_sample()["KINGFISHER_ARCHIVE_QUEUE"]
+HOST_QUEUE = read_env_file()["KINGFISHER_ARCHIVE_QUEUE"]
 FORMAT = "%Y%m%d_%H%M%S"
+HALF = timedelta(hours=12)
 
 #: A DAG that sends the first host-bound task to the default queue on purpose: it must fail there, not find nothing.
 PROBE_DAG = textwrap.dedent(
@@ -88,6 +89,10 @@ def day(midnight: datetime, days: float) -> datetime:
     return (midnight + timedelta(days=days)).replace(tzinfo=None)
 
 
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_the_compose_topology_routes_every_crawl_task_to_the_kingfisher_host(
     tmp_path, postgres_server, s3_server, process_database
 ):
@@ -103,7 +108,10 @@ def test_the_compose_topology_routes_every_crawl_task_to_the_kingfisher_host(
     host = KingfisherHost(str(kingfisher), dsn=dsn, schema="v2")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)  # the scheduled run's date
     base = day(today, -10).replace(hour=1)  # the crawls of "this month" start after it; same month for all
-    version = lambda hours: (base + timedelta(hours=hours)).strftime(FORMAT)  # noqa: E731
+
+    def version(hours: int) -> str:
+        return (base + timedelta(hours=hours)).strftime(FORMAT)
+
     earlier = host.add_crawl(
         "paraguay", day(today, -45).strftime(FORMAT), ocds_files("a", 3), closed_at=day(today, -40)
     )
@@ -336,10 +344,3 @@ def test_the_compose_topology_routes_every_crawl_task_to_the_kingfisher_host(
     }
     client = s3_server.client()
     assert not [i["Key"] for i in client.list_objects_v2(Bucket=bucket).get("Contents", []) if "staging/" in i["Key"]]
-
-
-HALF = timedelta(hours=12)
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

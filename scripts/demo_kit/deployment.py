@@ -15,6 +15,7 @@ second machine would, so a task that needs the crawls fails there instead of qui
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -68,16 +69,19 @@ class Service:
         return any(CRAWL_VOLUME in volume for volume in self.volumes)
 
 
-def read_env_sample(path: Path = ENV_SAMPLE) -> dict[str, str]:
-    """NAME=value lines of the sample .env, quotes removed (as Docker Compose reads it)."""
+def read_env_file(path: Path = ENV_SAMPLE) -> dict[str, str]:
+    """Read KEY=VALUE lines as Docker Compose does for a simple file: quotes around a value are removed."""
     values = {}
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            name, _, value = line.partition("=")
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            values[name] = value
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not (sep and re.fullmatch(r"[A-Za-z_]\w*", name)):
+            raise ValueError(f"{path.name}:{number} is not NAME=value: {line!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
     return values
 
 
@@ -187,7 +191,7 @@ class Deployment:
             AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT=str(free_port()),
         )
         # What .env (copied from the sample) gives every container: the queue of the Kingfisher host's worker.
-        env["KINGFISHER_ARCHIVE_QUEUE"] = read_env_sample()["KINGFISHER_ARCHIVE_QUEUE"]
+        env["KINGFISHER_ARCHIVE_QUEUE"] = read_env_file()["KINGFISHER_ARCHIVE_QUEUE"]
         env.update(self.settings)
         for conn_id, value in self.connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
@@ -208,7 +212,7 @@ class Deployment:
         (self.home / "config").mkdir()
         shutil.copy(REPOSITORY / "samples" / "logging_config.py", self.home / "config" / "logging_config.py")
         env = self.environment()
-        slots = read_env_sample().get("KINGFISHER_ARCHIVE_POOL_SLOTS", "2")
+        slots = read_env_file().get("KINGFISHER_ARCHIVE_POOL_SLOTS", "2")
         for command in (
             ["db", "migrate"],
             ["pools", "set", "kingfisher_archive", slots, "Parallel kingfisher_archive uploads"],
