@@ -42,25 +42,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "plugins")]
 
-from run import DATASETS, MiB, dataset  # noqa: E402
+from run import DATASETS, MiB, dataset, pipeline_command, run_measured  # noqa: E402
 
 from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
 from scripts.demo_kit.kingfisher_host import KingfisherHost  # noqa: E402
 from scripts.demo_kit.servers import start_postgres, start_seaweedfs  # noqa: E402
 
 VERSION = "20240101_000000"
-
-
-def timed(command, shell: bool = False) -> tuple[float, int]:
-    """Wall seconds and the peak RSS (bytes) of the largest process; raises if the command fails."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S602
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{command} failed:\n{output.decode(errors='replace')[-4000:]}")
-    return seconds, usage.ru_maxrss * 1024
 
 
 def fresh_copy(source: Path, target: Path) -> None:
@@ -116,14 +104,10 @@ class Bench:
         fresh_copy(source, directory)
         bucket = f"bench-pipeline-{name}-{n}"
         self.s3.create_bucket(bucket)
-        upload = f"{sys.executable} {ROOT / 'bench' / 'upload_stdin.py'}"
-        s3 = self.s3
-        command = (
-            f"set -o pipefail; tar -cf - -C {host.data_directory} {name}/{VERSION} | lz4 -1 -c | "
-            f"{upload} {s3.endpoint_url} {s3.access_key} {s3.secret_key} {bucket} {name}.tar.lz4"
-        )
-        upload_seconds, _ = timed(["bash", "-c", command])
-        rm_seconds, _ = timed(["rm", "-rf", str(directory)])
+        command = pipeline_command(self.s3, host.data_directory, f"{name}/{VERSION}", bucket, f"{name}.tar.lz4")
+        # fresh_copy has just flushed; the rm -rf follows the upload at once, as the archive task's delete does.
+        upload_seconds = run_measured(command, flush_first=False)[0]
+        rm_seconds = run_measured(["rm", "-rf", str(directory)], flush_first=False)[0]
         return {"seconds": upload_seconds + rm_seconds, "upload": upload_seconds, "rm": rm_seconds}
 
 
@@ -146,7 +130,7 @@ def memory(work: Path, s3) -> dict:
         "bench-million", host.data_directory, os.path.dirname(log.parent), source_id, version, str(log),
         str(summary.bytes), str(summary.files), summary.fingerprint, "delete",
     ]  # fmt: skip
-    seconds, rss = timed(command)
+    seconds, rss, _, _ = run_measured(command)
     if target.exists():
         raise RuntimeError("the crawl of 1,000,000 files was not deleted")
     return {"files": summary.files, "bytes": summary.bytes, "seconds": seconds, "rss": rss}

@@ -149,13 +149,17 @@ def dataset(name: str) -> tuple[Path, str, str]:
 ORDER = ("empty", "replaced", "pipeline")
 
 
-def run_measured(command: list[str], env: dict | None = None, shell: bool = False) -> tuple[float, int, str, float]:
+def run_measured(
+    command: list[str], env: dict | None = None, shell: bool = False, flush_first: bool = True
+) -> tuple[float, int, str, float]:
     """Wall seconds, peak RSS in bytes of the largest process, stdout, and CPU seconds (the process and children).
 
     The page cache's dirty pages (the S3 server's writes of the previous run) are flushed first, untimed, so that
-    no run pays for the writeback of the one before it.
+    no run pays for the writeback of the one before it; ``flush_first=False`` for a step that follows another
+    within one measurement (the ``rm -rf`` after the upload, as the archive task deletes right after uploading).
     """
-    os.sync()
+    if flush_first:
+        os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, shell=shell)  # noqa: S602
     stdout = process.stdout.read()
@@ -203,13 +207,19 @@ def ours(server, bucket, data: Path, source: str, version: str, month: str) -> d
             "promote": result["promote_seconds"]}  # fmt: skip
 
 
-def pipeline(server, bucket, data: Path, source: str, version: str) -> dict:
+def pipeline_command(server, data, crawl: str, bucket: str, key: str) -> list[str]:
+    """``tar | lz4 -1 | boto3 upload_fileobj(stdin)`` of ``<data>/<crawl>`` to ``key``: the reference."""
     upload = f"{sys.executable} {ROOT / 'bench' / 'upload_stdin.py'}"
     command = (
-        f"set -o pipefail; tar -cf - -C {data} {source}/{version} | lz4 -1 -c | "
-        f"{upload} {server.endpoint_url} {server.access_key} {server.secret_key} {bucket} pipeline/{source}.tar.lz4"
+        f"set -o pipefail; tar -cf - -C {data} {crawl} | lz4 -1 -c | "
+        f"{upload} {server.endpoint_url} {server.access_key} {server.secret_key} {bucket} {key}"
     )
-    seconds, rss, _, cpu = run_measured(["bash", "-c", command])
+    return ["bash", "-c", command]
+
+
+def pipeline(server, bucket, data: Path, source: str, version: str) -> dict:
+    command = pipeline_command(server, data, f"{source}/{version}", bucket, f"pipeline/{source}.tar.lz4")
+    seconds, rss, _, cpu = run_measured(command)
     size = server.client().head_object(Bucket=bucket, Key=f"pipeline/{source}.tar.lz4")["ContentLength"]
     return {"seconds": seconds, "rss": rss, "cpu": cpu, "compressed": size}
 
