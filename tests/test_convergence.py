@@ -15,11 +15,14 @@ from dataclasses import replace
 from datetime import datetime
 
 import pytest
+from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
 
-from kingfisher_archive import steps
+from kingfisher_archive import archiver, steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import CrawlChangedError
 from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.s3 import client_config
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 
@@ -56,7 +59,7 @@ def run_decide(settings, client, ledger, crawl_ids, run_id):
     inspected = [
         steps.inspect(settings, dict(zip(("source_id", "data_version"), c.split("/"), strict=True))) for c in crawl_ids
     ]
-    decided = steps.decide(settings, fresh_bucket(client, settings), inspected)
+    decided = steps.decide(settings, fresh_bucket(client, settings), inspected, ledger, run_id)
     steps.record_decisions(ledger, decided["decisions"], run_id)
     return {p["id"]: p for p in decided["to_archive"]}, {d["id"]: d for d in decided["decisions"]}
 
@@ -233,24 +236,75 @@ def test_a_crawl_archived_by_another_run_keeps_that_runs_record(host, settings, 
     assert again["archived_by"] == "run-1"
 
 
-def test_a_crawl_whose_deletion_was_interrupted_never_replaces_its_own_complete_archive(
+class Killed(BaseException):
+    """The worker killed (SIGKILL): nothing of the try runs after it, not even its cleanup handlers."""
+
+
+def test_a_deletion_cut_short_is_finished_by_the_next_run_without_reading_the_crawl_again(
     host, settings, client, monkeypatch
 ):
-    """The worker dies half-way through deleting a verified crawl, before the ledger hears of it. What is left on
-    disk is a crawl with fewer files than its archive: archiving it again would replace the only complete copy."""
-    from kingfisher_archive import crawl as crawls
+    """Sequence 2 of issue 21: Airflow's supervisor kills the task (SIGTERM, then SIGKILL) while it deletes a verified
+    crawl. The next run finishes the deletion: nothing is downloaded or uploaded, the month is left as it was, the
+    crawl is recorded as archived and no month stays open."""
+    crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 6))
+    ledger = Ledger(settings.ledger)
+    plans, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
+    unlinked, real_unlink = [], os.unlink
+
+    def killed_after_three_unlinks(*args, **kwargs):
+        if len(unlinked) == 3:
+            raise Killed("the worker was killed while deleting")
+        unlinked.append(args[0])
+        return real_unlink(*args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", killed_after_three_unlinks)
+    with pytest.raises(Killed):
+        steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-1")
+    monkeypatch.undo()
+    assert len(unlinked) == 3
+    assert ledger.get("scotland", "20200902_052458")["status"] == "deleting"
+    assert not os.path.exists(crawl.directory)  # renamed aside before the last walk, and half deleted
+    assert os.path.isdir(crawl.directory + ".deleting") and os.path.exists(crawl.log)
+    metadata = client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read()
+    data = client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read()
+
+    requests = []
+    client.meta.events.register(
+        "before-parameter-build.s3", lambda params, model, **kw: requests.append((model.name, dict(params)))
+    )
+    # The next run: Kingfisher Process still lists the crawl, whose directory is no longer under its name.
+    plans, decided = run_decide(settings, client, ledger, [], "run-2")
+    assert plans == {} and decided == {}
+    row = ledger.get("scotland", "20200902_052458")
+    assert (row["status"], row["run_id"]) == ("archived", "run-1")
+    assert row["result"]["checksum"] == json.loads(metadata)["checksum"]
+    assert not os.path.exists(crawl.directory + ".deleting") and not os.path.exists(crawl.log)
+    assert not any(name in ("PutObject", "UploadPart", "CopyObject", "DeleteObject") for name, _ in requests)
+    assert requests and not any(name == "GetObject" and params["Key"].endswith(".lz4") for name, params in requests)
+    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read() == metadata
+    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read() == data
+    assert ("scotland", "20200902_052458") in ledger.settled()
+
+
+def test_a_crawl_left_smaller_than_its_archive_never_replaces_its_own_complete_archive(
+    host, settings, client, monkeypatch
+):
+    """Files removed from a verified crawl by something else than its deletion (by hand, an older version of this
+    package) before the ledger heard of it: what is left is a crawl with fewer files than its archive. Archiving it
+    again would replace the only complete copy."""
+    from kingfisher_archive import archiver
 
     crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 6))
     ledger = Ledger(settings.ledger)
     plans, _ = run_decide(settings, client, ledger, [SMALL], "run-1")
 
-    def killed_while_deleting(data_directory, logs_directory, source_id, data_version, log_path):
+    def files_removed_then_killed(*args, **kwargs):
         files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(crawl.directory) for name in names)
         for path in files[: len(files) // 2]:
             os.remove(path)
         raise RuntimeError("the worker was killed while deleting")
 
-    monkeypatch.setattr(crawls, "delete_local", killed_while_deleting)
+    monkeypatch.setattr(archiver, "delete_archived", files_removed_then_killed)
     with pytest.raises(RuntimeError, match="killed while deleting"):
         steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-1")
     monkeypatch.undo()
@@ -269,3 +323,66 @@ def test_a_crawl_whose_deletion_was_interrupted_never_replaces_its_own_complete_
     assert month_holds(client, settings) == SMALL
     assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read() == data
     assert os.path.isdir(crawl.directory)
+
+
+@pytest.mark.parametrize("then", ["the task's retry", "the next run"])
+def test_a_replacement_whose_copy_fails_with_a_connection_error_ends_as_the_fault_free_run(
+    host, settings, client, s3_server, then
+):
+    """Sequence 1 of issue 21. January holds E, February holds A; a bigger B of February wins. The replacement takes
+    A's metadata.json away, then the copy from staging fails with a connection error (not a refusal). Whatever comes
+    next, February must end holding B, as it does without the fault: never B compared with January (it is
+    ``2020_1_not_distinct_maybe`` against E) and swept, nor a later, worse crawl replacing A's data unchecked."""
+    settings = replace(settings, retention_days=1)
+    ledger = Ledger(settings.ledger)
+    january, a_id, b_id, c_id = (
+        "scotland/20200110_000000",
+        "scotland/20200205_000000",
+        "scotland/20200220_000000",
+        ("scotland/20200225_000000"),
+    )
+    february = "scotland/2020/02/"
+    host.add_crawl("scotland", "20200110_000000", ocds_files("e", 20, 4000))
+    host.add_crawl("scotland", "20200205_000000", ocds_files("a", 2, 500))
+    plans, _ = run_decide(settings, client, ledger, [january, a_id], "run-1")
+    for plan in plans.values():
+        steps.archive_and_record(settings, client, plan, ledger, "run-1")
+    b = host.add_crawl("scotland", "20200220_000000", ocds_files("b", 10, 2000), log={"errors": 1})
+    plans, decided = run_decide(settings, client, ledger, [b_id], "run-2")
+    assert decided[b_id]["reason"] == "same_period_more_bytes" and decided[b_id]["compared_with"] == a_id
+
+    failing = s3_server.client(config=client_config(Config(s3={"addressing_style": "path"})))
+
+    def connection_lost(**kwargs):
+        failing.meta.events.unregister("before-call.s3.CopyObject", connection_lost)
+        raise EndpointConnectionError(endpoint_url="injected: the copy from staging")
+
+    failing.meta.events.register("before-call.s3.CopyObject", connection_lost)
+    with pytest.raises(EndpointConnectionError):
+        steps.archive_and_record(settings, failing, plans[b_id], ledger, "run-2")
+    assert os.path.isdir(b.directory)
+
+    if then == "the task's retry":
+        steps.archive_and_record(settings, client, plans[b_id], ledger, "run-2")
+    else:
+        # The run finishes the replacement, then finds February naming B, still on disk, byte for byte: it only
+        # has to delete it.
+        plans, decided = run_decide(settings, client, ledger, [b_id], "run-3")
+        assert str(decided[b_id].get("detail")).endswith(f"{february}: its metadata.json names it"), decided[b_id]
+        result = steps.archive_and_record(settings, client, plans[b_id], ledger, "run-3")
+        assert result["deleted"] and "stream_seconds" not in result  # nothing read into the bucket again
+    now = datetime(2026, 11, 28)
+    loaded = {("scotland", v) for v in ("20200110_000000", "20200205_000000", "20200220_000000")}
+    steps.sweep(settings, ledger, loaded, now, False, "run-3", bucket=fresh_bucket(client, settings))
+
+    metadata = json.loads(client.get_object(Bucket=settings.bucket, Key=february + "metadata.json")["Body"].read())
+    assert metadata["id"] == b_id and metadata["compared_with"] == a_id
+    assert archiver.crawl_in(client, settings.bucket, february + "data.tar.lz4", "scotland") == b_id
+    assert not os.path.exists(b.directory)
+    assert ledger.get("scotland", "20200220_000000")["status"] == "archived"
+    assert client.list_objects_v2(Bucket=settings.bucket, Prefix="staging/").get("KeyCount") == 0
+
+    # A later, worse crawl of February is compared with B, and kept on disk.
+    host.add_crawl("scotland", "20200225_000000", ocds_files("c", 3, 500))
+    plans, decided = run_decide(settings, client, ledger, [c_id], "run-4")
+    assert plans == {} and (decided[c_id]["status"], decided[c_id]["compared_with"]) == ("not_archived", b_id)

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import s3, steps
 from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.airflow_dag import REPOSITORY
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
@@ -41,8 +42,10 @@ def settings(host, bucket, tmp_path):
 
 
 def plan_for(settings, client, source_id, data_version):
+    """A run's decision for one crawl, as the DAG's (not a dry run's): what earlier tries left is mended first."""
     facts = steps.inspect(settings, {"source_id": source_id, "data_version": data_version})
-    [plan] = steps.decide(settings, Bucket(client, settings.bucket), [facts])["to_archive"]
+    ledger = Ledger(settings.ledger)
+    [plan] = steps.decide(settings, Bucket(client, settings.bucket), [facts], ledger, "run")["to_archive"]
     return plan
 
 
@@ -194,7 +197,7 @@ def test_a_crash_before_metadata_is_written_is_repaired_by_the_next_try(s3_serve
         steps.archive(settings, failing, plan)
     assert os.path.isdir(better.directory) and os.path.exists(better.log)  # nothing deleted
 
-    # The next run decides the same (the month's metadata still names the smaller crawl) and repairs the month.
+    # The next run finishes the replacement the crash cut short, then finds the better crawl archived and deletes it.
     again = plan_for(settings, client, "scotland", "20200920_000000")
     steps.archive(settings, client, again)
     metadata = assert_month_is_consistent(client, bucket, "scotland/2020/09/")

@@ -141,7 +141,7 @@ def test_a_claim_left_by_a_dead_process_does_not_block(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with sqlite3.connect(path) as connection:
         connection.execute(
-            "INSERT INTO claim VALUES ('scotland', '20200101_000000', 'old-run', ?, ?, 0)",
+            "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at) VALUES ('scotland', '20200101_000000', 'old-run', ?, ?, 0)",
             (socket.gethostname(), int(dead.stdout)),
         )
     with ledger.claim("scotland", "20200101_000000", "new-run"):
@@ -155,7 +155,7 @@ def test_a_retry_never_takes_a_claim_over_from_a_try_that_is_still_running(tmp_p
     try:
         with sqlite3.connect(path) as connection:
             connection.execute(
-                "INSERT INTO claim VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?)",
+                "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at) VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?)",
                 (socket.gethostname(), still_running.pid, time.time()),
             )
         with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run run-1"):

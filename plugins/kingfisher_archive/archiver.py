@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kingfisher_archive import archive_format, s3
+from botocore.exceptions import ClientError
+
+from kingfisher_archive import archive_format, replacement, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.crawl import MiB
@@ -171,11 +174,16 @@ def archive_crawl(
     expected: Expected,
     metadata: dict,
     delete_local_files: bool = True,
+    before_delete=None,
 ) -> dict:
     """Archive one crawl and delete it locally. Returns the figures for the run summary.
 
-    ``metadata`` carries the facts from inspection (files and errors counts, collection id, reason) that go into
-    ``metadata.json`` beside the ones measured here.
+    :param metadata: the facts from inspection (files and errors counts, collection id, reason) that go into
+        ``metadata.json`` beside the ones measured here.
+    :param before_delete: called with the result (the verified archive's identity: checksum, bytes, compressed
+        bytes, fingerprint) once the archive is verified and before the crawl is touched, and again with
+        ``checked: True`` once the crawl, renamed aside, is found to be what was archived, before the first file is
+        deleted: so that a later try can finish a deletion that was cut short without reading the crawl again.
     """
     crawls.check_log_path(logs_directory, source_id, log_path, "archive")
     year, month = int(data_version[:4]), int(data_version[4:6])
@@ -213,10 +221,35 @@ def archive_crawl(
     stream = archived.stream
     seconds = time.monotonic() - started
 
-    deleted = []
+    result = {
+        "id": crawl.label,
+        "bytes": stream.summary.bytes,
+        "files": stream.summary.files,
+        "compressed_bytes": stream.compressed_bytes,
+        "checksum": stream.checksum,
+        "fingerprint": stream.summary.fingerprint,
+        "bytes_read": stream.bytes_read,
+        "seconds": round(seconds, 3),
+        "stream_seconds": round(archived.stream_seconds, 3),
+        "promote_seconds": round(archived.promote_seconds, 3),
+        "in_place": in_place,  # written straight to the final keys (the month was empty), not through staging
+        "prefix": crawl.final,
+        "log": log_path,
+        "deleted": [],
+    }
     if delete_local_files:  # only the benchmark keeps them, to archive the same crawl again
-        _check_unchanged_since_read(crawl, stream)
-        deleted = crawls.delete_local(data_directory, logs_directory, source_id, data_version, log_path)
+        if before_delete is not None:
+            before_delete(result)
+        result["deleted"] = delete_archived(
+            data_directory,
+            logs_directory,
+            source_id,
+            data_version,
+            log_path,
+            stream.summary.fingerprint,
+            lambda now: _changed_since_read(crawl, stream, now),
+            checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
+        )
     logger.info(
         "%s: archived %d bytes as %d (%.1fx) in %.1f s; deleted %s",
         crawl.label,
@@ -224,22 +257,43 @@ def archive_crawl(
         stream.compressed_bytes,
         stream.summary.bytes / max(stream.compressed_bytes, 1),
         seconds,
-        ", ".join(deleted) or "nothing",
+        ", ".join(result["deleted"]) or "nothing",
     )
-    return {
-        "id": crawl.label,
-        "bytes": stream.summary.bytes,
-        "files": stream.summary.files,
-        "compressed_bytes": stream.compressed_bytes,
-        "checksum": stream.checksum,
-        "bytes_read": stream.bytes_read,
-        "seconds": round(seconds, 3),
-        "stream_seconds": round(archived.stream_seconds, 3),
-        "promote_seconds": round(archived.promote_seconds, 3),
-        "in_place": in_place,  # written straight to the final keys (the month was empty), not through staging
-        "prefix": crawl.final,
-        "deleted": deleted,
-    }
+    return result
+
+
+def delete_archived(
+    data_directory: str,
+    logs_directory: str,
+    source_id: str,
+    data_version: str,
+    log_path,
+    fingerprint: str,
+    changed,
+    checked=None,
+    already_checked: bool = False,
+) -> list[str]:
+    """Delete a crawl whose archive is verified, with its log.
+
+    The crawl is first renamed out of its writers' way (:func:`kingfisher_archive.crawl.set_aside`) and checked to
+    be still what was archived (``fingerprint``; else renamed back and ``changed(summary)`` raised); ``checked()`` is
+    called once it is, before the first file is deleted. A crawl found already renamed aside by a try that stopped
+    is checked the same way, unless that try had checked it (``already_checked``: files may be gone since).
+    """
+    directory = crawls.crawl_directory(data_directory, source_id, data_version)
+    aside = directory + crawls.DELETING_SUFFIX
+    if os.path.lexists(directory):
+        crawls.set_aside(directory, fingerprint, changed)
+    elif os.path.lexists(aside) and not already_checked:
+        now = crawls.summarise(aside)
+        if now.fingerprint != fingerprint:
+            os.rename(aside, directory)
+            raise changed(now)
+    else:
+        checked = None  # nothing left to check, or checked before
+    if checked is not None:
+        checked()
+    return crawls.delete_local(data_directory, logs_directory, source_id, data_version, log_path)
 
 
 def _archive_in_place(crawl: _Crawl) -> _Archived:
@@ -265,8 +319,11 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
         body = _metadata_json(crawl, stream)
         promoting = time.monotonic()
         key = final + layout.METADATA
-        written[key] = etag = s3.put_object(client, bucket, key, body, crawl.storage_class, exclusive=True)
-        s3.verify_read_back(client, bucket, key, body, etag)
+        # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
+        written[key] = s3.md5_etag(body)
+        s3.verify_read_back(
+            client, bucket, key, body, s3.put_object_once(client, bucket, key, body, crawl.storage_class)
+        )
     except BaseException:
         s3.withdraw(client, bucket, written)
         raise
@@ -274,16 +331,11 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
 
 
 def _archive_through_staging(crawl: _Crawl) -> _Archived:
-    """A month that holds objects: stage the archive, verify it, then copy it over the month's keys.
+    """A month that holds objects: stage the archive, verify it, then replace the month as a transaction.
 
-    The archive being replaced stays whole until its successor has been verified in staging; each copy copies only
-    the verified object (``CopySourceIfMatch``). S3 cannot replace three objects at once, so the month's
-    ``metadata.json`` is taken away before the data is copied and the new one written last: if a try dies in
-    between, the month holds data without a ``metadata.json`` (the old crawl's, or the new one's), never a
-    ``metadata.json`` that describes other bytes. If the server refuses to copy the data, the old
-    ``metadata.json`` is put back and the month is as it was. Otherwise nothing is withdrawn on failure: the crawl
-    is still on disk and still to archive, the month is not empty, so the next try comes this way again and
-    rewrites the month.
+    The archive being replaced stays whole until its successor has been verified in staging. Then
+    :mod:`kingfisher_archive.replacement` writes a journal beside the staged objects before it takes anything of
+    the month away, so that whatever stops this try, the next try or run finishes the replacement or undoes it.
     """
     client, bucket, final, staging = crawl.client, crawl.bucket, crawl.final, crawl.staging
     started = time.monotonic()
@@ -293,35 +345,30 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     s3.verify_object(client, bucket, staging + layout.DATA, stream.compressed_bytes, stream.etag)
     log_size, log_etag = s3.upload_file(client, bucket, staging + layout.LOG, crawl.log_path)
     s3.verify_object(client, bucket, staging + layout.LOG, log_size, log_etag)
-    body = _metadata_json(crawl, stream)
     promoting = time.monotonic()
-    size, storage_class = stream.compressed_bytes, crawl.storage_class
-    key = final + layout.METADATA
-    previous = s3.take_away(client, bucket, key)
-
-    def put_back() -> None:  # the server refused to copy the data: the month is as it was, with its metadata
-        if previous is not None:
-            s3.put_back(client, bucket, key, previous, storage_class)
-
-    s3.promote(client, bucket, staging + layout.DATA, final + layout.DATA, size, stream.etag, storage_class, put_back)
-    s3.promote(client, bucket, staging + layout.LOG, final + layout.LOG, log_size, log_etag, storage_class)
-    s3.verify_read_back(client, bucket, key, body, s3.put_object(client, bucket, key, body, storage_class))
-    promoted = time.monotonic()
-    s3.clean_staging(client, bucket, staging)
-    return _Archived(stream, streamed - started, promoted - promoting)
+    journal = replacement.begin(
+        client,
+        bucket,
+        month=final,
+        crawl=crawl.label,
+        staging=staging,
+        data=(stream.compressed_bytes, stream.etag),
+        log=(log_size, log_etag),
+        metadata=_metadata_json(crawl, stream),
+    )
+    replacement.replace(client, bucket, journal, crawl.storage_class)
+    return _Archived(stream, streamed - started, time.monotonic() - promoting)
 
 
-def _check_unchanged_since_read(crawl: _Crawl, stream: StreamResult) -> None:
-    """The crawl on disk is still the one in the archive: a file added or rewritten after it was read would be
+def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: crawls.Summary) -> crawls.CrawlChangedError:
+    """The crawl on disk is no longer the one in the archive: a file added or rewritten after it was read would be
     deleted unarchived. The archive stays (it is verified); the next run finds its metadata naming this crawl
     still on disk, and archives it again."""
-    now = crawls.summarise(crawl.directory)
-    if now.fingerprint != stream.summary.fingerprint:
-        raise crawls.CrawlChangedError(
-            f"{crawl.label} was archived to s3://{crawl.bucket}/{crawl.final} but changed on disk after it was read "
-            f"({stream.summary.files} files and {stream.summary.bytes} bytes then, {now.files} files and "
-            f"{now.bytes} bytes now, or a file was rewritten): it was not deleted; the next run archives it again"
-        )
+    return crawls.CrawlChangedError(
+        f"{crawl.label} was archived to s3://{crawl.bucket}/{crawl.final} but changed on disk after it was read "
+        f"({stream.summary.files} files and {stream.summary.bytes} bytes then, {now.files} files and "
+        f"{now.bytes} bytes now, or a file was rewritten): it was not deleted; the next run archives it again"
+    )
 
 
 def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | None) -> StreamResult:
@@ -378,3 +425,50 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult) -> bytes:
         **{k: v for k, v in crawl.metadata.items() if k not in ("files_count", "errors_count")},
     }
     return json.dumps(document, indent=2, sort_keys=False).encode("utf-8")
+
+
+def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
+    """The crawl an archive holds, ``<source_id>/<data_version>``, from its first members (the tar names it);
+    ``None`` if the object is not there or is not an archive of a crawl of ``source_id``."""
+    members = archive_format.CrawlMembers(source_id)
+    try:
+        with s3.open_archive(client, bucket, key) as (tar, _):
+            for member in tar:
+                if members.relpath(member) is not None:
+                    return f"{source_id}/{members.data_version}"
+    except ClientError as e:
+        if s3.error_code(e) in s3.MISSING:
+            return None
+        raise
+    except (*s3.STREAM_ERRORS, archive_format.RefusedMemberError):
+        return None
+    return None
+
+
+def missing_from(client, bucket: str, key: str, source_id: str, data_version: str, directory: str) -> str | None:
+    """Why the crawl at ``directory`` does not hold every file of the archive at ``key`` byte for byte, or ``None``
+    if it does (it may hold more): then archiving it again loses nothing of that archive."""
+    members = archive_format.CrawlMembers(source_id, data_version)
+    try:
+        opened = s3.open_archive(client, bucket, key)
+    except ClientError as e:
+        if s3.error_code(e) in s3.MISSING:
+            return None  # metadata.json without its data: no archive, nothing of it to lose
+        raise
+    with opened as (tar, _):
+        for member in tar:
+            relpath = members.relpath(member)
+            if not relpath or not member.isreg():
+                continue
+            path = os.path.join(directory, *relpath.split("/"))
+            try:
+                with open(path, "rb") as local:
+                    if os.fstat(local.fileno()).st_size != member.size:
+                        return f"{relpath} is {os.fstat(local.fileno()).st_size} bytes on disk, {member.size} archived"
+                    archived = tar.extractfile(member)
+                    while chunk := archived.read(MiB):
+                        if local.read(len(chunk)) != chunk:
+                            return f"{relpath} on disk is not the archived file"
+            except FileNotFoundError:
+                return f"{relpath} is archived but not on disk"
+    return None

@@ -16,7 +16,9 @@ archive, or storage is wasted) and *warnings* (unusual, not wrong). Problems, pe
   ``archive member refused`` (a member outside the crawl, a link, a device: see :mod:`kingfisher_archive.restore`),
   ``archive does not match metadata`` (bytes or files) and ``checksum mismatch``.
 
-And outside the months: ``stale staging object`` (under ``staging/``, last modified more than ``stale_after`` ago:
+And outside the months: ``interrupted replacement`` (a journal under ``staging/``: a month's replacement was cut
+short, and the archive DAG's next run finishes or undoes it; never repaired here, since its staged objects are what
+finishing needs), ``stale staging object`` (under ``staging/``, last modified more than ``stale_after`` ago:
 an archive task died mid-way and nothing retried it) and ``stale multipart upload`` (initiated more than
 ``stale_after`` ago and never completed or aborted: invisible, but stored and billed). Recent ones are left alone:
 an archive task may be writing them right now.
@@ -57,7 +59,7 @@ from botocore.exceptions import ClientError
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive import s3
+from kingfisher_archive import replacement, s3
 from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, walk_key
 
 #: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
@@ -114,11 +116,14 @@ def audit(
     months: dict[str, dict[str, dict]] = defaultdict(dict)
     spellings: dict[tuple[str, int, int], list[str]] = defaultdict(list)
     stale: list[dict] = []
+    journals: set[str] = set()  # staging prefixes of replacements that the next archive run finishes or undoes
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
         for item in page.get("Contents", []):
             key = item["Key"]
             if key.startswith(layout.STAGING + "/"):
+                if key.endswith("/" + replacement.JOURNAL):
+                    journals.add(key[: -len(replacement.JOURNAL)])
                 if item["LastModified"] < cutoff:
                     stale.append(item)
                 continue
@@ -142,7 +147,13 @@ def audit(
     for prefix in sorted(months):
         verified += _audit_month(client, bucket, prefix, months[prefix], report, verify_data)
 
-    _stale_staging(client, bucket, stale, report, repair)
+    for prefix in sorted(journals):
+        report.problem(
+            prefix + replacement.JOURNAL,
+            "interrupted replacement",
+            "a month's replacement was cut short; the next run of the archive DAG finishes or undoes it (left alone)",
+        )
+    _stale_staging(client, bucket, [i for i in stale if not i["Key"].startswith(tuple(journals))], report, repair)
     _stale_uploads(client, bucket, cutoff, report, repair)
 
     repaired = sum(1 for entry in report.problems if entry["repaired"])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from kingfisher_archive import s3
 from kingfisher_archive.policy import Candidate
 
 DATA = "data.tar.lz4"
@@ -27,7 +28,7 @@ METADATA = "metadata.json"
 LOG = "scrapy.log"
 STAGING = "staging"
 
-_MONTH_KEY = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/metadata\.json$")
+_MONTH_KEY = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)$")
 
 
 class BucketError(Exception):
@@ -38,6 +39,19 @@ class MetadataError(Exception):
     """A month's metadata.json exists but cannot be understood; that month cannot be compared with."""
 
 
+class MonthIncompleteError(MetadataError):
+    """A month holds a ``data.tar.lz4`` or ``scrapy.log`` but no ``metadata.json``: it is not empty, and it cannot be
+    compared with until it is made whole (see :mod:`kingfisher_archive.replacement`)."""
+
+    def __init__(self, bucket: str, prefix: str, names: list[str]) -> None:
+        self.prefix = prefix
+        self.names = names
+        super().__init__(
+            f"s3://{bucket}/{prefix} holds {' and '.join(names)} but no metadata.json (a replacement or an upload "
+            "that was cut short): it is neither empty nor comparable until it is made whole"
+        )
+
+
 def month_prefix(source_id: str, year: int, month: int) -> str:
     return f"{source_id}/{year:04d}/{month:02d}/"
 
@@ -45,6 +59,14 @@ def month_prefix(source_id: str, year: int, month: int) -> str:
 def staging_prefix(source_id: str, data_version: str) -> str:
     """Where one crawl's uploads wait: per crawl, so two crawls of one month never share staging keys."""
     return f"{STAGING}/{source_id}/{data_version}/"
+
+
+def parse_month_prefix(prefix: str) -> tuple[str, int, int]:
+    """``<source_id>/<YYYY>/<MM>/`` back into its parts; ``ValueError`` naming it if it is not one."""
+    match = re.fullmatch(r"(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/", prefix)
+    if not match or not 1 <= int(match["month"]) <= 12:
+        raise ValueError(f"{prefix!r} is not a month prefix (<source_id>/<YYYY>/<MM>/)")
+    return match["source"], int(match["year"]), int(match["month"])
 
 
 @dataclass(frozen=True)
@@ -146,7 +168,8 @@ class Bucket:
         self.storage_class = storage_class
         self.connection_id = connection_id
         self._months: dict[str, dict[tuple[int, int], str]] = {}
-        self._metadata: dict[str, ArchivedCrawl] = {}
+        self._incomplete: dict[str, dict[tuple[int, int], list[str]]] = {}
+        self._archived: dict[tuple[str, int, int], ArchivedCrawl | None] = {}
 
     def check(self) -> None:
         """Fail fast, naming the bucket and connection, if we cannot list the bucket."""
@@ -169,38 +192,68 @@ class Bucket:
         """Every month of a source that has a metadata.json, mapped to its key (paginated; cached per run)."""
         if source_id not in self._months:
             found: dict[tuple[int, int], str] = {}
+            others: dict[tuple[int, int], set[str]] = {}
             prefix = f"{source_id}/"
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
                 for item in page.get("Contents", []):
                     match = _MONTH_KEY.match(item["Key"][len(prefix) :])
-                    if match:
-                        period = (int(match["year"]), int(match["month"]))
-                        if 1 <= period[1] <= 12:
-                            # Two spellings of one month: prefer the two-digit one, which we write.
-                            if period not in found or len(match["month"]) == 2:
-                                found[period] = item["Key"]
+                    if not match:
+                        continue
+                    period = (int(match["year"]), int(match["month"]))
+                    if not 1 <= period[1] <= 12:
+                        continue
+                    if match["name"] != METADATA:
+                        others.setdefault(period, set()).add(match["name"])
+                    # Two spellings of one month: prefer the two-digit one, which we write.
+                    elif period not in found or len(match["month"]) == 2:
+                        found[period] = item["Key"]
             self._months[source_id] = found
+            self._incomplete[source_id] = {p: sorted(names) for p, names in others.items() if p not in found}
         return self._months[source_id]
+
+    def incomplete(self, source_id: str) -> dict[tuple[int, int], list[str]]:
+        """The months of a source, as listed, that hold a data object or a log but no metadata.json."""
+        self.months(source_id)
+        return self._incomplete[source_id]
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
 
     def archived(self, source_id: str, year: int, month: int) -> ArchivedCrawl | None:
-        """The month's archive, or ``None``. Raises :class:`MetadataError` if its metadata is unreadable.
+        """The month's archive, or ``None`` for an empty month. Raises :class:`MetadataError` if its metadata is
+        unreadable, and :class:`MonthIncompleteError` if the month holds objects but no metadata.json.
 
-        Read once per run, like the listing: deciding a source compares several crawls with the same months.
+        The month's own keys are asked for (GET, HEAD), not inferred from the listing, which some servers let lag
+        behind their writes. Read once per run, like the listing: deciding a source compares several crawls with
+        the same months; :meth:`forget` reads a month afresh.
         """
-        key = self.months(source_id).get((year, month))
-        if key is None:
-            return None
-        if key not in self._metadata:
-            self._metadata[key] = parse_metadata(key, source_id, year, month, self.read(key))
-        return self._metadata[key]
+        period = (source_id, year, month)
+        if period not in self._archived:
+            ours = month_prefix(source_id, year, month)
+            key, body = ours + METADATA, s3.get_if_any(self.client, self.name, ours + METADATA)
+            if body is None and (listed := self.months(source_id).get((year, month))) not in (None, key):
+                key, body = listed, s3.get_if_any(self.client, self.name, listed)  # spelled by hand with one digit
+            if body is not None:
+                body = body[0]
+            if body is None:
+                names = [name for name in (DATA, LOG) if s3.identity(self.client, self.name, ours + name)]
+                if names:
+                    raise MonthIncompleteError(self.name, ours, names)
+                self._archived[period] = None
+            else:
+                self._archived[period] = parse_metadata(key, source_id, year, month, body)
+        return self._archived[period]
+
+    def forget(self, source_id: str, year: int, month: int) -> None:
+        """Read this month afresh next time (it was just made whole, or changed)."""
+        self._archived.pop((source_id, year, month), None)
+        self._months.pop(source_id, None)
 
     def archived_before(self, source_id: str, year: int, month: int) -> ArchivedCrawl | None:
-        """The latest archive of a month before the given one."""
-        earlier = [period for period in self.months(source_id) if period < (year, month)]
+        """The latest archive of a month before the given one; :class:`MonthIncompleteError` if that latest
+        month holds objects without metadata.json (it is never skipped for an older one)."""
+        earlier = [p for p in (*self.months(source_id), *self.incomplete(source_id)) if p < (year, month)]
         if not earlier:
             return None
         return self.archived(source_id, *max(earlier))

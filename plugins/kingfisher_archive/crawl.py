@@ -37,6 +37,9 @@ DELETE_THREADS = 4
 #: Names one deleting thread unlinks in one go, and how many such batches wait for a thread at most.
 DELETE_BATCH = 256
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: A crawl being deleted is first renamed to ``<data_version>.deleting`` beside itself (same folder, so the rename is
+#: atomic): a writer that opens files by the crawl's path can no longer add to what is being deleted.
+DELETING_SUFFIX = ".deleting"
 
 
 class UnsafeCrawlError(Exception):
@@ -214,16 +217,43 @@ def checksum(directory: str) -> str:
 
 
 def delete(data_directory: str, source_id: str, data_version: str) -> bool:
-    """Delete one crawl directory; return whether there was one. Never follows a link out of the crawl."""
+    """Delete one crawl directory, and what a deletion cut short left of it; return whether there was any.
+
+    Never follows a link out of the crawl.
+    """
     directory = crawl_directory(data_directory, source_id, data_version)
-    try:
-        st = os.lstat(directory)
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeCrawlError(f"refusing to delete {directory}: it is not a directory")
-    remove_tree(directory)
-    return True
+    found = False
+    for path in (directory, directory + DELETING_SUFFIX):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeCrawlError(f"refusing to delete {path}: it is not a directory")
+        remove_tree(path)
+        found = True
+    return found
+
+
+def set_aside(directory: str, fingerprint: str, changed) -> str:
+    """Rename a crawl that is about to be deleted out of its writers' way, and check it is still ``fingerprint``.
+
+    If it is not (a file was added, removed or rewritten since it was read), it is renamed back and
+    ``changed(summary)`` is raised. Returns where it now is.
+    """
+    aside = directory + DELETING_SUFFIX
+    os.rename(directory, aside)
+    now = summarise(aside)
+    if now.fingerprint != fingerprint:
+        try:
+            os.rename(aside, directory)
+        except OSError as e:
+            raise UnsafeCrawlError(
+                f"{directory} changed after it was read, and could not be renamed back from {aside} ({e.strerror}): "
+                "nothing was deleted; rename it back by hand"
+            ) from e
+        raise changed(now)
+    return aside
 
 
 def _open_relative(root_fd: int, parts: tuple[str, ...]) -> int:

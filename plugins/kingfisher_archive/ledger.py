@@ -14,6 +14,8 @@ Statuses:
   with its whole month, by the next run.
 - ``held``: could not be decided (say, its month's metadata.json is unreadable); looked at again next run.
 - ``to_archive``: chosen; its archive task has not finished yet. Not settled: the next run looks again.
+- ``deleting``: in the bucket, verified, and being deleted locally (``result`` holds the archive's identity); a later
+  try or run that finds the month still holding that archive finishes the deletion without reading the crawl again.
 - ``archived``: in the bucket, verified, deleted locally; settled.
 - ``swept``: not archived, and deleted locally by the opt-in retention sweep (the old 90-day cron); settled.
 """
@@ -33,7 +35,7 @@ from datetime import UTC, datetime
 logger = logging.getLogger(__name__)
 
 SETTLED = ("rejected", "not_archived", "archived", "swept")
-STATUSES = ("rejected", "not_archived", "pending", "to_archive", "held", "archived", "swept")
+STATUSES = ("rejected", "not_archived", "pending", "to_archive", "held", "deleting", "archived", "swept")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crawl (
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS claim (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     claimed_at REAL NOT NULL,
+    process TEXT,  -- what identifies the process beyond its pid: boot id and start time
     PRIMARY KEY (source_id, data_version)
 );
 CREATE TABLE IF NOT EXISTS event (
@@ -121,6 +124,9 @@ class Ledger:
             if result != "ok":
                 raise sqlite3.DatabaseError(f"quick_check says {result}")
             connection.executescript(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(claim)")}
+            if "process" not in columns:  # a ledger from before claims recorded it
+                connection.execute("ALTER TABLE claim ADD COLUMN process TEXT")
 
     def _locked(self, error: Exception) -> LedgerError:
         return LedgerError(
@@ -161,7 +167,7 @@ class Ledger:
         that is still archiving. While it is held, this waits up to ``wait`` seconds for it (calling ``on_wait``
         with the holder's row once), then raises :class:`ClaimedError` naming the holder.
         """
-        host, pid = socket.gethostname(), os.getpid()
+        host, pid, process = socket.gethostname(), os.getpid(), process_identity(os.getpid())
         deadline = time.monotonic() + wait
         waiting = False
         while True:
@@ -169,13 +175,18 @@ class Ledger:
                 row = connection.execute(
                     "SELECT * FROM claim WHERE source_id = ? AND data_version = ?", (source_id, key)
                 ).fetchone()
-                mine = row is not None and (row["host"], row["pid"], row["run_id"]) == (host, pid, run_id)
+                mine = row is not None and (row["host"], row["pid"], row["process"], row["run_id"]) == (
+                    host,
+                    pid,
+                    process,
+                    run_id,
+                )
                 held = row is not None and not mine and _alive(row, host)
                 if not held:
                     connection.execute(
-                        "INSERT OR REPLACE INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (source_id, key, run_id, host, pid, time.time()),
+                        "INSERT OR REPLACE INTO claim (source_id, data_version, run_id, host, pid, claimed_at, "
+                        "process) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (source_id, key, run_id, host, pid, time.time(), process),
                     )
                     break
             if time.monotonic() >= deadline:
@@ -212,8 +223,8 @@ class Ledger:
     def record(self, rows: Iterable[dict], run_id: str | None) -> None:
         """Record decisions: dicts with source_id, data_version, status, reason, and optional facts/collection_id.
 
-        A crawl already ``archived`` or ``swept`` keeps that record: a decision made on an inspection from before
-        (an overlapping run's) cannot undo what was done since.
+        A crawl already ``archived``, ``deleting`` or ``swept`` keeps that record: a decision made on an inspection
+        from before (an overlapping run's) cannot undo what was done since.
         """
         now = _now()
         with self._transaction() as connection:
@@ -221,7 +232,8 @@ class Ledger:
                 if row["status"] not in STATUSES:
                     raise ValueError(f"unknown ledger status {row['status']!r}")
                 done = connection.execute(
-                    "SELECT 1 FROM crawl WHERE source_id = ? AND data_version = ? AND status IN ('archived', 'swept')",
+                    "SELECT 1 FROM crawl WHERE source_id = ? AND data_version = ? "
+                    "AND status IN ('archived', 'swept', 'deleting')",
                     (row["source_id"], row["data_version"]),
                 ).fetchone()
                 if done:
@@ -254,24 +266,45 @@ class Ledger:
                 )
 
     def mark_archived(self, source_id: str, data_version: str, result: dict, run_id: str | None) -> None:
+        self._set_status(source_id, data_version, "archived", result, run_id)
+
+    def _set_status(self, source_id: str, data_version: str, status: str, result: dict, run_id: str | None) -> None:
         now = _now()
         with self._transaction() as connection:
             updated = connection.execute(
-                "UPDATE crawl SET status = 'archived', result = ?, run_id = ?, updated_at = ? "
+                "UPDATE crawl SET status = ?, result = ?, run_id = ?, updated_at = ? "
                 "WHERE source_id = ? AND data_version = ?",
-                (json.dumps(result, sort_keys=True), run_id, now, source_id, data_version),
+                (status, json.dumps(result, sort_keys=True), run_id, now, source_id, data_version),
             ).rowcount
             if not updated:
                 connection.execute(
                     "INSERT INTO crawl (source_id, data_version, status, reason, result, run_id, updated_at) "
-                    "VALUES (?, ?, 'archived', NULL, ?, ?, ?)",
-                    (source_id, data_version, json.dumps(result, sort_keys=True), run_id, now),
+                    "VALUES (?, ?, ?, NULL, ?, ?, ?)",
+                    (source_id, data_version, status, json.dumps(result, sort_keys=True), run_id, now),
                 )
             connection.execute(
-                "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
-                "VALUES (?, ?, ?, ?, 'archived', NULL)",
-                (now, run_id, source_id, data_version),
+                "INSERT INTO event (at, run_id, source_id, data_version, status, reason) VALUES (?, ?, ?, ?, ?, NULL)",
+                (now, run_id, source_id, data_version, status),
             )
+
+    def mark_deleting(self, source_id: str, data_version: str, result: dict, run_id: str | None) -> None:
+        """Record, before the first file is deleted, that the crawl's verified archive is ``result``."""
+        self._set_status(source_id, data_version, "deleting", result, run_id)
+
+    def reopen(self, source_id: str, data_version: str, run_id: str | None) -> None:
+        """A crawl whose deletion cannot be finished as recorded: back to ``to_archive``, to be decided again."""
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE crawl SET status = 'to_archive', run_id = ?, updated_at = ? "
+                "WHERE source_id = ? AND data_version = ? AND status = 'deleting'",
+                (run_id, _now(), source_id, data_version),
+            )
+
+    def deleting(self) -> list[dict]:
+        """The crawls whose deletion began and has not been recorded as finished."""
+        with self._connect() as connection:
+            rows = connection.execute("SELECT * FROM crawl WHERE status = 'deleting' ORDER BY source_id, data_version")
+            return [_row(row) for row in rows.fetchall()]
 
     def settle_pending(self, winner: str, run_id: str | None) -> list[str]:
         """Settle as ``not_archived`` the crawls that were waiting for ``winner`` (an id) to be archived."""
@@ -330,6 +363,23 @@ def _row(row: sqlite3.Row) -> dict:
     return data
 
 
+def process_identity(pid: int) -> str | None:
+    """What tells a process from a later one with the same pid: the boot's id and the process's start time.
+
+    A container restart restarts pids (the compose workers keep their host name, and the ledger is on a volume),
+    so a claim's pid can belong to a live process that is not the one that claimed. ``None`` where ``/proc`` is
+    not there to ask.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return f"{boot}/{fields[19]}"  # field 22 of stat(5): start time in clock ticks after boot
+
+
 def _alive(row: sqlite3.Row, host: str) -> bool:
     if row["host"] == host:
         try:
@@ -337,6 +387,7 @@ def _alive(row: sqlite3.Row, host: str) -> bool:
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass
+        recorded = row["process"]
+        return recorded is None or recorded == process_identity(row["pid"])
     return time.time() - row["claimed_at"] < STALE_CLAIM_SECONDS

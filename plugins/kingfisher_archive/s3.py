@@ -51,6 +51,15 @@ class VerificationError(Exception):
     """The bucket does not hold what we sent."""
 
 
+#: What servers answer for a key that is not there, and for a condition that does not hold.
+MISSING = ("NoSuchKey", "404", "NotFound")
+PRECONDITION_FAILED = ("PreconditionFailed", "412")
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def client_config(base: Config | None = None) -> Config:
     """``base`` (a connection's botocore configuration, or none) for an archiving client: one checksum per byte.
 
@@ -86,12 +95,17 @@ def refusing_to_overwrite(bucket: str, key: str, exclusive: bool):
     try:
         yield
     except ClientError as e:
-        if not exclusive or e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+        if not exclusive or error_code(e) not in PRECONDITION_FAILED:
             raise
         raise VerificationError(
             f"s3://{bucket}/{key} appeared while this crawl was being archived into its empty month (another "
             "writer?): it was left alone, this try's upload was abandoned and nothing was deleted locally"
         ) from e
+
+
+def md5_etag(body: bytes) -> str:
+    """The ETag a server reports for a single-part object holding ``body`` (unencrypted, or SSE-S3)."""
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
 
 
 def _md5_b64(digest: bytes) -> str:
@@ -210,16 +224,30 @@ class MultipartUpload:
         numbers = sorted(self._etags)
         if numbers != list(range(1, self._sent + 1)):
             raise VerificationError(f"{self.key}: parts {numbers} were uploaded, {self._sent} were sent")
-        with refusing_to_overwrite(self.bucket, self.key, exclusive):
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
-                **({"IfNoneMatch": "*"} if exclusive else {}),
-            )
         combined = hashlib.md5(b"".join(self._digests[n] for n in numbers), usedforsecurity=False).hexdigest()
-        return f'"{combined}-{len(numbers)}"'
+        etag = f'"{combined}-{len(numbers)}"'
+        try:
+            with refusing_to_overwrite(self.bucket, self.key, exclusive):
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
+                    **({"IfNoneMatch": "*"} if exclusive else {}),
+                )
+        except (ClientError, VerificationError) as e:
+            # A completion the server applied whose response was lost: the retry is answered 412 (the key is taken,
+            # by us) or NoSuchUpload (the upload is complete). The key then holds exactly our bytes.
+            code = error_code(e) if isinstance(e, ClientError) else "412"
+            if code not in (*PRECONDITION_FAILED, "NoSuchUpload") or identity(self.client, self.bucket, self.key) != (
+                self.size,
+                etag,
+            ):
+                raise
+            logger.warning(
+                "%s: the server had completed this upload already (a lost response); it holds our bytes", self.key
+            )
+        return etag
 
     def abort(self) -> None:
         """Give the upload up: nothing becomes visible, and the server frees the parts."""
@@ -267,6 +295,31 @@ def put_object(client, bucket: str, key: str, body: bytes, storage_class: str, e
     return f'"{md5.hex()}"'
 
 
+def put_object_once(client, bucket: str, key: str, body: bytes, storage_class: str) -> str:
+    """Write ``body`` at a key that must be free, or find exactly ``body`` there (a retry of a write the server had
+    applied, whose response was lost); return the ETag the server must report for it."""
+    try:
+        return put_object(client, bucket, key, body, storage_class, exclusive=True)
+    except VerificationError:
+        try:
+            there = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError:
+            there = None
+        if there != body:
+            raise
+        return md5_etag(body)
+
+
+def delete_if_match(client, bucket: str, key: str, etag: str | None) -> None:
+    """Delete ``key`` only if it holds the object with ``etag``; a key already gone (a retried delete) is fine."""
+    try:
+        client.delete_object(Bucket=bucket, Key=key, **({"IfMatch": etag} if etag else {}))
+    except ClientError as e:
+        if error_code(e) in MISSING or (error_code(e) in PRECONDITION_FAILED and not _exists(client, bucket, key)):
+            return
+        raise
+
+
 def verify_read_back(client, bucket: str, key: str, body: bytes, etag: str) -> None:
     """Check a small object written by :func:`put_object`: its size, its ETag, and its bytes read back."""
     verify_object(client, bucket, key, len(body), etag)
@@ -287,25 +340,18 @@ def verify_object(client, bucket: str, key: str, size: int, etag: str | None = N
         raise VerificationError(f"s3://{bucket}/{key} has ETag {head['ETag']}, our bytes give {etag}")
 
 
-def promote(
-    client, bucket: str, source: str, target: str, size: int, etag: str, storage_class: str, refused=None
-) -> None:
+def promote(client, bucket: str, source: str, target: str, size: int, etag: str, storage_class: str) -> None:
     """Copy the verified staging object to its final key and check the result.
 
     One ``CopyObject`` up to S3's 5 GiB limit for it (boto3's managed copy first asks for the object's size, then
-    copies it in 8 MiB ranges, each a request); the managed copy, in parts, beyond. ``refused()`` is called when the
-    server refused the copy (so ``target`` is as it was) before the error is raised.
+    copies it in 8 MiB ranges, each a request); the managed copy, in parts, beyond. Only the object with ``etag`` is
+    copied (``CopySourceIfMatch``). Copying again is harmless: a retry after a lost response copies the same bytes.
     """
     extra = {"CopySourceIfMatch": etag, "StorageClass": storage_class}
-    try:
-        if size <= COPY_OBJECT_LIMIT:
-            client.copy_object(CopySource={"Bucket": bucket, "Key": source}, Bucket=bucket, Key=target, **extra)
-        else:
-            client.copy({"Bucket": bucket, "Key": source}, bucket, target, ExtraArgs=extra)
-    except ClientError:
-        if refused is not None:
-            refused()
-        raise
+    if size <= COPY_OBJECT_LIMIT:
+        client.copy_object(CopySource={"Bucket": bucket, "Key": source}, Bucket=bucket, Key=target, **extra)
+    else:
+        client.copy({"Bucket": bucket, "Key": source}, bucket, target, ExtraArgs=extra)
     verify_object(client, bucket, target, size)
 
 
@@ -329,9 +375,9 @@ def clean_staging(client, bucket: str, prefix: str) -> int:
     return removed + abort_uploads(client, bucket, prefix)
 
 
-def month_is_empty(client, bucket: str, prefix: str) -> bool:
-    """Whether no object at all lies under a month's prefix (incomplete multipart uploads are not objects)."""
-    return not client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents")
+def month_is_empty(client, bucket: str, prefix: str, names=("metadata.json", "data.tar.lz4", "scrapy.log")) -> bool:
+    """Whether none of a month's objects exists, asked of each key (HEAD), not of a listing that may lag writes."""
+    return not any(_exists(client, bucket, prefix + name) for name in names)
 
 
 def withdraw(client, bucket: str, written: dict[str, str]) -> None:
@@ -350,32 +396,6 @@ def withdraw(client, bucket: str, written: dict[str, str]) -> None:
             logger.warning("Left s3://%s/%s: it could not be deleted, or it is not what this try wrote", bucket, key)
 
 
-def take_away(client, bucket: str, key: str) -> bytes | None:
-    """Delete a small object (a month's ``metadata.json``) and return the bytes it held, or ``None`` if none.
-
-    The delete is conditional on the ETag just read (``If-Match``): an object that changed in between is left,
-    and the promotion it was taken away for fails.
-    """
-    try:
-        response = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    body = response["Body"].read()
-    client.delete_object(Bucket=bucket, Key=key, IfMatch=response["ETag"])
-    return body
-
-
-def put_back(client, bucket: str, key: str, body: bytes, storage_class: str) -> None:
-    """Undo :func:`take_away`: the same bytes, written only if nothing took the key meanwhile."""
-    try:
-        verify_read_back(client, bucket, key, body, put_object(client, bucket, key, body, storage_class, True))
-        logger.warning("Put s3://%s/%s back as it was", bucket, key)
-    except Exception:  # noqa: BLE001 - the original error matters more; the month then has no metadata.json
-        logger.warning("Could not put s3://%s/%s back; the next try of this crawl rewrites the month", bucket, key)
-
-
 class ConditionalWritesError(Exception):
     """The S3 server ignores the conditional requests archiving relies on."""
 
@@ -387,11 +407,13 @@ PROBE_PREFIX = "staging/_probe/"
 def probe_conditional_writes(client, bucket: str) -> None:
     """Check that the server honours ``If-None-Match: *`` on writes and ``If-Match`` on deletes, or fail naming it.
 
-    Archiving into an empty month completes each upload with ``If-None-Match: *`` so that it never replaces an
-    object that appeared meanwhile, and it takes back what it wrote, or a month's old ``metadata.json``, with
-    ``If-Match`` so that it never deletes a stranger's object. Some S3-compatible servers (older MinIO releases,
+    Archiving into an empty month completes each upload (``CompleteMultipartUpload``) and writes ``metadata.json``
+    (``PutObject``) with ``If-None-Match: *`` so that it never replaces an object that appeared meanwhile, and it
+    deletes what it wrote, or a month's old ``metadata.json``, with ``If-Match`` so that it never deletes a
+    stranger's object. Some S3-compatible servers (older MinIO releases,
     among others) accept these headers and ignore them; then those guarantees silently vanish. A probe object under
-    ``staging/`` is written, overwritten conditionally and deleted conditionally; nothing else is touched.
+    ``staging/`` is written, overwritten conditionally (by a put and by a multipart upload) and deleted conditionally;
+    nothing else is touched.
     """
     key = f"{PROBE_PREFIX}{os.urandom(8).hex()}"
     lacking = []
@@ -402,10 +424,36 @@ def probe_conditional_writes(client, bucket: str) -> None:
             lacking.append("If-None-Match: * on PutObject (it overwrote an existing object)")
         except VerificationError:
             pass  # refused with 412, as it must be
+        upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        try:
+            part = client.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload,
+                PartNumber=1,
+                Body=b"other",
+                ContentMD5=_md5_b64(hashlib.md5(b"other", usedforsecurity=False).digest()),
+            )
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+                IfNoneMatch="*",
+            )
+            lacking.append("If-None-Match: * on CompleteMultipartUpload (it completed over an existing object)")
+        except ClientError as e:
+            if error_code(e) not in PRECONDITION_FAILED:
+                raise
+        finally:
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+            except ClientError:
+                pass  # completed (the server ignored the condition), or already gone
         try:
             client.delete_object(Bucket=bucket, Key=key, IfMatch='"00000000000000000000000000000000"')
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+            if error_code(e) not in PRECONDITION_FAILED:
                 raise
         else:
             if not _exists(client, bucket, key):
@@ -424,13 +472,29 @@ def probe_conditional_writes(client, bucket: str) -> None:
 
 
 def _exists(client, bucket: str, key: str) -> bool:
+    return identity(client, bucket, key) is not None
+
+
+def get_if_any(client, bucket: str, key: str) -> tuple[bytes, str] | None:
+    """``(bytes, ETag)`` of a small object, or ``None`` if there is none."""
     try:
-        client.head_object(Bucket=bucket, Key=key)
+        response = client.get_object(Bucket=bucket, Key=key)
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
+        if error_code(e) in MISSING:
+            return None
         raise
-    return True
+    return response["Body"].read(), response["ETag"]
+
+
+def identity(client, bucket: str, key: str) -> tuple[int, str] | None:
+    """``(size, ETag)`` of the object at ``key``, or ``None`` if there is none."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if error_code(e) in MISSING:
+            return None
+        raise
+    return head["ContentLength"], head["ETag"]
 
 
 def open_archive(client, bucket: str, key: str) -> archive_format.open_archive:

@@ -142,17 +142,19 @@ def decide(inspected: list[Inspection] | None = None) -> list[Plan]:
     """Compare each acceptable crawl with its month and the latest earlier month in the bucket.
 
     Returns the crawls to archive (the archive task is mapped over them); every crawl's decision goes to the
-    ledger and, for the summary, to the XCom key ``decisions``.
+    ledger and, for the summary, to the XCom key ``decisions``. First finishes what earlier tries left half-done
+    (deletions of verified crawls, replacements of a month).
     """
     context = get_current_context()
     params, run_id = context["params"], context.get("run_id")
     settings = load_settings()
-    decided = steps.decide(settings, _bucket(settings), list(inspected or []))
+    ledger = None if params.get("dry_run") else Ledger(settings.ledger)  # a dry run mends nothing either
+    decided = steps.decide(settings, _bucket(settings), list(inspected or []), ledger, run_id)
     context["ti"].xcom_push(key=DECISIONS, value=decided["decisions"])
-    if params.get("dry_run"):
+    if ledger is None:
         logger.info("Dry run: %d crawls would be archived; nothing recorded", len(decided["to_archive"]))
         return []
-    steps.record_decisions(Ledger(settings.ledger), decided["decisions"], run_id)
+    steps.record_decisions(ledger, decided["decisions"], run_id)
     return decided["to_archive"]
 
 

@@ -7,27 +7,35 @@ import os
 from dataclasses import replace
 from functools import partial
 
-from kingfisher_archive import archiver, policy
+from kingfisher_archive import archiver, policy, replacement
+from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket
-from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MonthIncompleteError
+from kingfisher_archive.ledger import ClaimedError, Ledger
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Plan
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.decision import month_state
 
 logger = logging.getLogger(__name__)
 
+#: A crawl whose month's ``metadata.json`` names it, but whose files on disk are not (all) that archive's.
+DIFFERS_FROM_ITS_ARCHIVE = "differs_from_its_archive"
 
-def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
+
+def archive(settings: Settings, client, plan: Plan, before_delete=None) -> ArchiveResult:
     """Archive one chosen crawl, on the decision as it stands now; converge if an earlier try got far.
 
     Call it under the month's claim (:func:`archive_and_record`): what the month holds then cannot change under it.
+    A replacement of the month that an earlier try left half-done is finished or undone first.
+
+    :param before_delete: see :func:`kingfisher_archive.archiver.archive_crawl`.
     """
     key = CrawlKey.of(plan)
     source_id, data_version = key.source_id, key.data_version
     directory = key.directory(settings.data_directory)
+    replacement.recover(client, settings.bucket, source_id, key.year, key.month, settings.storage_class)
     bucket = Bucket(client, settings.bucket, settings.storage_class)
-    archived = bucket.archived(source_id, key.year, key.month)
+    archived = month_as_archived(bucket, key)
     gone = not os.path.lexists(directory)
     if gone and archived is not None and archived.data_version == data_version:
         deleted = crawls.delete_local(
@@ -44,7 +52,11 @@ def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
         }
     expected = archiver.Expected(**plan["expected"])
     metadata = dict(plan["metadata"])
-    if gone or month_changed(plan, archived):
+    if archived is not None and archived.data_version == data_version:
+        repaired = _repair(settings, bucket, plan, key, archived, before_delete)
+        if repaired is not None:
+            return repaired
+    elif gone or month_changed(plan, archived):
         decision, checksum = redecide(settings, bucket, plan, key, directory_gone=gone)
         held = month_state(archived) or "nothing"
         if gone and (archived is None or decision.archive):
@@ -85,7 +97,94 @@ def archive(settings: Settings, client, plan: Plan) -> ArchiveResult:
         log_path=plan["log"],
         expected=expected,
         metadata=metadata,
+        before_delete=before_delete,
     )
+
+
+def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
+    """What the crawl's month holds; a month holding only what an upload of *this* crawl left (data or a log without
+    ``metadata.json``: a try into the empty month cut short) counts as empty, since archiving rewrites it.
+
+    Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
+    without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
+    """
+    try:
+        return bucket.archived(key.source_id, key.year, key.month)
+    except MonthIncompleteError as e:
+        prefix = layout.month_prefix(key.source_id, key.year, key.month)
+        holds = archiver.crawl_in(bucket.client, bucket.name, prefix + layout.DATA, key.source_id)
+        if holds == key.id or (holds is None and layout.DATA not in e.names):
+            return None
+        raise MonthIncompleteError(
+            bucket.name, prefix, [*e.names, f"(the data is {holds or 'not an archive of this source'})"]
+        ) from None
+
+
+def _repair(
+    settings: Settings, bucket: Bucket, plan: Plan, key: CrawlKey, archived: ArchivedCrawl, before_delete
+) -> ArchiveResult | None:
+    """The month's ``metadata.json`` names this crawl, still on disk: an earlier try got as far as the archive.
+
+    If the crawl on disk is that archive (same checksum), only the deletion is left to do. If it holds every file of
+    that archive byte for byte (and more), archiving it again loses nothing: ``None``, archive it. Anything else is
+    held: the archive may be the only whole copy.
+    """
+    directory = key.directory(settings.data_directory)
+    where = f"s3://{bucket.name}/{archived.key}"
+    data_key = archived.key[: -len(layout.METADATA)] + layout.DATA
+    if crawls.checksum(directory) == archived.checksum:
+        size = archived.raw.get("compressed_bytes")
+        head = bucket.client.head_object(Bucket=bucket.name, Key=data_key)
+        if isinstance(size, int) and head["ContentLength"] == size:
+            result = {
+                "id": plan["id"],
+                "bytes": archived.bytes,
+                "files": plan["expected"]["files"],
+                "compressed_bytes": size,
+                "checksum": archived.checksum,
+                "fingerprint": plan["expected"]["fingerprint"],
+                "prefix": layout.month_prefix(key.source_id, key.year, key.month),
+                "log": plan["log"],
+                "in_place": False,
+                "deleted": [],
+            }
+            logger.info("%s: %s already holds this crawl, byte for byte; deleting it", plan["id"], where)
+            if before_delete is not None:
+                before_delete(result)
+            result["deleted"] = archiver.delete_archived(
+                settings.data_directory,
+                settings.logs_directory,
+                key.source_id,
+                key.data_version,
+                plan["log"],
+                plan["expected"]["fingerprint"],
+                lambda now: crawls.CrawlChangedError(
+                    f"{plan['id']} changed on disk since it was inspected: nothing was deleted; the next run "
+                    "inspects it again"
+                ),
+                checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
+            )
+            return result
+    why = archiver.missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
+    if why is None:
+        logger.info(
+            "%s: %s names it, and the crawl on disk holds all of that archive: archiving it again",
+            *(plan["id"], where),
+        )
+        return None
+    detail = (
+        f"{where} names this crawl, but what is on disk differs from that archive ({why}): the archive is kept, and "
+        "what is on disk is left for an operator to compare and delete"
+    )
+    logger.warning("%s: %s", plan["id"], detail)
+    return {
+        "id": plan["id"],
+        "bytes": plan["expected"]["bytes"],
+        "files": plan["expected"]["files"],
+        "compressed_bytes": None,
+        "deleted": [],
+        "held": {"reason": DIFFERS_FROM_ITS_ARCHIVE, "detail": detail},
+    }
 
 
 def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
@@ -151,24 +250,37 @@ def archive_and_record(
     """
     key = CrawlKey.of(plan)
     with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):
-        result = archive(settings, client, plan)
         row = ledger.get(key.source_id, key.data_version)
-        if "redecided" in result:
-            redecided = result["redecided"]
-            facts = {
-                "bytes": result["bytes"],
-                "files": result["files"],
-                "compared_with": redecided["compared_with"],
-                "detail": f"decided again when archiving: its month held {redecided['held']}",
-            }
+        if row and row["status"] == "deleting":
+            result = finish_deleting(settings, client, ledger, row, run_id)
+            if result is not None:
+                return result
+        result = archive(
+            settings,
+            client,
+            plan,
+            before_delete=lambda verified: ledger.mark_deleting(key.source_id, key.data_version, verified, run_id),
+        )
+        row = ledger.get(key.source_id, key.data_version)
+        if "redecided" in result or "held" in result:
+            if "held" in result:
+                status, reason, detail = "held", result["held"]["reason"], result["held"]["detail"]
+                compared_with = None
+            else:
+                redecided = result["redecided"]
+                status, reason, compared_with = "not_archived", redecided["reason"], redecided["compared_with"]
+                detail = f"decided again when archiving: its month held {redecided['held']}"
+            facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
+            if compared_with:
+                facts["compared_with"] = compared_with
             ledger.record(
                 [
                     {
                         "source_id": key.source_id,
                         "data_version": key.data_version,
                         "collection_id": plan["metadata"].get("collection_id"),
-                        "status": "not_archived",
-                        "reason": redecided["reason"],
+                        "status": status,
+                        "reason": reason,
                         "facts": facts,
                     }
                 ],
@@ -184,6 +296,85 @@ def archive_and_record(
         if settled := ledger.settle_pending(plan["id"], run_id):
             logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
+
+
+def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
+    """Finish deleting a crawl whose archive was verified and whose deletion was cut short (status ``deleting``).
+
+    Nothing of the crawl is read again: its month must still hold the archive the ledger recorded (same crawl and
+    checksum, the data object its size), or a later, better crawl's. What is left on disk (the crawl, renamed aside
+    or not yet) is deleted, and the crawl recorded as archived. Returns ``None`` when the crawl on disk changed
+    since it was archived (it is then to be archived again: its month names it) or the month holds nothing.
+    Call it under the month's claim.
+    """
+    key = CrawlKey.of(row)
+    verified = row["result"]
+    replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
+    bucket = Bucket(client, settings.bucket, settings.storage_class)
+    archived = bucket.archived(key.source_id, key.year, key.month)
+    if archived is None:
+        logger.error("%s: its month is empty, though its archive was verified; not deleting it", key.id)
+        _reopen(settings, ledger, key, run_id)
+        return None
+    if archived.data_version == key.data_version:
+        data = bucket.client.head_object(Bucket=bucket.name, Key=archived.key[: -len(layout.METADATA)] + layout.DATA)
+        if archived.checksum != verified["checksum"] or data["ContentLength"] != verified["compressed_bytes"]:
+            logger.error(
+                "%s: s3://%s/%s is not the archive recorded; not deleting it", key.id, bucket.name, archived.key
+            )
+            ledger.reopen(key.source_id, key.data_version, run_id)
+            return None
+    else:
+        logger.info("%s: its month now holds %s, which replaced it", key.id, archived.id)
+    try:
+        deleted = archiver.delete_archived(
+            settings.data_directory,
+            settings.logs_directory,
+            key.source_id,
+            key.data_version,
+            verified.get("log"),
+            verified["fingerprint"],
+            lambda now: crawls.CrawlChangedError(f"{key.id} changed on disk after its archive was verified"),
+            checked=lambda: ledger.mark_deleting(
+                key.source_id, key.data_version, {**verified, "checked": True}, row["run_id"]
+            ),
+            already_checked=bool(verified.get("checked")),
+        )
+    except crawls.CrawlChangedError as e:
+        logger.warning("%s: %s; it is decided again", key.id, e)
+        ledger.reopen(key.source_id, key.data_version, run_id)
+        return None
+    logger.info("%s: finished deleting it (its archive was verified by run %s): %s", key.id, row["run_id"], deleted)
+    verified = {k: v for k, v in verified.items() if k != "checked"}
+    result = {**verified, "deleted": deleted, "already_archived": True, "archived_by": row["run_id"]}
+    ledger.mark_archived(key.source_id, key.data_version, {**verified, "deleted": deleted}, row["run_id"])
+    if settled := ledger.settle_pending(key.id, run_id):
+        logger.info("%s archived: settled %s as not archived", key.id, ", ".join(settled))
+    return result
+
+
+def _reopen(settings: Settings, ledger: Ledger, key: CrawlKey, run_id: str | None) -> None:
+    """Give a crawl whose deletion cannot be finished back to the run: under its own name, to be decided again."""
+    directory = key.directory(settings.data_directory)
+    if os.path.lexists(directory + crawls.DELETING_SUFFIX) and not os.path.lexists(directory):
+        os.rename(directory + crawls.DELETING_SUFFIX, directory)
+    ledger.reopen(key.source_id, key.data_version, run_id)
+
+
+def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | None) -> list[str]:
+    """Finish every deletion that was cut short, each under its month's claim (a month another try holds now is
+    left for that try, or the next run). Returns the ids finished."""
+    finished = []
+    for row in ledger.deleting():
+        key = CrawlKey.of(row)
+        try:
+            with ledger.claim(key.source_id, key.period, run_id):
+                if (ledger.get(key.source_id, key.data_version) or {}).get("status") == "deleting":
+                    if finish_deleting(settings, client, ledger, row, run_id) is not None:
+                        finished.append(key.id)
+        except ClaimedError:
+            logger.info("%s: its month is being archived by another try; left for it", key.id)
+    return finished
 
 
 def _deleted(result: ArchiveResult) -> dict:

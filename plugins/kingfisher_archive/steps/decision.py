@@ -4,37 +4,49 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from functools import partial
 
+from kingfisher_archive import archiver, policy, replacement
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive import policy
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError
-from kingfisher_archive.ledger import Ledger
-from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError
+from kingfisher_archive.ledger import ClaimedError, Ledger
+from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan, crawl_id
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: A crawl left on disk with fewer bytes than the archive of it: never archived again over that archive.
 SMALLER_THAN_ITS_ARCHIVE = "smaller_than_its_archive"
+#: A month the comparison needs holds data without metadata.json, and no journal says how to make it whole.
+MONTH_INCOMPLETE = "month_incomplete"
 
 
-def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> dict:
+def decide(
+    settings: Settings,
+    bucket: Bucket,
+    inspected: list[Inspection],
+    ledger: Ledger | None = None,
+    run_id: str | None = None,
+) -> dict:
     """Apply the retention policy per source and month against the bucket; return decisions and the work.
 
-    Two rules make the outcome independent of what failed before:
+    :param ledger: given on a real run (not a dry run): first, what earlier tries left half-done is finished, each
+        under its month's claim: deletions of verified crawls, and replacements of a month.
+    :returns: ``{"decisions": [Decision], "to_archive": [Plan]}``.
 
-    - a month whose ``metadata.json`` names a crawl being decided (still on disk, so never verified and deleted:
-      a try that died half-way, or left metadata it could not withdraw) is *repaired*: that crawl is decided as if
-      the month were empty, and archiving it rewrites the month; it is never compared with itself. Unless fewer
-      bytes are left on disk than the archive holds: then a deletion was interrupted (or files were removed) after
-      the archive was verified, and rewriting the month would replace the only complete copy with what is left.
-      Such a crawl is ``held``, and the archive kept;
-    - a crawl that loses to (or is not distinct from) a crawl this run chose is ``pending``, not settled: it is
-      settled as ``not_archived`` only once the winner's archive is verified in the bucket, and if that never
-      happens the next run decides the whole month again.
+    A month holding data without ``metadata.json`` is never taken for empty: its interrupted replacement is finished
+    or undone first; data that an upload of a crawl being decided left is that crawl's month to repair; any other
+    such month holds its source (``month_incomplete``). Why the outcome does not depend on what failed before:
+    ``docs/safety.md``.
     """
+    if ledger is not None:
+        from kingfisher_archive.steps.archiving import finish_deletes  # the archive step imports this module
+
+        finished = set(finish_deletes(settings, bucket.client, ledger, run_id))
+        deleting = {crawl_id(r["source_id"], r["data_version"]) for r in ledger.deleting()}
+        if left := [f["id"] for f in inspected if f["id"] in finished | deleting]:
+            logger.info("Not deciding %s again: archived, and deleted or being deleted", ", ".join(left))
+        inspected = [f for f in inspected if f["id"] not in finished | deleting]
     by_source: dict[str, list[Inspection]] = defaultdict(list)
     decisions: list[Decision] = []
     for facts in inspected:
@@ -47,69 +59,154 @@ def decide(settings: Settings, bucket: Bucket, inspected: list[Inspection]) -> d
 
     plans = []
     for source_id, source_facts in sorted(by_source.items()):
-        facts_by_id = {f["id"]: f for f in source_facts}
-        repairs: dict[str, str] = {}  # crawl id -> the month prefix whose metadata names it
-
-        def month(y: int, m: int, source_id=source_id, facts_by_id=facts_by_id, repairs=repairs):
-            found = bucket.archived(source_id, y, m)
-            if found is not None and found.id in facts_by_id:
-                repairs[found.id] = layout.month_prefix(source_id, y, m)
-                return None
-            return found.candidate() if found else None
-
-        try:
-            for facts in list(source_facts):
-                if detail := _smaller_than_its_archive(bucket, facts):
-                    logger.warning("%s: %s", facts["id"], detail)
-                    decisions.append(_decision(facts, "held", SMALLER_THAN_ITS_ARCHIVE, detail=detail))
-                    source_facts.remove(facts)
-                    del facts_by_id[facts["id"]]
-            candidates = [_candidate(settings, f) for f in source_facts]
-            outcome = policy.decide_source(candidates, month, partial(bucket.candidate_before, source_id))
-        except MetadataError as e:
-            logger.error("%s: cannot compare with the bucket: %s", source_id, e)
-            for facts in source_facts:
-                decisions.append(_decision(facts, "held", "unreadable_archive_metadata", detail=str(e)))
-            continue
-        except (OSError, crawls.UnsafeCrawlError) as e:
-            # Computing a checksum read the crawl and failed: hold this source, decide the others.
-            logger.error("%s: cannot compute a checksum to compare: %s", source_id, e)
-            for facts in source_facts:
-                decisions.append(_decision(facts, "held", "checksum_failed", detail=str(e)))
-            continue
-        winners = {d.id: d for d in outcome if d.archive}
-        by_id = {d.id: d for d in outcome}
-        for decision in outcome:
-            facts = facts_by_id[decision.id]
-            extra = {"compared_with": decision.compared_with, "superseded_by": decision.superseded_by}
-            if decision.archive:
-                status = "to_archive"
-                if decision.id in repairs:
-                    extra["detail"] = f"repairs s3://{bucket.name}/{repairs[decision.id]}: its metadata.json names it"
-            else:
-                winner = _final_winner(decision, by_id)
-                status = "pending" if winner in winners else "not_archived"
-                details = [f"superseded by {decision.superseded_by}"] if decision.superseded_by else []
-                if status == "pending":
-                    extra["pending_on"] = winner
-                    details.append(f"settled once {winner} is archived")
-                extra["detail"] = "; ".join(details) or None
-            decisions.append(_decision(facts, status, decision.reason, **extra))
-            if decision.archive:
-                key = CrawlKey.of(facts)
-                held = bucket.archived(source_id, key.year, key.month)  # read by the policy already
-                plans.append(_plan(facts, decision, month_state(held)))
+        for attempt in range(3):  # each attempt may find, and mend, one more interrupted month
+            try:
+                source_decisions, source_plans = _decide_source(settings, bucket, source_id, source_facts)
+                break
+            except MonthIncompleteError as e:
+                if ledger is None or attempt == 2 or not _recover(settings, bucket, ledger, run_id, e):
+                    logger.error("%s: cannot compare with the bucket: %s", source_id, e)
+                    source_decisions = [_decision(f, "held", MONTH_INCOMPLETE, detail=str(e)) for f in source_facts]
+                    source_plans = []
+                    break
+            except MetadataError as e:
+                logger.error("%s: cannot compare with the bucket: %s", source_id, e)
+                source_decisions = [
+                    _decision(f, "held", "unreadable_archive_metadata", detail=str(e)) for f in source_facts
+                ]
+                source_plans = []
+                break
+            except (OSError, crawls.UnsafeCrawlError) as e:
+                # Computing a checksum read the crawl and failed: hold this source, decide the others.
+                logger.error("%s: cannot compute a checksum to compare: %s", source_id, e)
+                source_decisions = [_decision(f, "held", "checksum_failed", detail=str(e)) for f in source_facts]
+                source_plans = []
+                break
+        decisions.extend(source_decisions)
+        plans.extend(source_plans)
     decisions.sort(key=lambda d: d["id"])
     counts = Counter(d["status"] for d in decisions)
     logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return {"decisions": decisions, "to_archive": plans}
 
 
-def _smaller_than_its_archive(bucket: Bucket, facts: Inspection) -> str | None:
-    """Why a crawl must not rewrite its month: the month's archive is of this crawl, and holds more than is left."""
-    key = CrawlKey.of(facts)
-    archived = bucket.archived(facts["source_id"], key.year, key.month)
-    if archived is None or archived.id != facts["id"] or facts["bytes"] >= archived.bytes:
+def _recover(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | None, error) -> bool:
+    """Finish or undo an interrupted replacement of the month ``error`` names, under its claim; whether one was."""
+    source_id, year, month = layout.parse_month_prefix(error.prefix)
+    try:
+        with ledger.claim(source_id, f"{year:04d}-{month:02d}", run_id):
+            done = replacement.recover(bucket.client, bucket.name, source_id, year, month, settings.storage_class)
+    except ClaimedError:
+        return False  # another try is writing the month right now: that is why it is incomplete
+    except replacement.RecoveryError as e:
+        logger.error("%s", e)
+        return False
+    bucket.forget(source_id, year, month)
+    return bool(done)
+
+
+def _decide_source(
+    settings: Settings, bucket: Bucket, source_id: str, source_facts: list[Inspection]
+) -> tuple[list[Decision], list[Plan]]:
+    """Decide one source's acceptable crawls; raises what reading the bucket or a crawl raised."""
+    source_facts = list(source_facts)
+    facts_by_id = {f["id"]: f for f in source_facts}
+    repairs: dict[str, str] = {}  # crawl id -> where the month names it: its metadata.json, or its data
+    decisions: list[Decision] = []
+
+    def repairing(error: MonthIncompleteError) -> str | None:
+        """The crawl being decided that an upload into this month left there (its data without metadata.json)."""
+        holds = archiver.crawl_in(bucket.client, bucket.name, error.prefix + layout.DATA, source_id)
+        return holds if holds in facts_by_id else None
+
+    def held_by(y: int, m: int) -> ArchivedCrawl | None:
+        """The month's archive; a month holding only what an upload of a crawl being decided left counts as empty."""
+        try:
+            return bucket.archived(source_id, y, m)
+        except MonthIncompleteError as e:
+            if (crawl := repairing(e)) is None:
+                raise
+            repairs[crawl] = f"s3://{bucket.name}/{e.prefix}: its data.tar.lz4"
+            return None
+
+    def month(y: int, m: int):
+        found = held_by(y, m)
+        return found.candidate() if found else None
+
+    def before(y: int, m: int):
+        try:
+            found = bucket.archived_before(source_id, y, m)
+        except MonthIncompleteError as e:
+            if repairing(e) is None:
+                raise
+            _, earlier_year, earlier_month = layout.parse_month_prefix(e.prefix)
+            return before(earlier_year, earlier_month)  # that month is its crawl's to rewrite, if it wins
+        return found.candidate() if found else None
+
+    # A crawl still on disk that its month's metadata.json names was chosen, archived, and not yet deleted: it
+    # stays the month's choice (never compared with itself, nor, as if the month were empty, with an earlier
+    # month), and archiving it finishes the job. Unless less is left on disk than that archive holds.
+    named: dict[str, ArchivedCrawl] = {}
+    for facts in list(source_facts):
+        key = CrawlKey.of(facts)
+        found = held_by(key.year, key.month)
+        if found is None or found.id != facts["id"]:
+            continue
+        source_facts.remove(facts)
+        if detail := _smaller_than_its_archive(bucket, facts, found):
+            logger.warning("%s: %s", facts["id"], detail)
+            decisions.append(_decision(facts, "held", SMALLER_THAN_ITS_ARCHIVE, detail=detail))
+            del facts_by_id[facts["id"]]
+        else:
+            named[facts["id"]] = found
+            repairs[facts["id"]] = f"s3://{bucket.name}/{found.key[: -len(layout.METADATA)]}: its metadata.json"
+    candidates = [_candidate(settings, f) for f in source_facts]
+    outcome = policy.decide_source(candidates, month, before)
+    for crawl, found in sorted(named.items()):
+        period = CrawlKey.of(facts_by_id[crawl]).period
+        rival = next((d for d in outcome if d.archive and CrawlKey.of(facts_by_id[d.id]).period == period), None)
+        if rival is not None:
+            outcome.append(
+                policy.Decision(crawl, False, policy.SAME_PERIOD, compared_with=crawl, superseded_by=rival.id)
+            )
+        else:
+            reason, compared_with = found.raw.get("reason") or policy.SAME_PERIOD, found.raw.get("compared_with")
+            outcome.append(policy.Decision(crawl, True, reason, compared_with=compared_with))
+    plans = []
+    winners = {d.id: d for d in outcome if d.archive}
+    by_id = {d.id: d for d in outcome}
+    for decision in outcome:
+        facts = facts_by_id[decision.id]
+        extra = {"compared_with": decision.compared_with, "superseded_by": decision.superseded_by}
+        if decision.archive:
+            status = "to_archive"
+            if decision.id in repairs:
+                extra["detail"] = f"repairs {repairs[decision.id]} names it"
+        else:
+            winner = _final_winner(decision, by_id)
+            status = "pending" if winner in winners else "not_archived"
+            details = [f"superseded by {decision.superseded_by}"] if decision.superseded_by else []
+            if status == "pending":
+                extra["pending_on"] = winner
+                details.append(f"settled once {winner} is archived")
+            extra["detail"] = "; ".join(details) or None
+        decisions.append(_decision(facts, status, decision.reason, **extra))
+        if decision.archive:
+            plans.append(_plan(facts, decision, month_state(month_as_held(bucket, CrawlKey.of(facts)))))
+    return decisions, plans
+
+
+def month_as_held(bucket: Bucket, key: CrawlKey):
+    """What the crawl's month holds, as a plan records it (its own cut-short upload counts as nothing)."""
+    try:
+        return bucket.archived(key.source_id, key.year, key.month)  # read by the policy already
+    except MonthIncompleteError:
+        return None
+
+
+def _smaller_than_its_archive(bucket: Bucket, facts: Inspection, archived: ArchivedCrawl) -> str | None:
+    """Why a crawl must not rewrite its month, whose archive is of this crawl: it holds more than is left."""
+    if facts["bytes"] >= archived.bytes:
         return None
     return (
         f"s3://{bucket.name}/{archived.key} names this crawl with {archived.bytes} bytes, and {facts['bytes']} are "
