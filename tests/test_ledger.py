@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kingfisher_archive.ledger import ClaimedError, Ledger, LedgerError
+from kingfisher_archive.ledger import ClaimedError, Ledger, LedgerError, process_identity
 
 
 def row(version, status, reason=None):
@@ -141,7 +141,8 @@ def test_a_claim_left_by_a_dead_process_does_not_block(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with sqlite3.connect(path) as connection:
         connection.execute(
-            "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at) VALUES ('scotland', '20200101_000000', 'old-run', ?, ?, 0)",
+            "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
+            "VALUES ('scotland', '20200101_000000', 'old-run', ?, ?, 0)",
             (socket.gethostname(), int(dead.stdout)),
         )
     with ledger.claim("scotland", "20200101_000000", "new-run"):
@@ -155,7 +156,8 @@ def test_a_retry_never_takes_a_claim_over_from_a_try_that_is_still_running(tmp_p
     try:
         with sqlite3.connect(path) as connection:
             connection.execute(
-                "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at) VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?)",
+                "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at) "
+                "VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?)",
                 (socket.gethostname(), still_running.pid, time.time()),
             )
         with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run run-1"):
@@ -165,6 +167,48 @@ def test_a_retry_never_takes_a_claim_over_from_a_try_that_is_still_running(tmp_p
         still_running.communicate(b"")
     with Ledger(path).claim("scotland", "2020-09", "run-1"):
         pass  # once that try has ended, its retry goes on
+
+
+def test_a_claim_whose_pid_now_belongs_to_another_process_does_not_block(tmp_path):
+    """A container restart restarts pids: the claim's pid is alive, but it is not the process that claimed (its
+    start time differs), so the claim was left by a process that died."""
+    path = str(tmp_path / "l.sqlite3")
+    Ledger(path)
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        boot, started = process_identity(live.pid).split("/")
+        with sqlite3.connect(path) as connection:
+            connection.execute(
+                "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at, process) "
+                "VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?, ?)",
+                (socket.gethostname(), live.pid, time.time(), f"{boot}/{int(started) - 100}"),
+            )
+        with Ledger(path).claim("scotland", "2020-09", "run-2"):
+            pass  # taken over: the holder died, and its pid went to another process
+        with sqlite3.connect(path) as connection:
+            connection.execute(
+                "INSERT INTO claim (source_id, data_version, run_id, host, pid, claimed_at, process) "
+                "VALUES ('scotland', '2020-09', 'run-1', ?, ?, ?, ?)",
+                (socket.gethostname(), live.pid, time.time(), process_identity(live.pid)),
+            )
+        with pytest.raises(ClaimedError, match="scotland/2020-09 is being archived by run run-1"):
+            with Ledger(path).claim("scotland", "2020-09", "run-2"):
+                pass  # pragma: no cover
+    finally:
+        live.communicate(b"")
+
+
+def test_a_ledger_from_before_claims_recorded_their_process_is_upgraded(tmp_path):
+    path = str(tmp_path / "l.sqlite3")
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE claim (source_id TEXT NOT NULL, data_version TEXT NOT NULL, run_id TEXT, "
+            "host TEXT NOT NULL, pid INTEGER NOT NULL, claimed_at REAL NOT NULL, PRIMARY KEY (source_id, data_version))"
+        )
+    with Ledger(path).claim("scotland", "2020-09", "run-1"):
+        with sqlite3.connect(path) as connection:
+            [process] = connection.execute("SELECT process FROM claim").fetchone()
+    assert process == process_identity(os.getpid())
 
 
 def test_an_error_that_is_not_corruption_never_sets_the_ledger_aside(tmp_path):
