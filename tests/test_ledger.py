@@ -203,7 +203,8 @@ def test_a_ledger_from_before_claims_recorded_their_process_is_upgraded(tmp_path
     with sqlite3.connect(path) as connection:
         connection.execute(
             "CREATE TABLE claim (source_id TEXT NOT NULL, data_version TEXT NOT NULL, run_id TEXT, "
-            "host TEXT NOT NULL, pid INTEGER NOT NULL, claimed_at REAL NOT NULL, PRIMARY KEY (source_id, data_version))"
+            "host TEXT NOT NULL, pid INTEGER NOT NULL, claimed_at REAL NOT NULL, "
+            "PRIMARY KEY (source_id, data_version))"
         )
     with Ledger(path).claim("scotland", "2020-09", "run-1"):
         with sqlite3.connect(path) as connection:
