@@ -55,3 +55,22 @@ def test_a_server_that_ignores_conditional_writes_is_named_before_anything_is_ar
         for item in _client_via(s3_server, s3_server.endpoint_url).list_objects_v2(Bucket=bucket)["Contents"]
     ]
     assert keys == ["scotland/2020/09/metadata.json"]  # the probe cleaned up after itself, and touched nothing else
+
+
+def test_a_server_that_ignores_if_none_match_on_completing_an_upload_is_named(s3_server, bucket):
+    """Archiving into an empty month completes its multipart uploads with ``If-None-Match: *``: a server that honours
+    the header on PutObject but ignores it on CompleteMultipartUpload fails the probe, naming that."""
+    from tests.harness.stripping_proxy import StrippingProxy
+
+    def completing(method: str, path: str) -> bool:
+        return method == "POST" and "uploadId=" in path
+
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop_on=completing
+    ) as proxy:
+        with pytest.raises(s3.ConditionalWritesError) as raised:
+            s3.probe_conditional_writes(_client_via(s3_server, proxy.endpoint_url), bucket)
+    message = str(raised.value)
+    assert "ignores If-None-Match: * on CompleteMultipartUpload (it completed over an existing object)" in message
+    assert "PutObject" not in message and "DeleteObject" not in message
+    assert _client_via(s3_server, s3_server.endpoint_url).list_objects_v2(Bucket=bucket).get("KeyCount") == 0

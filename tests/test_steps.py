@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -384,6 +385,25 @@ def test_planning_reads_no_data_file_content_unless_a_checksum_is_needed(host, s
     }
 
 
+def test_the_sweep_keeps_a_rejected_crawl_whose_reason_no_longer_holds(host, settings, bucket):
+    """A rejection is settled and may be old, or made on a read that failed for a moment: the sweep deletes a
+    rejected crawl only while its reject reason still holds."""
+    settings = replace(settings, retention_days=90)
+    ledger = Ledger(settings.ledger)
+    host.add_crawl("a", "20200101_000000")  # finished, complete, clean: acceptable now
+    host.add_crawl("a", "20200102_000000", log={"finish_reason": "shutdown"})
+    for version in ("20200101_000000", "20200102_000000"):
+        ledger.record(
+            [{"source_id": "a", "data_version": version, "status": "rejected", "reason": "not_finished"}], "r1"
+        )
+    loaded = {("a", "20200101_000000"), ("a", "20200102_000000")}
+    swept = steps.sweep(settings, ledger, loaded, datetime(2026, 11, 28), dry_run=False, bucket=bucket)
+    assert [item["id"] for item in swept] == ["a/20200102_000000"]
+    row = ledger.get("a", "20200101_000000")
+    assert host.exists("a/20200101_000000") and (row["status"], row["reason"]) == ("held", "rejection_no_longer_holds")
+    assert ("a", "20200101_000000") not in ledger.settled()  # the next run inspects and decides it again
+
+
 def test_the_retention_sweep_deletes_only_old_settled_loaded_crawls_of_closed_months(host, settings, bucket):
     ledger = Ledger(settings.ledger)
     # The archive a/20200201_000000 lost to is in the bucket; the one a/20200601_000000 lost to is not (any more).
@@ -402,7 +422,7 @@ def test_the_retention_sweep_deletes_only_old_settled_loaded_crawls_of_closed_mo
         "a/20261120_000000": ("rejected", "not_finished", True, {}),  # too young
     }
     for crawl_id, (status, reason, _, facts) in kinds.items():
-        host.add_crawl(*crawl_id.split("/"))
+        host.add_crawl(*crawl_id.split("/"), log={"finish_reason": "shutdown"} if reason == "not_finished" else None)
         row = {"source_id": "a", "data_version": crawl_id[2:], "status": status, "reason": reason, "facts": facts}
         ledger.record([row], "r1")
     loaded = {("a", crawl_id[2:]) for crawl_id, (_, _, is_loaded, _) in kinds.items() if is_loaded}
@@ -505,3 +525,72 @@ def test_a_task_on_a_host_without_the_crawls_says_so_and_the_audit_does_not_need
     )
     # The audit reads only the bucket: it runs on any worker.
     assert config.load(values.get, on_kingfisher_host=False).data_directory == missing
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EIO, errno.EMFILE, errno.ENOENT])
+@pytest.mark.parametrize("when", ["matching the log", "reading the log"])
+def test_a_log_that_cannot_be_read_for_now_holds_the_crawl_and_never_rejects_it(
+    host, settings, monkeypatch, error, when
+):
+    """A read that fails for a moment (permissions, an I/O error, too many open files, the file vanishing while it is
+    read) must never settle a crawl as rejected (``no_log_file``): a rejected crawl is never archived and may be
+    swept."""
+    from kingfisher_archive import scrapy_log
+
+    crawl = host.add_crawl("a", "20200101_000000")
+    calls = []
+
+    def failing_open(path, *args, **kwargs):
+        if path == crawl.log:
+            calls.append(path)
+            if len(calls) == (1 if when == "matching the log" else 2):
+                raise OSError(error, os.strerror(error), path)
+        return open(path, *args, **kwargs)
+
+    # Matching opens the log to read its crawl time; reading opens it again to parse it.
+    monkeypatch.setattr(scrapy_log, "open", failing_open, raising=False)
+    facts = steps.inspect(settings, {"source_id": "a", "data_version": "20200101_000000"})
+    assert facts["reject_reason"] is None and calls
+    assert facts["error"] and os.strerror(error) in facts["error"]
+    monkeypatch.undo()
+    [decision] = steps.decide(settings, Bucket(None, "unused"), [facts])["decisions"]
+    assert (decision["status"], decision["reason"]) == ("held", "inspection_failed")
+    assert steps.inspect(settings, {"source_id": "a", "data_version": "20200101_000000"})["reject_reason"] is None
+
+
+def test_a_crawl_that_lost_is_swept_once_its_winner_was_replaced_by_a_better_one(host, settings, bucket):
+    """L lost to W; later a better W2 replaced W in W's month. L was not kept because of W's bytes in particular: the
+    month holds a better archive, so L is not kept for ever."""
+    settings = replace(settings, retention_days=90)
+    ledger = Ledger(settings.ledger)
+    document = {"id": "a/20200220_000000", "data_version": "20200220_000000", "bytes": 9, "checksum": "0" * 32}
+    document["compressed_bytes"] = 7
+    bucket.client.put_object(Bucket=bucket.name, Key="a/2020/02/metadata.json", Body=json.dumps(document))
+    bucket.client.put_object(Bucket=bucket.name, Key="a/2020/02/data.tar.lz4", Body=b"archive")
+    host.add_crawl("a", "20200201_000000")
+    facts = {"compared_with": "a/20200210_000000"}  # W, since replaced by W2 (a/20200220_000000)
+    ledger.record([{"source_id": "a", "data_version": "20200201_000000", "status": "not_archived",
+                    "reason": "same_period", "facts": facts}], "r1")  # fmt: skip
+    swept = steps.sweep(settings, ledger, {("a", "20200201_000000")}, datetime(2026, 11, 28), False, bucket=bucket)
+    assert [item["id"] for item in swept] == ["a/20200201_000000"] and not host.exists("a/20200201_000000")
+
+
+def test_a_crawl_gone_from_disk_before_it_was_settled_keeps_no_month_open(host, settings, bucket):
+    """A chosen crawl deleted by hand (or whose last file went just before a kill) is settled by the next run
+    against the bucket, so the sweep of its month is not blocked for ever."""
+    settings = replace(settings, retention_days=90)
+    ledger = Ledger(settings.ledger)
+    host.add_crawl("a", "20200201_000000", log={"finish_reason": "shutdown"})
+    gone = host.add_crawl("a", "20200202_000000")
+    ledger.record([
+        {"source_id": "a", "data_version": "20200201_000000", "status": "rejected", "reason": "not_finished"},
+        {"source_id": "a", "data_version": "20200202_000000", "status": "to_archive", "reason": "new_period"},
+    ], "r1")  # fmt: skip
+    shutil.rmtree(gone.directory)
+    loaded = {("a", "20200201_000000"), ("a", "20200202_000000")}
+    steps.decide(settings, Bucket(bucket.client, bucket.name), [], ledger, "r2")
+    row = ledger.get("a", "20200202_000000")
+    assert (row["status"], row["reason"]) == ("gone", "not_on_disk")
+    assert row["facts"]["detail"] == "its directory is gone, though it was to_archive; its month holds nothing"
+    swept = steps.sweep(settings, ledger, loaded, datetime(2026, 11, 28), False, bucket=bucket)
+    assert [item["id"] for item in swept] == ["a/20200201_000000"]

@@ -235,6 +235,21 @@ def delete(data_directory: str, source_id: str, data_version: str) -> bool:
     return found
 
 
+def on_disk(data_directory: str, source_id: str, data_version: str) -> bool:
+    """Whether anything of the crawl is on disk: its directory, or what a deletion cut short left of it.
+
+    Raises the ``OSError`` of a directory that cannot be looked at (permissions, I/O): that is not "gone".
+    """
+    directory = crawl_directory(data_directory, source_id, data_version)
+    for path in (directory, directory + DELETING_SUFFIX):
+        try:
+            os.lstat(path)
+            return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def set_aside(directory: str, fingerprint: str, changed) -> str:
     """Rename a crawl that is about to be deleted out of its writers' way, and check it is still ``fingerprint``.
 

@@ -18,6 +18,7 @@ Statuses:
   try or run that finds the month still holding that archive finishes the deletion without reading the crawl again.
 - ``archived``: in the bucket, verified, deleted locally; settled.
 - ``swept``: not archived, and deleted locally by the opt-in retention sweep (the old 90-day cron); settled.
+- ``gone``: its directory disappeared before it was settled, without this package deleting it (by hand); settled.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from datetime import UTC, datetime
 
 logger = logging.getLogger(__name__)
 
-SETTLED = ("rejected", "not_archived", "archived", "swept")
-STATUSES = ("rejected", "not_archived", "pending", "to_archive", "held", "deleting", "archived", "swept")
+SETTLED = ("rejected", "not_archived", "archived", "swept", "gone")
+STATUSES = ("rejected", "not_archived", "pending", "to_archive", "held", "deleting", "archived", "swept", "gone")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crawl (

@@ -175,6 +175,10 @@ class ArchiveResult(TypedDict):
     prefix: NotRequired[str]
     #: Decided again under the month's claim, and not archived: the month held something it does not beat.
     redecided: NotRequired[dict]
+    #: Not archived: its month's metadata.json names it, and the crawl on disk is not that archive (reason, detail).
+    held: NotRequired[dict]
+    fingerprint: NotRequired[str]  # what the crawl's listing was when it was read: what its deletion checks
+    log: NotRequired[str | None]
     archived_by: NotRequired[str]  # already archived: the run whose record the ledger keeps
 
 

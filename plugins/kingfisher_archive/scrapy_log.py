@@ -396,10 +396,9 @@ def find(logs_directory: str, source_id: str, data_version: datetime, job: str |
     best: tuple[float, str] | None = None
     for name in names:
         path = os.path.join(folder, name)
-        try:
-            crawl_time, _ = read_crawl_time(path)
-        except LogError:
-            continue  # Scrapyd may rotate a log away while we look
+        # A log unreadable for now (permissions, too many open files), or rotated away by Scrapyd while we look,
+        # may have been this crawl's: its LogError is raised, never taken for "no log" (the crawl is held).
+        crawl_time, _ = read_crawl_time(path)
         if crawl_time is None:
             continue
         delta = (target - crawl_time).total_seconds()

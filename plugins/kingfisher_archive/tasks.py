@@ -177,7 +177,7 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
     except crawls.CrawlChangedError as e:
         # A retry would find the same change: fail now; the next run inspects the crawl again.
         raise AirflowFailException(str(e)) from e
-    if "redecided" not in result and not result.get("already_archived"):
+    if not ({"redecided", "held"} & result.keys()) and not result.get("already_archived"):
         prefix = result["prefix"].rstrip("/")
         event = {"data_version": plan["data_version"], "bytes": result["bytes"], "checksum": result.get("checksum")}
         asset = Asset(uri=f"s3://{settings.bucket}/{prefix}/", name=f"{settings.bucket}/{prefix}", group="kingfisher")

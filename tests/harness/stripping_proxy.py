@@ -4,9 +4,11 @@ By default it stands for an S3-compatible server that accepts ``If-None-Match`` 
 every request reaches the real server without them, re-signed with the same credentials (SigV4 signs those headers,
 so dropping them alone would only get the request refused), and the real server's answer comes back unchanged.
 
-With ``drop=()`` it passes every header on, and ``refuse`` (a predicate on method and path, which the test can swap
-while the proxy runs) answers the requests it picks with S3's 403 ``AccessDenied``, as a bucket policy denying a
-prefix would: a failure the caller cannot retry its way out of, until the policy is fixed.
+``drop_on`` (a predicate on method and path) limits the dropping to some requests: a server that ignores the
+headers on one operation only. With ``drop=()`` it passes every header on, and ``refuse`` (a predicate on method
+and path, which the test can swap while the proxy runs) answers the requests it picks with S3's 403
+``AccessDenied``, as a bucket policy denying a prefix would: a failure the caller cannot retry its way out of, until
+the policy is fixed.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ class StrippingProxy:
         *,
         drop: tuple[str, ...] = DROPPED,
         refuse: Callable[[str, str], bool] | None = None,
+        drop_on: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.upstream = urlsplit(upstream)
         self.credentials = Credentials(access_key, secret_key)
         self.region = region
         self.drop = tuple(name.lower() for name in drop)
         self.refuse = refuse
+        self.drop_on = drop_on  # drop the headers only on the requests it picks (method, path): every one if None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,8 +66,9 @@ class StrippingProxy:
                     if self.command != "HEAD":
                         self.wfile.write(ACCESS_DENIED)
                     return
+                dropped = proxy.drop if proxy.drop_on is None or proxy.drop_on(self.command, self.path) else ()
                 headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in (*proxy.drop, *HOP_BY_HOP, *RESIGNED)
+                    k: v for k, v in self.headers.items() if k.lower() not in (*dropped, *HOP_BY_HOP, *RESIGNED)
                 }
                 url = f"{proxy.upstream.scheme}://{proxy.upstream.netloc}{self.path}"
                 request = AWSRequest(method=self.command, url=url, data=body, headers=headers)

@@ -10,7 +10,7 @@ from functools import partial
 from kingfisher_archive import archiver, policy, replacement
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MonthIncompleteError
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError
 from kingfisher_archive.ledger import ClaimedError, Ledger
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Plan
 from kingfisher_archive.settings import Settings
@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 #: A crawl whose month's ``metadata.json`` names it, but whose files on disk are not (all) that archive's.
 DIFFERS_FROM_ITS_ARCHIVE = "differs_from_its_archive"
+#: A crawl that disappeared from disk before it was settled, without this package deleting it.
+GONE = "not_on_disk"
 
 
 def archive(settings: Settings, client, plan: Plan, before_delete=None) -> ArchiveResult:
@@ -379,3 +381,38 @@ def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | Non
 
 def _deleted(result: ArchiveResult) -> dict:
     return {"deleted": result["deleted"]} if result["deleted"] else {}
+
+
+def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | None) -> list[str]:
+    """Settle the crawls the ledger still expects to decide or archive whose directory is gone from disk (deleted by
+    hand, or the last file of a deletion removed just before a kill): ``archived`` if their month holds their
+    archive, else ``gone``. Returns their ids. Nothing of them is left to keep a month open."""
+    settled = []
+    for row in ledger.all():
+        if row["status"] not in ("to_archive", "pending", "held"):
+            continue
+        try:
+            key = CrawlKey.of(row)
+            if crawls.on_disk(settings.data_directory, key.source_id, key.data_version):
+                continue
+        except (ValueError, OSError, crawls.UnsafeCrawlError):
+            continue  # not a crawl's name, or cannot be looked at now: not gone
+        try:
+            archived = bucket.archived(key.source_id, key.year, key.month)
+        except MetadataError:
+            continue  # decided with its month, once that can be read
+        if archived is not None and archived.data_version == key.data_version:
+            result = {"id": key.id, "bytes": archived.bytes, "checksum": archived.checksum, "deleted": []}
+            ledger.mark_archived(key.source_id, key.data_version, result, run_id)
+            ledger.settle_pending(key.id, run_id)
+        else:
+            held = month_state(archived) or "nothing"
+            detail = f"its directory is gone, though it was {row['status']}; its month holds {held}"
+            facts = {**(row["facts"] or {}), "detail": detail}
+            ledger.record(
+                [{**row, "status": "gone", "reason": GONE, "facts": facts}],
+                run_id,
+            )
+        logger.warning("%s: %s; settled", key.id, "its directory is gone")
+        settled.append(key.id)
+    return settled

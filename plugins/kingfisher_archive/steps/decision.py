@@ -40,9 +40,10 @@ def decide(
     ``docs/safety.md``.
     """
     if ledger is not None:
-        from kingfisher_archive.steps.archiving import finish_deletes  # the archive step imports this module
+        from kingfisher_archive.steps.archiving import finish_deletes, settle_gone  # that module imports this one
 
         finished = set(finish_deletes(settings, bucket.client, ledger, run_id))
+        settle_gone(settings, bucket, ledger, run_id)
         deleting = {crawl_id(r["source_id"], r["data_version"]) for r in ledger.deleting()}
         if left := [f["id"] for f in inspected if f["id"] in finished | deleting]:
             logger.info("Not deciding %s again: archived, and deleted or being deleted", ", ".join(left))

@@ -22,7 +22,9 @@ def inspect(settings: Settings, crawl: CrawlRef, now: datetime | None = None) ->
     """Everything the decision needs to know about one crawl, without reading its data files.
 
     Never raises for a problem of this one crawl: one bad directory or log must not stop the run's other crawls.
-    The problem goes into ``error`` and the crawl is held (kept on disk, looked at again next run).
+    The problem goes into ``error`` and the crawl is held (kept on disk, looked at again next run). A directory or
+    log that cannot be read for now (permissions, an I/O error, too many open files, a file that vanished while it
+    was read) is such a problem, never a reject reason: only what is true of the crawl rejects it.
     """
     try:
         return _inspect(settings, crawl, now or datetime.now(UTC).replace(tzinfo=None))
@@ -61,7 +63,11 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
     }
     directory = key.directory(settings.data_directory)
     started = key.started
-    exists = os.path.lexists(directory)
+    try:
+        os.lstat(directory)
+        exists = True
+    except FileNotFoundError:
+        exists = False  # any other error (permissions, I/O) is not "no directory": it holds the crawl
     safe = True
     if exists:
         try:
@@ -80,10 +86,7 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
     if exists and safe:
         path = scrapy_log.find(settings.logs_directory, source_id, started, crawl.get("scrapyd_job"))
         if path:
-            try:
-                log = scrapy_log.parse(path)
-            except scrapy_log.LogError as e:
-                facts["detail"] = str(e)
+            log = scrapy_log.parse(path)  # a log found but unreadable now holds the crawl, never rejects it
         if log is not None:
             facts.update(
                 log=path,

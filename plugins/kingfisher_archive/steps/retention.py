@@ -12,13 +12,16 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
-from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.bucket import Bucket, MetadataError
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.records import Swept, crawl_id
 from kingfisher_archive.settings import Settings
+from kingfisher_archive.steps.inspection import inspect
 
 logger = logging.getLogger(__name__)
 
+#: A rejected crawl that the sweep found no longer fails its reject reason: held, so the next run decides it again.
+REJECTION_NO_LONGER_HOLDS = "rejection_no_longer_holds"
 _CRAWL = re.compile(r"(?P<source>[^/]+)/(?P<version>\d{8}_\d{6})")
 #: A 2020 archive's id: its metadata names no data version.
 _UNDATED = re.compile(r"(?P<source>[^/]+)/(?P<year>\d{4})-(?P<month>\d{2}) \(archived\)")
@@ -39,17 +42,24 @@ def sweep(
     A crawl is swept only when all of these hold: local retention is on (``retention_days``); the ledger has
     settled it as ``rejected`` or ``not_archived``; Kingfisher Process still lists it as loaded; its data version
     is older than ``retention_days``; no crawl of its source and month is still ``to_archive``, ``pending`` or
-    ``held`` (its month's choice is not final, so it may yet be needed); and, for a crawl not archived because of
-    another crawl's archive, that archive is in the bucket now (asked of the bucket, not of the ledger: the
-    ledger may say what the bucket no longer holds). Its directory, log and ``.stats`` are deleted; on a dry run
-    nothing is, and the list says what would be.
+    ``held`` (its month's choice is not final, so it may yet be needed); for a crawl not archived because of
+    another crawl's archive, that archive's month holds a whole archive now (that one, or the better one that
+    replaced it; asked of the bucket, not of the ledger, which may say what the bucket no longer holds); and, for
+    a rejected crawl, its reject reason still holds when inspected again. Its directory, log and ``.stats`` are
+    deleted; on a dry run nothing is, and the list says what would be.
     """
     if not settings.retention_days:
         return []
     cutoff = now - timedelta(days=settings.retention_days)
     rows = ledger.all()
+    # A month is open while a crawl of it that may yet be archived is still there to be: loaded, and on disk. A row
+    # whose crawl was deleted by hand, or whose Process row was deleted, keeps no month open for ever.
     open_months = {
-        (r["source_id"], r["data_version"][:6]) for r in rows if r["status"] in ("to_archive", "pending", "held")
+        (r["source_id"], r["data_version"][:6])
+        for r in rows
+        if r["status"] in ("to_archive", "pending", "held", "deleting")
+        and (r["source_id"], r["data_version"]) in loaded
+        and _on_disk(settings, r["source_id"], r["data_version"])
     }
     swept = []
     for row in rows:
@@ -68,13 +78,32 @@ def sweep(
         if row["status"] == "not_archived":
             facts = row["facts"] or {}
             winner = facts.get("pending_on") or facts.get("superseded_by") or facts.get("compared_with")
-            if not _in_bucket(bucket, winner):
+            if not _stands_in_bucket(bucket, winner):
                 logger.warning(
-                    "Kept %s: it was not archived because of %s, whose archive is not in s3://%s/",
+                    "Kept %s: it was not archived because of %s, and no archive of that month is in s3://%s/",
                     crawl_id(source_id, data_version),
                     winner or "(no archive recorded)",
                     bucket.name,
                 )
+                continue
+        else:
+            # A rejection is settled, and may be old: delete only while its reason still holds (a crawl rejected
+            # for a log that was unreadable then, say, is looked at again instead).
+            again = inspect(settings, {"source_id": source_id, "data_version": data_version, "scrapyd_job": None})
+            if again.get("error") or again["reject_reason"] != row["reason"]:
+                now_says = again.get("error") or again["reject_reason"] or "acceptable"
+                logger.warning(
+                    "Kept %s: it was rejected (%s), which no longer holds (now: %s); the next run decides it again",
+                    crawl_id(source_id, data_version),
+                    row["reason"],
+                    now_says,
+                )
+                if not dry_run:
+                    detail = f"rejected ({row['reason']}) earlier, which no longer holds (now: {now_says})"
+                    facts = {**(row["facts"] or {}), "detail": detail}
+                    ledger.record(
+                        [{**row, "status": "held", "reason": REJECTION_NO_LONGER_HOLDS, "facts": facts}], run_id
+                    )
                 continue
         log = scrapy_log.find(settings.logs_directory, source_id, started)
         item = {
@@ -100,16 +129,29 @@ def sweep(
     return swept
 
 
-def _in_bucket(bucket: Bucket, archived_id: str | None) -> bool:
-    """Whether the bucket holds the archive ``archived_id`` names (an :attr:`ArchivedCrawl.id`), data included."""
+def _on_disk(settings: Settings, source_id: str, data_version: str) -> bool:
+    try:
+        return crawls.on_disk(settings.data_directory, source_id, data_version)
+    except (ValueError, crawls.UnsafeCrawlError):
+        return False
+    except OSError:
+        return True  # cannot be looked at now: it may be there
+
+
+def _stands_in_bucket(bucket: Bucket, archived_id: str | None) -> bool:
+    """Whether the month of the archive ``archived_id`` names (an :attr:`ArchivedCrawl.id`) holds a whole archive:
+    that one, or one that replaced it since (only a better crawl replaces a month's archive)."""
     if match := _CRAWL.fullmatch(archived_id or ""):
         year, month = int(match["version"][:4]), int(match["version"][4:6])
     elif match := _UNDATED.fullmatch(archived_id or ""):
         year, month = int(match["year"]), int(match["month"])
     else:
         return False
-    found = bucket.archived(match["source"], year, month)
-    if found is None or found.id != archived_id:
+    try:
+        found = bucket.archived(match["source"], year, month)
+    except MetadataError:
+        return False
+    if found is None:
         return False
     try:
         head = bucket.client.head_object(Bucket=bucket.name, Key=found.key[: -len(layout.METADATA)] + layout.DATA)

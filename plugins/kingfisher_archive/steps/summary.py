@@ -46,6 +46,9 @@ def summarise(
         elif d["status"] == "to_archive":
             if dry_run:
                 row["status"] = "would_archive"
+            elif result is None and now.get("status") == "held":
+                # Its archive task found the month naming it, and the crawl on disk not that archive.
+                row.update(status="held", reason=now.get("reason"), detail=(now.get("facts") or {}).get("detail"))
             elif result is None and now.get("status") == "not_archived":
                 # Decided again by its archive task: by then its month held a crawl it does not beat.
                 facts = now.get("facts") or {}
