@@ -386,3 +386,68 @@ def test_a_replacement_whose_copy_fails_with_a_connection_error_ends_as_the_faul
     host.add_crawl("scotland", "20200225_000000", ocds_files("c", 3, 500))
     plans, decided = run_decide(settings, client, ledger, [c_id], "run-4")
     assert plans == {} and (decided[c_id]["status"], decided[c_id]["compared_with"]) == ("not_archived", b_id)
+
+
+def test_a_backlog_seen_in_one_run_ends_as_runs_that_saw_its_months_one_at_a_time(host, settings, client, s3_server):
+    """A first run on a host with a backlog (or a run after days of downtime) sees several months of one source at
+    once: each month's crawl is compared with the crawl chosen for the month before in the same run, and the bucket
+    and the disk end as if the months had come one run at a time."""
+    crawls_by_month = [
+        ("20200105_000000", ocds_files("jan", 6), 0),
+        ("20200112_000000", ocds_files("jan-bigger", 12), 0),  # replaces the first within January
+        ("20200203_000000", ocds_files("jan-bigger", 12), 0),  # identical to January's choice: not distinct
+        ("20200304_000000", ocds_files("mar", 3), 0),
+    ]
+    one_at_a_time = KingfisherHost(str(host.root) + "-one-at-a-time")
+    alone_bucket = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(alone_bucket)
+    alone = replace(
+        settings,
+        bucket=alone_bucket,
+        data_directory=one_at_a_time.data_directory,
+        logs_directory=one_at_a_time.logs_directory,
+        ledger=settings.ledger + "-one-at-a-time",
+    )
+    for target in (host, one_at_a_time):
+        for version, files, errors in crawls_by_month:
+            target.add_crawl("scotland", version, files, log={"errors": errors})
+    ids = [f"scotland/{version}" for version, _, _ in crawls_by_month]
+
+    ledger = Ledger(settings.ledger)
+    plans, _ = run_decide(settings, client, ledger, ids, "backlog")
+    for plan in reversed(list(plans.values())):  # mapped tasks run in any order
+        steps.archive_and_record(settings, client, plan, ledger, "backlog")
+
+    alone_ledger = Ledger(alone.ledger)
+    for n, crawl in enumerate(ids):
+        plans, _ = run_decide(alone, client, alone_ledger, [crawl], f"day-{n}")
+        for plan in plans.values():
+            steps.archive_and_record(alone, client, plan, alone_ledger, f"day-{n}")
+
+    def outcome(target_settings, target_host, target_ledger):
+        keys = client.list_objects_v2(Bucket=target_settings.bucket).get("Contents", [])
+        months = {
+            item["Key"].rsplit("/", 1)[0]: json.loads(
+                client.get_object(Bucket=target_settings.bucket, Key=item["Key"])["Body"].read()
+            )["id"]
+            for item in keys
+            if item["Key"].endswith("metadata.json")
+        }
+        on_disk = sorted(crawl for crawl in ids if target_host.exists(crawl))
+        statuses = {crawl: target_ledger.get(*crawl.split("/"))["status"] for crawl in ids}
+        return months, on_disk, statuses
+
+    # With local retention on, what each world kept on disk because it lost is swept: the same disk.
+    loaded = {tuple(crawl.split("/")) for crawl in ids}
+    for target, target_ledger in ((settings, ledger), (alone, alone_ledger)):
+        target = replace(target, retention_days=1)
+        steps.sweep(target, target_ledger, loaded, datetime(2026, 11, 28), False, bucket=fresh_bucket(client, target))
+    backlog, one_by_one = outcome(settings, host, ledger), outcome(alone, one_at_a_time, alone_ledger)
+    assert backlog[:2] == one_by_one[:2]
+    assert backlog[0] == {"scotland/2020/01": ids[1], "scotland/2020/03": ids[3]} and backlog[1] == []
+    # The only difference: the first January crawl was never archived in the backlog (it lost at once), where one
+    # run at a time archived it, then replaced it.
+    assert (backlog[2][ids[0]], one_by_one[2][ids[0]]) == ("swept", "archived")
+    assert {c: s for c, s in backlog[2].items() if c != ids[0]} == {
+        c: s for c, s in one_by_one[2].items() if c != ids[0]
+    }

@@ -146,7 +146,9 @@ def compare(crawl: Candidate, best: Candidate) -> tuple[bool, str]:
     )
     if less_clean and no_more_files and crawl.bytes <= best.bytes:
         return False, f"{prefix}_not_distinct_maybe"
-    if best.checksum is not None and crawl.get_checksum() == best.checksum:
+    # ``best`` may be a crawl this run chose for an earlier month (a backlog seen at once), whose checksum is then
+    # computed too: compared as its archive would be by a later run.
+    if (best_checksum := best.get_checksum()) is not None and crawl.get_checksum() == best_checksum:
         return False, f"{prefix}_not_distinct"
     return True, NEW_PERIOD
 
