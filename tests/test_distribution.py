@@ -177,7 +177,7 @@ def test_the_sdist_holds_what_the_wheel_is_built_from_and_the_dag_files(dist):
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"pyproject.toml", "README.md", "CHANGELOG.md", "requirements.txt", "PKG-INFO"} <= names
     assert {f"dags/{p.name}" for p in (REPOSITORY / "dags").glob("*.py")} <= names
-    assert "plugins/kingfisher_archive/version.py" in names
+    assert {"plugins/kingfisher_archive/version.py", "plugins/.airflowignore"} <= names
     assert not {name for name in names if name.startswith(("tests/", "scripts/", "bench/", ".venv/"))}
 
 
