@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: demo demo-shell demo-stop test lint e2e
+.PHONY: demo demo-shell demo-stop test lint e2e dist
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
@@ -32,3 +32,9 @@ test: lint
 # this machine's Redis or RabbitMQ as the broker): tests/test_deployment.py. A few minutes.
 e2e: $(VENV)/.installed
 	$(VENV)/bin/pytest -m e2e -rP tests/test_deployment.py
+
+# The distribution (docs/installing.md): dist/kingfisher_archive-<version>-py3-none-any.whl and its sdist, built
+# offline with the build backend requirements.txt pins (`python -m build` does the same with a fresh one from PyPI).
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(VENV)/bin/python -m build --no-isolation --outdir dist .

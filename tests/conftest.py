@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["tests.harness.fixtures", "pytester"]
@@ -23,3 +24,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("KINGFISHER_ARCHIVE_HYPOTHESIS", "ci"))
+
+
+@pytest.fixture(scope="session")
+def airflow_template(tmp_path_factory):
+    """An AIRFLOW_HOME whose sqlite metadata database is migrated once per session, for AirflowHome.from_template."""
+    from scripts.demo_kit.airflow_dag import migrate
+
+    home = str(tmp_path_factory.mktemp("airflow-template"))
+    migrate(home)
+    return home

@@ -11,7 +11,7 @@ import tarfile
 import lz4.frame
 import pytest
 
-from kingfisher_archive import archiver, crawl, s3
+from kingfisher_archive import __version__, archiver, crawl, s3
 from scripts.demo_kit.kingfisher_host import FILES, make_crawl, tree
 
 
@@ -76,6 +76,7 @@ def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket
         "files_count": 6,
     }
     assert (metadata["errors_count"], metadata["reject_reason"], metadata["collection_id"]) == (1, None, 7)
+    assert metadata["archiver"] == f"kingfisher-archive {__version__}"  # the distribution and version that wrote it
     log = client.get_object(Bucket=bucket, Key="scotland/2020/09/scrapy.log")["Body"].read()
     assert log == b"log\n"
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
+from kingfisher_archive import __version__
 from scripts.demo_kit.kingfisher_host import tree
 from tests.test_restore import archive, put_month
 
@@ -200,6 +201,11 @@ def test_help_explains_the_commands(cli):
     assert result.returncode == 0
     for text in ("restore", "list", "audit", "KINGFISHER_ARCHIVE_BUCKET", "AWS_ACCESS_KEY_ID"):
         assert text in result.stdout
+
+
+def test_version_names_the_distribution_and_its_version(cli):
+    result = cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"python -m kingfisher_archive {__version__}\n")
 
 
 def unused_port() -> int:

@@ -15,18 +15,11 @@ import sqlite3
 import psycopg2
 import pytest
 
-from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate
+from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables
 from scripts.demo_kit.kingfisher_host import KingfisherHost, archive_all, mixed_host, tree
 from scripts.demo_kit.kingfisher_process import ProcessV2
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="session")
-def airflow_template(tmp_path_factory):
-    home = str(tmp_path_factory.mktemp("airflow-template"))
-    migrate(home)
-    return home
 
 
 @pytest.fixture(params=["v1", "v2"])

@@ -179,6 +179,21 @@ def test_every_layout_restores_byte_for_byte_beside_its_log(client, bucket, tmp_
     ]
 
 
+def test_an_archive_written_before_1_0_0_reads_as_before(client, bucket, tmp_path):
+    """Until 1.0.0 metadata.json's archiver said "kingfisher-archive (Airflow)", not a distribution and version."""
+    before = archive(client, bucket, tmp_path, {"a.json": b"{}", "000/b.json": b"[]"})
+    metadata = read_metadata(client, bucket)
+    assert metadata["archiver"].startswith("kingfisher-archive 1.")
+    put_month(client, bucket, "scotland/2020/09/", metadata=metadata | {"archiver": "kingfisher-archive (Airflow)"})
+
+    [row] = list_months(client, bucket, SOURCE)
+    result = restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "restored"))
+
+    assert (row["data_version"], row["problem"]) == (VERSION, None)
+    assert result["verified"] == ["bytes", "files", "checksum"]
+    assert tree(tmp_path / "restored" / SOURCE / VERSION) == before
+
+
 def test_restored_files_keep_their_times_so_process_accepts_the_crawl_time(client, bucket, tmp_path):
     # Kingfisher Process's load refuses a --time later than the earliest file modification time.
     started = crawl.parse_data_version(VERSION).replace(tzinfo=UTC).timestamp()

@@ -4,3 +4,7 @@ The package is plain Python, one module per noun of the domain, so that every ru
 scheduler. Only :mod:`kingfisher_archive.tasks` knows about Airflow; the DAG files in ``dags/`` wire its task
 functions together.
 """
+
+from kingfisher_archive.version import __version__
+
+__all__ = ["__version__"]

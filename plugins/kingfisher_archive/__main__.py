@@ -33,6 +33,7 @@ from kingfisher_archive.cli_settings import (
     SettingsError,
 )
 from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
+from kingfisher_archive.version import __version__
 
 PROG = "python -m kingfisher_archive"
 
@@ -116,6 +117,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     command = commands.add_parser(
@@ -287,7 +289,11 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The command line; ``prog`` defaults to how it was started (the ``kingfisher-archive`` script, or ``-m``)."""
+    if prog is None:
+        started_as = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        prog = PROG if started_as in ("", "__main__.py", "-c") else started_as
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     command = f"{prog} {args.command}"

@@ -34,6 +34,7 @@ from kingfisher_archive import archive_format, replacement, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.crawl import MiB
+from kingfisher_archive.version import ARCHIVER
 
 logger = logging.getLogger(__name__)
 
@@ -421,7 +422,7 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult) -> bytes:
         "compressed_bytes": stream.compressed_bytes,
         "tar_prefix": f"{crawl.label}/",
         "archived_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "archiver": "kingfisher-archive (Airflow)",
+        "archiver": ARCHIVER,
         **{k: v for k, v in crawl.metadata.items() if k not in ("files_count", "errors_count")},
     }
     return json.dumps(document, indent=2, sort_keys=False).encode("utf-8")

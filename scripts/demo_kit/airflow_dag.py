@@ -79,12 +79,17 @@ class DagRun:
 
 @dataclass
 class AirflowHome:
-    """One AIRFLOW_HOME with a migrated sqlite database and the package's Connections and Variables."""
+    """One AIRFLOW_HOME with a migrated sqlite database and the package's Connections and Variables.
+
+    ``airflow`` is the command that runs Airflow, by default this virtualenv's ``airflow``; the installed-wheel test
+    runs ``python -m airflow`` with another interpreter (and an empty plugins folder in ``extra_env``).
+    """
 
     home: str
     connections: dict[str, dict] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    airflow: list[str] = field(default_factory=list)
 
     @classmethod
     def from_template(cls, template: str, home: str, **kwargs) -> AirflowHome:
@@ -108,7 +113,7 @@ class AirflowHome:
         timeout: int = 600,
         dag_id: str = "kingfisher_archive",
     ) -> DagRun:
-        command = [AIRFLOW, "dags", "test", dag_id, logical_date]
+        command = [*(self.airflow or [AIRFLOW]), "dags", "test", dag_id, logical_date]
         if conf:
             command += ["--conf", json.dumps(conf)]
         result = subprocess.run(
