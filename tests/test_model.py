@@ -23,6 +23,11 @@ The number of sequences is bounded for ``make test``; a longer search:
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+import sqlite3
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -50,32 +55,43 @@ S3_OPERATIONS = (
     "PutObject",
     "CopyObject",
     "DeleteObject",
+    "DeleteObjects",
+    "AbortMultipartUpload",
     "ListObjectsV2",
 )
+S3_WHENS = ("error", "before", "lost", "lost-error", "lost-killed", "5xx")
+LEDGER_WRITES = ("Ledger.claim", "Ledger.record", "Ledger.mark_archived", "Ledger.settle_pending")
 
 
 def _crash(kind: str, name: str, nth: int, when: str) -> Crash:
     return Crash(Point(kind, name, nth), when)
 
 
-# Faults injected into one archive task (see tests/harness/crashes.py for what each "when" does).
+# Faults injected into one archive task (tests/harness/crashes.py says what each "when" does): an S3 call that
+# fails, is applied and its response lost (botocore's retry answering, or not), applied and answered with a 500, or
+# the process killed before or after it (a server-side copy among them); a listing answered from before the last
+# write; a ledger write that fails or is the last thing the process does; a delete that fails, or the process
+# killed after k of a crawl's unlinks or rmdirs.
 FAULTS = st.one_of(
-    st.builds(
-        _crash,
-        st.just("s3"),
-        st.sampled_from(S3_OPERATIONS),
-        st.integers(1, 3),
-        st.sampled_from(["error", "before", "lost"]),
-    ),
+    st.builds(_crash, st.just("s3"), st.sampled_from(S3_OPERATIONS), st.integers(1, 3), st.sampled_from(S3_WHENS)),
+    st.builds(_crash, st.just("s3"), st.just("ListObjectsV2"), st.integers(1, 3), st.just("stale")),
     st.builds(
         _crash,
         st.just("ledger"),
-        st.sampled_from(["Ledger.record", "Ledger.mark_archived", "Ledger.settle_pending"]),
+        st.sampled_from(LEDGER_WRITES),
         st.just(1),
-        st.just("error"),
+        st.sampled_from(["error", "before", "after"]),
     ),
-    st.builds(_crash, st.just("local"), st.just("os.unlink"), st.just(1), st.just("error")),  # just before a delete
+    st.builds(
+        _crash,
+        st.just("local"),
+        st.sampled_from(["os.unlink", "os.rmdir", "os.remove"]),
+        st.integers(1, 4),
+        st.sampled_from(["error", "before", "after"]),
+    ),
 )
+#: A transient error reading the crawls during inspection and decision: the nth open or scandir, and its errno.
+READ_ERRORS = st.tuples(st.integers(1, 12), st.sampled_from([errno.EACCES, errno.EIO, errno.EMFILE]))
 
 
 class Runs(RuleBasedStateMachine):
@@ -89,6 +105,11 @@ class Runs(RuleBasedStateMachine):
         self.world = World(self.s3_server, str(self.tmp.mktemp("world")))
         self.shadow = World(self.s3_server, str(self.tmp.mktemp("shadow")))
         self.previous_files: dict[str, bytes] | None = None
+        # An earlier month is in the bucket: January, archived first.
+        self.clock = datetime(2020, 1, 5)
+        for world in (self.world, self.shadow):
+            world.load(crawls.format_data_version(self.clock), ocds_files("january", 3), 0)
+            world.run()
 
     @precondition(lambda self: self.clock < datetime(2020, 5, 1))
     @rule(
@@ -107,10 +128,32 @@ class Runs(RuleBasedStateMachine):
         for world in (self.world, self.shadow):
             world.load(data_version, dict(content), errors)
 
-    @rule(fault=st.none() | FAULTS, dry=st.booleans(), victim=st.integers(0, 3))
-    def a_run(self, fault, dry, victim):
-        self.world.run(fault, dry, victim)
+    @rule(fault=st.none() | FAULTS, dry=st.booleans(), victim=st.integers(0, 3), reads=st.none() | READ_ERRORS)
+    def a_run(self, fault, dry, victim, reads):
+        self.world.run(fault, dry, victim, read_error=reads)
         self.shadow.run(dry=dry)
+
+    @precondition(lambda self: self.world.loaded)
+    @rule(which=st.integers(0, 20))
+    def a_claim_left_by_a_process_whose_pid_is_now_another(self, which):
+        """A container restarted: the ledger holds a claim on a month from before, by a pid that is alive again
+        (this very process), with another run id and an older claim time. It is not a live holder."""
+        crawl = self.world.loaded[which % len(self.world.loaded)]
+        row = {
+            "source_id": crawl.source_id,
+            "data_version": crawl.data_version.strftime("%Y-%m"),
+            "run_id": "a run before the restart",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "claimed_at": time.time() - 3600,
+        }
+        with sqlite3.connect(self.world.settings.ledger) as connection:
+            columns = {c[1] for c in connection.execute("PRAGMA table_info(claim)")}
+            row = {k: v for k, v in row.items() if k in columns}
+            connection.execute(
+                f"INSERT OR REPLACE INTO claim ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
 
     @rule(fault=st.none() | FAULTS, order=st.randoms(use_true_random=False))
     def two_overlapping_runs(self, fault, order):
@@ -154,6 +197,7 @@ class Runs(RuleBasedStateMachine):
             self.shadow.run()
         assert self.world.failed == []
         assert self.world.months() == self.shadow.months()
+        assert self.world.keys("staging/") == [] and self.world.uploads() == []
 
 
 def test_any_sequence_of_runs_faults_and_overlaps_ends_in_the_bucket_a_fault_free_history_makes(

@@ -17,7 +17,10 @@ writes (all but the readers in :data:`LEDGER_READS`), and every ``os.unlink``, `
 - ``5xx``: the server applied it, the client gets a 500 ``InternalError``;
 - ``after`` (ledger and local calls): the call applied, then the process dies;
 - ``error``: the call raises a connection error (S3: ``EndpointConnectionError``; ledger: ``LedgerError``; local:
-  ``OSError`` EIO) without reaching its target, and the process lives on.
+  ``OSError`` EIO) without reaching its target, and the process lives on;
+- ``lost-error``: the server applied it, and the client sees a connection error (its retries gave up);
+- ``stale`` (``ListObjectsV2``): answered, without asking the server, from :attr:`Try.snapshot`, a listing of the
+  bucket taken before the last write (a ``before-call`` handler that returns a response short-circuits the request).
 
 All of it through botocore's own event hooks on a real client (``before-parameter-build``, ``before-call``,
 ``after-call``), never by patching boto3.
@@ -36,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from botocore import xform_name
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from kingfisher_archive.ledger import LedgerError
@@ -98,6 +102,7 @@ class Try:
     reads: list[tuple[str, str]] = field(default_factory=list)  # (operation, key) of every other S3 call
     struck: bool = False
     dead: bool = False
+    snapshot: list[dict] | None = None  # what a stale listing answers (see :func:`list_bucket`)
 
     def __post_init__(self) -> None:
         self._counts: Counter = Counter()
@@ -154,6 +159,9 @@ class Try:
             self._die(f"just before {point}")
         if self._strikes(point, "error"):
             raise EndpointConnectionError(endpoint_url=f"injected: {point} could not connect")
+        if model.name == "ListObjectsV2" and self._strikes(point, "stale"):
+            self._local.point = None
+            return AWSResponse(f"stale://{point}", 200, {}, None), stale_listing(self.snapshot, self._local.params[1])
         return None
 
     def _after_call(self, model, http_response, parsed, **kwargs) -> None:
@@ -168,6 +176,8 @@ class Try:
                 },
                 model.name,
             )
+        if self._strikes(point, "lost-error"):
+            raise EndpointConnectionError(endpoint_url=f"injected: {point} was applied, its response lost")
         if self._strikes(point, "lost", "lost-killed"):
             name, params = self._local.params
             answer, error = None, None
@@ -291,7 +301,57 @@ class _ClaimInTry:
 
 
 def explorable(calls: list[Point]) -> list[Point]:
-    """The points worth crashing at: every call, except that of a run of unlinks only the first, middle and last."""
-    unlinks = [p for p in calls if p.name == "os.unlink"]
-    keep = {id(p) for p in (unlinks[:1] + unlinks[len(unlinks) // 2 : len(unlinks) // 2 + 1] + unlinks[-1:])}
-    return [p for p in calls if p.name != "os.unlink" or id(p) in keep]
+    """The points worth crashing at: every call, except that of the unlinks and of the rmdirs of a crawl's deletion
+    only the first, the middle and the last of each."""
+    keep = set()
+    for name in ("os.unlink", "os.rmdir"):
+        run = [p for p in calls if p.name == name]
+        keep |= {id(p) for p in (run[:1] + run[len(run) // 2 : len(run) // 2 + 1] + run[-1:])}
+    return [p for p in calls if p.name not in ("os.unlink", "os.rmdir") or id(p) in keep]
+
+
+def list_bucket(client, bucket: str) -> list[dict]:
+    """Every object of the bucket, as ListObjectsV2 lists it: what a stale listing answers later."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [item for page in pages for item in page.get("Contents", [])]
+
+
+def stale_listing(snapshot: list[dict] | None, params: dict) -> dict:
+    """A ListObjectsV2 answer to ``params`` from ``snapshot`` (one page: the model's buckets are small)."""
+    prefix = params.get("Prefix", "")
+    items = sorted((item for item in snapshot or [] if item["Key"].startswith(prefix)), key=lambda i: i["Key"])
+    items = items[: params.get("MaxKeys", 1000)]
+    answer = {"IsTruncated": False, "Name": params["Bucket"], "Prefix": prefix, "KeyCount": len(items)}
+    answer["MaxKeys"] = params.get("MaxKeys", 1000)
+    answer["ResponseMetadata"] = {"HTTPStatusCode": 200, "HTTPHeaders": {}}
+    if items:
+        answer["Contents"] = [dict(item) for item in items]
+    return answer
+
+
+@contextmanager
+def failing_reads(nth: int, code: int, modules: tuple[str, ...] = ("kingfisher_archive.",)):
+    """The ``nth`` ``open`` or ``os.scandir`` called from ``modules`` raises ``OSError(code)``, once (a transient
+    EACCES, EIO or EMFILE). Yields a list that holds what was struck, if anything."""
+    import builtins
+
+    originals = {"open": builtins.open, "scandir": os.scandir}
+    calls, struck = [0], []
+
+    def wrap(name, original):
+        def call(*args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith(modules):
+                calls[0] += 1
+                if calls[0] == nth:
+                    struck.append(f"{name}({args[0] if args else ''!r})")
+                    raise OSError(code, f"injected: {os.strerror(code)}", args[0] if args else None)
+            return original(*args, **kwargs)
+
+        return call
+
+    builtins.open = wrap("open", originals["open"])
+    os.scandir = wrap("scandir", originals["scandir"])
+    try:
+        yield struck
+    finally:
+        builtins.open, os.scandir = originals["open"], originals["scandir"]

@@ -7,10 +7,13 @@ which may crash), then the retention sweep.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import secrets
+import shutil
 import tarfile
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import lz4.frame
@@ -26,7 +29,7 @@ from kingfisher_archive.process import Collection
 from kingfisher_archive.s3 import client_config
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost
-from tests.harness.crashes import Crash, Killed, Try
+from tests.harness.crashes import Crash, Killed, Try, failing_reads, list_bucket
 
 SOURCE = "scotland"
 #: What the sweep takes as now: every crawl of 2020 is older than its retention.
@@ -46,7 +49,10 @@ class World:
         self.host = KingfisherHost(root)
         self.bucket = f"model-{secrets.token_hex(6)}"
         s3_server.create_bucket(self.bucket)
-        self.client = self.new_client()
+        self.client = self.new_client()  # the runs' (find, decide, sweep); archive tasks have their own
+        self.calls: list[tuple[str, str]] = []  # (operation, key) of every S3 call of the runs' client
+        self.client.meta.events.register("before-parameter-build.s3", self._note)
+        self.look = self.new_client()  # what the checks below read with: never counted as the system's reads
         self.settings = Settings(
             self.bucket,
             self.host.data_directory,
@@ -59,7 +65,30 @@ class World:
         self.loaded: list[Collection] = []
         self.checksums: dict[str, str] = {}  # every crawl loaded, by id: the checksum of its files
         self.failed: list[tuple[dict, str]] = []
+        self.tries: list[Try] = []  # every archive task's try, in order
+        self.snapshot: list[dict] = []  # the bucket's listing before the last archive try
+        self._view: dict | None = None  # see _viewing
+        self._cache: dict = {}
         self.runs = 0
+
+    def _note(self, params, model, **kwargs) -> None:
+        self.calls.append((model.name, params.get("Key", "")))
+
+    def clone(self, root: str) -> World:
+        """A world in the same state under ``root``, with a bucket of its own: the host's files (and the ledger)
+        copied with their times, the bucket's objects copied server-side. Faster than replaying the history."""
+        shutil.copytree(self.host.root, root, dirs_exist_ok=True)
+        world = World(self.s3_server, root, self.settings.retention_days)
+        for crawl in self.host.crawls.values():
+            moved = {"directory": crawl.directory.replace(self.host.root, root, 1)}
+            if crawl.log:
+                moved["log"] = crawl.log.replace(self.host.root, root, 1)
+            world.host.crawls[crawl.id] = dataclasses.replace(crawl, **moved)
+        for key in self.keys():
+            source = {"Bucket": self.bucket, "Key": key}
+            world.look.copy_object(CopySource=source, Bucket=world.bucket, Key=key, StorageClass="STANDARD")
+        world.loaded, world.checksums, world.runs = list(self.loaded), dict(self.checksums), self.runs
+        return world
 
     def new_client(self):
         return self.s3_server.client(config=client_config(Config(s3={"addressing_style": "path"})))
@@ -70,13 +99,15 @@ class World:
         self.checksums[crawl.id] = crawls.checksum(crawl.directory)
         return crawl.id
 
-    def decide(self, dry: bool = False) -> tuple[str, list[dict]]:
+    def decide(self, dry: bool = False, read_error: tuple[int, int] | None = None) -> tuple[str, list[dict]]:
+        """Find, inspect, decide and record; ``read_error`` (nth, errno): that read of inspection or decision fails."""
         self.runs += 1
         run_id = f"run-{self.runs}"
         settled = set() if dry else self.ledger.settled()
         work = steps.find(self.settings, self.loaded, settled, False)["crawls"]
-        inspected = [steps.inspect(self.settings, crawl) for crawl in work]
-        decided = steps.decide(self.settings, Bucket(self.client, self.bucket), inspected)
+        with failing_reads(*read_error) if read_error else nullcontext():
+            inspected = [steps.inspect(self.settings, crawl) for crawl in work]
+            decided = steps.decide(self.settings, Bucket(self.client, self.bucket), inspected)
         if dry:
             return run_id, []
         steps.record_decisions(self.ledger, decided["decisions"], run_id)
@@ -84,8 +115,10 @@ class World:
 
     def archive(self, plan: dict, run_id: str, crash: Crash | None = None) -> Try:
         """One try of the plan's archive task; a failed one is kept in :attr:`failed` (``attempt.error``)."""
-        attempt = Try(self, crash)
+        attempt = Try(self, crash, snapshot=self.snapshot)
         attempt.error = None
+        self.tries.append(attempt)
+        self.snapshot = list_bucket(self.look, self.bucket)  # before this try's writes: what a stale listing says
         try:
             attempt.run(steps.archive_and_record, self.settings, attempt.client, plan, attempt.ledger, run_id)
         except (Exception, Killed) as e:  # noqa: BLE001 - a failed task: the run goes on, an operator may clear it
@@ -97,8 +130,8 @@ class World:
         loaded = {(c.source_id, crawls.format_data_version(c.data_version)) for c in self.loaded}
         steps.sweep(self.settings, self.ledger, loaded, NOW, False, run_id, bucket=Bucket(self.client, self.bucket))
 
-    def run(self, crash: Crash | None = None, dry: bool = False, victim: int = 0) -> None:
-        run_id, plans = self.decide(dry)
+    def run(self, crash: Crash | None = None, dry: bool = False, victim: int = 0, read_error=None) -> None:
+        run_id, plans = self.decide(dry, read_error)
         failed = len(self.failed)
         for i, plan in enumerate(plans):
             self.archive(plan, run_id, crash if i == victim % max(len(plans), 1) else None)
@@ -107,42 +140,67 @@ class World:
 
     # -- what an operator sees
 
+    @contextmanager
+    def _viewing(self):
+        """Within, objects are read once per ETag: one listing, and a GET only for what changed since the last."""
+        if self._view is not None:
+            yield
+            return
+        pages = self.look.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        self._view = {item["Key"]: (item["ETag"], item["Size"]) for page in pages for item in page.get("Contents", [])}
+        try:
+            yield
+        finally:
+            self._view = None
+
     def months(self) -> dict[str, str | None]:
         """Each month prefix of the bucket, and the crawl its metadata.json names (None: no metadata)."""
         found: dict[str, str | None] = {}
-        for key in self.keys():
-            if key.startswith("staging/"):
-                continue
-            prefix, name = key.rsplit("/", 1)
-            found.setdefault(prefix + "/", None)
-            if name == "metadata.json":
-                found[prefix + "/"] = json.loads(self._read(key))["id"]
+        with self._viewing():
+            for key in sorted(self._view):
+                if key.startswith("staging/"):
+                    continue
+                prefix, name = key.rsplit("/", 1)
+                found.setdefault(prefix + "/", None)
+                if name == "metadata.json":
+                    found[prefix + "/"] = json.loads(self._read(key))["id"]
         return found
 
     def keys(self, prefix: str = "") -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        pages = self.look.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def uploads(self) -> list[str]:
         """The keys of the bucket's incomplete multipart uploads."""
-        return sorted(u["Key"] for u in self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []))
+        return sorted(u["Key"] for u in self.look.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []))
 
     def _read(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        seen = self._view.get(key) if self._view is not None else None
+        if seen is not None and (key, seen[0]) in self._cache:
+            return self._cache[(key, seen[0])]
+        response = self.look.get_object(Bucket=self.bucket, Key=key)
+        body = response["Body"].read()
+        self._cache[(key, response["ETag"])] = body
+        return body
 
     def data(self, prefix: str) -> tuple[str, str] | None:
         """The crawl a month's data.tar.lz4 holds (its tar's first member) and the checksum of its files."""
+        if self._view is not None and prefix + "data.tar.lz4" not in self._view:
+            return None
         try:
             data = self._read(prefix + "data.tar.lz4")
         except ClientError:
             return None
+        if ("tar", data) in self._cache:
+            return self._cache[("tar", data)]
         hasher = xxhash.xxh3_128()
         with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(data))) as tar:
             members = tar.getmembers()
             for member in members:
                 if member.isfile():
                     hasher.update(tar.extractfile(member).read())
-        return members[0].name, hasher.hexdigest()
+        self._cache[("tar", data)] = found = (members[0].name, hasher.hexdigest())
+        return found
 
     def data_names(self, prefix: str) -> str | None:
         """The crawl a month's data.tar.lz4 holds, read from the tar itself (None: no data)."""
@@ -153,7 +211,10 @@ class World:
         """Its metadata.json describes its data.tar.lz4: same crawl, size and checksum. Returns the checksum."""
         metadata = json.loads(self._read(prefix + "metadata.json"))
         try:
-            size = self.client.head_object(Bucket=self.bucket, Key=prefix + "data.tar.lz4")["ContentLength"]
+            if self._view is not None and prefix + "data.tar.lz4" in self._view:
+                size = self._view[prefix + "data.tar.lz4"][1]
+            else:
+                size = self.look.head_object(Bucket=self.bucket, Key=prefix + "data.tar.lz4")["ContentLength"]
         except ClientError as e:
             raise AssertionError(f"{prefix}metadata.json names {crawl_id} but there is no data.tar.lz4") from e
         assert size == metadata["compressed_bytes"], f"{prefix}: data.tar.lz4 is not the size its metadata says"
@@ -162,8 +223,19 @@ class World:
         assert checksum == metadata["checksum"], f"{prefix}: the data is not what metadata.json says"
         return metadata["checksum"]
 
+    def objects(self, prefix: str = "") -> dict[str, tuple[str, object]]:
+        """Each object's ETag and time of writing: what changes if anything rewrites it."""
+        pages = self.look.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return {
+            item["Key"]: (item["ETag"], item["LastModified"]) for page in pages for item in page.get("Contents", [])
+        }
+
     def end_state(self) -> dict:
         """What an operator compares: the months, their consistency, leftovers, the crawls on disk, the ledger."""
+        with self._viewing():
+            return self._end_state()
+
+    def _end_state(self) -> dict:
         months = self.months()
         consistent = {}
         for prefix, crawl_id in months.items():
@@ -181,11 +253,22 @@ class World:
         }
 
     def unsafe(self) -> list[str]:
-        """The crawls loaded that are lost: not on disk, not in their month's archive, and not deleted while the
-        archive they lost to is in the bucket. (A promotion cut short may leave a month's data.tar.lz4 without its
+        """What breaks the safety invariants now: a ``metadata.json`` that does not describe the data beside it, and
+        a crawl loaded that is lost: not on disk, not in its month's archive byte for byte, and not deleted while the
+        archive it lost to is in the bucket. (A promotion cut short may leave a month's data.tar.lz4 without its
         metadata.json: that data is a whole archive, restorable by hand, and counts for the crawl it holds.)"""
+        with self._viewing():
+            return self._unsafe()
+
+    def _unsafe(self) -> list[str]:
         months = self.months()
         problems = []
+        for prefix, crawl_id in months.items():
+            if crawl_id is not None:
+                try:
+                    self.check_month(prefix, crawl_id)
+                except AssertionError as e:
+                    problems.append(f"{prefix}metadata.json does not describe its data: {e}")
         for crawl_id, checksum in self.checksums.items():
             if self.host.exists(crawl_id):
                 continue
@@ -193,7 +276,7 @@ class World:
             held = self.data(prefix) if prefix in months else None
             if held == (crawl_id, checksum):
                 continue  # in its month's data.tar.lz4, byte for byte (with or without its metadata.json)
-            if held is not None and months.get(prefix) not in (None, crawl_id):
+            if held is not None and months[prefix] in (None, held[0]):
                 continue  # its month holds a whole archive of another crawl, which replaced it (or it lost to)
             row = self.ledger.get(*crawl_id.split("/")) or {}
             facts = row.get("facts") or {}
