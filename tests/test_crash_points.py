@@ -280,7 +280,9 @@ def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_craw
     run_id, [plan] = world.decide()
     first = world.archive(plan, run_id, Crash(Point("local", "os.unlink", 4), "after"))
     assert first.struck and isinstance(first.error, Killed)
-    assert world.host.exists(E.id), "half the crawl is still on disk"
+    directory = os.path.join(world.host.data_directory, *E.id.split("/"))
+    # Half the crawl is still on disk: renamed aside (before the last walk) as <data_version>.deleting.
+    assert os.path.isdir(directory + ".deleting") and not world.host.exists(E.id), "half the crawl is still on disk"
     month = world.objects(month_of(E.id))
     assert set(month) == {month_of(E.id) + name for name in ("data.tar.lz4", "metadata.json", "scrapy.log")}
     world.failed, tries, calls = [], len(world.tries), len(world.calls)
@@ -294,10 +296,11 @@ def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_craw
     made = [str(point) for attempt in recovered for point in attempt.calls if point.kind == "s3"]
     uploads = [call for call in made if "Upload" in call or "PutObject" in call or "CopyObject" in call]
     assert uploads == [], f"the crawl was uploaded again: {made}"
-    read = [key for attempt in recovered for _, key in attempt.reads] + [key for _, key in world.calls[calls:]]
-    assert [key for key in read if key.endswith("data.tar.lz4")] == [], "the archive's data was read again"
+    read = [*(call for attempt in recovered for call in attempt.reads), *world.calls[calls:]]
+    got = [key for operation, key in read if operation == "GetObject" and key.endswith("data.tar.lz4")]
+    assert got == [], "the archive's data was read again"
     row = world.ledger.get(SOURCE, E.data_version)
     assert (row["status"], row["reason"]) not in (("held", "smaller_than_its_archive"),)
     assert row["status"] == "archived"
-    assert not world.host.exists(E.id)
+    assert not world.host.exists(E.id) and not os.path.exists(directory + ".deleting")
     assert world.objects(month_of(E.id)) == month

@@ -151,6 +151,12 @@ def journals(client, bucket: str, source_id: str) -> list[str]:
     ]
 
 
+def interrupted(client, bucket: str, source_id: str, year: int, month: int) -> bool:
+    """Whether a journal of a replacement of this month is there (named by its crawl's data version's month)."""
+    period = f"{year:04d}{month:02d}"
+    return any(key.split("/")[2].startswith(period) for key in journals(client, bucket, source_id))
+
+
 def recover(client, bucket: str, source_id: str, year: int, month: int, storage_class: str) -> list[str]:
     """Finish or undo every interrupted replacement of one month; return what was done, in words.
 

@@ -116,7 +116,12 @@ def _decide_source(
     decisions: list[Decision] = []
 
     def repairing(error: MonthIncompleteError) -> str | None:
-        """The crawl being decided that an upload into this month left there (its data without metadata.json)."""
+        """The crawl being decided that an upload into this month left there (its data without metadata.json).
+
+        Not while a journal says a replacement of the month was cut short: that is finished or undone first."""
+        _, year, month = layout.parse_month_prefix(error.prefix)
+        if replacement.interrupted(bucket.client, bucket.name, source_id, year, month):
+            return None
         holds = archiver.crawl_in(bucket.client, bucket.name, error.prefix + layout.DATA, source_id)
         return holds if holds in facts_by_id else None
 
