@@ -389,7 +389,8 @@ def list_months(client, bucket: str, source_id: str) -> list[dict]:
 
     Each row: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files`` (``data_files``, ours only),
     ``compressed_bytes`` (the size of ``data.tar.lz4``, ``None`` if missing), ``log`` (whether ``scrapy.log`` is
-    there), ``generation`` (``"2021"`` for 2021 and this package's metadata, ``"2020"``) and ``problem`` (``None``
+    there), ``archived_at`` (what this package's metadata records, else ``None``), ``generation`` (``"2021"`` for
+    2021 and this package's metadata, ``"2020"``) and ``problem`` (``None``
     if the month can be restored).
     """
     problem = crawls.source_id_problem(source_id)
@@ -417,6 +418,7 @@ def list_months(client, bucket: str, source_id: str) -> list[dict]:
             "files": None,
             "compressed_bytes": objects.get(layout.DATA),
             "log": layout.LOG in objects,
+            "archived_at": None,
             "generation": None,
             "problem": None,
         }
@@ -431,7 +433,9 @@ def list_months(client, bucket: str, source_id: str) -> list[dict]:
                 problems.append(f"metadata unreadable: {_client_error_code(e)}")
             else:
                 data_files = archived.raw.get("data_files")
+                archived_at = archived.raw.get("archived_at")
                 row.update(
+                    archived_at=archived_at if isinstance(archived_at, str) else None,
                     data_version=archived.data_version,
                     bytes=archived.bytes,
                     files=data_files if isinstance(data_files, int) else None,
