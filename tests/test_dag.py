@@ -332,3 +332,74 @@ def test_local_retention_sweeps_old_crawls_that_were_loaded_but_not_kept(mixed):
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
     ]
+
+
+class UdpListener:
+    """A StatsD server's socket on loopback: every datagram the run sends, kept as text lines."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self):
+        while not self._stop.is_set():
+            try:
+                data = self.socket.recv(65536)
+            except TimeoutError:
+                continue
+            self.lines.extend(data.decode(errors="replace").splitlines())
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.socket.close()
+
+
+@pytest.mark.parametrize("schema", ["v2"])
+def test_a_run_sends_its_figures_to_statsd(mixed):
+    host, airflow, client, bucket = mixed
+    listener = UdpListener()
+    airflow.extra_env.update(
+        AIRFLOW__METRICS__STATSD_ON="True",
+        AIRFLOW__METRICS__STATSD_HOST="127.0.0.1",
+        AIRFLOW__METRICS__STATSD_PORT=str(listener.port),
+    )
+    try:
+        run = airflow.run()
+    finally:
+        listener.close()
+    assert run.succeeded, run.output[-5000:]
+
+    ours = {}
+    for line in listener.lines:
+        name, _, rest = line.partition(":")
+        if name.startswith("airflow.kingfisher_archive."):
+            ours.setdefault(name.removeprefix("airflow.kingfisher_archive."), []).append(rest)
+    archived = ["kenya/2020/12/", "scotland/2020/09/"]
+    metadata = [json.loads(client.get_object(Bucket=bucket, Key=p + "metadata.json")["Body"].read()) for p in archived]
+    uploaded = sum(client.head_object(Bucket=bucket, Key=p + "data.tar.lz4")["ContentLength"] for p in archived)
+    kept = sum(1 for status, _ in EXPECTED_V2.values() if status in ("rejected", "not_archived"))
+    assert {name: values for name, values in ours.items() if name != "oldest_wait_days"} | {
+        "throughput_mb_per_second": [v.split("|")[1] for v in ours["throughput_mb_per_second"]]
+    } == {
+        "crawls_archived": ["2|c"],
+        "crawls_kept": [f"{kept}|c"],
+        "bytes_read": [f"{sum(m['bytes'] for m in metadata)}|c"],
+        "bytes_uploaded": [f"{uploaded}|c"],
+        "bytes_freed": [f"{sum(m['bytes'] for m in metadata)}|c"],
+        "crawls_held": ["0|g"],
+        "crawls_waiting": ["1|g"],
+        "throughput_mb_per_second": ["g"],
+    }
+    # The crawl waiting for Kingfisher Process was closed long before the run (the warning says more than 3 days).
+    (oldest,) = ours["oldest_wait_days"]
+    assert oldest.endswith("|g") and float(oldest.split("|")[0]) > 3

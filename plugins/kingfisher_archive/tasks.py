@@ -16,7 +16,7 @@ from airflow.sdk import Asset, AssetAlias, BaseHook, TriggerRule, Variable, get_
 from airflow.sdk.exceptions import AirflowFailException
 
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive import s3, steps
+from kingfisher_archive import metrics, s3, steps
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
@@ -227,6 +227,7 @@ def summarise() -> dict:
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
+    _send_metrics(summary, results)
     for warning in summary["warnings"]:
         logger.warning(warning)
     if summary["failed"]:
@@ -236,6 +237,17 @@ def summarise() -> dict:
             "They stay on disk; clear their 'Archive crawl' tasks to retry."
         )
     return summary
+
+
+def _send_metrics(summary: dict, results: dict) -> None:
+    """The run's figures through Airflow's stats client (StatsD or OpenTelemetry as configured; else nothing)."""
+    from airflow.sdk.observability.stats import Stats
+
+    sent = metrics.from_summary(summary, results)
+    for kind, name, value in sent:
+        getattr(Stats, kind)(name, value)
+    if sent:
+        logger.info("Metrics sent: %s", ", ".join(f"{name}={value}" for _, name, value in sent))
 
 
 # -- restore and audit ---------------------------------------------------------------------------------------------
