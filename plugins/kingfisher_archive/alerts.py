@@ -128,3 +128,15 @@ def from_audit(report: dict, url: str, dag_id: str, run_id: str) -> dict | None:
     if not items:
         return None
     return _alert(f"Kingfisher Archive: the audit ({dag_id} run {run_id}) found broken months", items, url)
+
+
+def overdue(dag_run: dict, deadline: dict, url: str, limit: str) -> dict:
+    """The message of a run that has not finished ``limit`` after it was queued (the DAG's deadline alert)."""
+    dag_id, run_id = dag_run.get("dag_id") or "kingfisher_archive", dag_run.get("dag_run_id") or "?"
+    items = [
+        f"Run {run_id} of {dag_id} was queued at {dag_run.get('queued_at') or '?'} and has not finished after "
+        f"{limit} (deadline {deadline.get('deadline_time') or '?'}; state {dag_run.get('state') or '?'})",
+        "An Archive crawl task may be waiting for another run's claim on its month (it says so in its log), or an "
+        "upload may be stuck: see the run's running tasks and docs/operating.md",
+    ]
+    return _alert(f"Kingfisher Archive: {dag_id} run {run_id} is taking too long", items, url)

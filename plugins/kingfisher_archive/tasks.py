@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, AssetAlias, BaseHook, TriggerRule, Variable, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    AsyncCallback,
+    BaseHook,
+    DeadlineAlert,
+    DeadlineReference,
+    TriggerRule,
+    Variable,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
 from kingfisher_archive import alerts, metrics, s3, steps
@@ -251,6 +262,30 @@ def _send_metrics(summary: dict, results: dict) -> None:
         getattr(Stats, kind)(name, value)
     if sent:
         logger.info("Metrics sent: %s", ", ".join(f"{name}={value}" for _, name, value in sent))
+
+
+async def run_overdue(context: dict | None = None) -> str:
+    """The DAG's deadline alert (in the triggerer): a run still going :data:`RUN_DEADLINE` after it was queued."""
+    from airflow.sdk.configuration import conf
+
+    dag_run = (context or {}).get("dag_run") or {}
+    url = alerts.run_url(
+        conf.get("api", "base_url", fallback="http://localhost:8080/"),
+        dag_run.get("dag_id") or "kingfisher_archive",
+        dag_run.get("dag_run_id") or "",
+    )
+    alert = alerts.overdue(
+        dag_run, (context or {}).get("deadline") or {}, url, f"{RUN_DEADLINE.total_seconds():.0f} s"
+    )
+    _notify(dict(context or {}), alert)
+    return alert["subject"]
+
+
+#: A run still going this long after it was queued (a claim wait, a stuck upload) is reported through the notifier.
+RUN_DEADLINE = timedelta(seconds=float(os.environ.get("KINGFISHER_ARCHIVE_DEADLINE_SECONDS", str(12 * 3600))))
+DEADLINE = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RUN_DEADLINE, callback=AsyncCallback(run_overdue)
+)
 
 
 def _run(context) -> tuple[str, str]:
