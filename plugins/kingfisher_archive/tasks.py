@@ -282,9 +282,15 @@ async def run_overdue(context: dict | None = None) -> str:
 
 
 #: A run still going this long after it was queued (a claim wait, a stuck upload) is reported through the notifier.
+#: ``0`` turns the deadline off, which ``airflow dags test`` needs in Airflow 3.3.2: it fails any DAG with a deadline
+#: when the run ends (apache/airflow issue 73428).
 RUN_DEADLINE = timedelta(seconds=float(os.environ.get("KINGFISHER_ARCHIVE_DEADLINE_SECONDS", str(12 * 3600))))
-DEADLINE = DeadlineAlert(
-    reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RUN_DEADLINE, callback=AsyncCallback(run_overdue)
+DEADLINE = (
+    DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RUN_DEADLINE, callback=AsyncCallback(run_overdue)
+    )
+    if RUN_DEADLINE.total_seconds() > 0
+    else None
 )
 
 
