@@ -193,6 +193,32 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
             + "</tr>"
         )
     parts.append("</table>")
+    parts.append("<h2>Archived months</h2>")
+    parts.append(
+        _table(
+            ("source", "month", "crawl", "size", "compressed", "archived", "kept as", "replaced", "problem"),
+            [
+                (
+                    source["source_id"],
+                    row["period"],
+                    row["data_version"] or "-",
+                    _size(row["bytes"]),
+                    _size(row["compressed_bytes"]),
+                    row.get("archived_at") or "-",
+                    row["reason"] or "-",
+                    ", ".join(row["replaced"]),
+                    row["problem"] or "",
+                )
+                for source in shown
+                for row in source["months"]
+            ],
+            links=[
+                f"{URL_PREFIX}/month/{quote(s['source_id'])}/{r['year']:04d}/{r['month']:02d}"
+                for s in shown
+                for r in s["months"]
+            ],
+        )
+    )
     problems = [(s["source_id"], p) for s in shown for p in s["problems"]]
     if problems:
         parts.append("<h2>Problems</h2><ul>" + "".join(f"<li>{_e(s)} {_e(p)}</li>" for s, p in problems) + "</ul>")
@@ -238,12 +264,18 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
     return _page("Kingfisher Archive catalogue", "".join(parts))
 
 
-def _table(header, rows) -> str:
+def _table(header, rows, links=None) -> str:
+    """A table; with ``links``, each row's second cell links to the URL of the same index."""
     if not rows:
         return "<p class='note'>None.</p>"
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    body = []
+    for index, row in enumerate(rows):
+        cells = [f"<td>{_e(c)}</td>" for c in row]
+        if links:
+            cells[1] = f"<td><a href='{_e(links[index])}'>{_e(row[1])}</a></td>"
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 @app.get("/catalogue.json")

@@ -2,8 +2,9 @@
 
 ``airflow api-server`` with SimpleAuthManager and a password (not the all-admins mode, whose middleware lets
 everyone in): a request without a token, or with a forged one, is refused on every route of the plugin; a user who
-logged in (``POST /auth/token``, as the UI's login form does) sees what the bucket holds. The page in headless
-Chromium, under ``airflow standalone``: ``scripts/ui_check.py``.
+logged in (``POST /auth/token``, as the UI's login form does) sees what the bucket holds; and in headless Chromium,
+a person who fills in the login form sees the bucket on the page inside the Airflow UI. ``scripts/ui_check.py``
+screenshots it under ``airflow standalone`` for the documentation.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 import pytest
 
 from kingfisher_archive.ledger import Ledger
 from scripts.demo_kit.airflow_dag import AIRFLOW, AirflowHome, archive_connections
 from scripts.demo_kit.airflow_standalone import HOST, free_port, tail
+from scripts.demo_kit.browser import CHROMIUM, Browser
+from scripts.ui_check import archived_months
 from tests.test_dag import airflow_template  # noqa: F401 (the fixture)
 from tests.test_restore import archive, put_month
 
@@ -155,3 +159,37 @@ def test_the_catalogue_is_refused_without_a_login_and_shows_the_bucket_to_a_user
     assert status == 200
     (plugin,) = [p for p in json.loads(plugins)["plugins"] if p["name"] == "kingfisher_archive_catalogue"]
     assert [view["href"] for view in plugin["external_views"]] == ["/kingfisher-archive/"]
+
+
+@pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK) and not os.environ.get("KINGFISHER_ARCHIVE_UI_REQUIRED"),
+    reason=f"{CHROMIUM} is not installed (Debian: apt-get install chromium; CI installs it and never skips this)",
+)
+def test_a_person_logs_in_and_sees_the_bucket_on_the_catalogue_page_in_chromium(api_server, client, tmp_path):
+    base, bucket, log = api_server
+    months = archived_months(client, bucket)
+    assert [(source, period) for source, period, _ in months] == [("scotland", "2020-09"), ("uk", "2020-11")]
+    browser = Browser(tmp_path / "chromium")
+    try:
+        # Not logged in: the page is refused, in the browser too.
+        browser.open(f"{base}/kingfisher-archive/")
+        browser.wait_for_text(["Not authenticated"])
+
+        # The login form of Airflow's SimpleAuthManager, filled in as a person does; it leads to the catalogue in
+        # the Airflow UI (the navigation's "Kingfisher Archive" entry: the page in an iframe).
+        browser.open(f"{base}/auth/login?next={quote('/plugin/kingfisher-archive')}")
+        browser.wait_for("document.querySelector('input[name=password]')", "the login form")
+        browser.fill("input[name=username]", "operator")
+        browser.fill("input[name=password]", PASSWORD)
+        browser.wait_for("!document.querySelector('button[type=submit]').disabled", "the form to accept the login")
+        browser.evaluate("document.querySelector('button[type=submit]').click()")
+        expected = ["Kingfisher Archive catalogue", bucket, "uk/20201201_000000", "smaller_than_its_archive"]
+        text = browser.wait_for_text(expected + [text for month in months for text in month])
+        browser.screenshot(tmp_path / "catalogue-after-login.png")
+        assert "metadata missing" in text  # uk/2020/12: a data object without metadata.json
+
+        # A month opens to its metadata.json and the restore command.
+        browser.open(f"{base}/kingfisher-archive/month/uk/2020/11")
+        browser.wait_for_text(['"data_version": "20201105_000000"', "kingfisher-archive restore uk 2020 11"])
+    finally:
+        browser.close()
