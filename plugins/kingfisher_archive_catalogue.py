@@ -47,6 +47,7 @@ READ_DAG = [Depends(requires_access_dag(method="GET", param_dag_id=DAG_ID))]
 
 _cache: dict[str, tuple[float, dict]] = {}
 _lock = threading.Lock()
+_metadata = None  # a catalogue.MetadataCache, made on first use
 
 
 def _settings():
@@ -80,8 +81,12 @@ def _waiting() -> list[dict]:
 def load(refresh: bool = False) -> dict:
     """The catalogue, from the cache when it is younger than :data:`CACHE_SECONDS`."""
     from kingfisher_archive import catalogue, tasks
+    from kingfisher_archive.settings import ConfigurationError
 
-    settings = _settings()
+    try:
+        settings = _settings()
+    except ConfigurationError as e:  # the page says what is missing, as the DAG's first task would
+        raise HTTPException(503, f"The catalogue cannot read the bucket: {e}") from None
     with _lock:
         cached = _cache.get(settings.bucket)
         if cached and not refresh and time.monotonic() - cached[0] < CACHE_SECONDS:
@@ -94,12 +99,16 @@ def load(refresh: bool = False) -> dict:
                 ledger_note = f"the ledger {settings.ledger} cannot be read here ({e})"
         else:
             ledger_note = f"no ledger at {settings.ledger} on this host: held and kept crawls are not shown"
+        global _metadata
+        if _metadata is None:
+            _metadata = catalogue.MetadataCache()
         found = catalogue.catalogue(
             tasks.s3_client(),
             settings.bucket,
             ledger_rows=rows,
             waiting=_waiting(),
             retention_days=settings.retention_days,
+            cache=_metadata,
         )
         found["ledger_note"] = ledger_note
         _cache[settings.bucket] = (time.monotonic(), found)

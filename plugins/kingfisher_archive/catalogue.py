@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -72,6 +73,30 @@ def read_ledger(path: str) -> list[dict]:
     return found
 
 
+class MetadataCache:
+    """metadata.json bodies by bucket, key and ETag: a long-lived reader (the page) GETs only what changed.
+
+    A listing still runs every time, and an object rewritten since has a new ETag, so nothing stale is shown.
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[tuple[str, str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def reader(self, client, bucket: str):
+        def read(key: str, etag: str) -> bytes:
+            with self._lock:
+                body = self._bodies.get((bucket, key, etag)) if etag else None
+            if body is None:
+                body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+                if etag:
+                    with self._lock:
+                        self._bodies[(bucket, key, etag)] = body
+            return body
+
+        return read
+
+
 def sources(client, bucket: str) -> list[str]:
     """Every source id with a folder at the top of the bucket (paginated), ``staging/`` and odd names left out."""
     found = []
@@ -112,18 +137,20 @@ def catalogue(
     only: list[str] | None = None,
     now: datetime | None = None,
     workers: int = WORKERS,
+    cache: MetadataCache | None = None,
 ) -> dict:
     """The bucket by source and month, the crawls waiting, held or kept on disk, and the totals per month.
 
     ``ledger_rows``: :meth:`Ledger.all` (empty if this machine has no ledger: the on-disk part is then empty too);
     ``waiting``: the crawls the last run found waiting for Kingfisher Process (its summary's ``waiting``);
     ``retention_days``: the local retention setting, to say when a kept crawl will be swept; ``only``: these
-    sources, not every source in the bucket.
+    sources, not every source in the bucket; ``cache``: metadata already read (by ETag), kept across calls.
     """
     now = now or datetime.now(UTC)
     names = sorted(only) if only is not None else sources(client, bucket)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names) or 1))) as pool:
-        listed = list(pool.map(lambda name: list_months(client, bucket, name), names))
+        read = cache.reader(client, bucket) if cache is not None else None
+        listed = list(pool.map(lambda name: list_months(client, bucket, name, read), names))
 
     archived_by_month: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in ledger_rows:
