@@ -52,6 +52,7 @@ from kingfisher_archive import tasks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["kingfisher"],
+    deadline=tasks.DEADLINE,
     default_args={
         "retries": int(os.environ.get("KINGFISHER_ARCHIVE_RETRIES", "2")),
         "retry_delay": timedelta(seconds=int(os.environ.get("KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS", "300"))),

@@ -14,13 +14,15 @@ Kingfisher host, the Connections and Variables as ``AIRFLOW_CONN_*``/``AIRFLOW_V
 starts ``airflow standalone`` there (sqlite, the API server on a free loopback port, SimpleAuthManager with every
 user an admin so that neither this script nor the browser meets a login form), creates the pool, unpauses the DAG,
 triggers a run through the REST API, waits for it, then has headless Chromium (Debian's ``chromium`` package)
-screenshot the run's grid and the mapped Inspect crawl page (each crawl's label), checking what they show.
+screenshot the run's grid and the mapped Inspect crawl page (each crawl's label), then the plugin's catalogue page
+(alone, where every month the bucket holds must be shown, and inside the Airflow UI), checking what they show.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import os
 import re
 import secrets
@@ -66,6 +68,8 @@ SCREENSHOTS = (
         "inspect_crawl",
     ),
 )
+CATALOGUE = "catalogue.png"
+CATALOGUE_IN_UI = "catalogue-in-airflow.png"
 # What the grid must show whatever page it is on: the DAG's task names (task_display_name), so not a login form.
 GRID_TEXT = ("Kingfisher Archive", RUN_ID, "Find loaded crawls", "Decide what to archive", "Summarise the run")
 
@@ -113,6 +117,33 @@ def screenshot(url: str, path: Path, profile: Path, expected: list[str]) -> None
         )
 
 
+def archived_months(client, bucket: str) -> list[tuple[str, str, str]]:
+    """(source, ``YYYY-MM``, data version) of every month the bucket holds, read from its objects directly."""
+    found = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            parts = item["Key"].split("/")
+            if len(parts) == 4 and parts[3] == "metadata.json" and parts[0] != "staging":
+                metadata = json.loads(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                found.append((parts[0], f"{parts[1]}-{int(parts[2]):02d}", metadata.get("data_version") or ""))
+    return sorted(found)
+
+
+def check_catalogue(api: Api, client, bucket: str, output: Path, home: Path) -> None:
+    """The plugin's catalogue page, alone and inside the Airflow UI: it must show every month the bucket holds."""
+    months = archived_months(client, bucket)
+    if not months:
+        raise CheckFailed(f"the bucket {bucket} holds no month to see in the catalogue")
+    expected = ["Kingfisher Archive catalogue", bucket, *{text for month in months for text in month if text}]
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))
+    screenshot(f"{api.base_url}/kingfisher-archive/", output / CATALOGUE, profile, expected)
+    print(f"Screenshot of the catalogue page ({len(months)} months, each found on it): {output / CATALOGUE}")
+    # Inside the Airflow UI (the navigation's "Kingfisher Archive" entry): the page in an iframe.
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))
+    screenshot(f"{api.base_url}/plugin/kingfisher-archive", output / CATALOGUE_IN_UI, profile, ["Kingfisher Archive"])
+    print(f"Screenshot of the catalogue inside the Airflow UI: {output / CATALOGUE_IN_UI}")
+
+
 def run_check(home: Path, output: Path, postgres_url: str | None) -> None:
     if postgres_url:
         os.environ["KINGFISHER_ARCHIVE_TEST_POSTGRES"] = postgres_url
@@ -151,6 +182,7 @@ def run_check(home: Path, output: Path, postgres_url: str | None) -> None:
             profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))
             screenshot(f"{api.base_url}/{urllib.parse.quote(path)}", output / name, profile, [*GRID_TEXT, *labels])
             print(f"Screenshot of {what}: {output / name}")
+        check_catalogue(api, s3.client(), bucket, output, home)
         print(f"Screenshots taken in {time.monotonic() - started:.1f} s.")
     finally:
         if standalone is not None:

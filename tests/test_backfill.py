@@ -1,5 +1,8 @@
 """A backfill over five days, started through Airflow's REST API with its defaults, on a real scheduler.
 
+With the DAG's deadline set shorter than any run, each run's deadline alert (Airflow's ``DeadlineAlert``, run by
+the triggerer) reaches the notifier: a mail server on loopback.
+
 Airflow starts a backfill's runs up to ten at once whatever ``max_active_runs`` says, so the runs for five days
 decide before any of them archives, and their archive tasks of one month run in any order. The runs must all
 succeed, and the bucket must be what the five days would have made one after another.
@@ -31,10 +34,12 @@ from scripts.demo_kit.airflow_standalone import (
     wait_for,
 )
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
+from tests.test_dag import NOTIFIER, SmtpServer
 
 pytestmark = pytest.mark.airflow
 
 BACKFILL_DEADLINE = 900.0
+ALERT_DEADLINE = 120.0
 
 
 def closed(day: int) -> datetime:
@@ -58,8 +63,19 @@ def test_a_backfill_over_five_days_succeeds_and_leaves_the_bucket_the_days_make_
 
     port = free_port()
     env = airflow_environment(tmp_path, postgres_server, database, s3_server, bucket, host, port)
+    # The DAG's deadline alert, set shorter than any run: each run reports itself overdue through the notifier.
+    smtp = SmtpServer()
+    env.update(
+        AIRFLOW_CONN_ALERT_MAIL=json.dumps(smtp.connection()),
+        AIRFLOW_VAR_KINGFISHER_ARCHIVE_NOTIFIER=json.dumps(NOTIFIER),
+        KINGFISHER_ARCHIVE_DEADLINE_SECONDS="1",
+    )
     api = Api(f"http://{HOST}:{port}")
-    standalone = start_airflow(env, tmp_path / "airflow", api)
+    try:
+        standalone = start_airflow(env, tmp_path / "airflow", api)
+    except BaseException:
+        smtp.controller.stop()
+        raise
     try:
         # The REST API's defaults, as the UI's backfill form and `airflow backfill create` use them.
         api.ok(
@@ -108,8 +124,23 @@ def test_a_backfill_over_five_days_succeeds_and_leaves_the_bucket_the_days_make_
         } <= announced
         assert announced <= {*announced, (f"s3://{bucket}/scotland/2026/02", "20260210_000000")}
         assert all(isinstance(event["extra"]["bytes"], int) and event["extra"]["checksum"] for event in events)
+
+        def overdue():
+            subjects = [subject for subject, _ in smtp.bodies() if subject.endswith(" is taking too long")]
+            return subjects if len(subjects) >= len(runs) else None
+
+        try:
+            subjects = wait_for("a deadline alert for each run", ALERT_DEADLINE, overdue, standalone)
+        except CheckFailed as e:
+            pytest.fail(f"{e}\nmessages: {[subject for subject, _ in smtp.bodies()]}")
+        assert sorted(subjects) == sorted(
+            f"Kingfisher Archive: {DAG_ID} run {run_id} is taking too long" for run_id in states
+        )
+        body = dict(smtp.bodies())[subjects[0]]
+        assert "has not finished after 1 s" in body and f"{api.base_url}/dags/{DAG_ID}/runs/" in body
     finally:
         standalone.kill()
+        smtp.controller.stop()
 
     client = s3_server.client()
     months = {}

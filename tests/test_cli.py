@@ -96,6 +96,64 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
     assert (empty.returncode, empty.stdout) == (0, f"No archived months of mexico in s3://{bucket}/\n")
 
 
+def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_problems(cli, client, bucket, tmp_path):
+    from kingfisher_archive.ledger import Ledger
+
+    archive(client, bucket, tmp_path, FILES)
+    archive(client, bucket, tmp_path, {"x.json": b"[1, 2]"}, source="uk", version="20201105_000000")
+    put_month(client, bucket, "uk/2020/12/", data=b"orphan")
+    put_month(client, bucket, "staging/uk/20201201_000000/", data=b"in flight")
+    ledger = Ledger(str(tmp_path / "ledger.sqlite3"))
+    ledger.mark_archived("uk", "20201105_000000", {"bytes": 6, "compressed_bytes": 40}, "run-1")
+    ledger.record(
+        [
+            {"source_id": "uk", "data_version": "20201120_000000", "status": "not_archived", "reason": "same_period"},
+            {
+                "source_id": "paraguay",
+                "data_version": "20201003_000000",
+                "status": "held",
+                "reason": "smaller_than_its_archive",
+                "facts": {"detail": "300 bytes left, 3010 archived"},
+            },
+        ],
+        "run-1",
+    )
+
+    result = cli("list", "--bucket", bucket, "--ledger", str(tmp_path / "ledger.sqlite3"))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["SOURCE", "MONTHS", "FIRST", "LAST", "BYTES", "COMPRESSED", "PROBLEMS"]
+    sizes = {
+        source: sum(
+            client.head_object(Bucket=bucket, Key=f"{prefix}data.tar.lz4")["ContentLength"] for prefix in prefixes
+        )
+        for source, prefixes in {"scotland": ["scotland/2020/09/"], "uk": ["uk/2020/11/", "uk/2020/12/"]}.items()
+    }
+    assert lines[1].split() == ["scotland", "1", "2020-09", "2020-09", "3010", str(sizes["scotland"]), "0"]
+    assert lines[2].split() == ["uk", "2", "2020-11", "2020-12", "6", str(sizes["uk"]), "1"]
+    assert lines[3] == "problem  uk 2020-12: metadata missing"
+    assert lines[4].startswith("held     paraguay/20201003_000000: smaller_than_its_archive (300 bytes left")
+    assert lines[5] == "kept     uk/20201120_000000: not_archived (same_period)"
+    assert lines[6].startswith(f"2 sources, 3 months in s3://{bucket}/: ")
+    assert len(lines) == 7  # staging/ is not a source
+
+    as_json = json.loads(cli("list", "--json", "--bucket", bucket).stdout)
+    assert [source["source_id"] for source in as_json["sources"]] == ["scotland", "uk"]
+    uk = as_json["sources"][1]
+    assert [(row["period"], row["state"], row["bytes"]) for row in uk["months"]] == [
+        ("2020-11", "archived", 6),
+        ("2020-12", "broken", None),
+    ]
+    assert uk["months"][0]["restore_command"] == "kingfisher-archive restore uk 2020 11 TARGET_DIRECTORY"
+    assert as_json["periods"] == ["2020-09", "2020-11", "2020-12"]
+    assert as_json["totals"]["bytes_archived"] == 3016
+    assert as_json["on_disk"] == {"waiting": [], "held": [], "kept": []}  # no ledger given
+
+    empty = cli("list", "--bucket", bucket, "--ledger", str(tmp_path / "no-such-ledger"))
+    assert "no ledger at" in one_line_error(empty)
+
+
 def test_restore_round_trips_byte_for_byte_and_prints_the_reload_command(cli, client, bucket, tmp_path):
     before = archive(client, bucket, tmp_path, FILES)
     target = tmp_path / "restored"

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import sqlite3
+from urllib.parse import quote
 
 import psycopg2
 import pytest
@@ -325,3 +326,168 @@ def test_local_retention_sweeps_old_crawls_that_were_loaded_but_not_kept(mixed):
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
     ]
+
+
+class UdpListener:
+    """A StatsD server's socket on loopback: every datagram the run sends, kept as text lines."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self):
+        while not self._stop.is_set():
+            try:
+                data = self.socket.recv(65536)
+            except TimeoutError:
+                continue
+            self.lines.extend(data.decode(errors="replace").splitlines())
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.socket.close()
+
+
+@pytest.mark.parametrize("schema", ["v2"])
+def test_a_run_sends_its_figures_to_statsd(mixed):
+    host, airflow, client, bucket = mixed
+    listener = UdpListener()
+    airflow.extra_env.update(
+        AIRFLOW__METRICS__STATSD_ON="True",
+        AIRFLOW__METRICS__STATSD_HOST="127.0.0.1",
+        AIRFLOW__METRICS__STATSD_PORT=str(listener.port),
+    )
+    try:
+        run = airflow.run()
+    finally:
+        listener.close()
+    assert run.succeeded, run.output[-5000:]
+    # No notifier configured: the alert is logged, not sent, and the run is not the worse for it.
+    assert "No notifier (Variable 'kingfisher_archive_notifier' is not set): alert not sent" in run.output
+
+    ours = {}
+    for line in listener.lines:
+        name, _, rest = line.partition(":")
+        if name.startswith("airflow.kingfisher_archive."):
+            ours.setdefault(name.removeprefix("airflow.kingfisher_archive."), []).append(rest)
+    archived = ["kenya/2020/12/", "scotland/2020/09/"]
+    metadata = [json.loads(client.get_object(Bucket=bucket, Key=p + "metadata.json")["Body"].read()) for p in archived]
+    uploaded = sum(client.head_object(Bucket=bucket, Key=p + "data.tar.lz4")["ContentLength"] for p in archived)
+    kept = sum(1 for status, _ in EXPECTED_V2.values() if status in ("rejected", "not_archived"))
+    assert {name: values for name, values in ours.items() if name != "oldest_wait_days"} | {
+        "throughput_mb_per_second": [v.split("|")[1] for v in ours["throughput_mb_per_second"]]
+    } == {
+        "crawls_archived": ["2|c"],
+        "crawls_kept": [f"{kept}|c"],
+        "bytes_read": [f"{sum(m['bytes'] for m in metadata)}|c"],
+        "bytes_uploaded": [f"{uploaded}|c"],
+        "bytes_freed": [f"{sum(m['bytes'] for m in metadata)}|c"],
+        "crawls_held": ["0|g"],
+        "crawls_waiting": ["1|g"],
+        "throughput_mb_per_second": ["g"],
+    }
+    # The crawl waiting for Kingfisher Process was closed long before the run (the warning says more than 3 days).
+    (oldest,) = ours["oldest_wait_days"]
+    assert oldest.endswith("|g") and float(oldest.split("|")[0]) > 3
+
+
+class SmtpServer:
+    """A mail server on loopback (aiosmtpd) that keeps every message it is sent."""
+
+    def __init__(self):
+        import socket
+
+        from aiosmtpd.controller import Controller
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.messages = []
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp, session, envelope):  # noqa: N802 (aiosmtpd's name)
+                import email
+
+                server.messages.append(email.message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def connection(self) -> dict:
+        return {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "extra": {"disable_tls": True, "disable_ssl": True},
+        }
+
+    def bodies(self) -> list[tuple[str, str]]:
+        found = []
+        for message in self.messages:
+            parts = [part for part in message.walk() if part.get_content_type() == "text/html"]
+            found.append((message["Subject"], parts[0].get_payload(decode=True).decode() if parts else ""))
+        return found
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer()
+    yield server
+    server.controller.stop()
+
+
+NOTIFIER = {
+    "notifier": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
+    "kwargs": {"to": "kingfisher@example.org", "from_email": "airflow@example.org", "smtp_conn_id": "alert_mail"},
+}
+
+
+@pytest.mark.parametrize("schema", ["v2"])
+def test_what_needs_a_person_reaches_one_in_one_message_per_run(mixed, smtp):
+    host, airflow, client, bucket = mixed
+    airflow.connections["alert_mail"] = smtp.connection()
+    airflow.variables["kingfisher_archive_notifier"] = json.dumps(NOTIFIER)
+
+    # A run that succeeds, with a crawl that has waited too long for Kingfisher Process.
+    run = airflow.run()
+    assert run.succeeded, run.output[-5000:]
+    assert "Alert sent through" in run.output, [line for line in run.output.splitlines() if "lert" in line]
+    ((subject, body),) = smtp.bodies()
+    assert subject.startswith("Kingfisher Archive: kingfisher_archive run manual__")
+    assert subject.endswith(" needs attention")
+    assert f"{WAITING} (Kingfisher Process collection" in body
+    assert "has waited for Kingfisher Process to load its files for longer than 3 days" in body
+    run_id = subject.split(" run ")[1].removesuffix(" needs attention")
+    assert f'href="http://localhost:8080/dags/kingfisher_archive/runs/{quote(run_id)}"' in body
+    assert smtp.messages[0]["To"] == "kingfisher@example.org"
+
+    # A run that fails (the data directory is gone): one message, naming the failed task.
+    airflow.variables["kingfisher_archive_data_directory"] = "/nonexistent/kingfisher/data"
+    failed = airflow.run(logical_date="2026-11-28")
+    assert not failed.succeeded
+    assert len(smtp.messages) == 2
+    subject, body = smtp.bodies()[1]
+    assert "needs attention" in subject
+    assert "The run failed: The &#x27;Decide what to archive&#x27; task left no decisions" in body
+    assert "Task find_crawls failed" in body
+
+    # The audit finds a broken month: one message naming it.
+    client.delete_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    audit = airflow.run(dag_id="kingfisher_archive_audit", logical_date="2026-11-28")
+    assert not audit.succeeded
+    assert len(smtp.messages) == 3
+    subject, body = smtp.bodies()[2]
+    assert subject.startswith("Kingfisher Archive: the audit (kingfisher_archive_audit run ")
+    assert "scotland/2020/09/data.tar.lz4: data object missing" in body

@@ -525,6 +525,8 @@ def test_list_months_reports_every_month_and_its_problem(client, bucket, tmp_pat
 
     rows = list_months(client, bucket, SOURCE)
 
+    assert rows[2].pop("archived_at").startswith(("20", "21"))  # written by the archiver, ISO 8601
+    assert rows[1]["archived_at"] is None  # 2020 metadata says nothing of it
     assert [(row["prefix"], row["problem"]) for row in rows] == [
         ("scotland/2019/01/", None),
         ("scotland/2019/1/", "not restored: scotland/2019/01/ is the same month"),

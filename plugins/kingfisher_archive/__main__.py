@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kingfisher_archive import cli_settings
 from kingfisher_archive.audit import audit
 from kingfisher_archive.bucket import MetadataError
+from kingfisher_archive.catalogue import catalogue, read_ledger
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
     AIRFLOW_CONNECTION_ENV,
@@ -49,9 +51,12 @@ given otherwise); else boto3's usual chain for credentials: AWS_ACCESS_KEY_ID/AW
 
 examples:
   %(prog)s list scotland --bucket kingfisher-archive
+  %(prog)s list --bucket kingfisher-archive --json
   %(prog)s restore scotland 2020 9 /srv/restored --bucket kingfisher-archive
   %(prog)s audit --bucket kingfisher-archive --endpoint-url http://minio:9000 --repair
 """
+
+LEDGER_ENV = "AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER"
 
 EPILOG = f"""\
 environment:
@@ -154,10 +159,23 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     command = commands.add_parser(
         "list",
         parents=[common],
-        help="list a source's archived months",
-        description="List every archived month of SOURCE, with what its metadata.json says and any problem.",
+        help="list a source's archived months, or every source's",
+        description=(
+            "List every archived month of SOURCE, with what its metadata.json says and any problem. Without SOURCE, "
+            "list every source in the bucket: its months, sizes and problems (--json: the whole catalogue, month by "
+            "month, as the Airflow UI's catalogue page shows it); with --ledger, also the crawls the ledger says are "
+            "held or kept on disk."
+        ),
     )
-    command.add_argument("source", metavar="SOURCE", help="the source id (Kingfisher Collect's spider name)")
+    command.add_argument(
+        "source", metavar="SOURCE", nargs="?", help="the source id (Kingfisher Collect's spider name); default: all"
+    )
+    command.add_argument(
+        "--ledger",
+        metavar="FILE",
+        default=os.environ.get(LEDGER_ENV) or None,
+        help=f"the DAG's SQLite ledger, opened read-only (default: ${LEDGER_ENV}); only without SOURCE",
+    )
     command.set_defaults(func=_list)
 
     command = commands.add_parser(
@@ -227,6 +245,8 @@ def _restore(client, args) -> int:
 
 
 def _list(client, args) -> int:
+    if args.source is None:
+        return _catalogue(client, args)
     rows = list_months(client, args.bucket, args.source)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -252,6 +272,64 @@ def _list(client, args) -> int:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _size(value: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(value)  # not reached
+
+
+def _catalogue(client, args) -> int:
+    rows = []
+    if args.ledger:
+        if not os.path.isfile(args.ledger):
+            raise RestoreError(f"no ledger at {args.ledger}: give the DAG's kingfisher_archive_ledger file")
+        try:
+            rows = read_ledger(args.ledger)
+        except sqlite3.Error as e:
+            raise RestoreError(f"the ledger {args.ledger} cannot be read ({e})") from None
+    found = catalogue(client, args.bucket, ledger_rows=rows)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found["sources"]:
+        print(f"No archived months in s3://{args.bucket}/")
+    else:
+        table = [("SOURCE", "MONTHS", "FIRST", "LAST", "BYTES", "COMPRESSED", "PROBLEMS")]
+        for source in found["sources"]:
+            periods = [row["period"] for row in source["months"]]
+            table.append(
+                (
+                    source["source_id"],
+                    str(len(set(periods))),
+                    periods[0] if periods else "-",
+                    periods[-1] if periods else "-",
+                    str(source["bytes"]),
+                    str(source["compressed_bytes"]),
+                    str(len(source["problems"])),
+                )
+            )
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+        for line in table:
+            print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        for source in found["sources"]:
+            for problem in source["problems"]:
+                print(f"problem  {source['source_id']} {problem}")
+    for item in found["on_disk"]["held"]:
+        print(f"held     {item['id']}: {item['reason']} ({item['detail'] or 'no detail'}); {item['what_to_do']}")
+    for item in found["on_disk"]["kept"]:
+        print(f"kept     {item['id']}: {item['status']} ({item['reason']})")
+    totals = found["totals"]
+    print(
+        f"{plural(len(found['sources']), 'source')}, "
+        f"{plural(sum(len(s['months']) for s in found['sources']), 'month')} in s3://{args.bucket}/: "
+        f"{_size(totals['bytes_archived'])} archived as {_size(totals['compressed_bytes'])}"
+        + (f"; {_size(totals['bytes_freed'])} freed on the Kingfisher host (ledger)" if args.ledger else "")
+    )
     return 0
 
 

@@ -384,19 +384,22 @@ def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
     return log_path
 
 
-def list_months(client, bucket: str, source_id: str) -> list[dict]:
+def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
     """Every month of a source in the bucket, oldest first, with what its metadata says; never raises for one month.
 
     Each row: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files`` (``data_files``, ours only),
     ``compressed_bytes`` (the size of ``data.tar.lz4``, ``None`` if missing), ``log`` (whether ``scrapy.log`` is
-    there), ``generation`` (``"2021"`` for 2021 and this package's metadata, ``"2020"``) and ``problem`` (``None``
-    if the month can be restored).
+    there), ``archived_at`` (what this package's metadata records, else ``None``), ``generation`` (``"2021"`` for
+    2021 and this package's metadata, ``"2020"``) and ``problem`` (``None``
+    if the month can be restored). ``read(key, etag)`` returns a metadata.json's bytes (default: a GET), which lets
+    a long-lived caller (the catalogue page) keep what it read by ETag.
     """
     problem = crawls.source_id_problem(source_id)
     if problem:
         raise RestoreError(problem)
     start = f"{source_id}/"
     months: dict[str, dict[str, int]] = {}
+    etags: dict[str, str] = {}
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=start):
         for item in page.get("Contents", []):
@@ -404,6 +407,12 @@ def list_months(client, bucket: str, source_id: str) -> list[dict]:
             if match and 1 <= int(match["month"]) <= 12:
                 prefix = f"{start}{match['year']}/{match['month']}/"
                 months.setdefault(prefix, {})[match["name"]] = item["Size"]
+                etags[item["Key"]] = item.get("ETag", "")
+    if read is None:
+
+        def read(key, etag):
+            return _read(client, bucket, key)
+
     chosen = layout.Bucket(client, bucket).months(source_id)
     rows = []
     for prefix, objects in months.items():
@@ -417,6 +426,7 @@ def list_months(client, bucket: str, source_id: str) -> list[dict]:
             "files": None,
             "compressed_bytes": objects.get(layout.DATA),
             "log": layout.LOG in objects,
+            "archived_at": None,
             "generation": None,
             "problem": None,
         }
@@ -424,14 +434,16 @@ def list_months(client, bucket: str, source_id: str) -> list[dict]:
         if layout.METADATA in objects:
             key = prefix + layout.METADATA
             try:
-                archived = layout.parse_metadata(key, source_id, year, month, _read(client, bucket, key))
+                archived = layout.parse_metadata(key, source_id, year, month, read(key, etags.get(key, "")))
             except layout.MetadataError as e:
                 problems.append(f"metadata unreadable: {e}")
             except ClientError as e:
                 problems.append(f"metadata unreadable: {_client_error_code(e)}")
             else:
                 data_files = archived.raw.get("data_files")
+                archived_at = archived.raw.get("archived_at")
                 row.update(
+                    archived_at=archived_at if isinstance(archived_at, str) else None,
                     data_version=archived.data_version,
                     bytes=archived.bytes,
                     files=data_files if isinstance(data_files, int) else None,

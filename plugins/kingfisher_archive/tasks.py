@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, AssetAlias, BaseHook, TriggerRule, Variable, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    AsyncCallback,
+    BaseHook,
+    DeadlineAlert,
+    DeadlineReference,
+    TriggerRule,
+    Variable,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
+from kingfisher_archive import alerts, metrics, s3, steps
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive import s3, steps
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
@@ -215,7 +226,9 @@ def summarise() -> dict:
     dry_run = bool(params.get("dry_run"))
     decisions = context["ti"].xcom_pull(task_ids="decide", key=DECISIONS)
     if decisions is None:
-        raise RuntimeError("The 'Decide what to archive' task left no decisions: it failed or did not run")
+        error = "The 'Decide what to archive' task left no decisions: it failed or did not run"
+        _notify(context, alerts.from_run(None, _run_url(context), *_run(context), _failed_tasks(context), error))
+        raise AirflowFailException(error)  # a retry would find the same: one failure, one alert
     settings = load_settings()
     results, now = {}, {}
     if not dry_run and decisions:
@@ -229,6 +242,8 @@ def summarise() -> dict:
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
+    _send_metrics(summary, results)
+    _notify(context, alerts.from_run(summary, _run_url(context), *_run(context), _failed_tasks(context)))
     for warning in summary["warnings"]:
         logger.warning(warning)
     if summary["failed"]:
@@ -238,6 +253,99 @@ def summarise() -> dict:
             "They stay on disk; clear their 'Archive crawl' tasks to retry."
         )
     return summary
+
+
+def _send_metrics(summary: dict, results: dict) -> None:
+    """The run's figures through Airflow's stats client (StatsD or OpenTelemetry as configured; else nothing)."""
+    from airflow.sdk.observability.stats import Stats
+
+    sent = metrics.from_summary(summary, results)
+    for kind, name, value in sent:
+        getattr(Stats, kind)(name, value)
+    if sent:
+        logger.info("Metrics sent: %s", ", ".join(f"{name}={value}" for _, name, value in sent))
+
+
+async def run_overdue(context: dict | None = None) -> str:
+    """The DAG's deadline alert (in the triggerer): a run still going :data:`RUN_DEADLINE` after it was queued."""
+    from airflow.sdk.configuration import conf
+
+    dag_run = (context or {}).get("dag_run") or {}
+    url = alerts.run_url(
+        conf.get("api", "base_url", fallback="http://localhost:8080/"),
+        dag_run.get("dag_id") or "kingfisher_archive",
+        dag_run.get("dag_run_id") or "",
+    )
+    alert = alerts.overdue(
+        dag_run, (context or {}).get("deadline") or {}, url, f"{RUN_DEADLINE.total_seconds():.0f} s"
+    )
+    _notify(dict(context or {}), alert)
+    return alert["subject"]
+
+
+#: A run still going this long after it was queued (a claim wait, a stuck upload) is reported through the notifier.
+#: ``0`` turns the deadline off, which ``airflow dags test`` needs in Airflow 3.3.2: it fails any DAG with a deadline
+#: when the run ends (apache/airflow issue 73428).
+RUN_DEADLINE = timedelta(seconds=float(os.environ.get("KINGFISHER_ARCHIVE_DEADLINE_SECONDS", str(12 * 3600))))
+DEADLINE = (
+    DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RUN_DEADLINE, callback=AsyncCallback(run_overdue)
+    )
+    if RUN_DEADLINE.total_seconds() > 0
+    else None
+)
+
+
+def _run(context) -> tuple[str, str]:
+    return context["ti"].dag_id, context["ti"].run_id
+
+
+def _run_url(context) -> str:
+    from airflow.sdk.configuration import conf
+
+    return alerts.run_url(conf.get("api", "base_url", fallback="http://localhost:8080/"), *_run(context))
+
+
+def _failed_tasks(context) -> list[str]:
+    """The run's task instances that failed, as ``task_id`` or ``task_id[map_index]`` (best effort: never raises)."""
+    ti = context["ti"]
+    try:
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    except Exception as e:  # an alert must not fail because Airflow could not say which tasks failed
+        logger.warning("Could not read the run's task states (%s): the alert lists what the summary knows", e)
+        return []
+    return sorted(task for task, state in states.items() if state == "failed")
+
+
+def _notify(context, alert: dict | None) -> None:
+    """Send the alert through the notifier the Variable ``kingfisher_archive_notifier`` names; never fails the task.
+
+    Without the Variable nothing is sent. A notifier that cannot be built or cannot send is logged as an error: the
+    run's own outcome (and its summary) stands either way.
+    """
+    if alert is None:
+        return
+    from airflow.sdk import BaseNotifier
+    from airflow.sdk.module_loading import import_string
+
+    try:
+        spec = alerts.parse_notifier(_variable(alerts.NOTIFIER))
+        if spec is None:
+            logger.info("No notifier (Variable %r is not set): alert not sent: %s", alerts.NOTIFIER, alert["subject"])
+            return
+        path, kwargs = spec
+        try:
+            cls = import_string(path)
+        except ImportError as e:
+            raise config.ConfigurationError(f"Airflow Variable {alerts.NOTIFIER!r}: cannot import {path} ({e})") from e
+        if not (isinstance(cls, type) and issubclass(cls, BaseNotifier)):
+            raise config.ConfigurationError(f"Airflow Variable {alerts.NOTIFIER!r}: {path} is not a BaseNotifier")
+        notifier = cls(**alerts.with_defaults(kwargs, cls.template_fields))
+        notifier({**context, alerts.CONTEXT_KEY: alert})
+    except Exception as e:
+        logger.error("The alert was not sent (%s): %s\n%s", e, alert["subject"], alert["text"])
+        return
+    logger.info("Alert sent through %s: %s", path, alert["subject"])
 
 
 # -- restore and audit ---------------------------------------------------------------------------------------------
@@ -314,6 +422,8 @@ def audit_bucket() -> dict:
         "\n".join(lines) or "nothing to report",
     )
     if report["unrepaired"]:
+        context = get_current_context()
+        _notify(context, alerts.from_audit(report, _run_url(context), *_run(context)))
         raise RuntimeError(
             f"The audit found {_plural(report['unrepaired'], 'problem')} it did not repair; each is listed above "
             "by key"

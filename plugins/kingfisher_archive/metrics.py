@@ -1,0 +1,60 @@
+"""A run's metrics, from its summary: what the *Summarise the run* task sends through Airflow's stats client.
+
+Plain Python: :func:`from_summary` returns ``(kind, name, value)`` triples and :mod:`kingfisher_archive.tasks`
+sends them with ``airflow.sdk.observability.stats.Stats`` (StatsD when ``[metrics] statsd_on``, OpenTelemetry when
+``otel_on``, nothing when neither is on). Airflow prefixes every name with ``[metrics] statsd_prefix`` (default
+``airflow``). Counters add up over runs (graph them as rates or sums: what the archive moved and freed); gauges
+are the state a run found. A dry run sends nothing: it moved nothing.
+
+=====================================================  =======  ==================================================
+name                                                   kind     what
+=====================================================  =======  ==================================================
+``kingfisher_archive.crawls_archived``                 counter  crawls archived, verified and deleted by the run
+``kingfisher_archive.crawls_kept``                     counter  crawls decided against (rejected, not better,
+                                                                pending): they stay on disk
+``kingfisher_archive.bytes_read``                      counter  bytes read from the Kingfisher host's disk
+``kingfisher_archive.bytes_uploaded``                  counter  compressed bytes written to the bucket
+``kingfisher_archive.bytes_freed``                     counter  bytes deleted from the Kingfisher host (archived
+                                                                crawls and swept ones)
+``kingfisher_archive.crawls_held``                     gauge    crawls held (a person must look)
+``kingfisher_archive.crawls_waiting``                  gauge    crawls waiting for Kingfisher Process
+``kingfisher_archive.oldest_wait_days``                gauge    the longest of those waits, in days (0 if none)
+``kingfisher_archive.throughput_mb_per_second``        gauge    bytes archived / seconds archiving, in MB/s (only
+                                                                when the run archived something)
+=====================================================  =======  ==================================================
+"""
+
+from __future__ import annotations
+
+PREFIX = "kingfisher_archive."
+
+COUNTER = "incr"
+GAUGE = "gauge"
+
+
+def from_summary(summary: dict, results: dict[str, dict]) -> list[tuple[str, str, float]]:
+    """The run's metrics: ``(kind, name, value)``, kind ``"incr"`` (a counter) or ``"gauge"``; none on a dry run.
+
+    ``summary`` is :func:`kingfisher_archive.steps.summarise`'s value; ``results`` the archive results by id (what the
+    ledger recorded for the crawls this run archived).
+    """
+    if summary.get("dry_run"):
+        return []
+    archived = [results[row["id"]] for row in summary["rows"] if row["status"] == "archived" and row["id"] in results]
+    bytes_read = sum(result.get("bytes_read") or result.get("bytes") or 0 for result in archived)
+    seconds = sum(result.get("seconds") or 0 for result in archived)
+    kept = sum(summary["rejected"].values()) + summary["not_archived"] + summary["pending"]
+    waits = [item.get("waited_seconds") or 0 for item in summary.get("waiting", [])]
+    found = [
+        (COUNTER, "crawls_archived", summary["archived"]),
+        (COUNTER, "crawls_kept", kept),
+        (COUNTER, "bytes_read", bytes_read),
+        (COUNTER, "bytes_uploaded", summary["compressed_bytes"]),
+        (COUNTER, "bytes_freed", summary["bytes_freed"]),
+        (GAUGE, "crawls_held", summary["held"]),
+        (GAUGE, "crawls_waiting", len(waits)),
+        (GAUGE, "oldest_wait_days", round(max(waits, default=0) / 86400, 2)),
+    ]
+    if archived and seconds > 0:
+        found.append((GAUGE, "throughput_mb_per_second", round(summary["bytes_archived"] / 1e6 / seconds, 2)))
+    return [(kind, PREFIX + name, value) for kind, name, value in found]
