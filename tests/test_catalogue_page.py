@@ -26,7 +26,6 @@ from scripts.demo_kit.airflow_dag import AIRFLOW, AirflowHome, archive_connectio
 from scripts.demo_kit.airflow_standalone import HOST, free_port, tail
 from scripts.demo_kit.browser import CHROMIUM, Browser
 from scripts.ui_check import archived_months
-from tests.test_dag import airflow_template  # noqa: F401 (the fixture)
 from tests.test_restore import archive, put_month
 
 pytestmark = pytest.mark.airflow
