@@ -86,6 +86,11 @@ class ArchivedCrawl:
     raw: dict
 
     @property
+    def prefix(self) -> str:
+        """The month's prefix as this metadata.json spells it (``1`` or ``01``), where its data and log lie."""
+        return self.key[: -len(METADATA)]
+
+    @property
     def id(self) -> str:
         if self.data_version:
             return f"{self.source_id}/{self.data_version}"
@@ -244,6 +249,11 @@ class Bucket:
             else:
                 self._archived[period] = parse_metadata(key, source_id, year, month, body)
         return self._archived[period]
+
+    def data_size(self, archived: ArchivedCrawl) -> int | None:
+        """The size of the ``data.tar.lz4`` beside an archive's metadata.json, or ``None`` if there is none."""
+        found = s3.identity(self.client, self.name, archived.prefix + DATA)
+        return found[0] if found else None
 
     def forget(self, source_id: str, year: int, month: int) -> None:
         """Read this month afresh next time (it was just made whole, or changed)."""

@@ -133,11 +133,10 @@ def _repair(
     """
     directory = key.directory(settings.data_directory)
     where = f"s3://{bucket.name}/{archived.key}"
-    data_key = archived.key[: -len(layout.METADATA)] + layout.DATA
+    data_key = archived.prefix + layout.DATA
     if crawls.checksum(directory) == archived.checksum:
         size = archived.raw.get("compressed_bytes")
-        head = bucket.client.head_object(Bucket=bucket.name, Key=data_key)
-        if isinstance(size, int) and head["ContentLength"] == size:
+        if isinstance(size, int) and bucket.data_size(archived) == size:
             result = {
                 "id": plan["id"],
                 "bytes": archived.bytes,
@@ -319,8 +318,7 @@ def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_i
         _reopen(settings, ledger, key, run_id)
         return None
     if archived.data_version == key.data_version:
-        data = bucket.client.head_object(Bucket=bucket.name, Key=archived.key[: -len(layout.METADATA)] + layout.DATA)
-        if archived.checksum != verified["checksum"] or data["ContentLength"] != verified["compressed_bytes"]:
+        if archived.checksum != verified["checksum"] or bucket.data_size(archived) != verified["compressed_bytes"]:
             logger.error(
                 "%s: s3://%s/%s is not the archive recorded; not deleting it", key.id, bucket.name, archived.key
             )

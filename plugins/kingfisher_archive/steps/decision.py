@@ -165,7 +165,7 @@ def _decide_source(
             del facts_by_id[facts["id"]]
         else:
             named[facts["id"]] = found
-            repairs[facts["id"]] = f"s3://{bucket.name}/{found.key[: -len(layout.METADATA)]}: its metadata.json"
+            repairs[facts["id"]] = f"s3://{bucket.name}/{found.prefix}: its metadata.json"
     candidates = [_candidate(settings, f) for f in source_facts]
     outcome = policy.decide_source(candidates, month, before)
     for crawl, found in sorted(named.items()):

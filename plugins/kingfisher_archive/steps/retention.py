@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
@@ -154,8 +153,8 @@ def _stands_in_bucket(bucket: Bucket, archived_id: str | None) -> bool:
     if found is None:
         return False
     try:
-        head = bucket.client.head_object(Bucket=bucket.name, Key=found.key[: -len(layout.METADATA)] + layout.DATA)
+        size = bucket.data_size(found)
     except ClientError:
         return False
     expected = found.raw.get("compressed_bytes")
-    return not isinstance(expected, int) or head["ContentLength"] == expected
+    return size is not None and (not isinstance(expected, int) or size == expected)
