@@ -38,6 +38,15 @@ from kingfisher_archive import tasks
             title="Verify data",
             description="Download and decompress every archive and recompute its checksum (reads the whole bucket).",
         ),
+        "sample_percent": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="Sample (%)",
+            description="Without Verify data: download and check this share of the months, drawn at random (0: none). "
+            "Every run compares the CRC32 the server stores with metadata.json's without downloading.",
+        ),
     },
 )
 def kingfisher_archive_audit():

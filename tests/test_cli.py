@@ -219,8 +219,15 @@ def test_audit_exits_1_while_a_problem_is_left_unrepaired(cli, client, bucket, t
     clean = cli("audit", "--bucket", bucket, "--verify-data")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.splitlines()[-1] == (
-        f"1 month in s3://{bucket}/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, 1 archive verified"
+        f"1 month in s3://{bucket}/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, 2 objects checked at rest, "
+        "1 archive verified"
     )
+    sampled = cli("audit", "--bucket", bucket, "--sample", "100%")
+    assert sampled.returncode == 0 and sampled.stdout.splitlines()[-1].endswith("1 archive verified"), sampled.stdout
+    for bad in ("0%", "150%", "some"):
+        refused = cli("audit", "--bucket", bucket, "--sample", bad)
+        assert refused.returncode == 2
+        assert f"argument --sample: {bad!r} is not a percentage above 0 and at most 100" in refused.stderr
 
     client.put_object(Bucket=bucket, Key="staging/scotland/20201001_000000/data.tar.lz4", Body=b"broken off")
     # The object is seconds old: not stale by default, stale with a zero threshold.

@@ -102,7 +102,7 @@ def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_delet
             other.put_object(Bucket=bucket, Key=key, Body=swapped["bytes"])
 
     client.meta.events.register("before-parameter-build.s3.HeadObject", swap)
-    with pytest.raises(s3.VerificationError, match=f"{checked} has ETag"):
+    with pytest.raises(s3.VerificationError, match=f"{checked} has the stored CRC32"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
     if earlier:  # the archive being replaced is untouched

@@ -199,6 +199,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="also download every archive and check its bytes, files and checksum (reads the whole bucket)",
     )
     command.add_argument(
+        "--sample",
+        type=_share,
+        metavar="N%",
+        help="download and check a random N%% of the months only (a weekly audit of a large bucket)",
+    )
+    command.add_argument(
         "--stale-after-hours",
         type=_hours,
         default=24.0,
@@ -333,6 +339,17 @@ def _catalogue(client, args) -> int:
     return 0
 
 
+def _share(value: str) -> float:
+    """``--sample``'s ``N%`` (or ``N``), as a share between 0 and 1."""
+    try:
+        share = float(value.strip().removesuffix("%")) / 100
+    except ValueError:
+        share = 0
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage above 0 and at most 100, such as 10%")
+    return share
+
+
 def _audit(client, args) -> int:
     from datetime import timedelta
 
@@ -341,6 +358,7 @@ def _audit(client, args) -> int:
         args.bucket,
         repair=args.repair,
         verify_data=args.verify_data,
+        sample=args.sample,
         stale_after=timedelta(hours=args.stale_after_hours),
     )
     if args.json:
@@ -358,7 +376,8 @@ def _audit(client, args) -> int:
             f"{plural(len(result['problems']), 'problem')} "
             f"({result['repaired']} repaired, {result['unrepaired']} unrepaired), "
             f"{plural(len(result['warnings']), 'warning')}"
-            + (f", {plural(result['verified'], 'archive')} verified" if args.verify_data else "")
+            + f", {plural(result['at_rest'], 'object')} checked at rest"
+            + (f", {plural(result['verified'], 'archive')} verified" if args.verify_data or args.sample else "")
         )
     return 1 if result["unrepaired"] else 0
 

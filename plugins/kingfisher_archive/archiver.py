@@ -99,7 +99,22 @@ class Expected:
 @dataclass
 class StreamResult(archive_format.TarResult):
     compressed_bytes: int
+    etag: str  # the server's, whatever it means: the object's identity in conditions and journals
+    crc32: str  # of the compressed object, as S3 spells it
+    verified_by: str  # how the bucket was found to hold it (s3.BY_CHECKSUM, s3.BY_ETAG, s3.BY_READ_BACK)
+
+
+@dataclass(frozen=True)
+class UploadedLog:
+    size: int
+    crc32: str
     etag: str
+    verified_by: str
+
+
+def _upload_log(client, bucket: str, key: str, path: str, **kwargs) -> UploadedLog:
+    size, crc32, proof = s3.upload_file(client, bucket, key, path, **kwargs)
+    return UploadedLog(size, crc32, proof.etag, proof.method)
 
 
 def stream_crawl(
@@ -130,11 +145,20 @@ def stream_crawl(
         lz4_writer.close()
         if check is not None:
             check(tar)
-        etag = upload.complete(exclusive=exclusive)
+        proof = upload.complete(exclusive=exclusive)
     except BaseException:
         upload.abort()
         raise
-    return StreamResult(tar.summary, tar.checksum, tar.bytes_read, compressed_bytes=upload.size, etag=etag)
+    logger.info("s3://%s/%s: verified in the bucket by %s", bucket, key, proof.method)
+    return StreamResult(
+        tar.summary,
+        tar.checksum,
+        tar.bytes_read,
+        compressed_bytes=upload.size,
+        etag=proof.etag,
+        crc32=upload.crc32,
+        verified_by=proof.method,
+    )
 
 
 @dataclass(frozen=True)
@@ -311,20 +335,17 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
     streamed = time.monotonic()
     written = {final + layout.DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
     try:
-        s3.verify_object(client, bucket, final + layout.DATA, stream.compressed_bytes, stream.etag)
-        log_size, log_etag = s3.upload_file(
+        log = _upload_log(
             client, bucket, final + layout.LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
         )
-        written[final + layout.LOG] = log_etag
-        s3.verify_object(client, bucket, final + layout.LOG, log_size, log_etag)
-        body = _metadata_json(crawl, stream)
+        written[final + layout.LOG] = log.etag
+        body = _metadata_json(crawl, stream, log)
         promoting = time.monotonic()
         key = final + layout.METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
-        written[key] = s3.md5_etag(body)
-        s3.verify_read_back(
-            client, bucket, key, body, s3.put_object_once(client, bucket, key, body, crawl.storage_class)
-        )
+        written[key] = s3.md5_etag(body)  # an encrypted object's ETag is not this: then a withdrawal leaves it
+        written[key] = s3.put_object_once(client, bucket, key, body, crawl.storage_class)
+        s3.verify_read_back(client, bucket, key, body, written[key])
     except BaseException:
         s3.withdraw(client, bucket, written)
         raise
@@ -343,9 +364,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     # Staging objects keep the server's default storage class: they live minutes.
     stream = _stream(crawl, staging, exclusive=False, storage_class=None)
     streamed = time.monotonic()
-    s3.verify_object(client, bucket, staging + layout.DATA, stream.compressed_bytes, stream.etag)
-    log_size, log_etag = s3.upload_file(client, bucket, staging + layout.LOG, crawl.log_path)
-    s3.verify_object(client, bucket, staging + layout.LOG, log_size, log_etag)
+    log = _upload_log(client, bucket, staging + layout.LOG, crawl.log_path)
     promoting = time.monotonic()
     journal = replacement.begin(
         client,
@@ -353,9 +372,9 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
         month=final,
         crawl=crawl.label,
         staging=staging,
-        data=(stream.compressed_bytes, stream.etag),
-        log=(log_size, log_etag),
-        metadata=_metadata_json(crawl, stream),
+        data=(stream.compressed_bytes, stream.etag, stream.crc32),
+        log=(log.size, log.etag, log.crc32),
+        metadata=_metadata_json(crawl, stream, log),
     )
     replacement.replace(client, bucket, journal, crawl.storage_class)
     return _Archived(stream, streamed - started, time.monotonic() - promoting)
@@ -405,7 +424,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
     )
 
 
-def _metadata_json(crawl: _Crawl, stream: StreamResult) -> bytes:
+def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> bytes:
     """``metadata.json``: the 2021 tool's keys with their meanings, then ours."""
     document = {
         "id": crawl.label,
@@ -420,6 +439,9 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult) -> bytes:
         # Keys the 2021 tool did not write:
         "data_files": stream.summary.files,
         "compressed_bytes": stream.compressed_bytes,
+        # What the audit checks at rest without downloading, and how the upload was proved in the bucket.
+        "checksums": {layout.DATA: {"crc32": stream.crc32}, layout.LOG: {"crc32": log.crc32, "bytes": log.size}},
+        "verified_by": {layout.DATA: stream.verified_by, layout.LOG: log.verified_by},
         "tar_prefix": f"{crawl.label}/",
         "archived_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "archiver": ARCHIVER,

@@ -12,7 +12,12 @@ archive, or storage is wasted) and *warnings* (unusual, not wrong). Problems, pe
 - ``data object missing``: ``metadata.json`` describes an archive that is not there;
 - ``data size does not match metadata``: ``data.tar.lz4`` is not ``compressed_bytes`` long (only metadata
   written by this package records the compressed size; older archives skip this check);
-- with ``verify_data``: ``archive unreadable`` (the LZ4 frame or the tar is damaged or truncated),
+- ``stored checksum does not match metadata``: the full-object CRC32 the server stores for ``data.tar.lz4`` or
+  ``scrapy.log`` (asked with ``ChecksumMode=ENABLED``, no download) is not the one ``metadata.json`` recorded when
+  it was uploaded (archives written since 1.1; older ones, and servers that store no CRC32, are counted as not
+  checkable at rest, and only ``verify_data`` checks them);
+- with ``verify_data`` (every month) or ``sample`` (a random share of them): ``archive unreadable`` (the LZ4
+  frame or the tar is damaged or truncated),
   ``archive member refused`` (a member outside the crawl, a link, a device: see :mod:`kingfisher_archive.restore`),
   ``archive does not match metadata`` (bytes or files) and ``checksum mismatch``.
 
@@ -49,6 +54,7 @@ recomputes the checksum on disk.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -81,6 +87,8 @@ class _Report:
     def __init__(self) -> None:
         self.problems: list[dict] = []
         self.warnings: list[dict] = []
+        self.at_rest = 0  # objects whose stored CRC32 was compared with metadata.json
+        self.not_at_rest = 0  # objects with no recorded or no stored CRC32
 
     def problem(self, key: str, problem: str, detail: str = "") -> dict:
         entry = {"key": key, "problem": problem, "detail": detail, "repaired": False}
@@ -98,13 +106,17 @@ def audit(
     now: datetime | None = None,
     repair: bool = False,
     verify_data: bool = False,
+    sample: float | None = None,
     stale_after: timedelta = timedelta(days=1),
 ) -> dict:
     """Walk the whole bucket and report its problems; with ``repair``, clear stale staging objects and uploads.
 
     Returns ``{"bucket", "months", "verified", "problems", "warnings", "repaired", "unrepaired"}``: each problem a
     dict ``{key, problem, detail, repaired}``, each warning ``{key, warning, detail}``; ``verified`` counts the
-    archives whose contents were checked (``verify_data``). ``now`` (timezone-aware; naive means UTC) is the time
+    archives whose contents were checked (``verify_data``, or ``sample``: a share between 0 and 1 of the months,
+    drawn at random, so that a weekly audit of a large bucket reads a little of it each time), ``at_rest`` the
+    objects whose stored CRC32 was compared with ``metadata.json`` and ``not_at_rest`` those that could not be.
+    ``now`` (timezone-aware; naive means UTC) is the time
     staleness is measured from.
     """
     now = now or datetime.now(UTC)
@@ -144,8 +156,13 @@ def audit(
                 f"{', '.join(sorted(prefixes))}: {layout.month_prefix(source_id, year, month)} is the one read",
             )
     verified = 0
+    if sample is not None and not 0 < sample <= 1:
+        raise ValueError(f"sample must be a share of the months between 0 and 1, not {sample!r}")
+    drawn = set(months) if verify_data else set()
+    if sample is not None and not verify_data and months:
+        drawn = set(random.sample(sorted(months), max(1, round(len(months) * sample))))
     for prefix in sorted(months):
-        verified += _audit_month(client, bucket, prefix, months[prefix], report, verify_data)
+        verified += _audit_month(client, bucket, prefix, months[prefix], report, prefix in drawn)
 
     for prefix in sorted(journals):
         report.problem(
@@ -161,6 +178,8 @@ def audit(
         "bucket": bucket,
         "months": len(months),
         "verified": verified,
+        "at_rest": report.at_rest,
+        "not_at_rest": report.not_at_rest,
         "problems": report.problems,
         "warnings": report.warnings,
         "repaired": repaired,
@@ -207,6 +226,11 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
                 data_key, "data size does not match metadata", f"{size} bytes, compressed_bytes says {expected}"
             )
 
+    checksums = archived.raw.get("checksums") if isinstance(archived.raw.get("checksums"), dict) else {}
+    for name in (layout.DATA, layout.LOG):
+        if name in objects:
+            _check_at_rest(client, bucket, prefix + name, checksums.get(name), report)
+
     if layout.LOG not in objects and not (
         archived.generation == "2020" and archived.raw.get("scrapy_log_file_found") is False
     ):
@@ -220,6 +244,28 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
             report.warning(data_key, warning, detail)
         return 1
     return 0
+
+
+def _check_at_rest(client, bucket: str, key: str, recorded, report: _Report) -> None:
+    """Compare the CRC32 the server stores for ``key`` with the one ``metadata.json`` recorded, without a download."""
+    crc32 = recorded.get("crc32") if isinstance(recorded, dict) else None
+    if not isinstance(crc32, str):
+        report.not_at_rest += 1
+        return
+    try:
+        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as e:
+        report.problem(key, "stored checksum does not match metadata", f"it cannot be asked for ({_code(e)})")
+        return
+    stored = head.get("ChecksumCRC32")
+    if not stored or "-" in stored:
+        report.not_at_rest += 1
+        return
+    report.at_rest += 1
+    if stored != crc32:
+        report.problem(
+            key, "stored checksum does not match metadata", f"the server stores CRC32 {stored}, metadata says {crc32}"
+        )
 
 
 @dataclass

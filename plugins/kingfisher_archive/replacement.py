@@ -34,6 +34,14 @@ class RecoveryError(Exception):
     """A month's replacement was interrupted in a state that neither finishing nor undoing it can mend."""
 
 
+class RefusedError(Exception):
+    """The bucket refused to change the month (a policy, Object Lock); the month was left as it was."""
+
+
+#: What a server answers a change it will not make: a policy, or an Object Lock retention or legal hold.
+REFUSALS = ("AccessDenied", "InvalidRequest", "ObjectLocked", "MethodNotAllowed")
+
+
 @dataclass(frozen=True)
 class Journal:
     """What a later try needs to finish or undo one replacement; written before the month is touched."""
@@ -41,8 +49,8 @@ class Journal:
     month: str  # the month's prefix, <source_id>/<YYYY>/<MM>/
     crawl: str  # the crawl replacing it, <source_id>/<data_version>
     staging: str  # where its verified archive waits
-    data: tuple[int, str]  # the staged data.tar.lz4: size, ETag
-    log: tuple[int, str]  # the staged scrapy.log
+    data: tuple  # the staged data.tar.lz4: size, ETag, CRC32 (journals written before 1.1 have no CRC32)
+    log: tuple  # the staged scrapy.log: the same
     metadata: str  # the new metadata.json, as written
     old_metadata: str | None  # the month's metadata.json before, as it was (None: there was none)
     old_metadata_etag: str | None
@@ -97,21 +105,40 @@ def replace(client, bucket: str, journal: Journal, storage_class: str) -> None:
     If the server refuses to copy the data (an ``AccessDenied``, a lock), the month is put back as it was and the
     error raised. Any other failure leaves the journal for :func:`recover`.
     """
-    if journal.old_metadata is not None:
-        s3.delete_if_match(client, bucket, journal.month + layout.METADATA, journal.old_metadata_etag)
-    _finish(client, bucket, journal, storage_class, undo_if_refused=True)
+    try:
+        if journal.old_metadata is not None:
+            s3.delete_if_match(client, bucket, journal.month + layout.METADATA, journal.old_metadata_etag)
+        _finish(client, bucket, journal, storage_class, undo_if_refused=True)
+    except ClientError as e:
+        if s3.error_code(e) not in REFUSALS or s3.identity(client, bucket, journal.month + layout.DATA) != (
+            journal.old_data
+        ):
+            raise
+        try:
+            lock = s3.object_lock(client, bucket)
+        except ClientError:
+            lock = "unknown"
+        message = e.response.get("Error", {}).get("Message", "")
+        raise RefusedError(
+            f"The bucket {bucket!r} refused to replace s3://{bucket}/{journal.month} with {journal.crawl} "
+            f"({s3.error_code(e)} on {e.operation_name}: {message}; the bucket's Object Lock is {lock or 'off'}): "
+            "the month was left as it was and nothing was deleted locally. A locked month cannot be replaced until "
+            "its retention ends; otherwise grant the connection's credentials what samples/iam-policy.json lists"
+        ) from e
 
 
 def _finish(client, bucket: str, journal: Journal, storage_class: str, undo_if_refused: bool = False) -> None:
     """Copy the staged data and log over the month, write the new metadata.json last, then clean staging."""
     month, staging = journal.month, journal.staging
     try:
-        s3.promote(client, bucket, staging + layout.DATA, month + layout.DATA, *journal.data, storage_class)
+        s3.promote(
+            client, bucket, staging + layout.DATA, month + layout.DATA, *journal.data, storage_class=storage_class
+        )
     except ClientError:
         if undo_if_refused:  # refused, so the month's data is as it was
             _undo(client, bucket, journal, storage_class)
         raise
-    s3.promote(client, bucket, staging + layout.LOG, month + layout.LOG, *journal.log, storage_class)
+    s3.promote(client, bucket, staging + layout.LOG, month + layout.LOG, *journal.log, storage_class=storage_class)
     key, body = month + layout.METADATA, journal.metadata.encode("utf-8")
     s3.verify_read_back(client, bucket, key, body, s3.put_object_once(client, bucket, key, body, storage_class))
     _clean(client, bucket, journal)
@@ -137,6 +164,7 @@ def _clean(client, bucket: str, journal: Journal) -> None:
     for name in (layout.DATA, layout.LOG):
         client.delete_object(Bucket=bucket, Key=journal.staging + name)
     client.delete_object(Bucket=bucket, Key=journal.key)
+    s3.purge_versions(client, bucket, journal.staging)  # a versioned bucket's copies of them, and their markers
 
 
 def journals(client, bucket: str, source_id: str) -> list[str]:
@@ -191,8 +219,8 @@ def _recover(client, bucket: str, journal: Journal, storage_class: str) -> str:
             "the month needs a person"
         )
     staged = (
-        s3.identity(client, bucket, journal.staging + layout.DATA) == journal.data
-        and s3.identity(client, bucket, journal.staging + layout.LOG) == journal.log
+        s3.identity(client, bucket, journal.staging + layout.DATA) == journal.data[:2]
+        and s3.identity(client, bucket, journal.staging + layout.LOG) == journal.log[:2]
     )
     if staged:
         _finish(client, bucket, journal, storage_class)

@@ -2,8 +2,11 @@
 
 The bucket becomes the only copy of what is archived, so nothing here trusts a write until it has been checked:
 
-- every part and object is sent with its MD5 (``Content-MD5``, a signed header), so the server refuses a body
-  that arrived damaged, and the ETags the server reports are compared with the MD5s of what we sent;
+- every part and object is sent with its MD5 (``Content-MD5``, a signed header) and its CRC32
+  (``x-amz-checksum-crc32``), so the server refuses a body that arrived damaged;
+- what is written is then proved in the bucket by :func:`prove`, in a way that holds whatever the bucket's
+  encryption (an SSE-KMS or SSE-C object's ETag is not the MD5 of its bytes): the full-object CRC32 the server
+  stores and returns, else an ETag known to be the MD5, else the object read back;
 - a multipart upload is invisible until it is completed; :meth:`MultipartUpload.complete` can ask the server to
   refuse to complete it over an object that appeared meanwhile (``If-None-Match: *``);
 - a copy copies only the object we verified (``CopySourceIfMatch``), and a delete that undoes our own write deletes
@@ -21,7 +24,9 @@ import math
 import os
 import queue
 import threading
+import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -79,6 +84,40 @@ def client_config(base: Config | None = None) -> Config:
     return base.merge(Config(**ours))
 
 
+#: The write parameters of server-side encryption, as boto3 names them (and S3Hook's ``extra_args``).
+ENCRYPTION_PARAMETERS = ("ServerSideEncryption", "SSEKMSKeyId", "BucketKeyEnabled")
+ENCRYPTION_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
+#: The operations that create an object, each of which must carry the encryption settings.
+WRITES = ("PutObject", "CreateMultipartUpload", "CopyObject")
+
+
+def encrypt_writes(client, encryption: dict) -> None:
+    """Send ``encryption`` (:data:`ENCRYPTION_PARAMETERS`) on every write and copy ``client`` makes.
+
+    Registered once on the client, so no write, present or future, can leave the headers out.
+    """
+    if not encryption:
+        return
+
+    def add(params, **kwargs):
+        for name, value in encryption.items():
+            params.setdefault(name, value)
+
+    for operation in WRITES:
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", add)
+
+
+def describe_bucket(client, bucket: str) -> str:
+    """The bucket's versioning and Object Lock, in words, for the first task's log (``unknown`` if not allowed)."""
+    parts = []
+    for name, ask in (("versioning", versioning), ("Object Lock", object_lock)):
+        try:
+            parts.append(f"{name} {ask(client, bucket) or 'off'}")
+        except ClientError as e:
+            parts.append(f"{name} unknown ({error_code(e)})")
+    return ", ".join(parts)
+
+
 def choose_part_size(expected_bytes: int, files: int = 0) -> int:
     """A part size (whole MiB) such that even an incompressible crawl fits in S3's 10,000 parts."""
     # LZ4 can expand incompressible input by ~0.4%; tar adds a 512-byte header (and padding) per file.
@@ -112,6 +151,59 @@ def _md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def crc32_b64(value: int) -> str:
+    """A CRC32 as S3 spells it (``x-amz-checksum-crc32``): the four big-endian bytes, in base64."""
+    return base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
+
+
+#: How :func:`prove` found an object to hold our bytes, as the log and ``metadata.json`` name it.
+BY_CHECKSUM = "crc32"  # the full-object CRC32 the server stored and returned (ChecksumMode=ENABLED)
+BY_ETAG = "etag-md5"  # the ETag equals the MD5 we computed (unencrypted or SSE-S3 objects)
+BY_READ_BACK = "read-back"  # neither: the object was downloaded and its CRC32 computed
+
+
+@dataclass(frozen=True)
+class Proof:
+    """An object proved to hold our bytes: its ETag (its identity from now on: conditions and journals use it,
+    whatever it means) and how it was proved (:data:`BY_CHECKSUM`, :data:`BY_ETAG` or :data:`BY_READ_BACK`)."""
+
+    etag: str
+    method: str
+
+
+def prove(client, bucket: str, key: str, size: int, crc32: str | None, md5_etag: str | None = None) -> Proof:
+    """Check that ``key`` holds exactly ``size`` bytes whose CRC32 is ``crc32``, without trusting the ETag to be
+    an MD5; raise :class:`VerificationError` if it does not.
+
+    In order: the server's stored full-object CRC32 (asked with ``ChecksumMode=ENABLED``; it holds under SSE-S3,
+    SSE-KMS and SSE-C); else the ETag, when it equals ``md5_etag`` (what an unencrypted or SSE-S3 object reports);
+    else the object is read back and its CRC32 computed. A stored checksum of another algorithm or a composite one
+    (``...-N``) is not comparable, and falls through to the next way.
+    """
+    where = f"s3://{bucket}/{key}"
+    head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    if head["ContentLength"] != size:
+        raise VerificationError(f"{where} holds {head['ContentLength']} bytes, we sent {size}")
+    stored = head.get("ChecksumCRC32")
+    if crc32 is not None and stored and "-" not in stored and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        if stored != crc32:
+            raise VerificationError(f"{where} has the stored CRC32 {stored}, our bytes give {crc32}")
+        return Proof(head["ETag"], BY_CHECKSUM)
+    if md5_etag is not None and head["ETag"] == md5_etag:
+        return Proof(head["ETag"], BY_ETAG)
+    if crc32 is None:
+        raise VerificationError(f"{where}: nothing to prove it by (no CRC32 of ours and its ETag is not our MD5)")
+    value, read = 0, 0
+    body = client.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])["Body"]
+    while chunk := body.read(READ_SIZE):
+        value = zlib.crc32(chunk, value)
+        read += len(chunk)
+    if (read, crc32_b64(value)) != (size, crc32):
+        raise VerificationError(f"{where} reads back as {read} bytes with CRC32 {crc32_b64(value)}, we sent {crc32}")
+    logger.info("%s: the server stores no CRC32 and its ETag is not an MD5 (encrypted?): read back to verify", where)
+    return Proof(head["ETag"], BY_READ_BACK)
+
+
 class MultipartUpload:
     """A write-only file object that streams into one S3 multipart upload.
 
@@ -137,8 +229,13 @@ class MultipartUpload:
         self._progress = progress
         self._lock = threading.Lock()
         self._sent = 0
+        self._crc32 = 0  # of the whole object, in the order written
+        #: The whole object's CRC32 (S3's spelling), once :meth:`complete` has been called.
+        self.crc32: str | None = None
         extra = {"StorageClass": storage_class} if storage_class else {}
-        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+        self.upload_id = client.create_multipart_upload(
+            Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT", **extra
+        )["UploadId"]
         self._threads = [
             threading.Thread(target=self._worker, name=f"upload {key} #{n}", daemon=True)
             for n in range(UPLOAD_THREADS)
@@ -156,6 +253,7 @@ class MultipartUpload:
                 continue  # drain: the main thread will raise
             try:
                 digest = hashlib.md5(data, usedforsecurity=False).digest()
+                crc32 = crc32_b64(zlib.crc32(data))
                 response = self.client.upload_part(
                     Bucket=self.bucket,
                     Key=self.key,
@@ -163,9 +261,14 @@ class MultipartUpload:
                     PartNumber=number,
                     Body=data,
                     ContentMD5=_md5_b64(digest),
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=crc32,
                 )
-                if response["ETag"].strip('"') != digest.hex():
-                    raise VerificationError(f"part {number} of {self.key}: the server's ETag is not our MD5")
+                # The server checked both headers; a checksum it reports must be ours. An encrypted part's ETag is
+                # not its MD5 (SSE-KMS, SSE-C), so the ETag is only compared when no checksum is reported and the
+                # object is proved as a whole after completion either way.
+                if response.get("ChecksumCRC32", crc32) != crc32:
+                    raise VerificationError(f"part {number} of {self.key}: the server's CRC32 is not ours")
                 with self._lock:
                     self._digests[number] = digest
                     self._etags[number] = response["ETag"]
@@ -186,6 +289,7 @@ class MultipartUpload:
             data = bytes(data)  # the caller may reuse its buffer
         size = len(data)
         self.size += size
+        self._crc32 = zlib.crc32(data, self._crc32)
         view = memoryview(data)
         while view:
             take = min(len(view), self.part_size - self._filled)
@@ -211,8 +315,8 @@ class MultipartUpload:
         for thread in self._threads:
             thread.join(timeout)
 
-    def complete(self, exclusive: bool = False) -> str:
-        """Finish the upload and return the ETag S3 must report for exactly these bytes.
+    def complete(self, exclusive: bool = False) -> Proof:
+        """Finish the upload and prove (:func:`prove`) that the key holds exactly these bytes.
 
         ``exclusive`` asks the server to refuse (412 Precondition Failed) if the key holds an object by then.
         """
@@ -226,6 +330,7 @@ class MultipartUpload:
             raise VerificationError(f"{self.key}: parts {numbers} were uploaded, {self._sent} were sent")
         combined = hashlib.md5(b"".join(self._digests[n] for n in numbers), usedforsecurity=False).hexdigest()
         etag = f'"{combined}-{len(numbers)}"'
+        self.crc32 = crc32_b64(self._crc32)
         try:
             with refusing_to_overwrite(self.bucket, self.key, exclusive):
                 self.client.complete_multipart_upload(
@@ -233,21 +338,25 @@ class MultipartUpload:
                     Key=self.key,
                     UploadId=self.upload_id,
                     MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
+                    ChecksumCRC32=self.crc32,
+                    ChecksumType="FULL_OBJECT",
                     **({"IfNoneMatch": "*"} if exclusive else {}),
                 )
         except (ClientError, VerificationError) as e:
             # A completion the server applied whose response was lost: the retry is answered 412 (the key is taken,
             # by us) or NoSuchUpload (the upload is complete). The key then holds exactly our bytes.
             code = error_code(e) if isinstance(e, ClientError) else "412"
-            if code not in (*PRECONDITION_FAILED, "NoSuchUpload") or identity(self.client, self.bucket, self.key) != (
-                self.size,
-                etag,
-            ):
+            if code not in (*PRECONDITION_FAILED, "NoSuchUpload"):
                 raise
+            try:
+                proof = prove(self.client, self.bucket, self.key, self.size, self.crc32, etag)
+            except (ClientError, VerificationError):
+                raise e from None
             logger.warning(
                 "%s: the server had completed this upload already (a lost response); it holds our bytes", self.key
             )
-        return etag
+            return proof
+        return prove(self.client, self.bucket, self.key, self.size, self.crc32, etag)
 
     def abort(self) -> None:
         """Give the upload up: nothing becomes visible, and the server frees the parts."""
@@ -261,53 +370,52 @@ class MultipartUpload:
 
 def upload_file(
     client, bucket: str, key: str, path: str, exclusive: bool = False, storage_class: str | None = None
-) -> tuple[int, str]:
-    """Upload a local file (a log) through the same verified multipart path; return (size, expected ETag)."""
+) -> tuple[int, str, Proof]:
+    """Upload a local file (a log) through the same verified multipart path; return (size, CRC32, proof)."""
     size = os.path.getsize(path)
     upload = MultipartUpload(client, bucket, key, choose_part_size(size), storage_class=storage_class)
     try:
         with open(path, "rb") as f:
             while chunk := f.read(READ_SIZE):
                 upload.write(chunk)
-        etag = upload.complete(exclusive=exclusive)
+        proof = upload.complete(exclusive=exclusive)
     except BaseException:
         upload.abort()
         raise
-    return upload.size, etag
+    return upload.size, upload.crc32, proof
 
 
 def put_object(client, bucket: str, key: str, body: bytes, storage_class: str, exclusive: bool = False) -> str:
-    """Write a small object (``metadata.json``) with its MD5; return the ETag the server must report for it.
+    """Write a small object (``metadata.json``) with its MD5 and CRC32; return the ETag the server reported for it.
 
     ``exclusive`` asks the server to refuse the write (412) if the key holds an object by then.
     """
     md5 = hashlib.md5(body, usedforsecurity=False).digest()
     with refusing_to_overwrite(bucket, key, exclusive):
-        client.put_object(
+        response = client.put_object(
             Bucket=bucket,
             Key=key,
             Body=body,
             ContentMD5=_md5_b64(md5),
+            ChecksumAlgorithm="CRC32",
+            ChecksumCRC32=crc32_b64(zlib.crc32(body)),
             ContentType="application/json",
             StorageClass=storage_class,
             **({"IfNoneMatch": "*"} if exclusive else {}),
         )
-    return f'"{md5.hex()}"'
+    return response["ETag"]
 
 
 def put_object_once(client, bucket: str, key: str, body: bytes, storage_class: str) -> str:
     """Write ``body`` at a key that must be free, or find exactly ``body`` there (a retry of a write the server had
-    applied, whose response was lost); return the ETag the server must report for it."""
+    applied, whose response was lost); return the ETag the server reports for it."""
     try:
         return put_object(client, bucket, key, body, storage_class, exclusive=True)
     except VerificationError:
-        try:
-            there = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError:
-            there = None
-        if there != body:
+        there = get_if_any(client, bucket, key)
+        if there is None or there[0] != body:
             raise
-        return md5_etag(body)
+        return there[1]
 
 
 def delete_if_match(client, bucket: str, key: str, etag: str | None) -> None:
@@ -340,8 +448,19 @@ def verify_object(client, bucket: str, key: str, size: int, etag: str | None = N
         raise VerificationError(f"s3://{bucket}/{key} has ETag {head['ETag']}, our bytes give {etag}")
 
 
-def promote(client, bucket: str, source: str, target: str, size: int, etag: str, storage_class: str) -> None:
-    """Copy the verified staging object to its final key and check the result.
+def promote(
+    client,
+    bucket: str,
+    source: str,
+    target: str,
+    size: int,
+    etag: str,
+    crc32: str | None = None,
+    *,
+    storage_class: str,
+) -> Proof:
+    """Copy the verified staging object to its final key and prove the copy (:func:`prove`; an encrypted copy's
+    ETag is not the source's, so it is proved by the stored CRC32, else read back).
 
     One ``CopyObject`` up to S3's 5 GiB limit for it (boto3's managed copy first asks for the object's size, then
     copies it in 8 MiB ranges, each a request); the managed copy, in parts, beyond. Only the object with ``etag`` is
@@ -352,7 +471,10 @@ def promote(client, bucket: str, source: str, target: str, size: int, etag: str,
         client.copy_object(CopySource={"Bucket": bucket, "Key": source}, Bucket=bucket, Key=target, **extra)
     else:
         client.copy({"Bucket": bucket, "Key": source}, bucket, target, ExtraArgs=extra)
-    verify_object(client, bucket, target, size)
+    if crc32 is None:  # a journal written before CRC32s were recorded: the size, as then
+        verify_object(client, bucket, target, size)
+        return Proof(_head(client, bucket, target)["ETag"], "size")
+    return prove(client, bucket, target, size, crc32, etag)
 
 
 def abort_uploads(client, bucket: str, prefix: str) -> int:
@@ -364,7 +486,11 @@ def abort_uploads(client, bucket: str, prefix: str) -> int:
 
 
 def clean_staging(client, bucket: str, prefix: str) -> int:
-    """Delete the objects and abort the multipart uploads under one crawl's staging prefix."""
+    """Delete the objects and abort the multipart uploads under one crawl's staging prefix.
+
+    In a versioned bucket every version and delete marker under the prefix goes too: staging objects are this
+    package's own temporary copies, and a noncurrent version of one would be stored and billed for ever.
+    """
     removed = 0
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
@@ -372,7 +498,67 @@ def clean_staging(client, bucket: str, prefix: str) -> int:
         if keys:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             removed += len(keys)
+    purge_versions(client, bucket, prefix)
     return removed + abort_uploads(client, bucket, prefix)
+
+
+def versioning(client, bucket: str) -> str:
+    """The bucket's versioning state: ``"Enabled"``, ``"Suspended"`` or ``"Off"`` (never enabled)."""
+    return client.get_bucket_versioning(Bucket=bucket).get("Status") or "Off"
+
+
+def object_lock(client, bucket: str) -> str | None:
+    """The bucket's Object Lock, in words (``"Enabled (GOVERNANCE, 30 days by default)"``), or ``None``."""
+    try:
+        config = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    except ClientError as e:
+        if error_code(e) in ("ObjectLockConfigurationNotFoundError", "NotImplemented", *MISSING):
+            return None
+        raise
+    if config.get("ObjectLockEnabled") != "Enabled":
+        return None
+    retention = config.get("Rule", {}).get("DefaultRetention", {})
+    if not retention:
+        return "Enabled (no default retention)"
+    period = f"{retention['Days']} days" if "Days" in retention else f"{retention.get('Years')} years"
+    return f"Enabled ({retention.get('Mode')}, {period} by default)"
+
+
+def _lock_note(client, bucket: str) -> str:
+    return f"; the bucket's Object Lock is {object_lock(client, bucket) or 'off'}"
+
+
+def purge_versions(client, bucket: str, prefix: str) -> int:
+    """Delete the noncurrent versions and delete markers under ``prefix`` (a versioned bucket's leftovers of
+    objects already deleted); return how many. A bucket that never had versioning is not asked twice.
+
+    A version Object Lock protects is refused (``AccessDenied``): it is left, with a warning naming the lock,
+    for its retention and the bucket's lifecycle rules to remove (samples/lifecycle.json).
+    """
+    if versioning(client, bucket) == "Off":
+        return 0
+    removed = 0
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        stale = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
+            if not (v.get("IsLatest") and v in page.get("Versions", []))
+        ]
+        if not stale:
+            continue
+        errors = client.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True}).get("Errors", [])
+        removed += len(stale) - len(errors)
+        for error in errors:
+            logger.warning(
+                "Left version %s of s3://%s/%s: %s (%s)%s",
+                error.get("VersionId"),
+                bucket,
+                error.get("Key"),
+                error.get("Code"),
+                error.get("Message"),
+                _lock_note(client, bucket) if error.get("Code") == "AccessDenied" else "",
+            )
+    return removed
 
 
 def month_is_empty(client, bucket: str, prefix: str, names=("metadata.json", "data.tar.lz4", "scrapy.log")) -> bool:
@@ -400,11 +586,30 @@ class ConditionalWritesError(Exception):
     """The S3 server ignores the conditional requests archiving relies on."""
 
 
+class WriteRefusedError(ConditionalWritesError):
+    """The bucket refuses the probe's write: most often a policy that demands an encryption header."""
+
+
+def _refused_write(bucket: str, key: str, error: ClientError, encryption: dict | None) -> WriteRefusedError:
+    sent = (encryption or {}).get("ServerSideEncryption")
+    header = f"x-amz-server-side-encryption: {sent}" if sent else "no x-amz-server-side-encryption header"
+    if sent == "aws:kms" and (encryption or {}).get("SSEKMSKeyId"):
+        header += f" with x-amz-server-side-encryption-aws-kms-key-id: {encryption['SSEKMSKeyId']}"
+    message = error.response.get("Error", {}).get("Message", "")
+    return WriteRefusedError(
+        f"The bucket {bucket!r} refused to write s3://{bucket}/{key} ({error_code(error)}: {message}). The "
+        f"request carried {header}: if the bucket's policy demands an encryption header, set it in the Airflow "
+        "Variable 'kingfisher_archive_encryption' (or the S3 connection's extra \"encryption\"), e.g. "
+        '{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "<key ARN>"}; otherwise give the connection\'s '
+        "credentials s3:PutObject on the bucket (samples/iam-policy.json); nothing was archived or deleted"
+    )
+
+
 #: Where the probe of conditional writes leaves its one small object, for as long as the probe lasts.
 PROBE_PREFIX = "staging/_probe/"
 
 
-def probe_conditional_writes(client, bucket: str) -> None:
+def probe_conditional_writes(client, bucket: str, encryption: dict | None = None) -> None:
     """Check that the server honours ``If-None-Match: *`` on writes and ``If-Match`` on deletes, or fail naming it.
 
     Archiving into an empty month completes each upload (``CompleteMultipartUpload``) and writes ``metadata.json``
@@ -418,7 +623,12 @@ def probe_conditional_writes(client, bucket: str) -> None:
     key = f"{PROBE_PREFIX}{os.urandom(8).hex()}"
     lacking = []
     try:
-        put_object(client, bucket, key, b"probe", "STANDARD")
+        try:
+            put_object(client, bucket, key, b"probe", "STANDARD")
+        except ClientError as e:
+            if error_code(e) != "AccessDenied":
+                raise
+            raise _refused_write(bucket, key, e, encryption) from e
         try:
             put_object(client, bucket, key, b"other", "STANDARD", exclusive=True)
             lacking.append("If-None-Match: * on PutObject (it overwrote an existing object)")
@@ -461,6 +671,7 @@ def probe_conditional_writes(client, bucket: str) -> None:
     finally:
         try:
             client.delete_object(Bucket=bucket, Key=key)
+            purge_versions(client, bucket, key)  # a versioned bucket keeps each write of it otherwise
         except Exception:  # noqa: BLE001 - a leftover probe under staging/ is removed by the audit
             logger.warning("Could not delete the probe s3://%s/%s", bucket, key)
     if lacking:

@@ -7,6 +7,7 @@ wrong setting is reported at once, by name, by the run's first task.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Callable
@@ -22,6 +23,9 @@ LEDGER = "kingfisher_archive_ledger"
 STORAGE_CLASS = "kingfisher_archive_storage_class"
 RETENTION_DAYS = "kingfisher_archive_retention_days"
 WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
+#: Server-side encryption sent on every write and copy, as JSON with boto3's names; the S3 connection's extra may
+#: hold the same under "encryption" (the Variable wins).
+ENCRYPTION = "kingfisher_archive_encryption"
 
 REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
 DEFAULT_STORAGE_CLASS = "STANDARD_IA"
@@ -44,6 +48,44 @@ class Settings:
     retention_days: int | None = None  # None: local retention is off
     #: Warn when a crawl has waited longer than this for Kingfisher Process to load its files.
     waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
+
+
+def encryption(variable: str | None, extra: object = None) -> dict:
+    """The encryption settings from the Variable :data:`ENCRYPTION` (JSON) or the connection's extra
+    ``"encryption"``: ``ServerSideEncryption`` (``AES256``, ``aws:kms`` or ``aws:kms:dsse``), with ``aws:kms`` an
+    optional ``SSEKMSKeyId`` and ``BucketKeyEnabled``. ``{}`` when neither is set (the bucket's default applies)."""
+    from kingfisher_archive.s3 import ENCRYPTION_ALGORITHMS, ENCRYPTION_PARAMETERS
+
+    where, value = (
+        (f"Airflow Variable {ENCRYPTION!r}", variable)
+        if (variable or "").strip()
+        else (
+            'the S3 connection\'s extra "encryption"',
+            extra,
+        )
+    )
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise ConfigurationError(f"{where} is not JSON ({e}): {value!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where} must be a JSON object, not {value!r}")
+    unknown = sorted(set(value) - set(ENCRYPTION_PARAMETERS))
+    if unknown:
+        raise ConfigurationError(f"{where} has {unknown}: the keys it may have are {list(ENCRYPTION_PARAMETERS)}")
+    algorithm = value.get("ServerSideEncryption")
+    if algorithm not in ENCRYPTION_ALGORITHMS:
+        raise ConfigurationError(
+            f"{where} has ServerSideEncryption {algorithm!r}: it must be one of {list(ENCRYPTION_ALGORITHMS)}"
+        )
+    if not algorithm.startswith("aws:kms") and set(value) - {"ServerSideEncryption"}:
+        raise ConfigurationError(f"{where}: SSEKMSKeyId and BucketKeyEnabled go with aws:kms only")
+    if not isinstance(value.get("BucketKeyEnabled", False), bool):
+        raise ConfigurationError(f"{where} has BucketKeyEnabled {value['BucketKeyEnabled']!r}: true or false")
+    return dict(value)
 
 
 def load(

@@ -73,13 +73,22 @@ def _check_connection(conn_id: str) -> None:
         raise config.ConfigurationError(f"Airflow Connection {conn_id!r} is not defined or unreadable ({e})") from e
 
 
+def encryption() -> dict:
+    """The server-side encryption every write and copy carries (the Variable, else the connection's extra)."""
+    extra = BaseHook.get_connection(config.S3_CONNECTION).extra_dejson.get("encryption")
+    return config.encryption(_variable(config.ENCRYPTION), extra)
+
+
 def s3_client():
-    """A boto3 S3 client from the ``kingfisher_archive_s3`` connection (``extra.endpoint_url`` for MinIO etc.)."""
+    """A boto3 S3 client from the ``kingfisher_archive_s3`` connection (``extra.endpoint_url`` for other servers),
+    sending the configured encryption on every write and copy."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     _check_connection(config.S3_CONNECTION)
     hook = S3Hook(aws_conn_id=config.S3_CONNECTION)
-    return hook.get_client_type(region_name=hook.region_name, config=s3.client_config(hook.config))
+    client = hook.get_client_type(region_name=hook.region_name, config=s3.client_config(hook.config))
+    s3.encrypt_writes(client, encryption())
+    return client
 
 
 def process_connection():
@@ -121,8 +130,9 @@ def find_crawls() -> list[CrawlRef]:
     settings = load_settings()
     bucket = _bucket(settings)
     bucket.check()
+    logger.info("Bucket %s: %s", bucket.name, s3.describe_bucket(bucket.client, bucket.name))
     if not params.get("dry_run"):
-        s3.probe_conditional_writes(bucket.client, bucket.name)
+        s3.probe_conditional_writes(bucket.client, bucket.name, encryption())
     # A run for a past logical date (a backfill) considers only what was loaded by the end of its data interval;
     # a manual run without a logical date considers everything loaded.
     loaded_before = context.get("data_interval_end")
@@ -403,8 +413,13 @@ def audit_bucket() -> dict:
     settings = load_settings(on_kingfisher_host=False)  # the audit reads the bucket only: any worker
     client = s3_client()
     _bucket(settings, client).check()
+    share = int(params.get("sample_percent") or 0) / 100
     report = audit.audit(
-        client, settings.bucket, repair=bool(params.get("repair")), verify_data=bool(params.get("verify_data"))
+        client,
+        settings.bucket,
+        repair=bool(params.get("repair")),
+        verify_data=bool(params.get("verify_data")),
+        sample=share or None,
     )
     lines = [
         f"{p['key']}: {p['problem']}{' (' + p['detail'] + ')' if p.get('detail') else ''}"

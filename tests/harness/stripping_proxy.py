@@ -9,6 +9,11 @@ headers on one operation only. With ``drop=()`` it passes every header on, and `
 and path, which the test can swap while the proxy runs) answers the requests it picks with S3's 403
 ``AccessDenied``, as a bucket policy denying a prefix would: a failure the caller cannot retry its way out of, until
 the policy is fixed.
+
+``rewrite`` (an object with ``request(method, path, headers, body)`` returning the headers and body to forward,
+or an answer ``(status, headers, payload)`` to give instead, and ``response(method, path, status, headers,
+payload)`` returning the answer to give) stands for a server that answers differently from the real one: see
+:mod:`tests.harness.aws_like`.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class StrippingProxy:
         drop: tuple[str, ...] = DROPPED,
         refuse: Callable[[str, str], bool] | None = None,
         drop_on: Callable[[str, str], bool] | None = None,
+        rewrite=None,
     ) -> None:
         self.upstream = urlsplit(upstream)
         self.credentials = Credentials(access_key, secret_key)
@@ -52,6 +58,7 @@ class StrippingProxy:
         self.drop = tuple(name.lower() for name in drop)
         self.refuse = refuse
         self.drop_on = drop_on  # drop the headers only on the requests it picks (method, path): every one if None
+        self.rewrite = rewrite
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,6 +77,12 @@ class StrippingProxy:
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in (*dropped, *HOP_BY_HOP, *RESIGNED)
                 }
+                if proxy.rewrite is not None:
+                    rewritten = proxy.rewrite.request(self.command, self.path, headers, body)
+                    if len(rewritten) == 3:
+                        self._answer(*rewritten)
+                        return
+                    headers, body = rewritten
                 url = f"{proxy.upstream.scheme}://{proxy.upstream.netloc}{self.path}"
                 request = AWSRequest(method=self.command, url=url, data=body, headers=headers)
                 S3SigV4Auth(proxy.credentials, "s3", proxy.region).add_auth(request)
@@ -80,13 +93,23 @@ class StrippingProxy:
                     payload = response.read()
                 finally:
                     connection.close()
-                self.send_response(response.status)
-                for k, v in response.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                status, answer_headers = response.status, response.getheaders()
+                if proxy.rewrite is not None:
+                    status, answer_headers, payload = proxy.rewrite.response(
+                        self.command, self.path, status, answer_headers, payload
+                    )
+                self._answer(status, answer_headers, payload)
+
+            def _answer(self, status: int, answer_headers, payload: bytes) -> None:
+                self.send_response(status)
+                length = None
+                for k, v in answer_headers:
+                    if k.lower() == "content-length":
+                        length = v
+                    elif k.lower() not in ("transfer-encoding", "connection"):
                         self.send_header(k, v)
                 # A HEAD answer has no body but the object's length, which callers check against what they sent.
-                length = response.getheader("Content-Length") if self.command == "HEAD" else None
-                self.send_header("Content-Length", length or str(len(payload)))
+                self.send_header("Content-Length", (length if self.command == "HEAD" else None) or str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)

@@ -1,0 +1,249 @@
+"""The buckets people really have: encrypted (ETags that are not MD5s), policy-enforced, versioned, locked.
+
+SeaweedFS serves every test; where AWS answers otherwise, :mod:`tests.harness.aws_like` stands in front of it
+(each imitation cites the AWS page it follows). Versioning is SeaweedFS's own. Each test archives, restores byte
+for byte and audits, and looks at what a user would: the bucket's objects and versions, metadata.json, the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from kingfisher_archive import audit, replacement, restore, s3, steps
+from kingfisher_archive import settings as config
+from scripts.demo_kit.kingfisher_host import ocds_files
+from tests.harness.aws_like import AwsLike
+from tests.harness.stripping_proxy import StrippingProxy
+from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, host, keys, plan_for, settings
+
+__all__ = ["host", "settings"]  # fixtures
+
+
+def _client(s3_server, endpoint_url, encryption=None):
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name=s3_server.region,
+        config=s3.client_config(Config(s3={"addressing_style": "path"})),
+    )
+    s3.encrypt_writes(client, encryption or {})
+    return client
+
+
+@pytest.fixture
+def aws_like(s3_server, bucket, request):
+    """A client through a proxy answering as AWS does for the behaviours the test's ``aws`` marker asks for."""
+    options = request.node.get_closest_marker("aws").kwargs if request.node.get_closest_marker("aws") else {}
+    encryption = options.pop("encryption", None)
+    rewrite = AwsLike(s3_server.client(), bucket, **options)
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), rewrite=rewrite
+    ) as proxy:
+        yield rewrite, _client(s3_server, proxy.endpoint_url, encryption)
+
+
+def _archive_two_crawls_into_one_month(settings, host, client):
+    """An empty month filled in place, then replaced through staging by a bigger crawl of the same month."""
+    archive_an_earlier_crawl(settings, host, client)
+    host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
+    return steps.archive(settings, client, plan_for(settings, client, "scotland", "20200902_052458"))
+
+
+@pytest.mark.aws(kms=True)
+def test_an_sse_kms_bucket_whose_etags_are_not_md5s_archives_restores_and_audits(
+    aws_like, settings, host, bucket, tmp_path, s3_server
+):
+    proxy, client = aws_like
+    result = _archive_two_crawls_into_one_month(settings, host, client)
+
+    assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
+    head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    metadata = assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert metadata["id"] == "scotland/20200902_052458"
+    # Proved by the CRC32 the server stores, since the ETags say nothing about the bytes.
+    assert metadata["verified_by"] == {"data.tar.lz4": "crc32", "scrapy.log": "crc32"}
+    stored = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4", ChecksumMode="ENABLED")
+    assert stored["ChecksumCRC32"] == metadata["checksums"]["data.tar.lz4"]["crc32"]
+    assert keys(client, bucket, "staging/") == []
+    assert not os.path.exists(os.path.join(host.data_directory, "scotland", "20200902_052458"))
+
+    target = tmp_path / "restored"
+    target.mkdir()
+    restored = restore.restore(client, bucket, "scotland", 2020, 9, str(target))
+    assert restored["files"] == 20
+    report = audit.audit(client, bucket, verify_data=True)
+    assert report["problems"] == [] and report["verified"] == 1
+    assert report["at_rest"] == 2
+
+
+@pytest.mark.aws(kms=True, checksums=False)
+def test_a_server_with_neither_md5_etags_nor_stored_checksums_is_read_back(aws_like, settings, host, bucket, tmp_path):
+    proxy, client = aws_like
+    result = _archive_two_crawls_into_one_month(settings, host, client)
+
+    assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
+    metadata = assert_month_is_consistent(client, bucket, "scotland/2020/09/")
+    assert metadata["verified_by"] == {"data.tar.lz4": "read-back", "scrapy.log": "read-back"}
+    report = audit.audit(client, bucket)
+    assert report["problems"] == [] and report["at_rest"] == 0 and report["not_at_rest"] == 2
+    target = tmp_path / "restored"
+    target.mkdir()
+    assert restore.restore(client, bucket, "scotland", 2020, 9, str(target))["files"] == 20
+
+
+@pytest.mark.aws(kms=True, require_kms=True)
+def test_a_bucket_demanding_an_encryption_header_fails_the_probe_naming_the_header(aws_like, bucket):
+    proxy, client = aws_like
+    with pytest.raises(s3.WriteRefusedError) as raised:
+        s3.probe_conditional_writes(client, bucket)
+    message = str(raised.value)
+    assert "refused to write" in message and "AccessDenied" in message
+    assert "no x-amz-server-side-encryption header" in message
+    assert "'kingfisher_archive_encryption'" in message and '"ServerSideEncryption": "aws:kms"' in message
+
+
+@pytest.mark.aws(
+    kms=True, require_kms=True, encryption={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/archive"}
+)
+def test_with_encryption_set_every_write_and_copy_carries_it(aws_like, settings, host, bucket):
+    proxy, client = aws_like
+    s3.probe_conditional_writes(client, bucket, {"ServerSideEncryption": "aws:kms"})
+    result = _archive_two_crawls_into_one_month(settings, host, client)
+
+    assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
+    creating = [(op, path, h) for op, path, h in proxy.writes if op != "UploadPart"]
+    assert {op for op, _, _ in creating} == {"PutObject", "CreateMultipartUpload", "CopyObject"}
+    for operation, path, headers in creating:
+        assert headers.get("x-amz-server-side-encryption") == "aws:kms", (operation, path)
+        assert headers.get("x-amz-server-side-encryption-aws-kms-key-id") == "alias/archive", (operation, path)
+
+
+def test_encryption_settings_are_read_from_the_variable_or_the_extra_and_checked():
+    kms = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k", "BucketKeyEnabled": True}
+    assert config.encryption(json.dumps(kms)) == kms
+    assert config.encryption(None, {"ServerSideEncryption": "AES256"}) == {"ServerSideEncryption": "AES256"}
+    assert config.encryption('{"ServerSideEncryption": "AES256"}', kms) == {"ServerSideEncryption": "AES256"}
+    assert config.encryption(None, None) == {}
+    for value, expected in (
+        ("not json", "Airflow Variable 'kingfisher_archive_encryption' is not JSON"),
+        ('{"ServerSideEncryption": "aws:kms", "KeyId": "k"}', "has ['KeyId']: the keys it may have are"),
+        ('{"ServerSideEncryption": "kms"}', "ServerSideEncryption 'kms': it must be one of"),
+        ('{"ServerSideEncryption": "AES256", "SSEKMSKeyId": "k"}', "SSEKMSKeyId and BucketKeyEnabled go with aws:kms"),
+    ):
+        with pytest.raises(config.ConfigurationError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+            config.encryption(value)
+    with pytest.raises(config.ConfigurationError, match='the S3 connection\'s extra "encryption" must be'):
+        config.encryption(None, ["AES256"])
+
+
+@pytest.mark.aws(kms=False)
+def test_if_match_on_a_missing_key_answered_404_as_aws_does_is_a_delete_already_done(aws_like, bucket):
+    proxy, client = aws_like
+    with pytest.raises(ClientError) as raised:
+        client.delete_object(Bucket=bucket, Key="scotland/2020/09/metadata.json", IfMatch='"0123"')
+    assert s3.error_code(raised.value) in s3.MISSING  # the imitation answers as AWS documents
+    s3.delete_if_match(client, bucket, "scotland/2020/09/metadata.json", '"0123"')  # and that is no error
+
+
+@pytest.fixture
+def versioned(s3_server):
+    name = f"test-{secrets.token_hex(6)}"
+    client = s3_server.client()
+    client.create_bucket(Bucket=name)
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def _versions(client, bucket, prefix=""):
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+    found = []
+    for page in pages:
+        found += [("version", v["Key"], v["IsLatest"]) for v in page.get("Versions", [])]
+        found += [("marker", v["Key"], v["IsLatest"]) for v in page.get("DeleteMarkers", [])]
+    return sorted(found)
+
+
+def test_a_versioned_bucket_archives_replaces_restores_and_audits_leaving_no_staging_versions(
+    s3_server, versioned, host, tmp_path
+):
+    client = _client(s3_server, s3_server.endpoint_url)
+    settings = config.Settings(
+        versioned, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD"
+    )
+    assert s3.describe_bucket(client, versioned) == "versioning Enabled, Object Lock off"
+    s3.probe_conditional_writes(client, versioned)
+    result = _archive_two_crawls_into_one_month(settings, host, client)
+
+    assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
+    assert assert_month_is_consistent(client, versioned, "scotland/2020/09/")["id"] == "scotland/20200902_052458"
+    # What this package deletes of its own (the probe, staging) leaves neither versions nor delete markers...
+    assert _versions(client, versioned, "staging/") == []
+    # ...while the replaced month keeps its old versions, for the operator's lifecycle rule to expire (the docs).
+    month = _versions(client, versioned, "scotland/2020/09/")
+    assert ("version", "scotland/2020/09/data.tar.lz4", False) in month
+    assert [entry for entry in month if entry[2]] == [
+        ("version", f"scotland/2020/09/{name}", True) for name in ("data.tar.lz4", "metadata.json", "scrapy.log")
+    ]
+    target = tmp_path / "restored"
+    target.mkdir()
+    assert restore.restore(client, versioned, "scotland", 2020, 9, str(target))["files"] == 20
+    report = audit.audit(client, versioned, verify_data=True)
+    assert report["problems"] == [] and report["verified"] == 1 and report["at_rest"] == 2
+
+
+@pytest.mark.parametrize("refused", ["DeleteObject", "CopyObject"])
+def test_an_object_lock_refusal_fails_the_crawl_naming_the_lock_and_leaves_the_month_whole(
+    s3_server, host, tmp_path, refused
+):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    direct = _client(s3_server, s3_server.endpoint_url)
+    settings = config.Settings(name, host.data_directory, host.logs_directory, str(tmp_path / "l.sqlite3"), "STANDARD")
+    archive_an_earlier_crawl(settings, host, direct)
+    before = {key: direct.head_object(Bucket=name, Key=key)["ETag"] for key in keys(direct, name, "scotland/")}
+    host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
+    plan = plan_for(settings, direct, "scotland", "20200902_052458")
+
+    def refuse(method, path):  # as AWS answers a change to a version under retention, or a legal hold
+        if refused == "DeleteObject":
+            return method == "DELETE" and "/scotland/2020/09/metadata.json" in path
+        return method == "PUT" and "/scotland/2020/09/data.tar.lz4" in path
+
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), refuse=refuse
+    ) as proxy:
+        with pytest.raises(replacement.RefusedError) as raised:
+            steps.archive(settings, _client(s3_server, proxy.endpoint_url), plan)
+    message = str(raised.value)
+    assert f"refused to replace s3://{name}/scotland/2020/09/ with scotland/20200902_052458" in message
+    assert "the bucket's Object Lock is Enabled" in message and "the month was left as it was" in message
+    assert {key: direct.head_object(Bucket=name, Key=key)["ETag"] for key in keys(direct, name, "scotland/")} == before
+    assert os.path.isdir(os.path.join(host.data_directory, "scotland", "20200902_052458"))
+
+
+def test_the_audit_finds_an_object_whose_stored_checksum_is_not_its_metadata_s_without_downloading(
+    client, bucket, settings, host
+):
+    archive_an_earlier_crawl(settings, host, client)
+    key = "scotland/2020/09/scrapy.log"
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(reversed(body)), ChecksumAlgorithm="CRC32")
+    downloads = []
+    client.meta.events.register("before-call.s3.GetObject", lambda params, **kw: downloads.append(params["url_path"]))
+
+    report = audit.audit(client, bucket)
+
+    assert [(p["key"], p["problem"]) for p in report["problems"]] == [(key, "stored checksum does not match metadata")]
+    assert report["at_rest"] == 2
+    assert [path for path in downloads if not path.endswith("metadata.json")] == []
