@@ -4,13 +4,16 @@
 Gets one month's archived crawl back out of the bucket, to reload it into Kingfisher Process.
 
 Trigger it with the **source id** and the **year and month** (or the crawl's **data version**, `YYYYMMDD_HHMMSS`),
-and a **target directory** on the worker. It streams `data.tar.lz4` through LZ4 and tar into
-`<target>/<source_id>/<data_version>/` (no temporary copy), puts the log beside it as
+and a **target directory** under the restore directory, the Airflow Variable `kingfisher_archive_restore_directory`
+(relative to it, or an absolute path inside it; empty: the restore directory itself). It streams `data.tar.lz4`
+through LZ4 and tar into `<target>/<source_id>/<data_version>/` (no temporary copy), puts the log beside it as
 `<data_version>.scrapy.log`, and verifies the restored files against `metadata.json` (bytes, files, and the XXH3
 checksum when the archive has one). The task log ends with the Kingfisher Process command to run next.
 
-It refuses to restore into Kingfisher Collect's data or logs directories (the files would be archived again), and
-refuses hostile archives (absolute paths, `..`, links, device files).
+It writes nothing outside the restore directory and never through a symbolic link, and refuses to run while the
+Variable is unset; it never restores over a crawl already in the target. It refuses to restore into Kingfisher
+Collect's data or logs directories (the files would be archived again), and refuses hostile archives (absolute
+paths, `..`, links, device files).
 """
 
 from airflow.sdk import Param, dag
@@ -41,9 +44,11 @@ from kingfisher_archive import tasks
         "target_directory": Param(
             "",
             type="string",
-            minLength=1,
             title="Target directory",
-            description="A directory on the worker to restore into; not Kingfisher Collect's data or logs directory.",
+            description=(
+                "Where to restore, relative to the Airflow Variable kingfisher_archive_restore_directory (empty: "
+                "that directory itself), or an absolute path inside it; no '..', no symbolic links."
+            ),
         ),
     },
 )

@@ -315,7 +315,8 @@ def month_page(source_id: str, year: int, month: int) -> HTMLResponse:
             metadata = json.dumps(json.loads(body), indent=2)
         except Exception as e:
             metadata = f"(metadata.json cannot be read: {e})"
-        params = {**row["restore_params"], "target_directory": "/path/to/restore/into"}
+        # Relative to the Variable kingfisher_archive_restore_directory, the only directory the DAG writes under.
+        params = {**row["restore_params"], "target_directory": "restored"}
         parts.append(
             f"<h2>{_e(row['prefix'])}</h2>"
             + (f"<p><b>Problem:</b> {_e(row['problem'])}</p>" if row["problem"] else "")
@@ -327,7 +328,9 @@ def month_page(source_id: str, year: int, month: int) -> HTMLResponse:
             + f"<h3>metadata.json</h3><pre>{_e(metadata)}</pre>"
             f"<h3>Restore it</h3><p>From the Kingfisher host's shell:</p><pre>{_e(row['restore_command'])}</pre>"
             f"<p>Or trigger the DAG <a href='/dags/{RESTORE_DAG_ID}' target='_top'>{RESTORE_DAG_ID}</a> with these "
-            f"params:</p><pre>{_e(json.dumps(params, indent=2))}</pre>"
+            "params (<code>target_directory</code> is relative to the Variable "
+            "<code>kingfisher_archive_restore_directory</code>):</p>"
+            f"<pre>{_e(json.dumps(params, indent=2))}</pre>"
         )
     parts.append(f"<p><a href='{URL_PREFIX}/'>Back to the catalogue</a></p>")
     return _page(f"{source_id} {year:04d}-{month:02d}", "".join(parts))

@@ -46,6 +46,7 @@ VARIABLES = (
     "kingfisher_archive_logs_directory",
     "kingfisher_archive_ledger",
     "kingfisher_archive_storage_class",
+    "kingfisher_archive_restore_directory",
 )
 COUNT_SETTINGS = ("KINGFISHER_ARCHIVE_RETRIES", "KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS")
 OTHER_SETTINGS = (*COUNT_SETTINGS, "KINGFISHER_ARCHIVE_QUEUE")

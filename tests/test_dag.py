@@ -261,14 +261,22 @@ def test_archives_restore_byte_for_byte_the_bucket_passes_its_audit_and_a_broken
     identical = tree(host.crawls["uk/20201201_000000"].directory)
     assert airflow.run().succeeded
 
-    # Through the restore DAG, as an operator would.
-    target = tmp_path / "restored"
-    target.mkdir()
-    conf = {"source_id": "scotland", "year": 2020, "month": 9, "target_directory": str(target)}
+    # Through the restore DAG, as an operator would: it refuses to run until its restore directory is set.
+    conf = {"source_id": "scotland", "year": 2020, "month": 9, "target_directory": "restored"}
+    unset = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-27")
+    assert not unset.succeeded
+    assert "Airflow Variable 'kingfisher_archive_restore_directory' is not set" in unset.output
+    assert "airflow variables set kingfisher_archive_restore_directory" in unset.output
+    assert not os.path.exists(os.path.join(airflow.home, "restored"))  # the task's working directory
+    restore_directory = tmp_path / "restore-directory"
+    restore_directory.mkdir()
+    airflow.variables["kingfisher_archive_restore_directory"] = str(restore_directory)
+    target = restore_directory / "restored"
     run = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-28")
     assert run.succeeded, run.output[-5000:]
     assert "python manage.py load --source scotland" in run.output
     assert tree(target / "scotland" / "20200920_101010") == before["scotland/20200920_101010"]
+    assert sorted(os.listdir(restore_directory)) == ["restored"]
     # And every other archived crawl through the same function, the earlier run's too.
     for crawl_id in archived:
         source_id, version = crawl_id.split("/")
@@ -278,11 +286,20 @@ def test_archives_restore_byte_for_byte_the_bucket_passes_its_audit_and_a_broken
     restore.restore(client, bucket, "uk", 2020, 11, str(target))
     assert tree(target / "uk" / "20201105_000000") == identical
 
-    # Never into Kingfisher Collect's own directories: those files would be archived again.
+    # Never outside the restore directory, so never into Kingfisher Collect's own directories (those files would be
+    # archived again), nor up out of it.
+    on_disk = tree(host.data_directory)
     conf["target_directory"] = host.data_directory
     refused = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-29")
     assert not refused.succeeded
     assert host.data_directory in refused.output
+    assert "is outside the Airflow Variable 'kingfisher_archive_restore_directory'" in refused.output
+    conf["target_directory"] = "../escaped"
+    refused = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-30")
+    assert not refused.succeeded
+    assert "refusing to restore to '../escaped': it holds '..'" in refused.output
+    assert not (tmp_path / "escaped").exists()
+    assert tree(host.data_directory) == on_disk
 
     # The bucket the run leaves passes its audit, contents included.
     clean = audit.audit(client, bucket, verify_data=True)

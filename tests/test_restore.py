@@ -555,3 +555,178 @@ def test_list_months_reports_every_month_and_its_problem(client, bucket, tmp_pat
         1,
         False,
     )
+
+
+# -- the restore DAG's restore directory ----------------------------------------------------------------------------
+
+RESTORE_VARIABLE = "'kingfisher_archive_restore_directory'"
+
+
+@pytest.fixture
+def restore_root(tmp_path):
+    root = tmp_path / "restore-root"
+    root.mkdir()
+    return root
+
+
+@pytest.mark.parametrize(
+    ("given", "relpath"),
+    [("", "."), ("restored", "restored"), ("a/b", "a/b"), ("./a//b/", "a/b"), ("ABSOLUTE/inside", "inside")],
+)
+def test_the_dag_restores_under_its_restore_directory_relative_or_absolute(
+    client, bucket, tmp_path, restore_root, given, relpath
+):
+    before = archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    given = given.replace("ABSOLUTE", str(restore_root))
+    result = restore(client, bucket, SOURCE, 2020, 9, given, restore_directory=str(restore_root))
+    expected = os.path.normpath(restore_root / relpath / SOURCE / VERSION)
+    assert result["directory"] == expected
+    assert tree(expected) == before
+    assert os.path.isfile(expected + ".scrapy.log")
+
+
+def test_a_restore_directory_reached_through_a_link_is_resolved_once(client, bucket, tmp_path, restore_root):
+    # The operator's choice (the Variable): followed once; what lies below it is not.
+    before = archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    alias = tmp_path / "alias"
+    alias.symlink_to(restore_root)
+    result = restore(client, bucket, SOURCE, 2020, 9, str(alias / "x"), restore_directory=str(alias))
+    assert result["directory"] == str(restore_root / "x" / SOURCE / VERSION)
+    assert tree(restore_root / "x" / SOURCE / VERSION) == before
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("..", "it holds '..'"),
+        ("../outside", "it holds '..'"),
+        ("a/../../outside", "it holds '..'"),
+        ("a/..", "it holds '..'"),
+        ("OUTSIDE", "is outside the Airflow Variable 'kingfisher_archive_restore_directory'"),
+        ("OUTSIDE/restore-root", "is outside the Airflow Variable 'kingfisher_archive_restore_directory'"),
+        ("/", "is outside the Airflow Variable 'kingfisher_archive_restore_directory'"),
+    ],
+)
+def test_a_dag_target_outside_the_restore_directory_is_refused_naming_the_variable(
+    client, bucket, tmp_path, restore_root, given, message
+):
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    given = given.replace("OUTSIDE", str(outside))
+    before = everything_under(tmp_path)
+    with pytest.raises(RestoreError, match=re.escape(message)) as raised:
+        restore(client, bucket, SOURCE, 2020, 9, given, restore_directory=str(restore_root))
+    assert RESTORE_VARIABLE in str(raised.value)
+    assert str(restore_root) in str(raised.value)
+    assert os.path.normpath(given) in str(raised.value) or given in str(raised.value)
+    assert everything_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("where", ["the target", "a folder above the target", "the source folder", "the crawl"])
+@pytest.mark.parametrize("leads", ["outside", "inside"])
+def test_a_dag_restore_never_goes_through_a_symbolic_link(client, bucket, tmp_path, restore_root, where, leads):
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    elsewhere = tmp_path / "outside" if leads == "outside" else restore_root / "elsewhere"
+    elsewhere.mkdir()
+    link = {
+        "the target": restore_root / "target",
+        "a folder above the target": restore_root / "above",
+        "the source folder": restore_root / "target" / SOURCE,
+        "the crawl": restore_root / "target" / SOURCE / VERSION,
+    }[where]
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    given = "above/target" if where == "a folder above the target" else "target"
+    before = everything_under(tmp_path)
+    with pytest.raises(RestoreError, match=f"{re.escape(str(link))} is a symbolic link") as raised:
+        restore(client, bucket, SOURCE, 2020, 9, given, restore_directory=str(restore_root))
+    assert RESTORE_VARIABLE in str(raised.value)
+    assert everything_under(tmp_path) == before
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_dag_restore_never_writes_through_a_link_left_where_its_working_files_go(
+    client, bucket, tmp_path, restore_root
+):
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"mine")
+    (restore_root / SOURCE).mkdir()
+    for name in (f"{VERSION}.incomplete", f"{VERSION}.scrapy.log.incomplete"):
+        (restore_root / SOURCE / name).symlink_to(victim)
+        with pytest.raises(RestoreError, match=f"{name} is a symbolic link"):
+            restore(client, bucket, SOURCE, 2020, 9, "", restore_directory=str(restore_root))
+        (restore_root / SOURCE / name).unlink()
+    assert victim.read_bytes() == b"mine"
+
+
+def test_a_dag_restore_never_overwrites_a_crawl_or_a_log_already_there(client, bucket, tmp_path, restore_root):
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    existing = write_tree(restore_root / "t" / SOURCE / VERSION, {"a.json": b"mine"})
+    with pytest.raises(RestoreError, match=f"{re.escape(existing)} already exists: refusing to overwrite it"):
+        restore(client, bucket, SOURCE, 2020, 9, "t", restore_directory=str(restore_root))
+    assert tree(existing) == {b"a.json": b"mine"}
+    log = restore_root / "u" / SOURCE / f"{VERSION}.scrapy.log"
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"my log")
+    with pytest.raises(RestoreError, match=f"{re.escape(str(log))} already exists"):
+        restore(client, bucket, SOURCE, 2020, 9, "u", restore_directory=str(restore_root))
+    assert log.read_bytes() == b"my log"
+    assert sorted(os.listdir(log.parent)) == [log.name]
+
+
+def test_a_dag_restore_directory_inside_kingfisher_collects_is_still_refused(client, bucket, tmp_path):
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    files_store = tmp_path / "files-store"
+    (files_store / "restored").mkdir(parents=True)
+    with pytest.raises(RestoreError, match="refusing to restore into .*where restored files would be archived"):
+        restore(
+            client,
+            bucket,
+            SOURCE,
+            2020,
+            9,
+            "",
+            restore_directory=str(files_store / "restored"),
+            forbidden_directories=[str(files_store)],
+        )
+    assert list((files_store / "restored").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", [f"{VERSION}.incomplete", f"{VERSION}.scrapy.log.incomplete"])
+def test_the_command_line_restore_never_writes_through_a_link_left_as_a_working_file(client, bucket, tmp_path, name):
+    # Without a restore directory (a person's own account): a link leading out of the target is refused, not followed.
+    archive(client, bucket, tmp_path, {"a.json": b"{}"})
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"mine")
+    target = tmp_path / "target"
+    (target / SOURCE).mkdir(parents=True)
+    (target / SOURCE / name).symlink_to(victim)
+    with pytest.raises(
+        RestoreError, match=f"{re.escape(name)}: a symbolic link leads it outside {re.escape(str(target))}"
+    ):
+        restore(client, bucket, SOURCE, 2020, 9, str(target))
+    assert victim.read_bytes() == b"mine"
+    assert sorted(os.listdir(target / SOURCE)) == [name]
+
+
+# -- the Variable ----------------------------------------------------------------------------------------------------
+
+
+def test_the_restore_directory_variable_unset_or_wrong_is_named_with_how_to_set_it(tmp_path):
+    from kingfisher_archive import settings
+
+    for unset in (None, "", "  "):
+        with pytest.raises(settings.ConfigurationError) as raised:
+            settings.restore_directory(lambda name, unset=unset: unset)
+        message = str(raised.value)
+        assert f"Airflow Variable {RESTORE_VARIABLE} is not set" in message
+        assert "airflow variables set kingfisher_archive_restore_directory" in message
+        assert "AIRFLOW_VAR_KINGFISHER_ARCHIVE_RESTORE_DIRECTORY" in message
+    with pytest.raises(settings.ConfigurationError, match="'relative/path', not an absolute path"):
+        settings.restore_directory(lambda name: "relative/path")
+    missing = str(tmp_path / "missing")
+    with pytest.raises(settings.ConfigurationError, match=f"names {re.escape(repr(missing))}, which is not a dir"):
+        settings.restore_directory(lambda name: missing)
+    assert settings.restore_directory({settings.RESTORE_DIRECTORY: f"{tmp_path}/"}.get) == str(tmp_path)

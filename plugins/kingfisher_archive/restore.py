@@ -60,6 +60,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kingfisher_archive import archive_format, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive.settings import RESTORE_DIRECTORY
 
 #: Suffix of the crawl directory while it is being written and before it is verified.
 INCOMPLETE = ".incomplete"
@@ -96,16 +97,77 @@ def _check_forbidden(path: str, shown: str, forbidden: list[str]) -> None:
             )
 
 
-def _destination(target: str, source_id: str, data_version: str, forbidden: list[str]) -> tuple[str, str]:
-    """The crawl directory and log path a restore writes; refuse if they exist or are forbidden."""
+def _root_problem(root: str) -> str:
+    return (
+        f"the restore DAG writes only under the Airflow Variable {RESTORE_DIRECTORY!r} ({root}), never through a "
+        "symbolic link"
+    )
+
+
+def _check_no_link(path: str, root: str) -> None:
+    """Refuse ``path`` if it is not under ``root`` (a real path) or if it or any existing folder between is a link."""
+    if not _inside(os.path.abspath(path), root):
+        raise RestoreError(f"refusing to restore to {path}: it is outside {root}; {_root_problem(root)}")
+    relpath = os.path.relpath(os.path.abspath(path), root)
+    current = root
+    for part in [] if relpath == os.curdir else relpath.split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise RestoreError(f"refusing to restore to {path}: {current} is a symbolic link; {_root_problem(root)}")
+        if not os.path.lexists(current):
+            break
+    if not _inside(os.path.realpath(path), root):  # only a link could lead it out, and there is none: a race
+        raise RestoreError(f"refusing to restore to {path}: it resolves outside {root}; {_root_problem(root)}")
+
+
+def confine(target_directory: str, restore_directory: str) -> str:
+    """The restore DAG's target, under ``restore_directory`` (the Variable :data:`RESTORE_DIRECTORY`): its path.
+
+    ``target_directory`` is relative to the restore directory (empty: the restore directory itself), or an absolute
+    path inside it. Refused with :class:`RestoreError`: ``..``, an absolute path outside, and any symbolic link
+    from the restore directory down (the restore directory itself is resolved once: it is the operator's choice).
+    """
+    root = os.path.realpath(restore_directory)
+    given = target_directory.strip()
+    if os.pardir in given.split(os.sep):
+        raise RestoreError(
+            f"refusing to restore to {given!r}: it holds '..'; give a directory under the Airflow Variable "
+            f"{RESTORE_DIRECTORY!r} ({restore_directory}), relative to it or as an absolute path inside it"
+        )
+    if os.path.isabs(given):
+        normal = os.path.normpath(given)
+        for base in (os.path.normpath(restore_directory), root):
+            if _inside(normal, base):
+                given = os.path.relpath(normal, base)
+                break
+        else:
+            raise RestoreError(
+                f"refusing to restore to {normal}: it is outside the Airflow Variable {RESTORE_DIRECTORY!r} "
+                f"({restore_directory}), the only directory the restore DAG writes under; give a directory "
+                "relative to it"
+            )
+    target = os.path.normpath(os.path.join(root, given))
+    _check_no_link(target, root)
+    return target
+
+
+def _destination(
+    target: str, source_id: str, data_version: str, forbidden: list[str], root: str | None = None
+) -> tuple[str, str]:
+    """The crawl directory and log path a restore writes; refuse if they exist or are forbidden.
+
+    ``root``: the restore DAG's restore directory (a real path), which none of them may leave, even by a link.
+    """
     directory = os.path.join(target, source_id, data_version)
     log_path = directory + LOG_SUFFIX
     real_target = os.path.realpath(target)
-    for path in (directory, log_path, directory + INCOMPLETE):
+    for path in (directory, log_path, directory + INCOMPLETE, log_path + INCOMPLETE):
         _check_forbidden(path, path, forbidden)
+        if root is not None:
+            _check_no_link(path, root)
         if not _inside(os.path.realpath(path), real_target):
             raise RestoreError(f"refusing to restore to {path}: a symbolic link leads it outside {target}")
-        if path != directory + INCOMPLETE and os.path.lexists(path):
+        if not path.endswith(INCOMPLETE) and os.path.lexists(path):
             raise RestoreError(
                 f"{path} already exists: refusing to overwrite it; restore into another directory or move it away"
             )
@@ -156,12 +218,16 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
         raise RestoreError(f"cannot restore from {_s3(bucket, key)}: {e}") from None
 
 
-def check_target(target_directory: str, forbidden_directories=()) -> str:
+def check_target(target_directory: str, forbidden_directories=(), *, restore_directory: str | None = None) -> str:
     """The target's absolute path; :class:`RestoreError` if it is a file or inside a forbidden directory.
 
-    What can be known before the bucket is read (the command line checks it before connecting).
+    What can be known before the bucket is read (the command line and the restore task check it before connecting).
+    ``restore_directory``: the restore DAG's, which the target must be under (see :func:`confine`).
     """
-    target = os.path.abspath(target_directory)
+    if restore_directory is not None:
+        target = confine(target_directory, restore_directory)
+    else:
+        target = os.path.abspath(target_directory)
     _check_forbidden(target, target, [str(directory) for directory in forbidden_directories if directory])
     if os.path.lexists(target) and not os.path.isdir(target):
         raise RestoreError(
@@ -181,12 +247,17 @@ def restore(
     *,
     forbidden_directories=(),
     data_version: str | None = None,
+    restore_directory: str | None = None,
 ) -> dict:
     """Restore the crawl archived for ``source_id`` in ``year``-``month`` under ``target_directory``; verify it.
 
     ``forbidden_directories``: directories the target must not be in (the DAG passes Kingfisher Collect's
     FILES_STORE, where a restored crawl would be archived again). ``data_version``: the crawl the caller expects;
-    the restore fails if the month holds another one. Raises :class:`RestoreError` with a message for a person.
+    the restore fails if the month holds another one. ``restore_directory`` (the restore DAG's Variable
+    :data:`RESTORE_DIRECTORY`): what the target must be under, relative to it or an absolute path inside it; nothing
+    is written outside it or through a symbolic link below it (see :func:`confine`). The command line passes none: a
+    person restores with their own account, into any directory it may write. Raises :class:`RestoreError` with a
+    message for a person.
     """
     problem = crawls.source_id_problem(source_id)
     if problem:
@@ -197,7 +268,8 @@ def restore(
         except ValueError as e:
             raise RestoreError(str(e)) from None
     forbidden = [str(directory) for directory in forbidden_directories if directory]
-    target = check_target(target_directory, forbidden)
+    target = check_target(target_directory, forbidden, restore_directory=restore_directory)
+    root = None if restore_directory is None else os.path.realpath(restore_directory)
 
     metadata_key, archived = _month_metadata(client, bucket, source_id, year, month)
     prefix = metadata_key[: -len(layout.METADATA)]
@@ -209,7 +281,7 @@ def restore(
         )
     expected_version = data_version or archived.data_version
     if expected_version is not None:
-        _destination(target, source_id, expected_version, forbidden)
+        _destination(target, source_id, expected_version, forbidden, root)
 
     written = _Written(_missing_directories(os.path.join(target, source_id)))
     try:
@@ -220,7 +292,7 @@ def restore(
         ) from None
     try:
         directory, version, summary, verified, restored_log = _extract(
-            client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written
+            client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written, root
         )
     except BaseException:
         written.remove()
@@ -246,7 +318,7 @@ def restore(
     }
 
 
-def _extract(client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written):
+def _extract(client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written, root):
     """Stream the archive into ``<source_id>/<version>.incomplete`` under ``target``, verify it, rename it."""
     data_key = prefix + layout.DATA
     members = archive_format.CrawlMembers(source_id, expected_version)
@@ -258,7 +330,7 @@ def _extract(client, bucket, source_id, target, prefix, archived, expected_versi
                 if relpath is None:
                     continue
                 if staging is None:
-                    directory, log_path = _destination(target, source_id, members.data_version, forbidden)
+                    directory, log_path = _destination(target, source_id, members.data_version, forbidden, root)
                     staging = directory + INCOMPLETE
                     # What an earlier restore of this crawl that did not finish left: ours, by its name.
                     if os.path.isdir(staging) and not os.path.islink(staging):
@@ -372,8 +444,11 @@ def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
             return None
         raise RestoreError(f"cannot read {_s3(bucket, key)}: {_client_error_code(e)}") from None
     partial = log_path + INCOMPLETE
+    if os.path.lexists(partial):  # what an earlier restore of this crawl that did not finish left: ours, by its name
+        os.remove(partial)
     try:
-        with open(partial, "wb") as f:
+        # O_EXCL: a file or link put there meanwhile is an error, never followed or written through.
+        with open(partial, "xb") as f:
             shutil.copyfileobj(response["Body"], f, READ_SIZE)
             size = f.tell()
     except BotoCoreError as e:

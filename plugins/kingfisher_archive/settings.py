@@ -26,6 +26,8 @@ WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
 #: Server-side encryption sent on every write and copy, as JSON with boto3's names; the S3 connection's extra may
 #: hold the same under "encryption" (the Variable wins).
 ENCRYPTION = "kingfisher_archive_encryption"
+#: The one directory the restore DAG writes under; read by the restore task only (see :func:`restore_directory`).
+RESTORE_DIRECTORY = "kingfisher_archive_restore_directory"
 
 REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
 DEFAULT_STORAGE_CLASS = "STANDARD_IA"
@@ -128,3 +130,30 @@ def load(
         retention_days=days.get(RETENTION_DAYS),
         waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
     )
+
+
+def restore_directory(get: Callable[[str], str | None]) -> str:
+    """The restore DAG's root, from the Variable :data:`RESTORE_DIRECTORY`: an absolute path to an existing directory.
+
+    Unset, the restore DAG refuses to run: anyone who may trigger a DAG could otherwise make the worker write an
+    archive's contents anywhere its account can write.
+    """
+    value = (get(RESTORE_DIRECTORY) or "").strip()
+    if not value:
+        raise ConfigurationError(
+            f"Airflow Variable {RESTORE_DIRECTORY!r} is not set, and the restore DAG writes only under it: set it to "
+            "a directory on the Kingfisher Collect host's worker that only the worker's account can write, outside "
+            "Kingfisher Collect's data and logs directories (`airflow variables set "
+            f"{RESTORE_DIRECTORY} /srv/kingfisher-restored`, or the environment variable "
+            f"AIRFLOW_VAR_{RESTORE_DIRECTORY.upper()})"
+        )
+    if not os.path.isabs(value):
+        raise ConfigurationError(
+            f"Airflow Variable {RESTORE_DIRECTORY!r} is {value!r}, not an absolute path: give the full path"
+        )
+    if not os.path.isdir(value):
+        raise ConfigurationError(
+            f"Airflow Variable {RESTORE_DIRECTORY!r} names {value!r}, which is not a directory on this host "
+            f"({socket.gethostname()}): create it (writable by the worker's account only), or fix the Variable"
+        )
+    return os.path.normpath(value)

@@ -367,6 +367,8 @@ def restore_month() -> dict:
     from kingfisher_archive import restore
 
     params = get_current_context()["params"]
+    # First: without it the DAG would write wherever its trigger form says, so it refuses to run at all.
+    restore_directory = config.restore_directory(_variable)
     settings = load_settings()
     year, month = params.get("year"), params.get("month")
     data_version = (params.get("data_version") or "").strip() or None
@@ -375,9 +377,10 @@ def restore_month() -> dict:
         year, month = version.year, version.month
     if not year or not month:
         raise config.ConfigurationError("Give 'year' and 'month', or a 'data_version' (YYYYMMDD_HHMMSS)")
-    target = (params.get("target_directory") or "").strip()
-    if not target:
-        raise config.ConfigurationError("Give a 'target_directory' to restore into")
+    # Files restored into Kingfisher Collect's directories would be archived again, or taken for a crawl's log.
+    forbidden = [settings.data_directory, settings.logs_directory]
+    # Relative to the restore directory (empty: the restore directory itself), or an absolute path inside it.
+    target = restore.check_target(params.get("target_directory") or "", forbidden, restore_directory=restore_directory)
     client = s3_client()
     _bucket(settings, client).check()
     result = restore.restore(
@@ -387,9 +390,9 @@ def restore_month() -> dict:
         int(year),
         int(month),
         target,
-        # Files restored into Kingfisher Collect's directories would be archived again, or taken for a crawl's log.
-        forbidden_directories=[settings.data_directory, settings.logs_directory],
+        forbidden_directories=forbidden,
         data_version=data_version,
+        restore_directory=restore_directory,
     )
     logger.info(
         "Restored %s/%s (%d files, %d bytes%s) into %s\nTo load it into Kingfisher Process, run:\n%s",
