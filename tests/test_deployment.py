@@ -6,7 +6,8 @@ database and result backend and this machine's Redis (or RabbitMQ) as the broker
 ``kingfisher_collect_host`` queue sees the Kingfisher host's directories; the worker on ``default`` sees an empty
 file system where they are, as another machine would. Through the REST API and the scheduler this test runs a
 scheduled run, a dry run, a backfill with the API's defaults, a failed mapped task cleared and run again, and the
-audit; then it reads from Airflow's records which host ran each task, and checks the bucket and the disk.
+audit; then it reads from Airflow's records which host ran each task, and checks the bucket and the disk. The
+bucket's server is SeaweedFS started with the compose file's seaweedfs command.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from scripts.demo_kit.deployment import (
     broker_url,
     namespaces_problem,
     read_env_file,
+    s3_service_flags,
     unique_name,
 )
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
+from scripts.demo_kit.servers import start_seaweedfs
 from tests.harness.stripping_proxy import StrippingProxy
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +90,15 @@ def skip_or_fail(reason: str) -> None:
 
 def day(midnight: datetime, days: float) -> datetime:
     return (midnight + timedelta(days=days)).replace(tzinfo=None)
+
+
+@pytest.fixture
+def s3_server(tmp_path):
+    """The bucket's server as docker-compose.yaml's seaweedfs service runs it: the wheel's weed with that service's
+    own flags (so what this test proves is the server compose starts), not the session's SeaweedFS."""
+    server = start_seaweedfs(tmp_path / "compose-seaweedfs", s3_service_flags())
+    yield server
+    server.stop()
 
 
 def iso(moment: datetime) -> str:

@@ -99,6 +99,11 @@ def airflow_services(path: Path = COMPOSE_FILE) -> list[Service]:
     return services
 
 
+def s3_service_flags(path: Path = COMPOSE_FILE) -> list[str]:
+    """The seaweedfs service's ``weed mini`` flags (its command), which make e2e starts the wheel's weed with."""
+    return [str(flag) for flag in yaml.safe_load(path.read_text())["services"]["seaweedfs"]["command"]]
+
+
 def broker_url() -> tuple[str | None, str]:
     """This machine's broker for the test (or KINGFISHER_ARCHIVE_E2E_BROKER), and why none if there is none."""
     if url := os.environ.get("KINGFISHER_ARCHIVE_E2E_BROKER"):

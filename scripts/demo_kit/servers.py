@@ -102,6 +102,23 @@ def _local_opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+#: The mode ``weed mini`` runs in, after its per-instance flags (data directory, addresses, ports, S3 config):
+#: docker-compose.yaml's seaweedfs service runs exactly these (tests/test_compose.py checks it), and make e2e starts
+#: weed with the flags read from there. Every bucket is a collection with volumes of its own and tests make hundreds
+#: of small buckets: small volumes and an explicit ceiling keep weed from running out of volumes (InternalError on
+#: writes) however little disk is free; volumes are not preallocated, so this costs no disk.
+MODE_FLAGS = (
+    "-s3.port.iceberg=0",
+    "-s3.port.lance=0",
+    "-webdav=false",
+    "-admin.ui=false",
+    "-master.telemetry=false",
+    "-volume.preStopSeconds=0",
+    "-master.volumeSizeLimitMB=64",
+    "-volume.max=3000",
+)
+
+
 class S3Server:
     """A SeaweedFS ``weed mini`` process: master, volume, filer and S3 gateway in one, with one S3 identity.
 
@@ -111,7 +128,9 @@ class S3Server:
 
     region = "us-east-1"
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], flags=MODE_FLAGS) -> None:
+        """``flags``: the mode (:data:`MODE_FLAGS`, or the compose service's command, which must be the same)."""
+        self.flags = tuple(flags)
         self.directory = Path(directory).resolve()
         self.data_directory = self.directory / "data"
         self.log_path = self.directory / "weed.log"
@@ -151,17 +170,7 @@ class S3Server:
             f"-ip={HOST}",
             f"-ip.bind={HOST}",
             f"-s3.config={self.config_path}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            "-volume.preStopSeconds=0",
-            # Every bucket is a collection with volumes of its own; tests make hundreds of small buckets. Small
-            # volumes and an explicit ceiling keep weed from running out of volumes (InternalError on writes)
-            # however little disk is free; volumes are not preallocated, so this costs no disk.
-            "-master.volumeSizeLimitMB=64",
-            "-volume.max=3000",
+            *self.flags,
         ]
         for component, port in self.ports.items():
             command += [f"-{component}.port={port}", f"-{component}.port.grpc={port + GRPC_OFFSET}"]
@@ -356,9 +365,9 @@ def stop_detached_seaweedfs(state: dict) -> bool:
     return ours
 
 
-def start_seaweedfs(directory: str | os.PathLike[str]) -> S3Server:
+def start_seaweedfs(directory: str | os.PathLike[str], flags=MODE_FLAGS) -> S3Server:
     """Start SeaweedFS with its data and log in ``directory``; stopped by ``stop()`` or at interpreter exit."""
-    server = S3Server(directory)
+    server = S3Server(directory, flags)
     server.start()
     return server
 
