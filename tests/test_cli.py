@@ -438,7 +438,7 @@ def test_counts_are_in_the_singular_when_there_is_one(cli, client, bucket, tmp_p
     result = cli("audit", "--bucket", bucket)
     assert result.returncode == 1
     assert result.stdout.splitlines()[-1] == (
-        f"2 months in s3://{bucket}/: 1 problem (0 repaired, 1 unrepaired), 1 warning"
+        f"2 months in s3://{bucket}/: 1 problem (0 repaired, 1 unrepaired), 1 warning, 2 objects checked at rest"
     )
     restored = cli("restore", "scotland", "2020", "9", str(tmp_path / "restored"), "--bucket", bucket)
     assert "(1 file, 2 bytes; verified: bytes, files, checksum)" in restored.stdout

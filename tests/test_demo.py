@@ -83,7 +83,7 @@ def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_sto
         assert (home / "restored" / "uk" / "20201105_000000").is_dir()
         assert results[commands[2]].stdout.splitlines()[-1] == (
             "3 months in s3://kingfisher-archive-demo/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, "
-            "3 archives verified"
+            "6 objects checked at rest, 3 archives verified"
         )
     finally:
         state = home / "demo.json"

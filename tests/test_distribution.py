@@ -271,7 +271,8 @@ def test_the_wheel_alone_lists_restores_and_audits_a_bucket_without_airflow(
     )
     audited = check(run([command, "audit", "--verify-data"], env=profile_env, cwd=work))
     assert audited.splitlines()[-1] == (
-        f"1 month in s3://{bucket}/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, 1 archive verified"
+        f"1 month in s3://{bucket}/: 0 problems (0 repaired, 0 unrepaired), 0 warnings, 2 objects checked at rest, "
+        "1 archive verified"
     )
 
     # A wrong secret is one line naming where the credentials came from, as from a checkout.
