@@ -12,7 +12,6 @@ import os
 import secrets
 
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import audit, replacement, restore, s3, steps
@@ -21,21 +20,13 @@ from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.aws_like import AwsLike
 from tests.harness.stripping_proxy import StrippingProxy
 from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, host, keys, plan_for, settings
+from tests.test_s3 import _client_via
 
 __all__ = ["host", "settings"]  # fixtures
 
 
 def _client(s3_server, endpoint_url, encryption=None):
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key,
-        region_name=s3_server.region,
-        config=s3.client_config(Config(s3={"addressing_style": "path"})),
-    )
+    client = _client_via(s3_server, endpoint_url)
     s3.encrypt_writes(client, encryption or {})
     return client
 
