@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import json
 
+from kingfisher_archive.ledger import Status
 from kingfisher_archive.settings import ConfigurationError
 
 #: The Airflow Variable naming the notifier.
@@ -107,7 +108,7 @@ def from_run(
         for crawl_id in summary["failed"]:
             items.append(f"{crawl_id} was chosen but not archived: it stays on disk; clear its Archive crawl task")
         for row in summary["rows"]:
-            if row["status"] == "held":
+            if row["status"] == Status.HELD:
                 items.append(
                     f"{row['id']} is held ({row['reason']}: {row.get('detail') or 'no detail'}); see "
                     "docs/operating.md for what to do"

@@ -34,6 +34,7 @@ from kingfisher_archive import archive_format, replacement, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.crawl import MiB
+from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.version import ARCHIVER
 
 logger = logging.getLogger(__name__)
@@ -84,16 +85,6 @@ class Progress:
             self.bytes_read / MiB / max(now - self.start, 1e-9),
             self.bytes_sent / MiB,
         )
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What inspection saw, which archiving must find again."""
-
-    bytes: int
-    files: int
-    fingerprint: str
-    checksum: str | None = None
 
 
 @dataclass
@@ -211,7 +202,7 @@ def archive_crawl(
         deleted: so that a later try can finish a deletion that was cut short without reading the crawl again.
     """
     crawls.check_log_path(logs_directory, source_id, log_path, "archive")
-    year, month = int(data_version[:4]), int(data_version[4:6])
+    key = CrawlKey(source_id, data_version, crawls.parse_data_version(data_version))
     crawl = _Crawl(
         client=client,
         bucket=bucket,
@@ -222,8 +213,8 @@ def archive_crawl(
         log_path=log_path,
         expected=expected,
         metadata=metadata,
-        label=f"{source_id}/{data_version}",
-        final=layout.month_prefix(source_id, year, month),
+        label=key.id,
+        final=layout.month_prefix(source_id, key.year, key.month),
         staging=layout.staging_prefix(source_id, data_version),
     )
 

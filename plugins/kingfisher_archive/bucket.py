@@ -97,16 +97,7 @@ class ArchivedCrawl:
         return f"{self.source_id}/{self.year:04d}-{self.month:02d} (archived)"
 
     def candidate(self) -> Candidate:
-        return Candidate(
-            id=self.id,
-            year=self.year,
-            month=self.month,
-            bytes=self.bytes,
-            files_count=self.files_count,
-            errors_count=self.errors_count,
-            checksum=self.checksum,
-            archived=True,
-        )
+        return Candidate.of(self, vars(self), archived=True)
 
 
 def _int(data: dict, key: str, required: bool) -> int | None:
@@ -277,3 +268,10 @@ class Bucket:
         """The latest earlier archive as the comparison sees it (``policy.decide_source``'s ``archived_before``)."""
         found = self.archived_before(source_id, year, month)
         return found.candidate() if found else None
+
+
+def month_state(archived: ArchivedCrawl | None) -> str | None:
+    """What a month of the bucket holds, in a few words: what a decision saw, and what archiving must find again."""
+    if archived is None:
+        return None
+    return f"{archived.id} ({archived.bytes} bytes, checksum {archived.checksum or 'none'})"

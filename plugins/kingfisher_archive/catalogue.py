@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive.ledger import Held, Status
+from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.restore import list_months
 
 #: Sources listed at once (each is one paginated listing and one GET per month's metadata.json).
@@ -39,15 +41,15 @@ WORKERS = 8
 
 #: What an operator does about a held crawl, by the ledger's reason (docs/operating.md says the same).
 HELD_ADVICE = {
-    "inspection_failed": (
+    Held.INSPECTION_FAILED: (
         "fix the cause named in the detail (permissions, an unreadable log); the next run looks again"
     ),
-    "checksum_failed": "fix the cause named in the detail (an unreadable file); the next run looks again",
-    "unreadable_archive_metadata": (
+    Held.CHECKSUM_FAILED: "fix the cause named in the detail (an unreadable file); the next run looks again",
+    Held.UNREADABLE_ARCHIVE_METADATA: (
         "the month's metadata.json cannot be read: run `kingfisher-archive audit`, fix the month by hand; the next "
         "run looks again"
     ),
-    "smaller_than_its_archive": (
+    Held.SMALLER_THAN_ITS_ARCHIVE: (
         "a deletion was interrupted: check the month (`kingfisher-archive audit --verify-data`, or restore it), "
         "then delete what is left on disk by hand"
     ),
@@ -113,12 +115,9 @@ def restore_command(source_id: str, year: int, month: int) -> str:
     return f"kingfisher-archive restore {source_id} {year:04d} {month:02d} TARGET_DIRECTORY"
 
 
-def _period(data_version: str) -> str | None:
-    try:
-        started = crawls.parse_data_version(data_version)
-    except (TypeError, ValueError):
-        return None
-    return f"{started.year:04d}-{started.month:02d}"
+def _period(row: dict) -> str | None:
+    key = CrawlKey.parse(row)
+    return key.period if key else None
 
 
 def _month_of(timestamp: str | None) -> str | None:
@@ -154,7 +153,7 @@ def catalogue(
 
     archived_by_month: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in ledger_rows:
-        if row["status"] == "archived" and (period := _period(row["data_version"])):
+        if row["status"] == Status.ARCHIVED and (period := _period(row)):
             archived_by_month[(row["source_id"], period)].append(row)
 
     periods: set[str] = set()
@@ -194,9 +193,9 @@ def catalogue(
         when = _month_of(row.get("updated_at"))
         if not when:
             continue
-        if row["status"] == "archived":
+        if row["status"] == Status.ARCHIVED:
             by_month[when]["bytes_freed"] += (row.get("result") or {}).get("bytes") or 0
-        elif row["status"] == "swept":
+        elif row["status"] == Status.SWEPT:
             by_month[when]["bytes_freed"] += (row.get("facts") or {}).get("bytes") or 0
 
     return {
@@ -220,7 +219,7 @@ def on_disk(ledger_rows, waiting, retention_days: int | None, now: datetime) -> 
     for row in ledger_rows:
         crawl_id = f"{row['source_id']}/{row['data_version']}"
         facts = row.get("facts") or {}
-        if row["status"] == "held":
+        if row["status"] == Status.HELD:
             held.append(
                 {
                     "id": crawl_id,
@@ -230,7 +229,7 @@ def on_disk(ledger_rows, waiting, retention_days: int | None, now: datetime) -> 
                     "what_to_do": HELD_ADVICE.get(row["reason"], DEFAULT_ADVICE),
                 }
             )
-        elif row["status"] in ("rejected", "not_archived", "pending"):
+        elif row["status"] in (Status.REJECTED, Status.NOT_ARCHIVED, Status.PENDING):
             sweep_after = None
             if retention_days:
                 try:
@@ -239,7 +238,7 @@ def on_disk(ledger_rows, waiting, retention_days: int | None, now: datetime) -> 
                     started = None
                 if started is not None:
                     due = started + timedelta(days=retention_days)
-                    sweep_after = max(due, now).date().isoformat() if row["status"] != "pending" else None
+                    sweep_after = max(due, now).date().isoformat() if row["status"] != Status.PENDING else None
             kept.append(
                 {
                     "id": crawl_id,

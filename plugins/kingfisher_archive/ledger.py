@@ -5,20 +5,7 @@ correctness. Mapped archive tasks write it at the same time, so it runs in WAL m
 short transactions. Airflow's XComs are wiped when a task retries; the ledger is not, which is why decisions
 live here.
 
-Statuses:
-
-- ``rejected``: failed a rule of the retention policy (the reason says which); settled.
-- ``not_archived``: acceptable, but not distinct or not better than an archive in the bucket; settled.
-- ``pending``: acceptable, but not distinct or not better than a crawl this run chose (``facts.pending_on``), which
-  is not in the bucket yet: settled as ``not_archived`` when that crawl's archive is verified, else decided again,
-  with its whole month, by the next run.
-- ``held``: could not be decided (say, its month's metadata.json is unreadable); looked at again next run.
-- ``to_archive``: chosen; its archive task has not finished yet. Not settled: the next run looks again.
-- ``deleting``: in the bucket, verified, and being deleted locally (``result`` holds the archive's identity); a later
-  try or run that finds the month still holding that archive finishes the deletion without reading the crawl again.
-- ``archived``: in the bucket, verified, deleted locally; settled.
-- ``swept``: not archived, and deleted locally by the opt-in retention sweep (the old 90-day cron); settled.
-- ``gone``: its directory disappeared before it was settled, without this package deleting it (by hand); settled.
+The statuses a crawl goes through are :class:`Status`.
 """
 
 from __future__ import annotations
@@ -32,11 +19,62 @@ import time
 from collections.abc import Iterable
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 
 logger = logging.getLogger(__name__)
 
-SETTLED = ("rejected", "not_archived", "archived", "swept", "gone")
-STATUSES = ("rejected", "not_archived", "pending", "to_archive", "held", "deleting", "archived", "swept", "gone")
+
+class Status(StrEnum):
+    """A crawl's status in the ledger. The settled ones (:data:`SETTLED`) are not inspected again."""
+
+    #: Failed a rule of the retention policy (the reason says which); settled.
+    REJECTED = "rejected"
+    #: Acceptable, but not distinct or not better than an archive in the bucket; settled.
+    NOT_ARCHIVED = "not_archived"
+    #: Acceptable, but not distinct or not better than a crawl this run chose (``facts.pending_on``), which is not in
+    #: the bucket yet: settled as ``not_archived`` when that crawl's archive is verified, else decided again, with its
+    #: whole month, by the next run.
+    PENDING = "pending"
+    #: Could not be decided (say, its month's metadata.json is unreadable); looked at again next run.
+    HELD = "held"
+    #: Chosen; its archive task has not finished yet. Not settled: the next run looks again.
+    TO_ARCHIVE = "to_archive"
+    #: In the bucket, verified, and being deleted locally (``result`` holds the archive's identity): a later try or
+    #: run that finds the month still holding that archive finishes the deletion without reading the crawl again.
+    DELETING = "deleting"
+    #: In the bucket, verified, deleted locally; settled.
+    ARCHIVED = "archived"
+    #: Not archived, and deleted locally by the opt-in retention sweep (the old 90-day cron); settled.
+    SWEPT = "swept"
+    #: Its directory disappeared before it was settled, without this package deleting it (by hand); settled.
+    GONE = "gone"
+
+
+class Held(StrEnum):
+    """Why a crawl is ``held``: it could not be decided now, and is looked at again next run."""
+
+    #: Its directory or log could not be read for now, or inspecting it failed (the detail names the error).
+    INSPECTION_FAILED = "inspection_failed"
+    #: Computing the checksum a comparison needed failed.
+    CHECKSUM_FAILED = "checksum_failed"
+    #: A month the comparison needs has a ``metadata.json`` that cannot be read.
+    UNREADABLE_ARCHIVE_METADATA = "unreadable_archive_metadata"
+    #: A month the comparison needs holds data without ``metadata.json``, and nothing says how to make it whole.
+    MONTH_INCOMPLETE = "month_incomplete"
+    #: Its month's ``metadata.json`` names it, and less is left on disk than that archive holds.
+    SMALLER_THAN_ITS_ARCHIVE = "smaller_than_its_archive"
+    #: Its month's ``metadata.json`` names it, and what is on disk is not (all) that archive.
+    DIFFERS_FROM_ITS_ARCHIVE = "differs_from_its_archive"
+    #: The sweep found a crawl rejected earlier acceptable now.
+    REJECTION_NO_LONGER_HOLDS = "rejection_no_longer_holds"
+
+
+SETTLED = (Status.REJECTED, Status.NOT_ARCHIVED, Status.ARCHIVED, Status.SWEPT, Status.GONE)
+STATUSES = tuple(Status)
+#: What a decision made on an older inspection never overwrites: done since.
+DONE = (Status.ARCHIVED, Status.SWEPT, Status.DELETING)
+#: Not settled, and its month's choice may still change: the month stays open (the sweep leaves its crawls alone).
+OPEN = (Status.TO_ARCHIVE, Status.PENDING, Status.HELD, Status.DELETING)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crawl (
@@ -234,8 +272,8 @@ class Ledger:
                     raise ValueError(f"unknown ledger status {row['status']!r}")
                 done = connection.execute(
                     "SELECT 1 FROM crawl WHERE source_id = ? AND data_version = ? "
-                    "AND status IN ('archived', 'swept', 'deleting')",
-                    (row["source_id"], row["data_version"]),
+                    f"AND status IN ({','.join('?' * len(DONE))})",
+                    (row["source_id"], row["data_version"], *DONE),
                 ).fetchone()
                 if done:
                     continue
@@ -267,7 +305,7 @@ class Ledger:
                 )
 
     def mark_archived(self, source_id: str, data_version: str, result: dict, run_id: str | None) -> None:
-        self._set_status(source_id, data_version, "archived", result, run_id)
+        self._set_status(source_id, data_version, Status.ARCHIVED, result, run_id)
 
     def _set_status(self, source_id: str, data_version: str, status: str, result: dict, run_id: str | None) -> None:
         now = _now()
@@ -290,21 +328,23 @@ class Ledger:
 
     def mark_deleting(self, source_id: str, data_version: str, result: dict, run_id: str | None) -> None:
         """Record, before the first file is deleted, that the crawl's verified archive is ``result``."""
-        self._set_status(source_id, data_version, "deleting", result, run_id)
+        self._set_status(source_id, data_version, Status.DELETING, result, run_id)
 
     def reopen(self, source_id: str, data_version: str, run_id: str | None) -> None:
         """A crawl whose deletion cannot be finished as recorded: back to ``to_archive``, to be decided again."""
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE crawl SET status = 'to_archive', run_id = ?, updated_at = ? "
-                "WHERE source_id = ? AND data_version = ? AND status = 'deleting'",
-                (run_id, _now(), source_id, data_version),
+                "UPDATE crawl SET status = ?, run_id = ?, updated_at = ? "
+                "WHERE source_id = ? AND data_version = ? AND status = ?",
+                (Status.TO_ARCHIVE, run_id, _now(), source_id, data_version, Status.DELETING),
             )
 
     def deleting(self) -> list[dict]:
         """The crawls whose deletion began and has not been recorded as finished."""
         with self._connect() as connection:
-            rows = connection.execute("SELECT * FROM crawl WHERE status = 'deleting' ORDER BY source_id, data_version")
+            rows = connection.execute(
+                "SELECT * FROM crawl WHERE status = ? ORDER BY source_id, data_version", (Status.DELETING,)
+            )
             return [_row(row) for row in rows.fetchall()]
 
     def settle_pending(self, winner: str, run_id: str | None) -> list[str]:
@@ -313,19 +353,18 @@ class Ledger:
         with self._transaction() as connection:
             rows = connection.execute(
                 "SELECT source_id, data_version, reason FROM crawl "
-                "WHERE status = 'pending' AND json_extract(facts, '$.pending_on') = ?",
-                (winner,),
+                "WHERE status = ? AND json_extract(facts, '$.pending_on') = ?",
+                (Status.PENDING, winner),
             ).fetchall()
             for row in rows:
                 connection.execute(
-                    "UPDATE crawl SET status = 'not_archived', run_id = ?, updated_at = ? "
-                    "WHERE source_id = ? AND data_version = ?",
-                    (run_id, now, row["source_id"], row["data_version"]),
+                    "UPDATE crawl SET status = ?, run_id = ?, updated_at = ? WHERE source_id = ? AND data_version = ?",
+                    (Status.NOT_ARCHIVED, run_id, now, row["source_id"], row["data_version"]),
                 )
                 connection.execute(
                     "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
-                    "VALUES (?, ?, ?, ?, 'not_archived', ?)",
-                    (now, run_id, row["source_id"], row["data_version"], row["reason"]),
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (now, run_id, row["source_id"], row["data_version"], Status.NOT_ARCHIVED, row["reason"]),
                 )
         return [f"{row['source_id']}/{row['data_version']}" for row in rows]
 
@@ -334,14 +373,12 @@ class Ledger:
         now = _now()
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE crawl SET status = 'swept', run_id = ?, updated_at = ? "
-                "WHERE source_id = ? AND data_version = ?",
-                (run_id, now, source_id, data_version),
+                "UPDATE crawl SET status = ?, run_id = ?, updated_at = ? WHERE source_id = ? AND data_version = ?",
+                (Status.SWEPT, run_id, now, source_id, data_version),
             )
             connection.execute(
-                "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
-                "VALUES (?, ?, ?, ?, 'swept', NULL)",
-                (now, run_id, source_id, data_version),
+                "INSERT INTO event (at, run_id, source_id, data_version, status, reason) VALUES (?, ?, ?, ?, ?, NULL)",
+                (now, run_id, source_id, data_version, Status.SWEPT),
             )
 
     def get(self, source_id: str, data_version: str) -> dict | None:

@@ -26,6 +26,8 @@ name                                                   kind     what
 
 from __future__ import annotations
 
+from kingfisher_archive.ledger import Status
+
 PREFIX = "kingfisher_archive."
 
 COUNTER = "incr"
@@ -40,7 +42,8 @@ def from_summary(summary: dict, results: dict[str, dict]) -> list[tuple[str, str
     """
     if summary.get("dry_run"):
         return []
-    archived = [results[row["id"]] for row in summary["rows"] if row["status"] == "archived" and row["id"] in results]
+    rows = summary["rows"]
+    archived = [results[row["id"]] for row in rows if row["status"] == Status.ARCHIVED and row["id"] in results]
     bytes_read = sum(result.get("bytes_read") or result.get("bytes") or 0 for result in archived)
     seconds = sum(result.get("seconds") or 0 for result in archived)
     kept = sum(summary["rejected"].values()) + summary["not_archived"] + summary["pending"]

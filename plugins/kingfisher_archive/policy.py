@@ -8,35 +8,44 @@ one expensive fact (a crawl's checksum), which is only asked for when a decision
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-# Reject reasons, in the order they are checked.
-NO_DATA_DIRECTORY = "no_data_directory"
-UNSAFE_DATA_DIRECTORY = "unsafe_data_directory"
-FUTURE_DATA_VERSION = "future_data_version"
-NO_DATA_FILES = "no_data_files"
-NO_LOG_FILE = "no_log_file"
-NOT_FINISHED = "not_finished"
-NOT_COMPLETE = "not_complete"
-NOT_CLEAN_ENOUGH = "not_clean_enough"
-REJECT_REASONS = (
-    NO_DATA_DIRECTORY,
-    UNSAFE_DATA_DIRECTORY,
-    FUTURE_DATA_VERSION,
-    NO_DATA_FILES,
-    NO_LOG_FILE,
-    NOT_FINISHED,
-    NOT_COMPLETE,
-    NOT_CLEAN_ENOUGH,
-)
 
-# Comparison reasons.
-NEW_PERIOD = "new_period"
-SAME_PERIOD = "same_period"
-SAME_PERIOD_MORE_BYTES = "same_period_more_bytes"
-SAME_PERIOD_MORE_FILES = "same_period_more_files"
-SAME_PERIOD_MORE_CLEAN = "same_period_more_clean"
+class Reject(StrEnum):
+    """Why a crawl is not even compared, in the order the rules are checked (the older tool's strings)."""
+
+    NO_DATA_DIRECTORY = "no_data_directory"
+    UNSAFE_DATA_DIRECTORY = "unsafe_data_directory"
+    FUTURE_DATA_VERSION = "future_data_version"
+    NO_DATA_FILES = "no_data_files"
+    NO_LOG_FILE = "no_log_file"
+    NOT_FINISHED = "not_finished"
+    NOT_COMPLETE = "not_complete"
+    NOT_CLEAN_ENOUGH = "not_clean_enough"
+
+
+REJECT_REASONS = tuple(Reject)
+
+
+class Comparison(StrEnum):
+    """The outcome of comparing an acceptable crawl with its month's choice or an earlier month's archive.
+
+    Two more name the earlier month they were compared with: :func:`not_distinct`.
+    """
+
+    NEW_PERIOD = "new_period"
+    SAME_PERIOD = "same_period"
+    SAME_PERIOD_MORE_BYTES = "same_period_more_bytes"
+    SAME_PERIOD_MORE_FILES = "same_period_more_files"
+    SAME_PERIOD_MORE_CLEAN = "same_period_more_clean"
+
+
+def not_distinct(year: int, month: int, maybe: bool = False) -> str:
+    """``<YYYY>_<M>_not_distinct`` (identical by checksum) or ``..._not_distinct_maybe`` (less clean, no bigger)."""
+    return f"{year}_{month}_not_distinct{'_maybe' if maybe else ''}"
+
 
 #: A crawl is clean when at most this share of its files failed.
 MAX_ERROR_RATE = 0.5
@@ -61,26 +70,26 @@ def reject_reason(
     subset: bool,
     files_count: int,
     errors_count: int,
-) -> str | None:
-    """The first reason in :data:`REJECT_REASONS` that applies to a crawl, or ``None`` if none does."""
+) -> Reject | None:
+    """The first reason in :class:`Reject` that applies to a crawl, or ``None`` if none does."""
     if not data_directory_exists:
-        return NO_DATA_DIRECTORY
+        return Reject.NO_DATA_DIRECTORY
     if not data_directory_safe:
-        return UNSAFE_DATA_DIRECTORY
+        return Reject.UNSAFE_DATA_DIRECTORY
     if future:
-        return FUTURE_DATA_VERSION
+        return Reject.FUTURE_DATA_VERSION
     if data_files == 0:
-        return NO_DATA_FILES
+        return Reject.NO_DATA_FILES
     if not log_found:
-        return NO_LOG_FILE
+        return Reject.NO_LOG_FILE
     if files_count == 0 and errors_count == 0:
-        return NO_DATA_FILES  # the log records no File and no error: nothing was collected
+        return Reject.NO_DATA_FILES  # the log records no File and no error: nothing was collected
     if not finished:
-        return NOT_FINISHED
+        return Reject.NOT_FINISHED
     if subset:
-        return NOT_COMPLETE
+        return Reject.NOT_COMPLETE
     if error_rate(files_count, errors_count) > MAX_ERROR_RATE:
-        return NOT_CLEAN_ENOUGH
+        return Reject.NOT_CLEAN_ENOUGH
     return None
 
 
@@ -103,6 +112,27 @@ class Candidate:
     archived: bool = False  # True for what the bucket already holds
     _checksum_of: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def of(cls, key, facts: Mapping, *, archived: bool = False, checksum_of: Callable[[], str] | None = None):
+        """The one way a crawl on disk (its inspection) or an archive (its metadata) becomes a candidate.
+
+        :param key: gives ``id``, ``year`` and ``month``: a :class:`~kingfisher_archive.records.CrawlKey`, or the
+            archive itself (its month is where it lies).
+        :param facts: ``bytes``, and ``files_count``, ``errors_count`` and ``checksum`` where known.
+        :param checksum_of: computes the checksum when a comparison first needs it.
+        """
+        return cls(
+            id=key.id,
+            year=key.year,
+            month=key.month,
+            bytes=facts["bytes"],
+            files_count=facts.get("files_count"),
+            errors_count=facts.get("errors_count"),
+            checksum=facts.get("checksum"),
+            archived=archived,
+            _checksum_of=checksum_of,
+        )
+
     def get_checksum(self) -> str | None:
         """The checksum, computed on first use when the candidate knows how."""
         if self.checksum is None and self._checksum_of is not None:
@@ -119,25 +149,24 @@ def compare(crawl: Candidate, best: Candidate) -> tuple[bool, str]:
     if best.period == crawl.period:
         if crawl.bytes > best.bytes:
             if crawl.bytes >= best.bytes * GROWTH:
-                return True, SAME_PERIOD_MORE_BYTES
+                return True, Comparison.SAME_PERIOD_MORE_BYTES
             if (
                 crawl.files_count is not None
                 and best.files_count is not None
                 and crawl.files_count >= best.files_count * GROWTH
             ):
-                return True, SAME_PERIOD_MORE_FILES
+                return True, Comparison.SAME_PERIOD_MORE_FILES
             if (
                 crawl.errors_count is not None
                 and best.errors_count is not None
                 and crawl.errors_count < best.errors_count
             ):
-                return True, SAME_PERIOD_MORE_CLEAN
-        return False, SAME_PERIOD
+                return True, Comparison.SAME_PERIOD_MORE_CLEAN
+        return False, Comparison.SAME_PERIOD
 
     if best.period > crawl.period:
         raise ValueError(f"{crawl.id} cannot be compared with the later {best.id}")
 
-    prefix = f"{best.year}_{best.month}"
     less_clean = (
         crawl.errors_count is not None and best.errors_count is not None and crawl.errors_count > best.errors_count
     )
@@ -145,17 +174,17 @@ def compare(crawl: Candidate, best: Candidate) -> tuple[bool, str]:
         crawl.files_count is not None and crawl.files_count <= best.files_count
     )
     if less_clean and no_more_files and crawl.bytes <= best.bytes:
-        return False, f"{prefix}_not_distinct_maybe"
+        return False, not_distinct(best.year, best.month, maybe=True)
     # ``best`` may be a crawl this run chose for an earlier month (a backlog seen at once), whose checksum is then
     # computed too: compared as its archive would be by a later run.
     if (best_checksum := best.get_checksum()) is not None and crawl.get_checksum() == best_checksum:
-        return False, f"{prefix}_not_distinct"
-    return True, NEW_PERIOD
+        return False, not_distinct(best.year, best.month)
+    return True, Comparison.NEW_PERIOD
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The outcome for one crawl: archive it, or keep it on disk, and why."""
+class Verdict:
+    """The policy's outcome for one crawl: archive it, or keep it on disk, and why (the decide step records it)."""
 
     id: str
     archive: bool
@@ -168,7 +197,7 @@ def decide_source(
     crawls: Iterable[Candidate],
     archived_month: Callable[[int, int], Candidate | None],
     archived_before: Callable[[int, int], Candidate | None],
-) -> list[Decision]:
+) -> list[Verdict]:
     """Decide every (non-rejected) crawl of one source, oldest first.
 
     ``archived_month(y, m)`` returns what the bucket holds for that month; ``archived_before(y, m)`` the latest
@@ -178,7 +207,7 @@ def decide_source(
     """
     ordered = sorted(crawls, key=lambda c: c.id)
     chosen: dict[tuple[int, int], Candidate] = {}
-    decisions: dict[str, Decision] = {}
+    decisions: dict[str, Verdict] = {}
     for crawl in ordered:
         best = chosen.get(crawl.period) or archived_month(*crawl.period)
         if best is None:
@@ -188,16 +217,16 @@ def decide_source(
             if in_bucket is not None and (best is None or in_bucket.period > best.period):
                 best = in_bucket
         if best is None:
-            archive, reason = True, NEW_PERIOD
+            archive, reason = True, Comparison.NEW_PERIOD
         else:
             archive, reason = compare(crawl, best)
         if archive:
             previous = chosen.get(crawl.period)
             if previous is not None:
                 old = decisions[previous.id]
-                decisions[previous.id] = Decision(
+                decisions[previous.id] = Verdict(
                     previous.id, False, old.reason, compared_with=old.compared_with, superseded_by=crawl.id
                 )
             chosen[crawl.period] = crawl
-        decisions[crawl.id] = Decision(crawl.id, archive, reason, compared_with=best.id if best else None)
+        decisions[crawl.id] = Verdict(crawl.id, archive, reason, compared_with=best.id if best else None)
     return [decisions[c.id] for c in ordered]

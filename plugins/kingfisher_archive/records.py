@@ -35,6 +35,14 @@ class CrawlKey:
         """The key of any record that has ``source_id`` and ``data_version``; raises ValueError for a bad one."""
         return cls(record["source_id"], record["data_version"], crawls.parse_data_version(record["data_version"]))
 
+    @classmethod
+    def parse(cls, record) -> CrawlKey | None:
+        """The key of a record, or ``None`` when its data version is not one (a row of a ledger from elsewhere)."""
+        try:
+            return cls.of(record)
+        except (TypeError, ValueError):
+            return None
+
     @property
     def id(self) -> str:
         return crawl_id(self.source_id, self.data_version)
@@ -126,13 +134,14 @@ class Decision(TypedDict):
     pending_on: NotRequired[str]  # pending: the crawl of this run whose archive settles it
 
 
-class PlanExpected(TypedDict):
-    """What inspection saw, which archiving must find again."""
+@dataclass(frozen=True)
+class Expected:
+    """What inspection saw, which archiving must find again (in a :class:`Plan`: as a dict of these fields)."""
 
     bytes: int
     files: int
     fingerprint: str
-    checksum: str | None
+    checksum: str | None = None
 
 
 class PlanMetadata(TypedDict):
@@ -153,7 +162,7 @@ class Plan(TypedDict):
     data_version: str
     log: str
     month_held: str | None  # archiving refuses to replace anything else
-    expected: PlanExpected
+    expected: dict  # an Expected's fields
     metadata: PlanMetadata
 
 

@@ -11,13 +11,14 @@ Sweep old crawls           :mod:`~kingfisher_archive.steps.retention`    :func:`
 Summarise the run          :mod:`~kingfisher_archive.steps.summary`      :func:`summarise`, :func:`format_table`
 =========================  ============================================  =====================================
 
-:mod:`kingfisher_archive.tasks` calls these from Airflow tasks; tests and the command line call them directly.
+Before deciding, and under an archive task's claim, :mod:`~kingfisher_archive.steps.mending` finishes what earlier
+tries left half-done. :mod:`kingfisher_archive.tasks` calls these from Airflow tasks; tests and the command line call them directly.
 What crosses from one step to the next is one of the records of :mod:`kingfisher_archive.records`.
 """
 
 from kingfisher_archive.records import crawl_id
-from kingfisher_archive.steps.archiving import archive, archive_and_record, month_changed, redecide
-from kingfisher_archive.steps.decision import decide, month_state, record_decisions
+from kingfisher_archive.steps.archiving import archive, archive_and_record, month_changed
+from kingfisher_archive.steps.decision import decide, decide_source, record_decisions, redecide
 from kingfisher_archive.steps.finding import MAX_CRAWLS_PER_RUN, find, format_duration
 from kingfisher_archive.steps.inspection import FUTURE_TOLERANCE, inspect
 from kingfisher_archive.steps.retention import sweep
@@ -30,12 +31,12 @@ __all__ = [
     "archive_and_record",
     "crawl_id",
     "decide",
+    "decide_source",
     "find",
     "format_duration",
     "format_table",
     "inspect",
     "month_changed",
-    "month_state",
     "record_decisions",
     "redecide",
     "summarise",

@@ -5,23 +5,18 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from functools import partial
 
-from kingfisher_archive import archiver, policy, replacement
+from kingfisher_archive import archiver, replacement
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError
-from kingfisher_archive.ledger import ClaimedError, Ledger
-from kingfisher_archive.records import ArchiveResult, CrawlKey, Plan
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MonthIncompleteError, month_state
+from kingfisher_archive.ledger import Held, Ledger, Status
+from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.decision import month_state
+from kingfisher_archive.steps.decision import redecide
+from kingfisher_archive.steps.mending import finish_deleting
 
 logger = logging.getLogger(__name__)
-
-#: A crawl whose month's ``metadata.json`` names it, but whose files on disk are not (all) that archive's.
-DIFFERS_FROM_ITS_ARCHIVE = "differs_from_its_archive"
-#: A crawl that disappeared from disk before it was settled, without this package deleting it.
-GONE = "not_on_disk"
 
 
 def archive(settings: Settings, client, plan: Plan, before_delete=None) -> ArchiveResult:
@@ -52,29 +47,30 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
             "already_archived": True,
             "deleted": deleted,
         }
-    expected = archiver.Expected(**plan["expected"])
+    expected = Expected(**plan["expected"])
     metadata = dict(plan["metadata"])
     if archived is not None and archived.data_version == data_version:
         repaired = _repair(settings, bucket, plan, key, archived, before_delete)
         if repaired is not None:
             return repaired
     elif gone or month_changed(plan, archived):
-        decision, checksum = redecide(settings, bucket, plan, key, directory_gone=gone)
+        decision = redecide(settings, bucket, plan, directory_gone=gone)
+        chosen = decision["status"] == Status.TO_ARCHIVE
         held = month_state(archived) or "nothing"
-        if gone and (archived is None or decision.archive):
+        if gone and (archived is None or chosen):
             # Gone, not in its month, and the policy still wants it: something removed a crawl to keep.
             raise FileNotFoundError(
                 f"{directory} disappeared after it was inspected, and the bucket does not hold {plan['id']}: "
                 "nothing was archived; find out what removed it"
             )
-        if not decision.archive:
+        if not chosen:
             # Its month holds a crawl it does not beat: another run's, or one that replaced it after an earlier
             # try archived it (and deleted it) without recording so.
             logger.info(
                 "%s: its month now holds %s, which it does not beat (%s): not archived%s",
                 plan["id"],
                 held,
-                decision.reason,
+                decision["reason"],
                 "; its directory is gone" if gone else ", kept on disk",
             )
             return {
@@ -83,11 +79,15 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
                 "files": expected.files,
                 "compressed_bytes": None,
                 "deleted": [],
-                "redecided": {"reason": decision.reason, "compared_with": decision.compared_with, "held": held},
+                "redecided": {
+                    "reason": decision["reason"],
+                    "compared_with": decision.get("compared_with"),
+                    "held": held,
+                },
             }
-        logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision.reason)
-        metadata.update(reason=decision.reason, compared_with=decision.compared_with)
-        expected = replace(expected, checksum=expected.checksum or checksum)
+        logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision["reason"])
+        metadata.update(reason=decision["reason"], compared_with=decision.get("compared_with"))
+        expected = replace(expected, checksum=expected.checksum or decision["checksum"])
     return archiver.archive_crawl(
         client=client,
         bucket=settings.bucket,
@@ -184,7 +184,7 @@ def _repair(
         "files": plan["expected"]["files"],
         "compressed_bytes": None,
         "deleted": [],
-        "held": {"reason": DIFFERS_FROM_ITS_ARCHIVE, "detail": detail},
+        "held": {"reason": Held.DIFFERS_FROM_ITS_ARCHIVE, "detail": detail},
     }
 
 
@@ -199,37 +199,6 @@ def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
     if archived is not None and archived.data_version == plan["data_version"]:
         return False  # an earlier try of this crawl got that far: it is rewritten
     return "month_held" not in plan or month_state(archived) != plan["month_held"]
-
-
-def redecide(
-    settings: Settings, bucket: Bucket, plan: Plan, key: CrawlKey, directory_gone: bool = False
-) -> tuple[policy.Decision, str | None]:
-    """Decide this one crawl again against what the bucket holds now; also return a checksum if one was needed.
-
-    With its directory gone the checksum cannot be computed: a comparison that needs it counts as a win (the crawl
-    is then reported missing, never assumed not to matter).
-    """
-    directory = key.directory(settings.data_directory)
-
-    def checksum() -> str:
-        if directory_gone:
-            return "(the crawl's directory is gone)"
-        return crawls.checksum(directory)
-
-    candidate = policy.Candidate(
-        id=plan["id"],
-        year=key.year,
-        month=key.month,
-        bytes=plan["expected"]["bytes"],
-        files_count=plan["metadata"]["files_count"],
-        errors_count=plan["metadata"]["errors_count"],
-        checksum=plan["expected"].get("checksum"),
-        _checksum_of=checksum,
-    )
-
-    month = partial(bucket.candidate_in, key.source_id)
-    [decision] = policy.decide_source([candidate], month, partial(bucket.candidate_before, key.source_id))
-    return decision, candidate.checksum
 
 
 def archive_and_record(
@@ -252,7 +221,7 @@ def archive_and_record(
     key = CrawlKey.of(plan)
     with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):
         row = ledger.get(key.source_id, key.data_version)
-        if row and row["status"] == "deleting":
+        if row and row["status"] == Status.DELETING:
             result = finish_deleting(settings, client, ledger, row, run_id)
             if result is not None:
                 return result
@@ -265,11 +234,11 @@ def archive_and_record(
         row = ledger.get(key.source_id, key.data_version)
         if "redecided" in result or "held" in result:
             if "held" in result:
-                status, reason, detail = "held", result["held"]["reason"], result["held"]["detail"]
+                status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
                 compared_with = None
             else:
                 redecided = result["redecided"]
-                status, reason, compared_with = "not_archived", redecided["reason"], redecided["compared_with"]
+                status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
                 detail = f"decided again when archiving: its month held {redecided['held']}"
             facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
             if compared_with:
@@ -288,7 +257,7 @@ def archive_and_record(
                 run_id,
             )
             return result
-        if result.get("already_archived") and row and row["status"] == "archived" and row["result"]:
+        if result.get("already_archived") and row and row["status"] == Status.ARCHIVED and row["result"]:
             by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
             logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
             result = {**row["result"], "already_archived": True, "archived_by": row["run_id"], **_deleted(result)}
@@ -299,118 +268,5 @@ def archive_and_record(
     return result
 
 
-def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
-    """Finish deleting a crawl whose archive was verified and whose deletion was cut short (status ``deleting``).
-
-    Nothing of the crawl is read again: its month must still hold the archive the ledger recorded (same crawl and
-    checksum, the data object its size), or a later, better crawl's. What is left on disk (the crawl, renamed aside
-    or not yet) is deleted, and the crawl recorded as archived. Returns ``None`` when the crawl on disk changed
-    since it was archived (it is then to be archived again: its month names it) or the month holds nothing.
-    Call it under the month's claim.
-    """
-    key = CrawlKey.of(row)
-    verified = row["result"]
-    replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
-    bucket = Bucket(client, settings.bucket, settings.storage_class)
-    archived = bucket.archived(key.source_id, key.year, key.month)
-    if archived is None:
-        logger.error("%s: its month is empty, though its archive was verified; not deleting it", key.id)
-        _reopen(settings, ledger, key, run_id)
-        return None
-    if archived.data_version == key.data_version:
-        if archived.checksum != verified["checksum"] or bucket.data_size(archived) != verified["compressed_bytes"]:
-            logger.error(
-                "%s: s3://%s/%s is not the archive recorded; not deleting it", key.id, bucket.name, archived.key
-            )
-            ledger.reopen(key.source_id, key.data_version, run_id)
-            return None
-    else:
-        logger.info("%s: its month now holds %s, which replaced it", key.id, archived.id)
-    try:
-        deleted = archiver.delete_archived(
-            settings.data_directory,
-            settings.logs_directory,
-            key.source_id,
-            key.data_version,
-            verified.get("log"),
-            verified["fingerprint"],
-            lambda now: crawls.CrawlChangedError(f"{key.id} changed on disk after its archive was verified"),
-            checked=lambda: ledger.mark_deleting(
-                key.source_id, key.data_version, {**verified, "checked": True}, row["run_id"]
-            ),
-            already_checked=bool(verified.get("checked")),
-        )
-    except crawls.CrawlChangedError as e:
-        logger.warning("%s: %s; it is decided again", key.id, e)
-        ledger.reopen(key.source_id, key.data_version, run_id)
-        return None
-    logger.info("%s: finished deleting it (its archive was verified by run %s): %s", key.id, row["run_id"], deleted)
-    verified = {k: v for k, v in verified.items() if k != "checked"}
-    result = {**verified, "deleted": deleted, "already_archived": True, "archived_by": row["run_id"]}
-    ledger.mark_archived(key.source_id, key.data_version, {**verified, "deleted": deleted}, row["run_id"])
-    if settled := ledger.settle_pending(key.id, run_id):
-        logger.info("%s archived: settled %s as not archived", key.id, ", ".join(settled))
-    return result
-
-
-def _reopen(settings: Settings, ledger: Ledger, key: CrawlKey, run_id: str | None) -> None:
-    """Give a crawl whose deletion cannot be finished back to the run: under its own name, to be decided again."""
-    directory = key.directory(settings.data_directory)
-    if os.path.lexists(directory + crawls.DELETING_SUFFIX) and not os.path.lexists(directory):
-        os.rename(directory + crawls.DELETING_SUFFIX, directory)
-    ledger.reopen(key.source_id, key.data_version, run_id)
-
-
-def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | None) -> list[str]:
-    """Finish every deletion that was cut short, each under its month's claim (a month another try holds now is
-    left for that try, or the next run). Returns the ids finished."""
-    finished = []
-    for row in ledger.deleting():
-        key = CrawlKey.of(row)
-        try:
-            with ledger.claim(key.source_id, key.period, run_id):
-                if (ledger.get(key.source_id, key.data_version) or {}).get("status") == "deleting":
-                    if finish_deleting(settings, client, ledger, row, run_id) is not None:
-                        finished.append(key.id)
-        except ClaimedError:
-            logger.info("%s: its month is being archived by another try; left for it", key.id)
-    return finished
-
-
 def _deleted(result: ArchiveResult) -> dict:
     return {"deleted": result["deleted"]} if result["deleted"] else {}
-
-
-def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | None) -> list[str]:
-    """Settle the crawls the ledger still expects to decide or archive whose directory is gone from disk (deleted by
-    hand, or the last file of a deletion removed just before a kill): ``archived`` if their month holds their
-    archive, else ``gone``. Returns their ids. Nothing of them is left to keep a month open."""
-    settled = []
-    for row in ledger.all():
-        if row["status"] not in ("to_archive", "pending", "held"):
-            continue
-        try:
-            key = CrawlKey.of(row)
-            if crawls.on_disk(settings.data_directory, key.source_id, key.data_version):
-                continue
-        except (ValueError, OSError, crawls.UnsafeCrawlError):
-            continue  # not a crawl's name, or cannot be looked at now: not gone
-        try:
-            archived = bucket.archived(key.source_id, key.year, key.month)
-        except MetadataError:
-            continue  # decided with its month, once that can be read
-        if archived is not None and archived.data_version == key.data_version:
-            result = {"id": key.id, "bytes": archived.bytes, "checksum": archived.checksum, "deleted": []}
-            ledger.mark_archived(key.source_id, key.data_version, result, run_id)
-            ledger.settle_pending(key.id, run_id)
-        else:
-            held = month_state(archived) or "nothing"
-            detail = f"its directory is gone, though it was {row['status']}; its month holds {held}"
-            facts = {**(row["facts"] or {}), "detail": detail}
-            ledger.record(
-                [{**row, "status": "gone", "reason": GONE, "facts": facts}],
-                run_id,
-            )
-        logger.warning("%s: %s; settled", key.id, "its directory is gone")
-        settled.append(key.id)
-    return settled

@@ -8,17 +8,13 @@ from collections import Counter, defaultdict
 from kingfisher_archive import archiver, policy, replacement
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError
-from kingfisher_archive.ledger import ClaimedError, Ledger
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError, month_state
+from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
 from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan, crawl_id
 from kingfisher_archive.settings import Settings
+from kingfisher_archive.steps.mending import finish_deletes, settle_gone
 
 logger = logging.getLogger(__name__)
-
-#: A crawl left on disk with fewer bytes than the archive of it: never archived again over that archive.
-SMALLER_THAN_ITS_ARCHIVE = "smaller_than_its_archive"
-#: A month the comparison needs holds data without metadata.json, and no journal says how to make it whole.
-MONTH_INCOMPLETE = "month_incomplete"
 
 
 def decide(
@@ -40,8 +36,6 @@ def decide(
     ``docs/safety.md``.
     """
     if ledger is not None:
-        from kingfisher_archive.steps.archiving import finish_deletes, settle_gone  # that module imports this one
-
         finished = set(finish_deletes(settings, bucket.client, ledger, run_id))
         settle_gone(settings, bucket, ledger, run_id)
         deleting = {crawl_id(r["source_id"], r["data_version"]) for r in ledger.deleting()}
@@ -52,37 +46,35 @@ def decide(
     decisions: list[Decision] = []
     for facts in inspected:
         if facts.get("error"):
-            decisions.append(_decision(facts, "held", "inspection_failed", detail=facts["error"]))
+            decisions.append(_decision(facts, Status.HELD, Held.INSPECTION_FAILED, detail=facts["error"]))
         elif facts["reject_reason"]:
-            decisions.append(_decision(facts, "rejected", facts["reject_reason"], detail=facts.get("detail")))
+            decisions.append(_decision(facts, Status.REJECTED, facts["reject_reason"], detail=facts.get("detail")))
         else:
             by_source[facts["source_id"]].append(facts)
 
     plans = []
     for source_id, source_facts in sorted(by_source.items()):
+        held = None
         for attempt in range(3):  # each attempt may find, and mend, one more interrupted month
             try:
-                source_decisions, source_plans = _decide_source(settings, bucket, source_id, source_facts)
+                source_decisions, source_plans = decide_source(settings, bucket, source_id, source_facts)
                 break
             except MonthIncompleteError as e:
                 if ledger is None or attempt == 2 or not _recover(settings, bucket, ledger, run_id, e):
-                    logger.error("%s: cannot compare with the bucket: %s", source_id, e)
-                    source_decisions = [_decision(f, "held", MONTH_INCOMPLETE, detail=str(e)) for f in source_facts]
-                    source_plans = []
+                    held = Held.MONTH_INCOMPLETE, "cannot compare with the bucket", e
                     break
             except MetadataError as e:
-                logger.error("%s: cannot compare with the bucket: %s", source_id, e)
-                source_decisions = [
-                    _decision(f, "held", "unreadable_archive_metadata", detail=str(e)) for f in source_facts
-                ]
-                source_plans = []
+                held = Held.UNREADABLE_ARCHIVE_METADATA, "cannot compare with the bucket", e
                 break
             except (OSError, crawls.UnsafeCrawlError) as e:
                 # Computing a checksum read the crawl and failed: hold this source, decide the others.
-                logger.error("%s: cannot compute a checksum to compare: %s", source_id, e)
-                source_decisions = [_decision(f, "held", "checksum_failed", detail=str(e)) for f in source_facts]
-                source_plans = []
+                held = Held.CHECKSUM_FAILED, "cannot compute a checksum to compare", e
                 break
+        if held is not None:
+            reason, why, error = held
+            logger.error("%s: %s: %s", source_id, why, error)
+            source_decisions = [_decision(f, Status.HELD, reason, detail=str(error)) for f in source_facts]
+            source_plans = []
         decisions.extend(source_decisions)
         plans.extend(source_plans)
     decisions.sort(key=lambda d: d["id"])
@@ -106,10 +98,21 @@ def _recover(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | N
     return bool(done)
 
 
-def _decide_source(
-    settings: Settings, bucket: Bucket, source_id: str, source_facts: list[Inspection]
+def decide_source(
+    settings: Settings, bucket: Bucket, source_id: str, source_facts: list[Inspection], directory_gone: bool = False
 ) -> tuple[list[Decision], list[Plan]]:
-    """Decide one source's acceptable crawls; raises what reading the bucket or a crawl raised."""
+    """Decide one source's acceptable crawls against what the bucket holds now: the one decision of a month.
+
+    The plan (:func:`decide`) calls it for every crawl of the source; the archive task, under the month's claim, for
+    its one crawl again when the month changed since (:func:`redecide`).
+
+    :param source_facts: the inspections of acceptable crawls of ``source_id``.
+    :param directory_gone: the crawl's directory is gone: a comparison that needs its checksum counts as a win, so
+        that the crawl is reported missing, never assumed not to matter.
+    :returns: a decision for every crawl, and a plan for each chosen one.
+    :raises MetadataError: a month the comparison needs cannot be read (``MonthIncompleteError``: it is incomplete).
+    :raises OSError: computing a checksum failed.
+    """
     source_facts = list(source_facts)
     facts_by_id = {f["id"]: f for f in source_facts}
     repairs: dict[str, str] = {}  # crawl id -> where the month names it: its metadata.json, or its data
@@ -161,23 +164,25 @@ def _decide_source(
         source_facts.remove(facts)
         if detail := _smaller_than_its_archive(bucket, facts, found):
             logger.warning("%s: %s", facts["id"], detail)
-            decisions.append(_decision(facts, "held", SMALLER_THAN_ITS_ARCHIVE, detail=detail))
+            decisions.append(_decision(facts, Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE, detail=detail))
             del facts_by_id[facts["id"]]
         else:
             named[facts["id"]] = found
             repairs[facts["id"]] = f"s3://{bucket.name}/{found.prefix}: its metadata.json"
-    candidates = [_candidate(settings, f) for f in source_facts]
+    candidates = [_candidate(settings, f, directory_gone) for f in source_facts]
     outcome = policy.decide_source(candidates, month, before)
     for crawl, found in sorted(named.items()):
         period = CrawlKey.of(facts_by_id[crawl]).period
         rival = next((d for d in outcome if d.archive and CrawlKey.of(facts_by_id[d.id]).period == period), None)
         if rival is not None:
             outcome.append(
-                policy.Decision(crawl, False, policy.SAME_PERIOD, compared_with=crawl, superseded_by=rival.id)
+                policy.Verdict(
+                    crawl, False, policy.Comparison.SAME_PERIOD, compared_with=crawl, superseded_by=rival.id
+                )
             )
         else:
-            reason, compared_with = found.raw.get("reason") or policy.SAME_PERIOD, found.raw.get("compared_with")
-            outcome.append(policy.Decision(crawl, True, reason, compared_with=compared_with))
+            reason = found.raw.get("reason") or policy.Comparison.SAME_PERIOD
+            outcome.append(policy.Verdict(crawl, True, reason, compared_with=found.raw.get("compared_with")))
     plans = []
     winners = {d.id: d for d in outcome if d.archive}
     by_id = {d.id: d for d in outcome}
@@ -185,14 +190,14 @@ def _decide_source(
         facts = facts_by_id[decision.id]
         extra = {"compared_with": decision.compared_with, "superseded_by": decision.superseded_by}
         if decision.archive:
-            status = "to_archive"
+            status = Status.TO_ARCHIVE
             if decision.id in repairs:
                 extra["detail"] = f"repairs {repairs[decision.id]} names it"
         else:
             winner = _final_winner(decision, by_id)
-            status = "pending" if winner in winners else "not_archived"
+            status = Status.PENDING if winner in winners else Status.NOT_ARCHIVED
             details = [f"superseded by {decision.superseded_by}"] if decision.superseded_by else []
-            if status == "pending":
+            if status == Status.PENDING:
                 extra["pending_on"] = winner
                 details.append(f"settled once {winner} is archived")
             extra["detail"] = "; ".join(details) or None
@@ -221,7 +226,7 @@ def _smaller_than_its_archive(bucket: Bucket, facts: Inspection, archived: Archi
     )
 
 
-def _final_winner(decision: policy.Decision, by_id: dict[str, policy.Decision]) -> str | None:
+def _final_winner(decision: policy.Verdict, by_id: dict[str, policy.Verdict]) -> str | None:
     """The crawl this one finally lost to: the end of its chain of "superseded by", or what it was compared with."""
     winner = decision.superseded_by or decision.compared_with
     seen = set()
@@ -231,28 +236,42 @@ def _final_winner(decision: policy.Decision, by_id: dict[str, policy.Decision]) 
     return winner
 
 
-def _candidate(settings: Settings, facts: Inspection) -> policy.Candidate:
+def _candidate(settings: Settings, facts: Inspection, directory_gone: bool) -> policy.Candidate:
     key = CrawlKey.of(facts)
     directory = key.directory(settings.data_directory)
 
     def checksum() -> str:
+        if directory_gone:
+            return "(the crawl's directory is gone)"
         logger.info("%s: computing the checksum to compare with an earlier month", facts["id"])
         facts["checksum"] = crawls.checksum(directory)
         return facts["checksum"]
 
-    return policy.Candidate(
-        id=facts["id"],
-        year=key.year,
-        month=key.month,
-        bytes=facts["bytes"],
-        files_count=facts["files_count"],
-        errors_count=facts["errors_count"],
-        checksum=facts.get("checksum"),
-        _checksum_of=checksum,
-    )
+    return policy.Candidate.of(key, facts, checksum_of=checksum)
 
 
-def _decision(facts: Inspection, status: str, reason: str, **extra) -> Decision:
+def redecide(settings: Settings, bucket: Bucket, plan: Plan, directory_gone: bool = False) -> Decision:
+    """Decide a planned crawl again, alone, against what its month holds now (:func:`decide_source`).
+
+    :param directory_gone: see :func:`decide_source`.
+    """
+    facts: Inspection = {
+        "id": plan["id"],
+        "source_id": plan["source_id"],
+        "data_version": plan["data_version"],
+        "collection_id": plan["metadata"].get("collection_id"),
+        "reject_reason": None,
+        "error": None,
+        "log": plan["log"],
+        **plan["expected"],
+        "files_count": plan["metadata"]["files_count"],
+        "errors_count": plan["metadata"]["errors_count"],
+    }
+    [decision], _ = decide_source(settings, bucket, plan["source_id"], [facts], directory_gone)
+    return decision
+
+
+def _decision(facts: Inspection, status: Status, reason: str, **extra) -> Decision:
     return {
         "id": facts["id"],
         "source_id": facts["source_id"],
@@ -269,14 +288,7 @@ def _decision(facts: Inspection, status: str, reason: str, **extra) -> Decision:
     }
 
 
-def month_state(archived: ArchivedCrawl | None) -> str | None:
-    """What a month of the bucket holds, in a few words: what a decision saw, and what archiving must find again."""
-    if archived is None:
-        return None
-    return f"{archived.id} ({archived.bytes} bytes, checksum {archived.checksum or 'none'})"
-
-
-def _plan(facts: Inspection, decision: policy.Decision, month_held: str | None) -> Plan:
+def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -> Plan:
     return {
         "id": facts["id"],
         "source_id": facts["source_id"],

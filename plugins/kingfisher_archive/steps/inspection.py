@@ -114,13 +114,13 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
         errors_count=facts["errors_count"],
     )
     reason = facts["reject_reason"]
-    if reason == policy.NOT_FINISHED:
+    if reason == policy.Reject.NOT_FINISHED:
         facts["detail"] = f"the log's finish reason is {facts['finish_reason']!r}"
-    elif reason == policy.NOT_CLEAN_ENOUGH:
+    elif reason == policy.Reject.NOT_CLEAN_ENOUGH:
         facts["detail"] = f"{facts['errors_count']} errors ({facts['errors_source']}) for {facts['files_count']} files"
-    elif reason == policy.NO_DATA_FILES and log is not None and facts["data_files"]:
+    elif reason == policy.Reject.NO_DATA_FILES and log is not None and facts["data_files"]:
         facts["detail"] = "the log records no File items and no errors"
-    elif reason == policy.FUTURE_DATA_VERSION:
+    elif reason == policy.Reject.FUTURE_DATA_VERSION:
         facts["detail"] = f"the crawl claims to start at {started}, after now ({now.replace(microsecond=0)} UTC)"
     elif reason is None:
         facts["detail"] = None

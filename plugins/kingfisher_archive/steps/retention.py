@@ -12,15 +12,13 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
-from kingfisher_archive.ledger import Ledger
-from kingfisher_archive.records import Swept, crawl_id
+from kingfisher_archive.ledger import OPEN, Held, Ledger, Status
+from kingfisher_archive.records import CrawlKey, Swept, crawl_id
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.inspection import inspect
 
 logger = logging.getLogger(__name__)
 
-#: A rejected crawl that the sweep found no longer fails its reject reason: held, so the next run decides it again.
-REJECTION_NO_LONGER_HOLDS = "rejection_no_longer_holds"
 _CRAWL = re.compile(r"(?P<source>[^/]+)/(?P<version>\d{8}_\d{6})")
 #: A 2020 archive's id: its metadata names no data version.
 _UNDATED = re.compile(r"(?P<source>[^/]+)/(?P<year>\d{4})-(?P<month>\d{2}) \(archived\)")
@@ -54,27 +52,27 @@ def sweep(
     # A month is open while a crawl of it that may yet be archived is still there to be: loaded, and on disk. A row
     # whose crawl was deleted by hand, or whose Process row was deleted, keeps no month open for ever.
     open_months = {
-        (r["source_id"], r["data_version"][:6])
+        (r["source_id"], key.period)
         for r in rows
-        if r["status"] in ("to_archive", "pending", "held", "deleting")
+        if r["status"] in OPEN
+        and (key := CrawlKey.parse(r))
         and (r["source_id"], r["data_version"]) in loaded
         and _on_disk(settings, r["source_id"], r["data_version"])
     }
     swept = []
     for row in rows:
         source_id, data_version = row["source_id"], row["data_version"]
-        if row["status"] not in ("rejected", "not_archived") or (source_id, data_version) not in loaded:
+        if row["status"] not in (Status.REJECTED, Status.NOT_ARCHIVED) or (source_id, data_version) not in loaded:
             continue
-        if crawls.source_id_problem(source_id) or (source_id, data_version[:6]) in open_months:
+        if crawls.source_id_problem(source_id) or (key := CrawlKey.parse(row)) is None:
             continue
-        try:
-            started = crawls.parse_data_version(data_version)
-        except ValueError:
+        if (source_id, key.period) in open_months:
             continue
+        started = key.started
         directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
         if started >= cutoff or not os.path.lexists(directory):
             continue
-        if row["status"] == "not_archived":
+        if row["status"] == Status.NOT_ARCHIVED:
             facts = row["facts"] or {}
             winner = facts.get("pending_on") or facts.get("superseded_by") or facts.get("compared_with")
             if not _stands_in_bucket(bucket, winner):
@@ -101,7 +99,8 @@ def sweep(
                     detail = f"rejected ({row['reason']}) earlier, which no longer holds (now: {now_says})"
                     facts = {**(row["facts"] or {}), "detail": detail}
                     ledger.record(
-                        [{**row, "status": "held", "reason": REJECTION_NO_LONGER_HOLDS, "facts": facts}], run_id
+                        [{**row, "status": Status.HELD, "reason": Held.REJECTION_NO_LONGER_HOLDS, "facts": facts}],
+                        run_id,
                     )
                 continue
         log = scrapy_log.find(settings.logs_directory, source_id, started)
@@ -141,7 +140,9 @@ def _stands_in_bucket(bucket: Bucket, archived_id: str | None) -> bool:
     """Whether the month of the archive ``archived_id`` names (an :attr:`ArchivedCrawl.id`) holds a whole archive:
     that one, or one that replaced it since (only a better crawl replaces a month's archive)."""
     if match := _CRAWL.fullmatch(archived_id or ""):
-        year, month = int(match["version"][:4]), int(match["version"][4:6])
+        if (key := CrawlKey.parse({"source_id": match["source"], "data_version": match["version"]})) is None:
+            return False
+        year, month = key.year, key.month
     elif match := _UNDATED.fullmatch(archived_id or ""):
         year, month = int(match["year"]), int(match["month"])
     else:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections import Counter
 
 from kingfisher_archive.crawl import MiB
+from kingfisher_archive.ledger import Status
 from kingfisher_archive.records import ArchiveResult, Decision, Swept, Waiting
+
+#: A row's status is the crawl's ledger :class:`~kingfisher_archive.ledger.Status`, or one of these two.
+WOULD_ARCHIVE = "would_archive"  # chosen on a dry run
+FAILED = "failed"  # chosen, and its archive task did not archive it
 
 
 def summarise(
@@ -40,29 +45,29 @@ def summarise(
         }
         result = results.get(d["id"])
         now = (ledger_rows or {}).get(d["id"]) or {}
-        if d["status"] == "pending" and now.get("status") == "not_archived":
-            row["status"] = "not_archived"  # the crawl it lost to is archived now
+        if d["status"] == Status.PENDING and now.get("status") == Status.NOT_ARCHIVED:
+            row["status"] = Status.NOT_ARCHIVED  # the crawl it lost to is archived now
             row["detail"] = f"superseded by {d['superseded_by']}" if d.get("superseded_by") else None
-        elif d["status"] == "to_archive":
+        elif d["status"] == Status.TO_ARCHIVE:
             if dry_run:
-                row["status"] = "would_archive"
-            elif result is None and now.get("status") == "held":
+                row["status"] = WOULD_ARCHIVE
+            elif result is None and now.get("status") == Status.HELD:
                 # Its archive task found the month naming it, and the crawl on disk not that archive.
-                row.update(status="held", reason=now.get("reason"), detail=(now.get("facts") or {}).get("detail"))
-            elif result is None and now.get("status") == "not_archived":
+                row.update(status=Status.HELD, reason=now.get("reason"), detail=(now.get("facts") or {}).get("detail"))
+            elif result is None and now.get("status") == Status.NOT_ARCHIVED:
                 # Decided again by its archive task: by then its month held a crawl it does not beat.
                 facts = now.get("facts") or {}
                 row.update(
-                    status="not_archived",
+                    status=Status.NOT_ARCHIVED,
                     reason=now.get("reason"),
                     detail=facts.get("detail"),
                     compared_with=facts.get("compared_with"),
                 )
             elif result is None:
-                row["status"] = "failed"
+                row["status"] = FAILED
                 failed.append(d["id"])
             else:
-                row["status"] = "archived"
+                row["status"] = Status.ARCHIVED
                 row["bytes"] = result.get("bytes")
                 row["compressed_bytes"] = compressed = result.get("compressed_bytes")
                 if compressed:
@@ -74,17 +79,17 @@ def summarise(
                 totals["bytes_freed"] += result.get("bytes") or 0
         rows.append(row)
     by_status = Counter(r["status"] for r in rows)
-    rejected = Counter(r["reason"] for r in rows if r["status"] == "rejected")
+    rejected = Counter(r["reason"] for r in rows if r["status"] == Status.REJECTED)
     summary = {
         "dry_run": dry_run,
         "crawls": len(rows),
-        "archived": by_status["archived"],
-        "would_archive": by_status["would_archive"],
+        "archived": by_status[Status.ARCHIVED],
+        "would_archive": by_status[WOULD_ARCHIVE],
         "failed": failed,
         "rejected": dict(sorted(rejected.items())),
-        "not_archived": by_status["not_archived"],
-        "held": by_status["held"],
-        "pending": by_status["pending"],
+        "not_archived": by_status[Status.NOT_ARCHIVED],
+        "held": by_status[Status.HELD],
+        "pending": by_status[Status.PENDING],
         "bytes_archived": totals["bytes_archived"],
         "compressed_bytes": totals["compressed_bytes"],
         "bytes_freed": totals["bytes_freed"] + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept)),
@@ -114,7 +119,12 @@ def format_table(summary: dict) -> str:
     lines = [header + "  why / detail"]
     for row in summary["rows"]:
         why = row.get("detail") or ""
-        if row.get("compared_with") and row["status"] in ("not_archived", "pending", "archived", "would_archive"):
+        if row.get("compared_with") and row["status"] in (
+            Status.NOT_ARCHIVED,
+            Status.PENDING,
+            Status.ARCHIVED,
+            WOULD_ARCHIVE,
+        ):
             why = f"against {row['compared_with']}" + (f"; {why}" if why else "")
         lines.append(
             f"{row['id']:<40} {row['status']:<13} {row['reason'] or '':<26} {mib(row.get('bytes')):>9} "
