@@ -1,13 +1,10 @@
 """The archive format, as buckets hold it: a plain tar of the crawl directory inside one standard LZ4 frame.
 
-Restoring by hand must stay ``unlz4 data.tar.lz4 && tar xf data.tar``, so this module writes nothing but a GNU tar
-(byte for byte what :mod:`tarfile` writes for the same members) inside an ordinary LZ4 frame, and reads both
-generations of archives already in buckets. It knows neither S3 nor the retention policy: the writer writes to any
-object with ``write`` (the uploader), the reader reads from any binary file object (a download).
-
-Writing reads each byte of the crawl once; reading streams, so nothing the size of a crawl is ever held or
-written anywhere but where the caller puts it. Archives are untrusted input when read back: :class:`CrawlMembers`
-refuses every member that is not a folder or regular file inside the one crawl the archive holds.
+The writer makes a GNU tar, byte for byte what :mod:`tarfile` writes, in an ordinary LZ4 frame, for any object
+with ``write`` (the uploader); the reader streams both generations of archives from any binary file (a download),
+and :class:`CrawlMembers` refuses every member but the archive's one crawl's folders and regular files. Nothing
+crawl-sized is held, or written but where the caller puts it; S3 and the retention policy are unknown here. See
+docs/safety.md, sections 13 and 14.
 """
 
 from __future__ import annotations
@@ -76,16 +73,10 @@ def _compress_block(chunk) -> tuple[bytes, bytes, bytes]:
 class LZ4Writer:
     """The uncompressed side of one standard LZ4 frame: the tar is written here, compressed bytes go to ``sink``.
 
-    LZ4 is the most expensive step of archiving, so the frame is written by hand with *independent* blocks that
-    threads compress in parallel (python-lz4 and xxhash release the GIL) and that are written in order. The result
-    is one ordinary LZ4 frame: ``unlz4``, ``lz4 -d`` and ``lz4.frame.decompress`` all read it and check each block's
-    checksum. Blocks carry checksums rather than the frame carrying one content checksum because a content checksum
-    is one sequential pass over every uncompressed byte on the thread that writes the tar, which was the bottleneck;
-    block checksums are computed by the compressing threads over the (smaller) stored bytes, and the uncompressed
-    content is checked on restore against the XXH3 checksum in ``metadata.json`` anyway. File data is read from
-    disk straight into the current block (:meth:`reserve`, :meth:`commit`), tar headers are copied in, and a full
-    block is handed to a thread whole and reused once it has been compressed, so no byte is copied on its way in
-    and no fresh memory is faulted in per block. Memory: a few 4 MiB blocks in flight.
+    Independent 4 MiB blocks, each with its checksum, compressed by ``threads`` threads in parallel (LZ4 is
+    archiving's costliest step; python-lz4 and xxhash release the GIL) and written in order. File data is read
+    straight into the current block (:meth:`reserve`, :meth:`commit`); blocks are reused once compressed, a few in
+    flight. See docs/safety.md, section 13.
     """
 
     def __init__(self, sink, threads: int = COMPRESS_THREADS) -> None:
@@ -300,19 +291,11 @@ def _close_unread(future: Future) -> None:
 def write_tar(directory: str, arcname: str, sink, progress=None, threads: int = READ_THREADS) -> TarResult:
     """Write the crawl at ``directory`` to ``sink`` as a GNU tar of ``<arcname>/...``; read each byte once.
 
-    The bytes are exactly those of :class:`tarfile.TarFile` writing the same members (a test compares them): each
-    header (see :func:`_header`), then the file's bytes and NUL padding to 512 bytes, and at the end two NUL blocks
-    and padding to tar's 10,240-byte record. ``TarFile.addfile`` is not used because on crawls of many small files
-    its per-member costs made it the bottleneck of archiving: a copy of every ``TarInfo``, a header built field by
-    field, a fresh buffer for every read, and a list of every member kept until the end, which also grows memory
-    with the number of files and makes the garbage collector walk it again and again.
-
-    Files are opened and stat'ed (with ``fstat``, the one stat per file: the listing goes by the directory's
-    file types) and, up to :data:`SMALL_FILE`, read whole by ``threads`` reader threads a little ahead of this one,
-    which writes them in walk order; a larger file is read here, straight into the sink's LZ4 block (or one reused
-    buffer). Each byte feeds the XXH3 checksum and the sink in the same pass. A file whose size or time differs
-    after it was read from before (it was being written) stops the tar. ``progress``, when given, is called
-    with the size of each read.
+    The bytes are exactly :class:`tarfile.TarFile`'s for the same members, written by hand (:func:`_header`). Files
+    up to :data:`SMALL_FILE` are read whole by ``threads`` reader threads a little ahead, larger ones here, into the
+    sink's LZ4 block (or one reused buffer), all in walk order; each byte feeds the XXH3 checksum and the sink in
+    one pass. A file whose size or time changed while read stops the tar (``CrawlChangedError``). ``progress`` gets
+    the size of each read. See docs/safety.md, sections 2 and 13.
     """
     hasher = xxhash.xxh3_128()
     builder = crawls.FingerprintBuilder()
@@ -441,8 +424,9 @@ class CrawlMembers:
     """Maps the member names of one crawl's tar to paths inside the crawl, refusing everything else.
 
     The first member that names ``<source_id>/<YYYYMMDD_HHMMSS>`` fixes the crawl (and what comes before it in
-    the path, for 2021 archives); every later member must be inside that same crawl. Directory members above the
-    crawl (``home``, ``home/ocdskfs``, ...) are skipped, wherever they appear.
+    the path, for 2021 archives, whose members hold the crawl directory's absolute path, with or without the
+    leading ``/``); every later member must be inside that same crawl. Directory members above the crawl
+    (``home``, ``home/ocdskfs``, ...) are skipped, wherever they appear.
     """
 
     def __init__(self, source_id: str, data_version: str | None = None) -> None:

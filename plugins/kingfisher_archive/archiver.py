@@ -1,21 +1,10 @@
 """Archive one crawl: read it once into the bucket, verify it there, and only then delete it locally.
 
-The crawl is read once: each file's bytes feed the XXH3 checksum and the tar stream together
-(:mod:`kingfisher_archive.archive_format`), the tar goes through an LZ4 frame into a multipart upload
-(:mod:`kingfisher_archive.s3`) whose parts are sent while the next ones fill. Nothing is written to local disk.
-
-Where the archive is written depends on what the crawl's month already holds, and each path is one function:
-
-- :func:`_archive_in_place`, *an empty month* (no object under ``<source_id>/<YYYY>/<MM>/``, the usual case):
-  straight to the final keys, each completed only if its key is still free; a failure after the data became
-  visible withdraws what this try wrote, leaving the month empty as it was found;
-- :func:`_archive_through_staging`, *a month that holds something* (an archive being replaced, or what a killed
-  try left): under ``staging/`` first, then copied over the final keys once verified, so the archive being
-  replaced stays whole until its successor has been checked.
-
-Either way the data and the log come first and ``metadata.json`` last, and before the upload is completed the
-crawl must be found unchanged since it was inspected (same names, sizes, times; same checksum when the decision
-computed one): a changed crawl's upload is abandoned, nothing becomes visible and nothing is deleted.
+Each byte read feeds the XXH3 checksum and the tar (:mod:`kingfisher_archive.archive_format`), which goes through
+an LZ4 frame into a multipart upload (:mod:`kingfisher_archive.s3`); nothing is written to local disk. An empty
+month is written in place (:func:`_archive_in_place`), a month that holds objects through ``staging/``
+(:func:`_archive_through_staging`); either way ``metadata.json`` comes last, and the upload is completed only if the
+crawl is unchanged since inspection. See docs/safety.md, sections 2 to 4.
 """
 
 from __future__ import annotations
@@ -123,10 +112,20 @@ def stream_crawl(
 ):
     """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
 
-    ``check(tar_result)`` runs after the last byte is read and before the upload is completed: if it raises, the
-    upload is aborted and nothing ever becomes visible at ``key``. ``exclusive``: see
-    :meth:`kingfisher_archive.s3.MultipartUpload.complete`. ``storage_class``: the final keys' (None: the server's
-    default, for staging).
+    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client_config`).
+    :param bucket: the bucket's name.
+    :param key: where the archive goes (``<prefix>data.tar.lz4``).
+    :param directory: the crawl directory.
+    :param arcname: the tar members' prefix, ``<source_id>/<data_version>``.
+    :param part_size: the multipart upload's part size (:func:`kingfisher_archive.s3.choose_part_size`).
+    :param progress: logs how far the archive has got, if given.
+    :param check: called with the :class:`~kingfisher_archive.archive_format.TarResult` after the last byte is
+        read and before the upload is completed; if it raises, the upload is aborted and nothing becomes visible
+        at ``key``.
+    :param exclusive: complete only if ``key`` is still free (see
+        :meth:`kingfisher_archive.s3.MultipartUpload.complete`).
+    :param storage_class: the final keys' (``None``: the server's default, for staging).
+    :returns: a :class:`StreamResult`, the archive verified in the bucket.
     """
     sent = progress.sent if progress else None
     upload = s3.MultipartUpload(client, bucket, key, part_size, progress=sent, storage_class=storage_class)
@@ -192,14 +191,25 @@ def archive_crawl(
     delete_local_files: bool = True,
     before_delete=None,
 ) -> dict:
-    """Archive one crawl and delete it locally. Returns the figures for the run summary.
+    """Archive one crawl into its month and delete it locally.
 
+    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client_config`).
+    :param bucket: the bucket's name.
+    :param storage_class: the storage class of the month's objects.
+    :param data_directory: Kingfisher Collect's data directory.
+    :param logs_directory: Kingfisher Collect's logs directory, which ``log_path`` must be directly under.
+    :param source_id: the crawl's source.
+    :param data_version: the crawl's ``YYYYMMDD_HHMMSS``, which names its month.
+    :param log_path: the crawl's log.
+    :param expected: what inspection saw, which the crawl must still be when the upload is completed.
     :param metadata: the facts from inspection (files and errors counts, collection id, reason) that go into
         ``metadata.json`` beside the ones measured here.
+    :param delete_local_files: ``False`` keeps the crawl (the benchmark archives it again).
     :param before_delete: called with the result (the verified archive's identity: checksum, bytes, compressed
-        bytes, fingerprint) once the archive is verified and before the crawl is touched, and again with
-        ``checked: True`` once the crawl, renamed aside, is found to be what was archived, before the first file is
-        deleted: so that a later try can finish a deletion that was cut short without reading the crawl again.
+        bytes, fingerprint) before the crawl is touched, and again with ``checked: True`` before its first file is
+        deleted (see docs/safety.md, section 6).
+    :returns: the figures for the run summary.
+    :raises kingfisher_archive.crawl.CrawlChangedError: the crawl changed since inspection, or since it was read.
     """
     crawls.check_log_path(logs_directory, source_id, log_path, "archive")
     key = CrawlKey(source_id, data_version, crawls.parse_data_version(data_version))
@@ -289,12 +299,22 @@ def delete_archived(
     checked=None,
     already_checked: bool = False,
 ) -> list[str]:
-    """Delete a crawl whose archive is verified, with its log.
+    """Delete a crawl whose archive is verified, with its log, only if it is still what was archived.
 
-    The crawl is first renamed out of its writers' way (:func:`kingfisher_archive.crawl.set_aside`) and checked to
-    be still what was archived (``fingerprint``; else renamed back and ``changed(summary)`` raised); ``checked()`` is
-    called once it is, before the first file is deleted. A crawl found already renamed aside by a try that stopped
-    is checked the same way, unless that try had checked it (``already_checked``: files may be gone since).
+    The crawl is renamed out of its writers' way (:func:`kingfisher_archive.crawl.set_aside`), or found so by a try
+    that stopped, and checked.
+
+    :param data_directory: Kingfisher Collect's data directory.
+    :param logs_directory: Kingfisher Collect's logs directory.
+    :param source_id: the crawl's source.
+    :param data_version: the crawl's ``YYYYMMDD_HHMMSS``.
+    :param log_path: the crawl's log.
+    :param fingerprint: the archived crawl's; a crawl with another is renamed back and not deleted.
+    :param changed: called with the crawl's :class:`~kingfisher_archive.crawl.Summary` when it differs; returns
+        the error raised.
+    :param checked: called once the crawl is found to be what was archived, before the first file is deleted.
+    :param already_checked: the try that renamed it aside had checked it (files may be gone since): not again.
+    :returns: what was deleted.
     """
     directory = crawls.crawl_directory(data_directory, source_id, data_version)
     aside = directory + crawls.DELETING_SUFFIX
@@ -442,8 +462,14 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
 
 
 def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
-    """The crawl an archive holds, ``<source_id>/<data_version>``, from its first members (the tar names it);
-    ``None`` if the object is not there or is not an archive of a crawl of ``source_id``."""
+    """The crawl an archive holds, ``<source_id>/<data_version>``, from its first members (the tar names it).
+
+    :param client: a boto3 S3 client.
+    :param bucket: the bucket's name.
+    :param key: the archive's key (``<month>data.tar.lz4``).
+    :param source_id: the source whose crawl it must hold.
+    :returns: ``None`` if the object is not there or is not an archive of a crawl of ``source_id``.
+    """
     members = archive_format.CrawlMembers(source_id)
     try:
         with s3.open_archive(client, bucket, key) as (tar, _):
@@ -460,8 +486,17 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
 
 
 def missing_from(client, bucket: str, key: str, source_id: str, data_version: str, directory: str) -> str | None:
-    """Why the crawl at ``directory`` does not hold every file of the archive at ``key`` byte for byte, or ``None``
-    if it does (it may hold more): then archiving it again loses nothing of that archive."""
+    """Why the crawl at ``directory`` does not hold every file of the archive at ``key`` byte for byte, if it does not.
+
+    :param client: a boto3 S3 client.
+    :param bucket: the bucket's name.
+    :param key: the archive's key (``<month>data.tar.lz4``).
+    :param source_id: the archived crawl's source.
+    :param data_version: the archived crawl's ``YYYYMMDD_HHMMSS``.
+    :param directory: the crawl on disk.
+    :returns: ``None`` if it holds them all (it may hold more), or there is no archive: then archiving it again
+        loses nothing of that archive.
+    """
     members = archive_format.CrawlMembers(source_id, data_version)
     try:
         opened = s3.open_archive(client, bucket, key)

@@ -1,15 +1,15 @@
 """The bucket: one per Kingfisher Collect installation, at most one crawl per source and calendar month.
 
-Layout (kept exactly as the older tools wrote it, since real buckets hold years of it)::
+Layout, exactly as the older tools wrote it (real buckets hold years of it)::
 
     <source_id>/<YYYY>/<MM>/data.tar.lz4    tar of the crawl directory, in an LZ4 frame
     <source_id>/<YYYY>/<MM>/metadata.json   what was archived
     <source_id>/<YYYY>/<MM>/scrapy.log      the crawl's log
     staging/...                             in-flight uploads; leftovers mean an upload broke
 
-Months written by hand may be ``1`` rather than ``01``: listing reads both, writing always uses two digits.
-Metadata comes in two generations (2021: XXH3 ``checksum``; late 2020: ``data_md5``/``data_size``); both are read
-into one :class:`ArchivedCrawl`, with what a generation lacks left unknown rather than guessed.
+Months written by hand may be ``1`` for ``01``: listing reads both, writing uses two digits. Both metadata
+generations (2021: XXH3 ``checksum``; late 2020: ``data_md5``/``data_size``) read into one :class:`ArchivedCrawl`,
+what a generation lacks left unknown rather than guessed.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Replacing a month's archive: a transaction over three objects that any later try finishes or undoes.
 
-S3 cannot replace a month's ``data.tar.lz4``, ``scrapy.log`` and ``metadata.json`` at once, and a try can stop at
-any request (a connection error, a kill, a lost response). So before anything of the month is taken away, a
-*journal* is written beside the verified staged archive, at ``staging/<source_id>/<data_version>/replacing.json``:
-the month, the old ``metadata.json`` (its bytes and ETag) and the identity of the old data, the staged objects'
-identity, and the new ``metadata.json``. Then the old ``metadata.json`` is deleted, the data and log are copied over
-the month's keys, the new ``metadata.json`` is written, and the staging objects are deleted, the journal last.
-
-:func:`recover` reads the journals of a month and, whatever stopped the try, takes the month to one of the two
-whole states: it *finishes* the replacement when the staged archive is still there (the decision to replace was
-made under the month's claim and still holds), or *undoes* it when the month's data is still the old one (the old
-``metadata.json`` is put back). A month holding neither whole state is reported, never guessed at. Callers hold the
-month's claim (:meth:`kingfisher_archive.ledger.Ledger.claim`), so no other try writes the month meanwhile.
+:func:`begin` writes a journal beside the verified staged archive (``staging/<source_id>/<data_version>/`` +
+:data:`JOURNAL`) before anything of the month is taken away; :func:`replace` carries the replacement out; and
+:func:`recover` takes a month whose replacement was cut short to one of its two whole states, or raises
+:class:`RecoveryError`, never guessing. Callers hold the month's claim
+(:meth:`kingfisher_archive.ledger.Ledger.claim`), so no other try writes the month meanwhile. See docs/safety.md,
+section 4.
 """
 
 from __future__ import annotations

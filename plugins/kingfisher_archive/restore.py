@@ -1,50 +1,16 @@
 """Get a crawl back: stream one month's archive out of the bucket into a directory, verify it, say how to reload it.
 
-The archive is read once, as a stream: ``get_object`` -> LZ4 frame decoder -> ``tarfile`` in stream mode
-(``r|``) -> files on disk. No copy of the archive is written anywhere, so restoring a 100 GB crawl needs the disk
-space of the crawl and nothing more.
-
-Where things land, for ``restore(..., target_directory=T)`` of source ``S`` whose archived crawl is ``V``::
+The archive is read once, as a stream (``get_object`` -> LZ4 -> ``tarfile`` in stream mode ``r|`` -> disk): no
+copy of it is written anywhere, so restoring a 100 GB crawl needs the disk space of the crawl and nothing more. For
+``restore(..., target_directory=T)`` of source ``S`` whose archived crawl is ``V``::
 
     T/S/V/...               the crawl directory, byte for byte what was archived
     T/S/V.scrapy.log        the crawl's log, when the month has one: beside the crawl directory, not inside it,
                             so the restored crawl directory is exactly the archived one (and its checksum matches)
+    T/S/V.incomplete        the crawl directory while it is written, before it is verified
 
-While it is being written the crawl directory is ``T/S/V.incomplete``; it is renamed to ``T/S/V`` only once its
-bytes, file count and checksum match ``metadata.json``. A crawl directory under its real name is therefore always
-a verified one. A restore that fails removes what it wrote and the directories it created (``T`` itself when it
-was missing), with one exception: a crawl read whole from the archive that does not match ``metadata.json`` is
-left as ``V.incomplete`` for inspection (the message says so); the next restore of that crawl into the same target
-starts it again from scratch.
-
-Archives are untrusted input (anyone with write access to the bucket, or a damaged object, can put anything in a
-tar), so extraction follows Python's ``tarfile`` ``"data"`` filter (no absolute paths, no ``..``, nothing that
-resolves outside the target, no device files) and is stricter still: a crawl holds only folders and regular files,
-so any link, device or FIFO member is refused, as is any member outside the one crawl the archive holds. A refused
-member fails the restore with the member's name; nothing is ever written outside the target directory.
-
-Two member layouts are in real buckets, and both restore to ``T/S/V``:
-
-- this package: ``S/V/<path inside the crawl>``;
-- the 2021 tool: the crawl directory's absolute path, e.g. ``home/ocdskfs/scrapyd/data/S/V/...`` (with or
-  without the leading ``/``). The crawl is found as the ``S``/``V`` pair of path components (``V`` being
-  ``YYYYMMDD_HHMMSS``) and everything before it is dropped; directory members above the crawl are skipped.
-
-Verification, against the month's ``metadata.json``:
-
-- ``bytes`` (2021 and ours) or ``data_size`` (late 2020): the sum of the restored files' sizes;
-- ``data_files`` (ours only): the number of files. ``files_count`` is *not* compared: it counts File items in
-  the log, not files on disk;
-- ``checksum`` (2021 and ours): recomputed over the restored tree with :func:`kingfisher_archive.crawl.checksum`.
-  2020 metadata's ``data_md5`` is not recomputed, so a 2020 restore is verified by size only, and the result says
-  so (``checksum_verified`` is false).
-
-The result names the Kingfisher Process (v2) command that loads the restored crawl: ``python manage.py load``
-with ``--source``, ``--time`` (the crawl's data version, which Process stores as ``collection.data_version``) and
-``--note`` (Process requires a note for a new collection), and the crawl directory as its path argument.
-Process refuses a ``--time`` later than the earliest file modification time; restored files keep their archived
-modification times, which are never earlier than the crawl's start, so the command works as printed. A source
-whose spider no longer exists in Scrapyd also needs ``--force``.
+A crawl directory under its real name is always a verified one, and nothing is written outside the target. See
+docs/safety.md, section 14.
 """
 
 from __future__ import annotations
@@ -123,9 +89,11 @@ def _check_no_link(path: str, root: str) -> None:
 def confine(target_directory: str, restore_directory: str) -> str:
     """The restore DAG's target, under ``restore_directory`` (the Variable :data:`RESTORE_DIRECTORY`): its path.
 
-    ``target_directory`` is relative to the restore directory (empty: the restore directory itself), or an absolute
-    path inside it. Refused with :class:`RestoreError`: ``..``, an absolute path outside, and any symbolic link
-    from the restore directory down (the restore directory itself is resolved once: it is the operator's choice).
+    :param target_directory: relative to the restore directory (empty: the restore directory itself), or an
+        absolute path inside it.
+    :param restore_directory: resolved once (it is the operator's choice, and may be reached through a link).
+    :raises RestoreError: for ``..``, an absolute path outside, and any symbolic link from the restore directory
+        down.
     """
     root = os.path.realpath(restore_directory)
     given = target_directory.strip()
@@ -180,7 +148,16 @@ def _time(data_version: str) -> str:
 
 
 def reload_command(source_id: str, data_version: str, directory: str, note: str) -> str:
-    """The Kingfisher Process (v2) command, run in Process's directory, that loads a restored crawl."""
+    """The Kingfisher Process (v2) command, run in Process's directory, that loads a restored crawl.
+
+    ``python manage.py load --source --time --note <directory>``, which works as printed (see docs/safety.md,
+    section 14); a source whose spider no longer exists in Scrapyd also needs ``--force``.
+
+    :param source_id: the crawl's source.
+    :param data_version: the crawl's ``YYYYMMDD_HHMMSS``.
+    :param directory: the restored crawl directory.
+    :param note: the collection's note.
+    """
     return shlex.join(
         [
             "python",
@@ -219,10 +196,14 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
 
 
 def check_target(target_directory: str, forbidden_directories=(), *, restore_directory: str | None = None) -> str:
-    """The target's absolute path; :class:`RestoreError` if it is a file or inside a forbidden directory.
+    """The target's absolute path, checked for what can be known before the bucket is read.
 
-    What can be known before the bucket is read (the command line and the restore task check it before connecting).
-    ``restore_directory``: the restore DAG's, which the target must be under (see :func:`confine`).
+    The command line and the restore task call it before connecting.
+
+    :param target_directory: where to restore.
+    :param forbidden_directories: directories the target must not be in.
+    :param restore_directory: the restore DAG's, which the target must be under (see :func:`confine`).
+    :raises RestoreError: if the target is a file or inside a forbidden directory.
     """
     if restore_directory is not None:
         target = confine(target_directory, restore_directory)
@@ -251,13 +232,20 @@ def restore(
 ) -> dict:
     """Restore the crawl archived for ``source_id`` in ``year``-``month`` under ``target_directory``; verify it.
 
-    ``forbidden_directories``: directories the target must not be in (the DAG passes Kingfisher Collect's
-    FILES_STORE, where a restored crawl would be archived again). ``data_version``: the crawl the caller expects;
-    the restore fails if the month holds another one. ``restore_directory`` (the restore DAG's Variable
-    :data:`RESTORE_DIRECTORY`): what the target must be under, relative to it or an absolute path inside it; nothing
-    is written outside it or through a symbolic link below it (see :func:`confine`). The command line passes none: a
-    person restores with their own account, into any directory it may write. Raises :class:`RestoreError` with a
-    message for a person.
+    :param client: a boto3 S3 client.
+    :param bucket: the bucket's name.
+    :param source_id: the crawl's source.
+    :param year: the month's year.
+    :param month: the month, 1 to 12.
+    :param target_directory: where ``<source_id>/<data_version>/`` is written (created if missing).
+    :param forbidden_directories: directories the target must not be in (the DAG passes Kingfisher Collect's
+        FILES_STORE).
+    :param data_version: the crawl the caller expects; the restore fails if the month holds another one.
+    :param restore_directory: the restore DAG's Variable :data:`RESTORE_DIRECTORY`, which nothing is written
+        outside of or through a symbolic link below (see :func:`confine`); the command line passes none.
+    :returns: what was restored, where, what was verified, and the :func:`reload_command`.
+    :raises RestoreError: with a message for a person; what the restore wrote is removed (see docs/safety.md,
+        section 14).
     """
     problem = crawls.source_id_problem(source_id)
     if problem:
@@ -462,12 +450,16 @@ def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
 def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
     """Every month of a source in the bucket, oldest first, with what its metadata says; never raises for one month.
 
-    Each row: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files`` (``data_files``, ours only),
-    ``compressed_bytes`` (the size of ``data.tar.lz4``, ``None`` if missing), ``log`` (whether ``scrapy.log`` is
-    there), ``archived_at`` (what this package's metadata records, else ``None``), ``generation`` (``"2021"`` for
-    2021 and this package's metadata, ``"2020"``) and ``problem`` (``None``
-    if the month can be restored). ``read(key, etag)`` returns a metadata.json's bytes (default: a GET), which lets
-    a long-lived caller (the catalogue page) keep what it read by ETag.
+    :param client: a boto3 S3 client.
+    :param bucket: the bucket's name.
+    :param source_id: the source.
+    :param read: ``read(key, etag)`` returns a metadata.json's bytes (default: a GET), so that a long-lived caller
+        (the catalogue page) can keep what it read by ETag.
+    :returns: one row per month: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files``
+        (``data_files``, ours only), ``compressed_bytes`` (of ``data.tar.lz4``, ``None`` if missing), ``log``
+        (whether ``scrapy.log`` is there), ``archived_at`` (ours only), ``generation`` (``"2021"``, also ours, or
+        ``"2020"``) and ``problem`` (``None`` if the month can be restored).
+    :raises RestoreError: for a source id that cannot name a folder.
     """
     problem = crawls.source_id_problem(source_id)
     if problem:

@@ -1,18 +1,10 @@
 """The S3 transport: verified uploads, conditional writes, server-side copies, and what undoes them.
 
-The bucket becomes the only copy of what is archived, so nothing here trusts a write until it has been checked:
-
-- every part and object is sent with its MD5 (``Content-MD5``, a signed header) and its CRC32
-  (``x-amz-checksum-crc32``), so the server refuses a body that arrived damaged;
-- what is written is then proved in the bucket by :func:`prove`, in a way that holds whatever the bucket's
-  encryption (an SSE-KMS or SSE-C object's ETag is not the MD5 of its bytes): the full-object CRC32 the server
-  stores and returns, else an ETag known to be the MD5, else the object read back;
-- a multipart upload is invisible until it is completed; :meth:`MultipartUpload.complete` can ask the server to
-  refuse to complete it over an object that appeared meanwhile (``If-None-Match: *``);
-- a copy copies only the object we verified (``CopySourceIfMatch``), and a delete that undoes our own write deletes
-  only exactly what we wrote (``If-Match``).
-
-It knows nothing of tar, LZ4 or the retention policy: it moves bytes and checks them.
+Nothing here trusts a write until it is checked: every part and object carries its MD5 and CRC32, :func:`prove`
+finds our bytes in the bucket whatever its encryption, a write can be conditional on its key being free
+(``If-None-Match: *``), a copy takes only the object verified (``CopySourceIfMatch``) and a delete that undoes our
+write only exactly what we wrote (``If-Match``). It knows nothing of tar, LZ4 or the retention policy: it moves
+bytes and checks them. See docs/safety.md, sections 1 and 3.
 """
 
 from __future__ import annotations
@@ -66,16 +58,11 @@ def error_code(error: ClientError) -> str:
 
 
 def client_config(base: Config | None = None) -> Config:
-    """``base`` (a connection's botocore configuration, or none) for an archiving client: one checksum per byte.
+    """``base`` (a connection's botocore configuration, or none) for an archiving client: no hash botocore adds.
 
-    Every part and every object we write carries its MD5 (``Content-MD5``, a signed header, so it cannot be
-    swapped in transit), the server refuses a body that does not match it, and the ETag checks compare the
-    server's MD5s with ours. By default botocore would hash each body twice more: a CRC32 header on every upload
-    and, over plain HTTP (MinIO or SeaweedFS on a LAN, the tests, the benchmark), a SHA-256 of the body for the
-    signature, which the server then computes again to check. SHA-256 is slower than LZ4 and was the largest cost
-    of an upload after compression (see the README's Performance section); neither adds safety to the MD5. (Over
-    HTTPS botocore already leaves the SHA-256 out when a checksum is sent.) Settings given in the connection's
-    ``config_kwargs`` win: ``{"s3": {"payload_signing_enabled": true}}``, ``request_checksum_calculation``.
+    Payload signing off (no SHA-256 of the body over plain HTTP) and ``request_checksum_calculation`` only
+    ``when_required`` (no CRC32 of botocore's): our own ``Content-MD5`` and CRC32 protect every body. Settings in
+    ``base`` (the connection's ``config_kwargs``) win. See docs/safety.md, section 1.
     """
     base = base or Config()
     ours = {"s3": {"payload_signing_enabled": False, **(base.s3 or {})}}  # merge() replaces s3 whole
@@ -172,13 +159,11 @@ class Proof:
 
 
 def prove(client, bucket: str, key: str, size: int, crc32: str | None, md5_etag: str | None = None) -> Proof:
-    """Check that ``key`` holds exactly ``size`` bytes whose CRC32 is ``crc32``, without trusting the ETag to be
-    an MD5; raise :class:`VerificationError` if it does not.
+    """Check that ``key`` holds exactly ``size`` bytes whose CRC32 is ``crc32``, not trusting the ETag to be an MD5.
 
-    In order: the server's stored full-object CRC32 (asked with ``ChecksumMode=ENABLED``; it holds under SSE-S3,
-    SSE-KMS and SSE-C); else the ETag, when it equals ``md5_etag`` (what an unencrypted or SSE-S3 object reports);
-    else the object is read back and its CRC32 computed. A stored checksum of another algorithm or a composite one
-    (``...-N``) is not comparable, and falls through to the next way.
+    By the stored full-object CRC32 (``ChecksumMode=ENABLED``; it holds under SSE-S3, SSE-KMS and SSE-C), else an
+    ETag equal to ``md5_etag`` (unencrypted or SSE-S3), else the object read back; a stored checksum of another
+    algorithm or a composite one (``...-N``) falls through. Raises :class:`VerificationError` if it does not.
     """
     where = f"s3://{bucket}/{key}"
     head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
@@ -459,12 +444,10 @@ def promote(
     *,
     storage_class: str,
 ) -> Proof:
-    """Copy the verified staging object to its final key and prove the copy (:func:`prove`; an encrypted copy's
-    ETag is not the source's, so it is proved by the stored CRC32, else read back).
+    """Copy the verified staging object with ``etag`` to its final key (``CopySourceIfMatch``), and prove the copy.
 
-    One ``CopyObject`` up to S3's 5 GiB limit for it (boto3's managed copy first asks for the object's size, then
-    copies it in 8 MiB ranges, each a request); the managed copy, in parts, beyond. Only the object with ``etag`` is
-    copied (``CopySourceIfMatch``). Copying again is harmless: a retry after a lost response copies the same bytes.
+    One ``CopyObject`` up to its 5 GiB limit (boto3's managed copy would ask the size, then copy 8 MiB ranges, a
+    request each); the managed copy, in parts, beyond. Copying again is harmless. See docs/safety.md, section 1.
     """
     extra = {"CopySourceIfMatch": etag, "StorageClass": storage_class}
     if size <= COPY_OBJECT_LIMIT:
@@ -612,13 +595,10 @@ PROBE_PREFIX = "staging/_probe/"
 def probe_conditional_writes(client, bucket: str, encryption: dict | None = None) -> None:
     """Check that the server honours ``If-None-Match: *`` on writes and ``If-Match`` on deletes, or fail naming it.
 
-    Archiving into an empty month completes each upload (``CompleteMultipartUpload``) and writes ``metadata.json``
-    (``PutObject``) with ``If-None-Match: *`` so that it never replaces an object that appeared meanwhile, and it
-    deletes what it wrote, or a month's old ``metadata.json``, with ``If-Match`` so that it never deletes a
-    stranger's object. Some S3-compatible servers (older MinIO releases,
-    among others) accept these headers and ignore them; then those guarantees silently vanish. A probe object under
-    ``staging/`` is written, overwritten conditionally (by a put and by a multipart upload) and deleted conditionally;
-    nothing else is touched.
+    Only one object under :data:`PROBE_PREFIX` is written, overwritten conditionally (by ``PutObject`` and by
+    ``CompleteMultipartUpload``), deleted conditionally, then deleted. Raises :class:`ConditionalWritesError`
+    naming what the server ignores, :class:`WriteRefusedError` if it refuses the first write (``AccessDenied``).
+    See docs/safety.md, section 3.
     """
     key = f"{PROBE_PREFIX}{os.urandom(8).hex()}"
     lacking = []
