@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive.ledger import Status
+from kingfisher_archive.policy import Reject
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class Inspection(TypedDict):
     source_id: str
     data_version: str
     collection_id: int | None
-    reject_reason: str | None
+    reject_reason: Reject | None
     error: str | None
     detail: NotRequired[str | None]
     bytes: NotRequired[int]
@@ -121,8 +123,8 @@ class Decision(TypedDict):
     source_id: str
     data_version: str
     collection_id: int | None
-    status: str  # rejected, not_archived, pending, to_archive, held
-    reason: str
+    status: Status  # rejected, not_archived, pending, to_archive or held
+    reason: str  # a policy.Reject, a policy.Comparison (or policy.not_distinct), or a ledger.Held
     bytes: int
     files: int
     files_count: int
@@ -195,7 +197,7 @@ class Swept(TypedDict):
     """sweep -> summarise: an old crawl deleted (or, on a dry run, to be deleted) by local retention."""
 
     id: str
-    status: str
+    status: Status  # what the ledger said before the sweep: rejected or not_archived
     reason: str
     bytes: int | None
     deleted: list[str]

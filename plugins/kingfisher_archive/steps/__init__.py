@@ -12,7 +12,8 @@ Summarise the run          :mod:`~kingfisher_archive.steps.summary`      :func:`
 =========================  ============================================  =====================================
 
 Before deciding, and under an archive task's claim, :mod:`~kingfisher_archive.steps.mending` finishes what earlier
-tries left half-done. :mod:`kingfisher_archive.tasks` calls these from Airflow tasks; tests and the command line call them directly.
+tries left half-done. :mod:`kingfisher_archive.tasks` calls these from Airflow tasks; tests and the command line call
+them directly.
 What crosses from one step to the next is one of the records of :mod:`kingfisher_archive.records`.
 """
 

@@ -191,10 +191,8 @@ def _repair(
 def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
     """Whether the month no longer holds what the decision saw (and does not hold this crawl either).
 
-    A decision is only as good as the month it was measured against. An archive task can run long after its
-    decision: an operator clears a failed one a day later, or a backfill's runs and the daily run choose different
-    crawls of one month and archive them in any order. Archiving on the old decision could replace a better crawl,
-    the only copy of which is the month's archive.
+    A decision is only as good as the month it was measured against, and an archive task can run long after it (a
+    cleared task, a backfill): then it is decided again (docs/safety.md, 10).
     """
     if archived is not None and archived.data_version == plan["data_version"]:
         return False  # an earlier try of this crawl got that far: it is rewritten
@@ -210,13 +208,14 @@ def archive_and_record(
     claim_wait: float = 0.0,
     on_wait=None,
 ) -> ArchiveResult:
-    """Archive under a claim in the ledger on the crawl's month, and record what happened.
+    """Archive one planned crawl under the ledger's claim on its month, and record what happened.
 
-    A backfill's runs and the scheduled run can choose one crawl, or two crawls of one month. The claim makes the
-    second wait (up to ``claim_wait`` seconds) until the first has finished; under it, :func:`archive` finds the
-    month as the first left it and decides again if that changed anything. A crawl archived by another run is not
-    archived twice, and the ledger keeps that run's record of it. Crawls that were waiting for this one to be
-    archived (``pending``) are settled once it is.
+    :param plan: one of :func:`~kingfisher_archive.steps.decision.decide`'s plans.
+    :param claim_wait: how long to wait for a month another run is archiving into (then decide again under it).
+    :param on_wait: called while waiting (a log line, say).
+    :returns: the archive's figures, or why it was not archived (``redecided`` or ``held``). A crawl another run
+        archived is not archived twice; the crawls ``pending`` on this one are settled. See docs/safety.md, 10.
+    :raises ClaimedError: the month was still claimed after ``claim_wait``.
     """
     key = CrawlKey.of(plan)
     with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):

@@ -24,16 +24,13 @@ def decide(
     ledger: Ledger | None = None,
     run_id: str | None = None,
 ) -> dict:
-    """Apply the retention policy per source and month against the bucket; return decisions and the work.
+    """Decide every inspected crawl: the plan of the run.
 
-    :param ledger: given on a real run (not a dry run): first, what earlier tries left half-done is finished, each
-        under its month's claim: deletions of verified crawls, and replacements of a month.
-    :returns: ``{"decisions": [Decision], "to_archive": [Plan]}``.
-
-    A month holding data without ``metadata.json`` is never taken for empty: its interrupted replacement is finished
-    or undone first; data that an upload of a crawl being decided left is that crawl's month to repair; any other
-    such month holds its source (``month_incomplete``). Why the outcome does not depend on what failed before:
-    ``docs/safety.md``.
+    :param inspected: the run's inspections; failed ones are held, rejected ones recorded as such.
+    :param ledger: on a real run (not a dry run), what earlier tries left half-done is finished first
+        (:mod:`~kingfisher_archive.steps.mending`), and interrupted replacements of a month the comparison needs.
+    :returns: ``{"decisions": [Decision], "to_archive": [Plan]}``; a source whose months cannot be read is held.
+        See docs/safety.md, 5 and 8.
     """
     if ledger is not None:
         finished = set(finish_deletes(settings, bucket.client, ledger, run_id))
@@ -103,12 +100,13 @@ def decide_source(
 ) -> tuple[list[Decision], list[Plan]]:
     """Decide one source's acceptable crawls against what the bucket holds now: the one decision of a month.
 
-    The plan (:func:`decide`) calls it for every crawl of the source; the archive task, under the month's claim, for
-    its one crawl again when the month changed since (:func:`redecide`).
+    :func:`decide` calls it for every crawl of a source; the archive task, under the month's claim, for its one
+    crawl again when the month changed since (:func:`redecide`). A crawl its month's ``metadata.json`` names stays
+    the month's choice (docs/safety.md, 7).
 
     :param source_facts: the inspections of acceptable crawls of ``source_id``.
-    :param directory_gone: the crawl's directory is gone: a comparison that needs its checksum counts as a win, so
-        that the crawl is reported missing, never assumed not to matter.
+    :param directory_gone: the crawl's directory is gone: a comparison that needs its checksum counts as a win (the
+        crawl is then reported missing, never assumed not to matter).
     :returns: a decision for every crawl, and a plan for each chosen one.
     :raises MetadataError: a month the comparison needs cannot be read (``MonthIncompleteError``: it is incomplete).
     :raises OSError: computing a checksum failed.

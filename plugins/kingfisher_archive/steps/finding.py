@@ -33,10 +33,10 @@ def find(
 ) -> dict:
     """Turn Process's loaded collections into work: only those whose crawl directory is still on disk.
 
-    Most rows' crawls were archived and deleted long ago, so this keeps a run's fan-out to the crawls that are
-    actually there. Crawls the ledger has settled are skipped unless ``reevaluate``. Crawls Process is still
-    ``loading`` are never work: those still on disk are listed as ``waiting``, with how long they have waited since
-    they were closed, for the run's summary.
+    :param collections: what Kingfisher Process has finished loading (most were archived long ago: not work).
+    :param settled: (source_id, data_version) the ledger has settled: skipped unless ``reevaluate``.
+    :param loading: what Process is still loading: never work; those on disk are listed as ``waiting``.
+    :returns: ``{"crawls": [CrawlRef], "waiting": [Waiting], "counts": {...}}``.
     """
     crawls_found: dict[tuple[str, str], CrawlRef] = {}
     ignored: list[str] = []

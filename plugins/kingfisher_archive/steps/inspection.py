@@ -21,10 +21,10 @@ FUTURE_TOLERANCE = timedelta(days=1)
 def inspect(settings: Settings, crawl: CrawlRef, now: datetime | None = None) -> Inspection:
     """Everything the decision needs to know about one crawl, without reading its data files.
 
-    Never raises for a problem of this one crawl: one bad directory or log must not stop the run's other crawls.
-    The problem goes into ``error`` and the crawl is held (kept on disk, looked at again next run). A directory or
-    log that cannot be read for now (permissions, an I/O error, too many open files, a file that vanished while it
-    was read) is such a problem, never a reject reason: only what is true of the crawl rejects it.
+    :param crawl: a crawl that :func:`~kingfisher_archive.steps.finding.find` found on disk.
+    :param now: what "the future" is measured from (a data version after it is rejected); the clock by default.
+    :returns: its facts and reject reason, or, for a problem of this crawl alone, only ``error``: never raises for
+        one, so that one bad directory or log does not stop the run (the crawl is held). See docs/safety.md, 8.
     """
     try:
         return _inspect(settings, crawl, now or datetime.now(UTC).replace(tzinfo=None))

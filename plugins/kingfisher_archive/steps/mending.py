@@ -23,13 +23,13 @@ GONE = "not_on_disk"
 
 
 def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
-    """Finish deleting a crawl whose archive was verified and whose deletion was cut short (status ``deleting``).
+    """Finish deleting a crawl whose verified archive's deletion was cut short (status ``deleting``); call it under
+    the month's claim.
 
-    Nothing of the crawl is read again: its month must still hold the archive the ledger recorded (same crawl and
-    checksum, the data object its size), or a later, better crawl's. What is left on disk (the crawl, renamed aside
-    or not yet) is deleted, and the crawl recorded as archived. Returns ``None`` when the crawl on disk changed
-    since it was archived (it is then to be archived again: its month names it) or the month holds nothing.
-    Call it under the month's claim.
+    :param row: the crawl's ledger row, whose ``result`` is the verified archive's identity.
+    :returns: the archive result, the crawl recorded ``archived``; or ``None``, the crawl given back to be decided
+        again, when its month no longer holds that archive (nor a better one) or the crawl changed since. Nothing of
+        the crawl is read again. See docs/safety.md, 6.
     """
     key = CrawlKey.of(row)
     verified = row["result"]
