@@ -238,3 +238,24 @@ def test_the_audit_finds_an_object_whose_stored_checksum_is_not_its_metadata_s_w
     assert [(p["key"], p["problem"]) for p in report["problems"]] == [(key, "stored checksum does not match metadata")]
     assert report["at_rest"] == 2
     assert [path for path in downloads if not path.endswith("metadata.json")] == []
+
+
+@pytest.mark.aws(kms=True)
+def test_a_withdrawal_that_cannot_delete_metadata_json_leaves_the_month_whole(aws_like, bucket):
+    """An encrypted metadata.json's ETag is not the MD5 the withdrawal knows it by: if it cannot be deleted, neither
+    are the data and log it describes (a metadata.json without its data would name an archive that is not there)."""
+    proxy, client = aws_like
+    month = "scotland/2020/09/"
+    written = {}
+    for name, body in (("data.tar.lz4", b"data"), ("scrapy.log", b"log"), ("metadata.json", b"{}")):
+        etag = client.put_object(Bucket=bucket, Key=month + name, Body=body)["ETag"]
+        written[month + name] = s3.md5_etag(body) if name == "metadata.json" else etag
+    assert written[month + "metadata.json"] != client.head_object(Bucket=bucket, Key=month + "metadata.json")["ETag"]
+
+    s3.withdraw(client, bucket, written)
+
+    assert keys(client, bucket, month) == [month + "data.tar.lz4", month + "metadata.json", month + "scrapy.log"]
+    del written[month + "metadata.json"]  # a try that failed before writing it: the rest is withdrawn
+    client.delete_object(Bucket=bucket, Key=month + "metadata.json")
+    s3.withdraw(client, bucket, written)
+    assert keys(client, bucket, month) == []

@@ -354,7 +354,7 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
         promoting = time.monotonic()
         key = final + layout.METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
-        written[key] = s3.md5_etag(body)  # an encrypted object's ETag is not this: then a withdrawal leaves it
+        written[key] = s3.md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
         written[key] = s3.put_object_once(client, bucket, key, body, crawl.storage_class)
         s3.verify_read_back(client, bucket, key, body, written[key])
     except BaseException:

@@ -552,17 +552,25 @@ def month_is_empty(client, bucket: str, prefix: str, names=("metadata.json", "da
 def withdraw(client, bucket: str, written: dict[str, str]) -> None:
     """Delete what this try wrote into a month it found empty, so that a failed try leaves the month empty.
 
-    ``written`` maps keys to the ETags of what we wrote there; each delete is conditional on that ETag
-    (``If-Match``), so an object that is not exactly ours is never deleted.
+    ``written`` maps keys, in the order they were written, to the ETags of what we wrote there; each delete is
+    conditional on that ETag (``If-Match``), so an object that is not exactly ours is never deleted, and a key
+    already gone is no error.
     """
-    # metadata.json first, then the log, then the data: a withdrawal cut short leaves data without a metadata.json,
-    # never a metadata.json without its data.
+    # metadata.json first, then the log, then the data; and what cannot be deleted stops the withdrawal: so it leaves
+    # data without a metadata.json, or the month whole, never a metadata.json without its data.
     for key, etag in reversed(written.items()):
         try:
-            client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
-            logger.warning("Deleted s3://%s/%s again: this try wrote it into an empty month, then failed", bucket, key)
-        except Exception:  # noqa: BLE001 - the original error matters more; the next try goes through staging
-            logger.warning("Left s3://%s/%s: it could not be deleted, or it is not what this try wrote", bucket, key)
+            delete_if_match(client, bucket, key, etag)
+        except Exception:  # noqa: BLE001 - the original error matters more; the next try repairs the month
+            left = list(written)[: list(written).index(key) + 1]
+            logger.warning(
+                "Left %s in s3://%s/: %s could not be deleted, or it is not what this try wrote",
+                ", ".join(left),
+                bucket,
+                key,
+            )
+            return
+        logger.warning("Deleted s3://%s/%s again: this try wrote it into an empty month, then failed", bucket, key)
 
 
 class ConditionalWritesError(Exception):
