@@ -23,7 +23,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings
 from kingfisher_archive.audit import audit
-from kingfisher_archive.bucket import MetadataError
 from kingfisher_archive.catalogue import catalogue, read_ledger
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
@@ -31,13 +30,15 @@ from kingfisher_archive.cli_settings import (
     BUCKET_ENV,
     DATA_DIRECTORY_ENV,
     ENDPOINT_ENV,
-    ConnectError,
     SettingsError,
 )
+from kingfisher_archive.errors import KingfisherArchiveError
 from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
 from kingfisher_archive.version import __version__
 
 PROG = "python -m kingfisher_archive"
+#: Errors that are not ours but are reported the same way, in one line: S3's answers, botocore's, the disk's.
+EXTERNAL_ERRORS = (ClientError, BotoCoreError, OSError)
 
 DESCRIPTION = """\
 Restore, list and audit a Kingfisher Archive bucket (<source>/<YYYY>/<MM>/data.tar.lz4, metadata.json,
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining while it flushes stdout.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ConnectError, RestoreError, MetadataError, ClientError, BotoCoreError, OSError) as e:
+    except (KingfisherArchiveError, *EXTERNAL_ERRORS) as e:
         print(f"{command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

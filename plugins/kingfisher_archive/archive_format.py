@@ -25,6 +25,7 @@ import lz4.frame
 import xxhash
 
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive.errors import PermanentError
 
 MiB = crawls.MiB
 READ_SIZE = MiB
@@ -42,7 +43,7 @@ TAR_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 FORMAT_ERRORS = (tarfile.TarError, EOFError, RuntimeError)
 
 
-class RefusedMemberError(Exception):
+class RefusedMemberError(PermanentError):
     """An archive member that no crawl can hold: a link, a device, a path outside the archive's one crawl."""
 
 

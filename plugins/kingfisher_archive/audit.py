@@ -79,10 +79,6 @@ _MONTH_OBJECT = re.compile(
 )
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 class _Report:
     def __init__(self) -> None:
         self.problems: list[dict] = []
@@ -203,7 +199,7 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
         report.problem(metadata_key, "metadata unreadable", str(e))
         return 0
     except ClientError as e:
-        report.problem(metadata_key, "metadata unreadable", _code(e))
+        report.problem(metadata_key, "metadata unreadable", s3.error_code(e))
         return 0
 
     named_source = archived.raw.get("source_id")
@@ -255,7 +251,7 @@ def _check_at_rest(client, bucket: str, key: str, recorded, report: _Report) -> 
     try:
         head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as e:
-        report.problem(key, "stored checksum does not match metadata", f"it cannot be asked for ({_code(e)})")
+        report.problem(key, "stored checksum does not match metadata", f"it cannot be asked for ({s3.error_code(e)})")
         return
     stored = head.get("ChecksumCRC32")
     if not stored or "-" in stored:
@@ -326,7 +322,7 @@ def _unreadable(error: Exception) -> tuple[str, str]:
     if isinstance(error, RefusedMemberError):
         return ("archive member refused", str(error))
     if isinstance(error, ClientError):
-        return ("archive unreadable", _code(error))
+        return ("archive unreadable", s3.error_code(error))
     return ("archive unreadable", str(error) or type(error).__name__)
 
 
@@ -420,7 +416,7 @@ def _stale_uploads(client, bucket: str, cutoff: datetime, report: _Report, repai
             try:
                 client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
             except ClientError as e:
-                if _code(e) != "NoSuchUpload":  # already gone: what repair wanted
-                    entry["detail"] += f" (could not abort it: {_code(e)})"
+                if s3.error_code(e) not in s3.UPLOAD_GONE:  # already gone: what repair wanted
+                    entry["detail"] += f" (could not abort it: {s3.error_code(e)})"
                     continue
             entry["repaired"] = True

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import s3
+from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.policy import Candidate
 
 DATA = "data.tar.lz4"
@@ -31,11 +32,11 @@ STAGING = "staging"
 _MONTH_KEY = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)$")
 
 
-class BucketError(Exception):
+class BucketError(RetryableError):  # retried: also raised when S3 is unreachable
     """The bucket cannot be used (missing, forbidden, wrong credentials): fail before touching any crawl."""
 
 
-class MetadataError(Exception):
+class MetadataError(RetryableError):  # retried: MonthIncompleteError can be a run's upload
     """A month's metadata.json exists but cannot be understood; that month cannot be compared with."""
 
 
@@ -174,11 +175,10 @@ class Bucket:
             self.client.head_bucket(Bucket=self.name)
             self.client.list_objects_v2(Bucket=self.name, MaxKeys=1)
         except ClientError as e:
-            error = e.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if code in ("404", "NoSuchBucket"):
+            error, code = e.response.get("Error", {}), s3.error_code(e)
+            if code in s3.NO_SUCH_BUCKET:
                 raise BucketError(f"The {where} does not exist") from None
-            if code in ("403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId"):
+            if code in (*s3.CREDENTIALS_REFUSED, *s3.ACCESS_DENIED):
                 raise BucketError(f"The {where} refused our credentials ({code}): check the connection") from None
             raise BucketError(f"The {where} cannot be used: {code} {error.get('Message', '')}".strip()) from None
         except Exception as e:  # endpoint down, DNS, TLS: say where we tried to go

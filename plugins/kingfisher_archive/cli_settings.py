@@ -37,7 +37,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from kingfisher_archive import s3
 from kingfisher_archive import settings as airflow_settings
+from kingfisher_archive.errors import PermanentError, RetryableError
 
 BUCKET_ENV = "KINGFISHER_ARCHIVE_BUCKET"
 ENDPOINT_ENV = "KINGFISHER_ARCHIVE_ENDPOINT_URL"
@@ -61,11 +63,11 @@ _CREDENTIAL_SOURCES = {
 }
 
 
-class SettingsError(Exception):
+class SettingsError(PermanentError):
     """A setting is missing or cannot be understood; the message names it and where it came from."""
 
 
-class ConnectError(Exception):
+class ConnectError(RetryableError):  # also raised for wrong credentials or no bucket
     """The S3 server cannot be reached, refuses the credentials, or has no such bucket."""
 
 
@@ -238,8 +240,6 @@ def make_client(settings: S3Settings, overrides=None):
     import boto3
     from botocore.config import Config
 
-    from kingfisher_archive.s3 import client_config
-
     try:
         session = boto3.session.Session(profile_name=settings.profile)
     except BotoCoreError as e:  # ProfileNotFound
@@ -258,7 +258,7 @@ def make_client(settings: S3Settings, overrides=None):
     kwargs = {
         "region_name": region,
         "endpoint_url": settings.endpoint_url,
-        "config": client_config(base.merge(overrides) if overrides is not None else base),
+        "config": s3.client_config(base.merge(overrides) if overrides is not None else base),
     }
     if settings.access_key:
         kwargs.update(
@@ -328,17 +328,17 @@ def check_bucket(client, settings: S3Settings) -> None:
     except ClientError as e:
         error = e.response.get("Error", {})
         code = str(error.get("Code", "")) or str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        if code in ("NoSuchBucket", "404"):
+        if code in s3.NO_SUCH_BUCKET:
             raise ConnectError(
                 f"the {bucket} does not exist at {where}: check its name, or list the buckets you can see with "
                 "`aws s3 ls`"
             ) from None
-        if code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken"):
+        if code in s3.CREDENTIALS_REFUSED:
             raise ConnectError(
                 f"{where} refused {credentials} ({code}): check them, or give others (AWS_ACCESS_KEY_ID and "
                 f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ${AIRFLOW_CONNECTION_ENV})"
             ) from None
-        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        if code in s3.ACCESS_DENIED:
             raise ConnectError(
                 f"{where} denied {credentials} access to the {bucket} ({code}): they need s3:ListBucket and "
                 "s3:GetObject on it"

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 
 import xxhash
 
+from kingfisher_archive.errors import PermanentError, RetryableError
+
 DATA_VERSION_FORMAT = "%Y%m%d_%H%M%S"
 MiB = 1 << 20
 #: Kingfisher Collect writes the Scrapyd job id into each crawl since 2021: it is bookkeeping, not data.
@@ -42,15 +44,15 @@ _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 DELETING_SUFFIX = ".deleting"
 
 
-class UnsafeCrawlError(Exception):
+class UnsafeCrawlError(PermanentError):
     """A crawl directory that cannot be archived faithfully or safely (links, special files, bad names)."""
 
 
-class CrawlChangedError(Exception):
+class CrawlChangedError(PermanentError):
     """The crawl on disk is not the one that was inspected: archiving it would archive something undecided."""
 
 
-class CrawlReadError(Exception):
+class CrawlReadError(RetryableError):
     """A file of the crawl cannot be read: nothing is archived or deleted until it can."""
 
 

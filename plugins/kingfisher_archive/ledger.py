@@ -21,6 +21,8 @@ from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from kingfisher_archive.errors import RetryableError
+
 logger = logging.getLogger(__name__)
 
 
@@ -118,11 +120,11 @@ CLAIM_WAIT_SECONDS = 6 * 3600
 CLAIM_POLL_SECONDS = 5.0
 
 
-class LedgerError(Exception):
+class LedgerError(RetryableError):
     """The ledger cannot be used (locked too long, unwritable): the task fails and can be retried."""
 
 
-class ClaimedError(Exception):
+class ClaimedError(RetryableError):
     """Another run is archiving this crawl right now; archiving it twice at once could race on the bucket."""
 
 

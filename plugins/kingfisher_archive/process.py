@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kingfisher_archive.crawl import naive_utc
+from kingfisher_archive.errors import PermanentError
 
 
-class ProcessError(Exception):
+class ProcessError(PermanentError):
     """The Kingfisher Process database cannot be read as either generation."""
 
 

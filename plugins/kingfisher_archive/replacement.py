@@ -18,22 +18,19 @@ from botocore.exceptions import ClientError
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import s3
+from kingfisher_archive.errors import PermanentError
 
 logger = logging.getLogger(__name__)
 
 JOURNAL = "replacing.json"
 
 
-class RecoveryError(Exception):
+class RecoveryError(PermanentError):
     """A month's replacement was interrupted in a state that neither finishing nor undoing it can mend."""
 
 
-class RefusedError(Exception):
+class RefusedError(PermanentError):
     """The bucket refused to change the month (a policy, Object Lock); the month was left as it was."""
-
-
-#: What a server answers a change it will not make: a policy, or an Object Lock retention or legal hold.
-REFUSALS = ("AccessDenied", "InvalidRequest", "ObjectLocked", "MethodNotAllowed")
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ def replace(client, bucket: str, journal: Journal, storage_class: str) -> None:
             s3.delete_if_match(client, bucket, journal.month + layout.METADATA, journal.old_metadata_etag)
         _finish(client, bucket, journal, storage_class, undo_if_refused=True)
     except ClientError as e:
-        if s3.error_code(e) not in REFUSALS or s3.identity(client, bucket, journal.month + layout.DATA) != (
+        if s3.error_code(e) not in s3.REFUSALS or s3.identity(client, bucket, journal.month + layout.DATA) != (
             journal.old_data
         ):
             raise

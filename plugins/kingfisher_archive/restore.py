@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kingfisher_archive import archive_format, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.settings import RESTORE_DIRECTORY
 
 #: Suffix of the crawl directory while it is being written and before it is verified.
@@ -37,16 +38,12 @@ READ_SIZE = archive_format.READ_SIZE
 _MONTH_OBJECT = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>[^/]+)$")
 
 
-class RestoreError(Exception):
+class RestoreError(RetryableError):  # retried: also raised when a read of the bucket fails
     """The month cannot be restored as asked, or what came out of the archive is not what was archived."""
 
 
 def _s3(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
-
-
-def _client_error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -178,7 +175,7 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
     try:
         key = layout.Bucket(client, bucket).months(source_id).get((year, month))
     except ClientError as e:
-        raise RestoreError(f"cannot list {_s3(bucket, source_id + '/')}: {_client_error_code(e)}") from None
+        raise RestoreError(f"cannot list {_s3(bucket, source_id + '/')}: {s3.error_code(e)}") from None
     if key is None:
         where = _s3(bucket, layout.month_prefix(source_id, year, month))
         raise RestoreError(
@@ -188,7 +185,7 @@ def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) 
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as e:
-        raise RestoreError(f"cannot read {_s3(bucket, key)}: {_client_error_code(e)}") from None
+        raise RestoreError(f"cannot read {_s3(bucket, key)}: {s3.error_code(e)}") from None
     try:
         return key, layout.parse_metadata(key, source_id, year, month, body)
     except layout.MetadataError as e:
@@ -336,8 +333,8 @@ def _extract(client, bucket, source_id, target, prefix, archived, expected_versi
     except (RestoreError, archive_format.RefusedMemberError) as e:
         raise RestoreError(f"{_s3(bucket, data_key)}: {e}") from None
     except ClientError as e:
-        code = _client_error_code(e)
-        if code in ("NoSuchKey", "404"):
+        code = s3.error_code(e)
+        if code in s3.MISSING:
             raise RestoreError(
                 f"{_s3(bucket, data_key)} is missing (the month has {layout.METADATA} but no archive)"
             ) from None
@@ -428,9 +425,9 @@ def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
     try:
         response = client.get_object(Bucket=bucket, Key=key)
     except ClientError as e:
-        if _client_error_code(e) in ("NoSuchKey", "404"):
+        if s3.error_code(e) in s3.MISSING:
             return None
-        raise RestoreError(f"cannot read {_s3(bucket, key)}: {_client_error_code(e)}") from None
+        raise RestoreError(f"cannot read {_s3(bucket, key)}: {s3.error_code(e)}") from None
     partial = log_path + INCOMPLETE
     if os.path.lexists(partial):  # what an earlier restore of this crawl that did not finish left: ours, by its name
         os.remove(partial)
@@ -505,7 +502,7 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
             except layout.MetadataError as e:
                 problems.append(f"metadata unreadable: {e}")
             except ClientError as e:
-                problems.append(f"metadata unreadable: {_client_error_code(e)}")
+                problems.append(f"metadata unreadable: {s3.error_code(e)}")
             else:
                 data_files = archived.raw.get("data_files")
                 archived_at = archived.raw.get("archived_at")

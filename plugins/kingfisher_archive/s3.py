@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import archive_format
 from kingfisher_archive.crawl import MiB
+from kingfisher_archive.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +45,28 @@ READ_SIZE = MiB
 STREAM_ERRORS = (*archive_format.FORMAT_ERRORS, BotoCoreError)
 
 
-class VerificationError(Exception):
+class VerificationError(RetryableError):
     """The bucket does not hold what we sent."""
 
 
+# The S3 error codes, by what they mean to us: every module compares an error's code with these, never a literal.
 #: What servers answer for a key that is not there, and for a condition that does not hold.
 MISSING = ("NoSuchKey", "404", "NotFound")
 PRECONDITION_FAILED = ("PreconditionFailed", "412")
+#: A multipart upload that is no longer there: completed, or aborted.
+UPLOAD_GONE = ("NoSuchUpload",)
+#: A bucket that is not there.
+NO_SUCH_BUCKET = ("NoSuchBucket", "404")
+#: Credentials the server does not take: wrong keys, or an invalid or expired session token.
+CREDENTIALS_REFUSED = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken")
+#: Credentials taken, access not granted: a policy, or a bucket that refuses everyone.
+ACCESS_DENIED = ("AccessDenied", "403", "AllAccessDisabled")
+#: What a server answers a change it will not make: a policy, or an Object Lock retention or legal hold.
+REFUSALS = ("AccessDenied", "InvalidRequest", "ObjectLocked", "MethodNotAllowed")
 
 
 def error_code(error: ClientError) -> str:
+    """The error's code, as S3 names it (``NoSuchKey``), or the bare HTTP status of a HEAD (``404``)."""
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
@@ -331,7 +344,7 @@ class MultipartUpload:
             # A completion the server applied whose response was lost: the retry is answered 412 (the key is taken,
             # by us) or NoSuchUpload (the upload is complete). The key then holds exactly our bytes.
             code = error_code(e) if isinstance(e, ClientError) else "412"
-            if code not in (*PRECONDITION_FAILED, "NoSuchUpload"):
+            if code not in (*PRECONDITION_FAILED, *UPLOAD_GONE):
                 raise
             try:
                 proof = prove(self.client, self.bucket, self.key, self.size, self.crc32, etag)
@@ -573,7 +586,7 @@ def withdraw(client, bucket: str, written: dict[str, str]) -> None:
         logger.warning("Deleted s3://%s/%s again: this try wrote it into an empty month, then failed", bucket, key)
 
 
-class ConditionalWritesError(Exception):
+class ConditionalWritesError(PermanentError):
     """The S3 server ignores the conditional requests archiving relies on."""
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from kingfisher_archive.crawl import naive_utc
+from kingfisher_archive.errors import RetryableError
 
 SUBSET_ARGUMENTS = ("from_date", "until_date", "year", "start_page", "publisher", "system", "sample")
 
@@ -78,7 +79,7 @@ _TIMEDELTA = re.compile(
 )
 
 
-class LogError(Exception):
+class LogError(RetryableError):
     """A log that cannot be read at all (missing, unreadable, a directory). Its message names the path."""
 
 

@@ -13,6 +13,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kingfisher_archive.errors import RetryableError
+
 PROCESS_CONNECTION = "kingfisher_process"
 S3_CONNECTION = "kingfisher_archive_s3"
 
@@ -36,7 +38,7 @@ LEDGER_FILE = "kingfisher_archive.sqlite3"
 DEFAULT_WAITING_WARNING_DAYS = 3
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(RetryableError):  # retried: also raised when Kingfisher Process is unreachable
     """A Variable or Connection is missing or unusable; the message names each one."""
 
 

@@ -8,6 +8,7 @@ ledger is not.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from kingfisher_archive import alerts, metrics, s3, steps
+from kingfisher_archive import alerts, errors, metrics, s3, steps
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
@@ -56,6 +57,21 @@ START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 DECISIONS = "decisions"
 #: The XCom key under which "find_crawls" leaves the crawls Kingfisher Process is still loading, for "summarise".
 WAITING = "waiting"
+
+
+def fails_at_once(function):
+    """Fail the task without retries on a :class:`~kingfisher_archive.errors.PermanentError`: a retry would find
+    the same. Every other error (a :class:`~kingfisher_archive.errors.RetryableError`, S3's, the disk's) is left to
+    Airflow's retries."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except errors.PermanentError as e:
+            raise AirflowFailException(str(e)) from e
+
+    return run
 
 
 def _variable(name: str) -> str | None:
@@ -123,6 +139,7 @@ def _label(crawl: CrawlRef | Plan) -> None:
 
 
 @task(task_display_name="Find loaded crawls", queue=HOST_QUEUE)
+@fails_at_once
 def find_crawls() -> list[CrawlRef]:
     """Check the settings, the bucket and Kingfisher Process; list the loaded crawls still on disk."""
     context = get_current_context()
@@ -152,6 +169,7 @@ def find_crawls() -> list[CrawlRef]:
 
 
 @task(task_display_name="Inspect crawl", map_index_template="{{ crawl_label }}", queue=HOST_QUEUE)
+@fails_at_once
 def inspect_crawl(crawl: CrawlRef) -> Inspection:
     """Match the crawl's log, count its files and bytes, and apply the reject reasons."""
     _label(crawl)
@@ -159,6 +177,7 @@ def inspect_crawl(crawl: CrawlRef) -> Inspection:
 
 
 @task(task_display_name="Decide what to archive", trigger_rule=TriggerRule.NONE_FAILED, queue=HOST_QUEUE)
+@fails_at_once
 def decide(inspected: list[Inspection] | None = None) -> list[Plan]:
     """Compare each acceptable crawl with its month and the latest earlier month in the bucket.
 
@@ -187,17 +206,14 @@ def decide(inspected: list[Inspection] | None = None) -> list[Plan]:
     queue=HOST_QUEUE,
     outlets=[ARCHIVES],
 )
+@fails_at_once
 def archive_crawl(plan: Plan) -> ArchiveResult:
     """Stream the crawl to the bucket, verify it there, then delete it locally; announce the month's new archive."""
     _label(plan)
     _, run_id = _params()
     settings = load_settings()
     ledger = Ledger(settings.ledger)
-    try:
-        result = steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
-    except crawls.CrawlChangedError as e:
-        # A retry would find the same change: fail now; the next run inspects the crawl again.
-        raise AirflowFailException(str(e)) from e
+    result = steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
     if not ({"redecided", "held"} & result.keys()) and not result.get("already_archived"):
         prefix = result["prefix"].rstrip("/")
         event = {"data_version": plan["data_version"], "bytes": result["bytes"], "checksum": result.get("checksum")}
@@ -207,6 +223,7 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
 
 
 @task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)
+@fails_at_once
 def sweep_old_crawls() -> list[Swept]:
     """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days)."""
     context = get_current_context()
@@ -229,6 +246,7 @@ def sweep_old_crawls() -> list[Swept]:
 
 
 @task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE, queue=HOST_QUEUE)
+@fails_at_once
 def summarise() -> dict:
     """Report every crawl's outcome; fail the run if a chosen crawl was not archived."""
     context = get_current_context()
@@ -362,6 +380,7 @@ def _notify(context, alert: dict | None) -> None:
 
 
 @task(task_display_name="Restore a month's archive", queue=HOST_QUEUE)
+@fails_at_once
 def restore_month() -> dict:
     """Stream one month's archive into the target directory, verify it, and print the reload command."""
     from kingfisher_archive import restore
@@ -408,6 +427,7 @@ def restore_month() -> dict:
 
 
 @task(task_display_name="Audit the bucket")
+@fails_at_once
 def audit_bucket() -> dict:
     """Check every month against its metadata; with ``repair``, remove stale staging objects and uploads only."""
     from kingfisher_archive import audit
