@@ -1,14 +1,10 @@
 """``python -m kingfisher_archive``: restore, list and audit the archive bucket without Airflow.
 
-For the person who needs a crawl back at the Kingfisher host's shell, or wants to look at a bucket, with nothing
-but this package and boto3 at hand. From a checkout, ``bin/kingfisher-archive`` runs it with the project's
-virtualenv. The bucket, endpoint and credentials come from the flags, ``KINGFISHER_ARCHIVE_*`` environment variables,
-the DAGs' own Airflow settings in the environment (``AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET``,
-``AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3``), or boto3's usual chain: see :mod:`kingfisher_archive.cli_settings`.
-
+For a person at the Kingfisher host's shell, or looking at a bucket, with nothing but this package and boto3;
+from a checkout, ``bin/kingfisher-archive``. Its settings are found by :mod:`kingfisher_archive.cli_settings`.
 Every error is one line on stderr, naming what was wrong and what to do, never a traceback. Exit status: 0
-success; 1 an error or, for ``audit``, a problem left unrepaired; 2 a usage error (including a setting that cannot
-be understood).
+success; 1 an error, or an audit problem left unrepaired; 2 a usage error (a setting that cannot be understood
+included). See docs/restore-and-audit.md, The command line.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Alerts that reach a person: what a run found that needs someone, as one message, and which notifier sends it.
 
-The notifier is configured once, in the Airflow Variable ``kingfisher_archive_notifier`` (JSON)::
-
-    {"notifier": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
-     "kwargs": {"to": "kingfisher@example.org", "from_email": "airflow@example.org", "smtp_conn_id": "smtp_default"}}
-
-``notifier`` is the import path of any ``airflow.sdk.BaseNotifier`` subclass (``SmtpNotifier`` from the smtp
-provider and ``airflow.providers.amazon.aws.notifications.sns.SnsNotifier`` are installed); ``kwargs`` are its
-arguments (its connection among them). The message is in the notifier's template context as
-``kingfisher_archive_alert`` (``subject``, ``text``, ``html``, ``items``, ``url``); the usual message arguments
-(``subject``, ``html_content``, ``message``, ``text``, ``body``) default to it when ``kwargs`` does not set them.
-Without the Variable nothing is sent and nothing fails.
-
-Plain Python: :mod:`kingfisher_archive.tasks` imports the class and calls it.
+The notifier is any ``airflow.sdk.BaseNotifier`` named in the Airflow Variable ``kingfisher_archive_notifier``
+(JSON: ``notifier``, its import path, and ``kwargs``, its arguments); the message is in its template context as
+``kingfisher_archive_alert`` and the default of its usual message arguments. Without the Variable nothing is sent
+and nothing fails. Plain Python: :mod:`kingfisher_archive.tasks` imports the class and calls it.
+See docs/operating.md, Alerts.
 """
 
 from __future__ import annotations

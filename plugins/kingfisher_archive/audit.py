@@ -1,55 +1,10 @@
 """Audit the bucket: is every month whole and described truthfully, and did any upload break off?
 
-The bucket is the only copy of every crawl this package deleted, so it must stay honest. :func:`audit` walks the
-whole bucket (paginated) and the incomplete multipart uploads, and reports *problems* (something is wrong with an
-archive, or storage is wasted) and *warnings* (unusual, not wrong). Problems, per month prefix
-``<source>/<YYYY>/<M or MM>/``:
+:func:`audit` reports *problems* (an archive is wrong, or storage is wasted) and *warnings* (unusual, not wrong).
+It repairs only what is safe to: with ``repair``, stale staging objects and multipart uploads. Every other problem
+needs a person, since the crawl may exist nowhere else. Verifying an archive streams it, writing nothing to disk.
 
-- ``metadata missing``: a data object or log without ``metadata.json`` (nothing says what the archive holds, and
-  the archiving DAG does not see the month at all);
-- ``metadata unreadable``: not JSON, or without the keys of either generation (the DAG holds such a source);
-- ``metadata does not match its key``: its ``source_id`` or its ``data_version``'s month is not the key's;
-- ``data object missing``: ``metadata.json`` describes an archive that is not there;
-- ``data size does not match metadata``: ``data.tar.lz4`` is not ``compressed_bytes`` long (only metadata
-  written by this package records the compressed size; older archives skip this check);
-- ``stored checksum does not match metadata``: the full-object CRC32 the server stores for ``data.tar.lz4`` or
-  ``scrapy.log`` (asked with ``ChecksumMode=ENABLED``, no download) is not the one ``metadata.json`` recorded when
-  it was uploaded (archives written since 1.1; older ones, and servers that store no CRC32, are counted as not
-  checkable at rest, and only ``verify_data`` checks them);
-- with ``verify_data`` (every month) or ``sample`` (a random share of them): ``archive unreadable`` (the LZ4
-  frame or the tar is damaged or truncated),
-  ``archive member refused`` (a member outside the crawl, a link, a device: see :mod:`kingfisher_archive.restore`),
-  ``archive does not match metadata`` (bytes or files) and ``checksum mismatch``.
-
-And outside the months: ``interrupted replacement`` (a journal under ``staging/``: a month's replacement was cut
-short, and the archive DAG's next run finishes or undoes it; never repaired here, since its staged objects are what
-finishing needs), ``stale staging object`` (under ``staging/``, last modified more than ``stale_after`` ago:
-an archive task died mid-way and nothing retried it) and ``stale multipart upload`` (initiated more than
-``stale_after`` ago and never completed or aborted: invisible, but stored and billed). Recent ones are left alone:
-an archive task may be writing them right now.
-
-Warnings: ``log missing`` (the data is what a reload needs; the log is evidence about the crawl. The 2020 tool
-archived crawls whose log Scrapyd had already removed and said so with ``scrapy_log_file_found: false``, which is
-not warned about; for any other month a missing log is worth knowing but not a fault), ``month spelled twice``
-(``1`` and ``01``: ``01`` is the one read), ``unexpected object`` (not part of the layout; left alone) and
-``checksum not verified`` (below).
-
-``repair=True`` deletes the stale staging objects and aborts the stale multipart uploads: nothing else, ever. Every
-other problem needs a person (the crawl may exist nowhere else), so it is reported, never "fixed".
-
-Verifying data (``verify_data=True``) streams each archive through the LZ4 decoder and the tar reader without
-writing anything to disk, and compares bytes, files and the XXH3 checksum with ``metadata.json``. The checksum is
-defined over the files in :func:`kingfisher_archive.crawl.walk` order (a folder's files before its subfolders).
-Archives written by this package are in exactly that order, so one pass hashing the files in tar order gives the
-checksum, in constant memory (the pass checks that every file comes after the previous one in that order). The
-2021 tool wrote its tar with ``tarfile.add``, which visits names sorted with files and folders interleaved: the
-same order for flat crawls, not for crawls with subfolders (``000/``..``FFF/`` come before ``scrapyd-job.txt``).
-For those the archive is read again to learn its file order (a list of paths in memory), then once per run of
-files that appear in checksum order (a hex-folder crawl has two runs: the root files, then the folders), hashing
-only that run: still no extraction and no temporary files. An archive that would need more than
-:data:`MAX_READS` reads in all (folders in folders with files at several levels) is reported as ``checksum not
-verified``, a warning: restoring the month verifies it, since :func:`kingfisher_archive.restore.restore`
-recomputes the checksum on disk.
+See docs/restore-and-audit.md, What the audit reports.
 """
 
 from __future__ import annotations
@@ -107,13 +62,14 @@ def audit(
 ) -> dict:
     """Walk the whole bucket and report its problems; with ``repair``, clear stale staging objects and uploads.
 
-    Returns ``{"bucket", "months", "verified", "problems", "warnings", "repaired", "unrepaired"}``: each problem a
-    dict ``{key, problem, detail, repaired}``, each warning ``{key, warning, detail}``; ``verified`` counts the
-    archives whose contents were checked (``verify_data``, or ``sample``: a share between 0 and 1 of the months,
-    drawn at random, so that a weekly audit of a large bucket reads a little of it each time), ``at_rest`` the
-    objects whose stored CRC32 was compared with ``metadata.json`` and ``not_at_rest`` those that could not be.
-    ``now`` (timezone-aware; naive means UTC) is the time
-    staleness is measured from.
+    :param now: when staleness is measured from (naive means UTC); default: now.
+    :param verify_data: check every archive's contents against ``metadata.json``.
+    :param sample: otherwise check that share (0 to 1) of the months, drawn at random.
+    :param stale_after: the age from which staging objects and uploads are stale.
+    :returns: ``{"bucket", "months", "verified", "at_rest", "not_at_rest", "problems", "warnings", "repaired",
+        "unrepaired"}``; a problem is ``{key, problem, detail, repaired}``, a warning ``{key, warning, detail}``.
+        ``verified`` counts the archives whose contents were checked, ``at_rest`` the objects whose stored CRC32 was
+        compared with ``metadata.json``, ``not_at_rest`` those that could not be.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:

@@ -1,12 +1,8 @@
 """The catalogue: the whole bucket by source and month, and what the ledger says is still on disk.
 
-One function, :func:`catalogue`, for every place that shows the archive as a whole: ``kingfisher-archive list``
-with no source, and the catalogue page of the Airflow UI (``plugins/kingfisher_archive_catalogue.py``). It reads
-the bucket through :func:`kingfisher_archive.restore.list_months` (the same rows ``list SOURCE`` prints, with their
-problems) and the ledger's rows as :meth:`kingfisher_archive.ledger.Ledger.all` returns them, so the layout's rules
-live in one place. Plain Python: no Airflow.
-
-What it returns (JSON-ready)::
+:func:`catalogue` is what ``kingfisher-archive list`` without a source and the Airflow UI's catalogue page show,
+read through :func:`kingfisher_archive.restore.list_months` and :meth:`kingfisher_archive.ledger.Ledger.all` so
+that the layout's rules live in one place. Plain Python: no Airflow. It returns, JSON-ready::
 
     {"bucket", "generated_at",
      "sources": [{"source_id", "months": [month row, ...], "bytes", "compressed_bytes", "problems": [...]}],
@@ -14,10 +10,10 @@ What it returns (JSON-ready)::
      "on_disk": {"waiting": [...], "held": [...], "kept": [...]},
      "totals": {"bytes_archived", "compressed_bytes", "bytes_freed", "by_month": [...]}}
 
-A month row is a :func:`list_months` row plus ``period`` (``YYYY-MM``), ``state`` (``archived``, or ``broken``
-when it has a problem), ``reason`` (why the ledger kept the crawl, when this installation's ledger archived it),
-``replaced`` (crawls of the month archived earlier and replaced since, from the ledger), ``restore_command`` and
-``restore_params`` (the restore DAG's params). A month a source lacks is *empty*: it has no row.
+A month row is a ``list_months`` row (what ``list SOURCE`` prints) plus ``period`` (``YYYY-MM``), ``state``
+(``archived``, or ``broken`` with a problem), ``reason`` (why this installation's ledger kept the crawl),
+``replaced`` (crawls of the month archived earlier and replaced since), ``restore_command`` and ``restore_params``
+(the restore DAG's). A month a source lacks has no row: it is *empty*.
 """
 
 from __future__ import annotations
@@ -140,10 +136,11 @@ def catalogue(
 ) -> dict:
     """The bucket by source and month, the crawls waiting, held or kept on disk, and the totals per month.
 
-    ``ledger_rows``: :meth:`Ledger.all` (empty if this machine has no ledger: the on-disk part is then empty too);
-    ``waiting``: the crawls the last run found waiting for Kingfisher Process (its summary's ``waiting``);
-    ``retention_days``: the local retention setting, to say when a kept crawl will be swept; ``only``: these
-    sources, not every source in the bucket; ``cache``: metadata already read (by ETag), kept across calls.
+    :param ledger_rows: :meth:`Ledger.all`; empty without a ledger on this machine, and the on-disk part with it.
+    :param waiting: the crawls the last run found waiting for Kingfisher Process (its summary's ``waiting``).
+    :param retention_days: the local retention setting, to say when a kept crawl will be swept.
+    :param only: these sources, not every source in the bucket.
+    :param cache: metadata already read (by ETag), kept across calls.
     """
     now = now or datetime.now(UTC)
     names = sorted(only) if only is not None else sources(client, bucket)

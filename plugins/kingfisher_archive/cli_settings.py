@@ -1,24 +1,10 @@
 """Where the command line finds its bucket, S3 endpoint and credentials, and what it says when they do not work.
 
-In order, first found wins:
-
-- the bucket: ``--bucket``, ``$KINGFISHER_ARCHIVE_BUCKET``, then the DAGs' Variable as Airflow reads it from the
-  environment, ``$AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET``;
-- the endpoint: ``--endpoint-url``, ``$KINGFISHER_ARCHIVE_ENDPOINT_URL``, then the DAGs' Connection
-  ``$AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3`` (JSON or URI form, as Airflow reads it): its ``extra.endpoint_url``,
-  ``region_name`` and ``config_kwargs``, and its login and password as the access key and secret (without a
-  login, boto3's chain, as Airflow's own hook does). An endpoint given by flag or ``$KINGFISHER_ARCHIVE_ENDPOINT_URL``
-  means the Connection is not read at all: its credentials belong to its own endpoint;
-- credentials otherwise: boto3's chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
-  ``~/.aws/credentials``, an instance role).
-
-``--no-airflow`` ignores the ``AIRFLOW_*`` settings. Airflow's own lookup (its metadata database, secrets backends)
-is not used: it needs Airflow configured and a running API server, and only :mod:`kingfisher_archive.tasks` imports
-Airflow.
-
-Every way this can fail is a :class:`SettingsError` (a setting that cannot be understood: a usage error) or a
-:class:`ConnectError` (the server refused or cannot be reached), each with a one-line message naming the setting,
-where it came from, and what to do.
+First found wins: the flags, the ``KINGFISHER_ARCHIVE_*`` environment variables, the DAGs' own ``AIRFLOW_VAR_``
+and ``AIRFLOW_CONN_`` settings in the environment (the Connection only when no endpoint was given), else boto3's
+chain for credentials. Every failure is a :class:`SettingsError` (a setting that cannot be understood: a usage
+error) or a :class:`ConnectError` (the server refused or cannot be reached), with a one-line message naming the
+setting, where it came from, and what to do. See docs/restore-and-audit.md, The command line.
 """
 
 from __future__ import annotations

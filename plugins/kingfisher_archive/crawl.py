@@ -1,14 +1,11 @@
 """A crawl on disk: ``<data_directory>/<source_id>/<YYYYMMDD_HHMMSS>/``, and its log's path in the logs directory.
 
-Everything that touches a crawl's files goes through :func:`walk`, so that the checksum, the byte count, the
-fingerprint and the tar archive all see the same files in the same order. That order is the one the 2021 tool
-used for its checksum (``os.walk`` top-down, directories and files sorted by name, a directory's files before its
-subdirectories), which is what makes a crawl identical to one archived years ago get the same checksum.
+Everything that reads a crawl's files goes through :func:`walk`, so the checksum, byte count, fingerprint and tar
+see the same files in the 2021 tool's checksum order. Paths written by other programs are checked first: a source
+id is one plain path component, a crawl directory a real directory inside the data directory, and nothing in a
+crawl a link (it would lead out of the crawl) or a special file (it cannot be restored byte for byte).
 
-Paths come from a database and a directory listing that other programs write, so they are checked before use:
-a source id is one plain path component, a crawl directory must be a real directory inside the data directory,
-and nothing inside a crawl may be a symbolic link or a special file (we would either follow it out of the crawl
-or archive something that cannot be restored byte for byte).
+See docs/bucket-format.md, ``checksum``, and docs/safety.md, 12.
 """
 
 from __future__ import annotations
@@ -125,13 +122,12 @@ def crawl_directory(data_directory: str, source_id: str, data_version: str) -> s
 def walk(directory: str, stat_files: bool = True) -> Iterator[Entry]:
     """Yield the crawl directory, then its contents in checksum order; refuse links and special files.
 
-    Raises :class:`UnsafeCrawlError` when it meets something that is not a directory or a regular file; raises
-    ``FileNotFoundError`` if the crawl directory is missing. Callers that write an archive stop at the error,
-    so nothing partial is ever promoted.
-
-    ``stat_files=False``: files are told apart from folders, links and special files by the directory listing's
-    file type alone, and yielded with ``size`` and ``mtime_ns`` of -1, for a caller that opens each file and
-    ``fstat``s it anyway (the tar writer): one ``stat`` per file instead of two. Folders are always stat'ed.
+    :param stat_files: if false, files are typed by the directory listing alone and yielded with ``size`` and
+        ``mtime_ns`` of -1: one ``stat`` fewer per file, for a caller that calls ``fstat`` anyway (the tar writer).
+        Folders are always stat'ed.
+    :raises UnsafeCrawlError: at anything not a directory or a regular file; a caller writing an archive stops
+        there, so nothing partial is ever promoted.
+    :raises FileNotFoundError: if the crawl directory is missing.
     """
     st = os.lstat(directory)
     if stat.S_ISLNK(st.st_mode):
@@ -297,13 +293,12 @@ def _unlink_batch(root_fd: int, parts: tuple[str, ...], names: list[str]) -> Non
 
 
 def remove_tree(directory: str, threads: int = DELETE_THREADS) -> None:
-    """Delete ``directory`` and everything in it, like ``shutil.rmtree`` but several files at once.
+    """Delete ``directory`` and everything in it, like ``shutil.rmtree`` but unlinking several files at once.
 
-    Like ``rmtree`` (its file-descriptor-based version), it never follows a link: every directory is opened
-    relative to its parent with ``O_NOFOLLOW``, so a folder replaced by a link meanwhile is refused, and a link is
-    unlinked itself. Files go first, from ``threads`` threads (unlinking waits on the file system and releases the
-    GIL); the folders are removed deepest first once their files are gone. Memory stays flat: names are listed one
-    folder at a time, and at most a few batches of names wait for a thread.
+    It never follows a link: each folder is opened relative to its parent with ``O_NOFOLLOW`` (one replaced by a link
+    meanwhile is refused), and a link is unlinked itself. Files go from ``threads`` threads (unlinking waits on the
+    file system and releases the GIL), then folders deepest first. Memory stays flat: names are listed a folder at a
+    time, a few batches at most waiting. See docs/performance.md, Where the time went.
     """
     root_fd = os.open(directory, _DIRECTORY_FLAGS)
     folders: list[tuple[str, ...]] = []  # top-down; removed in reverse

@@ -1,11 +1,7 @@
 """The ledger: a SQLite file recording every crawl's decision, and a cache that saves re-inspecting it.
 
-It is a record and a cache, never the truth about what is archived (the bucket is): losing it costs time, not
-correctness. Mapped archive tasks write it at the same time, so it runs in WAL mode with a busy timeout and
-short transactions. Airflow's XComs are wiped when a task retries; the ledger is not, which is why decisions
-live here.
-
-The statuses a crawl goes through are :class:`Status`.
+A record and a cache, never the truth about what is archived (the bucket is): losing it costs time, not
+correctness. The statuses a crawl goes through are :class:`Status`. See docs/retention-policy.md, The ledger.
 """
 
 from __future__ import annotations
@@ -199,14 +195,12 @@ class Ledger:
 
     @contextmanager
     def claim(self, source_id: str, key: str, run_id: str | None, wait: float = 0.0, on_wait=None):
-        """Hold ``<source_id>/<key>`` for this run while it is archived, so two runs never archive into it at once.
+        """Hold ``<source_id>/<key>`` (``key``: a month, ``YYYY-MM``) while this run archives into it.
 
-        Archive tasks claim their crawl's month (``key`` is ``YYYY-MM``): a scheduled run and a backfill can both
-        choose one crawl, or two crawls of one month, and each would replace the other's archive
-        (``max_active_runs`` does not bound backfills). A claim is respected while its process lives (same host)
-        or for a day (another host), whichever run holds it, even this one: a retry must not take over from a try
-        that is still archiving. While it is held, this waits up to ``wait`` seconds for it (calling ``on_wait``
-        with the holder's row once), then raises :class:`ClaimedError` naming the holder.
+        A claim holds while its process lives (same host) or for a day (another host), whichever run holds it, this
+        one included: a retry never takes over from a try still archiving. While another holds it, this waits up to
+        ``wait`` seconds (calling ``on_wait`` once with the holder's row), then raises :class:`ClaimedError` naming
+        the holder. See docs/safety.md, 10.
         """
         host, pid, process = socket.gethostname(), os.getpid(), process_identity(os.getpid())
         deadline = time.monotonic() + wait

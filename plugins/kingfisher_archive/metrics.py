@@ -1,27 +1,8 @@
 """A run's metrics, from its summary: what the *Summarise the run* task sends through Airflow's stats client.
 
-Plain Python: :func:`from_summary` returns ``(kind, name, value)`` triples and :mod:`kingfisher_archive.tasks`
-sends them with ``airflow.sdk.observability.stats.Stats`` (StatsD when ``[metrics] statsd_on``, OpenTelemetry when
-``otel_on``, nothing when neither is on). Airflow prefixes every name with ``[metrics] statsd_prefix`` (default
-``airflow``). Counters add up over runs (graph them as rates or sums: what the archive moved and freed); gauges
-are the state a run found. A dry run sends nothing: it moved nothing.
-
-=====================================================  =======  ==================================================
-name                                                   kind     what
-=====================================================  =======  ==================================================
-``kingfisher_archive.crawls_archived``                 counter  crawls archived, verified and deleted by the run
-``kingfisher_archive.crawls_kept``                     counter  crawls decided against (rejected, not better,
-                                                                pending): they stay on disk
-``kingfisher_archive.bytes_read``                      counter  bytes read from the Kingfisher host's disk
-``kingfisher_archive.bytes_uploaded``                  counter  compressed bytes written to the bucket
-``kingfisher_archive.bytes_freed``                     counter  bytes deleted from the Kingfisher host (archived
-                                                                crawls and swept ones)
-``kingfisher_archive.crawls_held``                     gauge    crawls held (a person must look)
-``kingfisher_archive.crawls_waiting``                  gauge    crawls waiting for Kingfisher Process
-``kingfisher_archive.oldest_wait_days``                gauge    the longest of those waits, in days (0 if none)
-``kingfisher_archive.throughput_mb_per_second``        gauge    bytes archived / seconds archiving, in MB/s (only
-                                                                when the run archived something)
-=====================================================  =======  ==================================================
+Plain Python: :func:`from_summary` returns ``(kind, name, value)`` triples, and :mod:`kingfisher_archive.tasks`
+sends them with ``airflow.sdk.observability.stats.Stats``. Counters add up over runs; gauges are the state a run
+found; a dry run sends nothing. See docs/operating.md, Metrics, for every name and what it counts.
 """
 
 from __future__ import annotations

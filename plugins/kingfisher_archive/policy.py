@@ -1,9 +1,8 @@
 """Which crawls deserve archiving: Open Contracting's data retention policy as pure functions.
 
 Keep newly collected data that is complete, finished, clean, distinct and periodic (one crawl per source per
-calendar month). The reasons are the strings the last version of the older tool recorded, so that ledgers,
-logs and people's habits carry over. Nothing here does I/O: the caller passes facts in, and a callable for the
-one expensive fact (a crawl's checksum), which is only asked for when a decision depends on it.
+calendar month). No I/O: the caller passes the facts in, and a callable for the one expensive fact (a crawl's
+checksum), asked for only when a decision depends on it. See docs/retention-policy.md.
 """
 
 from __future__ import annotations
@@ -200,10 +199,11 @@ def decide_source(
 ) -> list[Verdict]:
     """Decide every (non-rejected) crawl of one source, oldest first.
 
-    ``archived_month(y, m)`` returns what the bucket holds for that month; ``archived_before(y, m)`` the latest
-    archive of an earlier month. Crawls chosen by this run count as archives of their month for later months,
-    since they will be by the time anyone looks. A crawl that won its comparison but then lost to a later crawl
-    of the same month is recorded as not archived, with the winner named, not the other way round.
+    :param archived_month: ``(y, m)`` -> what the bucket holds for that month.
+    :param archived_before: ``(y, m)`` -> the latest archive of an earlier month.
+
+    Crawls chosen here count as their month's archives for later months, as they will be by the time anyone looks.
+    A crawl that won its comparison, then lost to a later crawl of its month, is not archived and names the winner.
     """
     ordered = sorted(crawls, key=lambda c: c.id)
     chosen: dict[tuple[int, int], Candidate] = {}

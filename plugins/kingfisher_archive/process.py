@@ -1,14 +1,9 @@
 """Kingfisher Process: which crawls it no longer needs on disk, so they may be archived and deleted.
 
-Two generations are deployed: v1 (SQLAlchemy, up to 2021) and v2 (Django, today). The generation is read from
-the database on every run, so an operator never configures it and an upgrade of Kingfisher Process needs no
-change here.
-
-The generations differ in *when* a crawl's files stop being needed. v1 loaded every file before it set
-``store_end_at``. v2 sets ``store_end_at`` when Kingfisher Collect closes the collection and loads the files
-afterwards, from the crawl directory, one message per file: a crawl deleted then is lost to Process for good (its
-file worker logs "... has disappeared" and the collection never completes). So for v2 a closed crawl is released
-only once every file is loaded; until then it is *waiting*, reported, and never touched.
+The generation, v1 or v2, is read from the database on every run: nobody configures it, and an upgrade of Process
+needs no change here. v2 loads a crawl's files from its directory after the collection is closed, so a closed v2
+crawl is released only once every file is loaded; until then it is *waiting*: reported, never touched.
+See docs/compatibility.md, Kingfisher Process.
 """
 
 from __future__ import annotations

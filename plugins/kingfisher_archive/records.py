@@ -1,16 +1,11 @@
 """The values that travel through a run, by name: what one task hands the next.
 
 Airflow passes them between tasks through XCom and the ledger keeps some of them, so they are JSON-ready
-dictionaries (``TypedDict``: plain dicts at run time, named and typed for a reader and a type checker). They
-carry ids, paths relative to nothing the next host could not see, numbers and reasons; never anything large.
-
-One crawl travels find -> inspect -> decide -> archive -> summarise as:
-
-    CrawlRef --inspect--> Inspection --decide--> Decision (every crawl) + Plan (the chosen)
-        --archive--> ArchiveResult --> the summary's rows
-
-and a crawl Kingfisher Process is still loading goes from find straight to the summary as a :class:`Waiting`.
-:class:`CrawlKey` is the crawl's identity, with its data version parsed once per task.
+``TypedDict`` dictionaries (plain dicts at run time, named and typed for a reader and a type checker) of ids,
+paths relative to nothing the next host could not see, numbers and reasons; never anything large.
+:class:`CrawlKey` is a crawl's identity, its data version parsed once per task. Which task hands which record to
+which (a crawl still loading goes from find to the summary as a :class:`Waiting`): see docs/architecture.md, One
+run, as data.
 """
 
 from __future__ import annotations

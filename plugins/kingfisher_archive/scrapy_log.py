@@ -1,16 +1,9 @@
 """Find and read the log that Scrapyd wrote for a crawl.
 
-A log is untrusted input: the crawler that wrote it fetched strangers' servers, and whatever they sent can end up
-in it (binary garbage, 100 MB lines, a log cut off mid-write when the crawl was killed). So this module:
-
-- never evaluates anything (``eval`` and ``ast.literal_eval`` on a hostile 100 MB dict repr are a denial of service
-  at best); small regexes and a hand-written scanner read the few Python reprs that matter;
-- reads bytes in bounded chunks and decodes with ``errors="replace"``, so memory does not grow with the size of the
-  log or of any line in it: only the first :data:`LINE_LIMIT` bytes of a line are looked at, the rest is skipped;
-- never raises on content, only when the file cannot be opened at all (:class:`LogError`).
-
-What a log looks like is described in SPEC section 2. Timestamps in log lines are the Scrapy server's local time,
-which on Kingfisher servers is UTC; every datetime returned here is naive UTC.
+A log is untrusted input (the crawler fetched strangers' servers), so nothing in it is evaluated, memory stays
+bounded whatever the size of the log or of its lines (only the first :data:`LINE_LIMIT` bytes of a line are looked
+at), and content never raises: only a file that cannot be opened does (:class:`LogError`). Every datetime returned
+is naive UTC. See docs/compatibility.md, Logs.
 """
 
 from __future__ import annotations
@@ -367,13 +360,12 @@ def read_crawl_time(path: str) -> tuple[datetime | None, str | None]:
 
 
 def find(logs_directory: str, source_id: str, data_version: datetime, job: str | None = None) -> str | None:
-    """Return the path of the log of the crawl of ``source_id`` named ``data_version``, or None.
+    """Return the path of the log of ``source_id``'s crawl ``data_version``, or None.
 
-    Scrapyd writes ``<logs_directory>/<source_id>/<job>.log``. A known job id names the log directly. Otherwise the
-    log is the one whose crawl time is 0 to 2 whole seconds before ``data_version``; if several are (two crawls
-    started within the same seconds), the closest wins, then the first by name. Only regular files ending ``.log``
-    directly in that folder are considered: not ``.log.stats``, not symlinks (which could point anywhere), and
-    nothing outside it, so ``source_id`` and ``job`` must be single path components.
+    Scrapyd writes ``<logs_directory>/<source_id>/<job>.log``: a known ``job`` names the log directly. Otherwise it is
+    the log whose crawl time is 0 to 2 whole seconds before ``data_version``; of several, the closest, then the first
+    by name. Only regular files ending ``.log`` directly in that folder count (not ``.log.stats``, not links), so
+    ``source_id`` and ``job`` must be single path components.
     """
     if not _is_name(source_id):
         return None
