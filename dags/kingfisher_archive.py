@@ -78,7 +78,11 @@ def kingfisher_archive():
     crawls = tasks.find_crawls()
     inspected = tasks.inspect_crawl.expand(crawl=crawls)
     chosen = tasks.decide(inspected)
-    tasks.archive_crawl.expand(plan=chosen) >> tasks.sweep_old_crawls() >> tasks.summarise()
+    archived = tasks.archive_crawl.expand(plan=chosen)
+    swept = tasks.sweep_old_crawls(archived)  # only for order: the sweep reads what the archives recorded
+    # summarise is ALL_DONE: a sweep that failed or did not run hands it None (nothing swept). It still pulls the
+    # XComs "decisions" (decide) and "waiting" (find_crawls): Airflow 3.3 expands over a task's return value only.
+    tasks.summarise(swept)
 
 
 kingfisher_archive()

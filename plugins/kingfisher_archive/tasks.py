@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import (
@@ -207,8 +208,12 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
 
 
 @task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)
-def sweep_old_crawls() -> list[Swept]:
-    """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days)."""
+def sweep_old_crawls(archived: Sequence[ArchiveResult] | None = None) -> list[Swept]:
+    """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days).
+
+    ``archived`` (the archive tasks' results) only orders the sweep after them: it reads what they recorded in the
+    ledger, which also holds what earlier runs recorded.
+    """
     context = get_current_context()
     params, run_id = context["params"], context.get("run_id")
     settings = load_settings()
@@ -229,8 +234,12 @@ def sweep_old_crawls() -> list[Swept]:
 
 
 @task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE, queue=HOST_QUEUE)
-def summarise() -> dict:
-    """Report every crawl's outcome; fail the run if a chosen crawl was not archived."""
+def summarise(swept: list[Swept] | None = None) -> dict:
+    """Report every crawl's outcome; fail the run if a chosen crawl was not archived.
+
+    ``swept`` is the sweep's result: ``None`` when the sweep failed or did not run (nothing swept, as far as the
+    summary can tell).
+    """
     context = get_current_context()
     params, run_id = context["params"], context.get("run_id")
     dry_run = bool(params.get("dry_run"))
@@ -248,7 +257,7 @@ def summarise() -> dict:
                 now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
                 if row.get("status") == "archived" and row.get("result"):
                     results[d["id"]] = row["result"]
-    swept = context["ti"].xcom_pull(task_ids="sweep_old_crawls") or []
+    swept = list(swept or [])
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
