@@ -78,7 +78,10 @@ def kingfisher_archive():
     crawls = tasks.find_crawls()
     inspected = tasks.inspect_crawl.expand(crawl=crawls)
     chosen = tasks.decide(inspected)
-    tasks.archive_crawl.expand(plan=chosen) >> tasks.sweep_old_crawls() >> tasks.summarise()
+    archived = tasks.archive_crawl.expand(plan=chosen)
+    swept = tasks.sweep_old_crawls(archived)  # after the archives: it reads what they recorded in the ledger
+    # ALL_DONE: a failed task's XCom as argument would fail it unreported, so it reads decisions, waiting, outcomes
+    tasks.summarise(swept)
 
 
 kingfisher_archive()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import (
@@ -31,9 +32,9 @@ from kingfisher_archive import alerts, errors, metrics, s3, steps
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.ledger import Ledger, Status
 from kingfisher_archive.process import loaded_collections
-from kingfisher_archive.records import ArchiveResult, CrawlRef, Inspection, Plan, Swept
+from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Plan, Swept
 
 logger = logging.getLogger(__name__)
 
@@ -224,8 +225,12 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
 
 @task(task_display_name="Sweep old crawls (local retention)", queue=HOST_QUEUE, trigger_rule=TriggerRule.NONE_FAILED)
 @fails_at_once
-def sweep_old_crawls() -> list[Swept]:
-    """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days)."""
+def sweep_old_crawls(archived: Sequence[ArchiveResult] | None = None) -> list[Swept]:
+    """Opt-in: delete old crawls that were loaded but not archived (Variable kingfisher_archive_retention_days).
+
+    ``archived`` (the archive tasks' results) only orders the sweep after them: it reads what they recorded in the
+    ledger, which also holds what earlier runs recorded.
+    """
     context = get_current_context()
     params, run_id = context["params"], context.get("run_id")
     settings = load_settings()
@@ -247,8 +252,12 @@ def sweep_old_crawls() -> list[Swept]:
 
 @task(task_display_name="Summarise the run", trigger_rule=TriggerRule.ALL_DONE, queue=HOST_QUEUE)
 @fails_at_once
-def summarise() -> dict:
-    """Report every crawl's outcome; fail the run if a chosen crawl was not archived."""
+def summarise(swept: list[Swept] | None = None) -> dict:
+    """Report every crawl's outcome; fail the run if a chosen crawl was not archived.
+
+    ``swept`` is the sweep's result: ``None`` when the sweep failed or did not run (nothing swept, as far as the
+    summary can tell).
+    """
     context = get_current_context()
     params, run_id = context["params"], context.get("run_id")
     dry_run = bool(params.get("dry_run"))
@@ -262,11 +271,11 @@ def summarise() -> dict:
     if not dry_run and decisions:
         ledger = Ledger(settings.ledger)
         for d in decisions:
-            if d["status"] in ("to_archive", "pending"):
+            if d["status"] in (Status.TO_ARCHIVE, Status.PENDING):
                 now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
-                if row.get("status") == "archived" and row.get("result"):
+                if row.get("status") == Status.ARCHIVED and row.get("result"):
                     results[d["id"]] = row["result"]
-    swept = context["ti"].xcom_pull(task_ids="sweep_old_crawls") or []
+    swept = list(swept or [])
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
@@ -392,8 +401,8 @@ def restore_month() -> dict:
     year, month = params.get("year"), params.get("month")
     data_version = (params.get("data_version") or "").strip() or None
     if data_version:
-        version = crawls.parse_data_version(data_version)
-        year, month = version.year, version.month
+        key = CrawlKey.of({"source_id": params["source_id"].strip(), "data_version": data_version})
+        year, month = key.year, key.month
     if not year or not month:
         raise config.ConfigurationError("Give 'year' and 'month', or a 'data_version' (YYYYMMDD_HHMMSS)")
     # Files restored into Kingfisher Collect's directories would be archived again, or taken for a crawl's log.
