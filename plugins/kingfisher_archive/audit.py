@@ -22,6 +22,7 @@ from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import replacement, s3
 from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, walk_key
+from kingfisher_archive.records import CrawlKey
 
 #: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
 #: one to learn the order, then one per run (a crawl in hex folders has two runs: the root files, the folders).
@@ -161,7 +162,7 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
     named_source = archived.raw.get("source_id")
     if isinstance(named_source, str) and named_source != source_id:
         report.problem(metadata_key, "metadata does not match its key", f"it names source {named_source!r}")
-    elif archived.data_version and archived.data_version[:6] != f"{year:04d}{month:02d}":
+    elif archived.data_version and _month_of(source_id, archived.data_version) != (year, month):
         report.problem(
             metadata_key,
             "metadata does not match its key",
@@ -376,3 +377,8 @@ def _stale_uploads(client, bucket: str, cutoff: datetime, report: _Report, repai
                     entry["detail"] += f" (could not abort it: {s3.error_code(e)})"
                     continue
             entry["repaired"] = True
+
+
+def _month_of(source_id: str, data_version: str) -> tuple[int, int] | None:
+    key = CrawlKey.parse({"source_id": source_id, "data_version": data_version})
+    return (key.year, key.month) if key else None
