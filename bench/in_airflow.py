@@ -123,7 +123,7 @@ def memory(work: Path, s3) -> dict:
     log = Path(host.logs_directory) / source_id / "job.log"
     log.parent.mkdir(parents=True)
     log.write_text("log\n")
-    summary = crawls.summarise(str(target))  # inspection's figures: another task, not timed
+    summary = crawls.measure(str(target))  # inspection's figures: another task, not timed
     s3.create_bucket("bench-million")
     command = [
         sys.executable, str(ROOT / "bench" / "archive_one.py"), s3.endpoint_url, s3.access_key, s3.secret_key,

@@ -190,7 +190,7 @@ def ours(server, bucket, data: Path, source: str, version: str, month: str) -> d
     tmp = Path(tempfile.mkdtemp(prefix="kfa-bench-tmp-"))
     env = dict(os.environ, TMPDIR=str(tmp))
     log = OUT / source / "logs" / source / "job.log"
-    summary = crawl.summarise(str(data / source / version))  # inspection's figures: another task, not timed
+    summary = crawl.measure(str(data / source / version))  # inspection's figures: another task, not timed
     command = [
         sys.executable, str(ROOT / "bench" / "archive_one.py"), server.endpoint_url, server.access_key,
         server.secret_key, bucket, str(data), str(OUT / source / "logs"), source, version, str(log),

@@ -58,7 +58,7 @@ def test_the_tar_stream_is_byte_for_byte_what_tarfile_writes(tmp_path):
 
     assert sink.getvalue() == _tarfile_bytes(directory, "scotland/20200902_052458")
     assert len(sink.getvalue()) % tarfile.RECORDSIZE == 0
-    assert result.bytes_read == crawl.summarise(directory).bytes
+    assert result.bytes_read == crawl.measure(directory).bytes
     assert result.checksum == crawl.checksum(directory)
 
 
@@ -92,7 +92,7 @@ def test_reader_threads_keep_the_tar_identical_to_tarfile_and_read_each_byte_onc
         assert sink.getvalue() == _tarfile_bytes(directory, "scotland/20200902_052458")
         total = sum(len(content) for content in files.values())
         assert sum(counted) == result.bytes_read == total  # every byte read from disk once, none twice
-        assert result.summary == crawl.summarise(directory)
+        assert result.summary == crawl.measure(directory)
 
 
 def test_a_file_that_shrinks_while_it_is_read_stops_the_tar(tmp_path):

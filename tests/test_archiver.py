@@ -16,7 +16,7 @@ from scripts.demo_kit.kingfisher_host import FILES, make_crawl, tree
 
 
 def expected_for(directory, checksum=None):
-    summary = crawl.summarise(directory)
+    summary = crawl.measure(directory)
     return archiver.Expected(summary.bytes, summary.files, summary.fingerprint, checksum)
 
 

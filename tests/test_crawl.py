@@ -52,23 +52,23 @@ def test_checksum_reads_large_files_in_chunks(tmp_path):
 
 def test_summary_counts_files_bytes_and_data_files(tmp_path):
     directory = make(tmp_path, {"scrapyd-job.txt": b"abc", "000/a.json": b"12345", "001/b.json": b"1"})
-    summary = crawl.summarise(directory)
+    summary = crawl.measure(directory)
     assert (summary.files, summary.data_files, summary.bytes) == (3, 2, 9)
 
 
 def test_fingerprint_changes_when_a_file_is_added_removed_or_rewritten(tmp_path):
     directory = make(tmp_path, {"a.json": b"one", "b.json": b"two"})
-    before = crawl.summarise(directory).fingerprint
-    assert crawl.summarise(directory).fingerprint == before
+    before = crawl.measure(directory).fingerprint
+    assert crawl.measure(directory).fingerprint == before
 
     (tmp_path / "c.json").write_bytes(b"")
-    added = crawl.summarise(directory).fingerprint
+    added = crawl.measure(directory).fingerprint
     assert added != before
     (tmp_path / "c.json").unlink()
-    assert crawl.summarise(directory).fingerprint == before
+    assert crawl.measure(directory).fingerprint == before
 
     os.utime(tmp_path / "a.json", ns=(1, 1))
-    assert crawl.summarise(directory).fingerprint != before
+    assert crawl.measure(directory).fingerprint != before
 
 
 @pytest.mark.parametrize(
@@ -107,21 +107,21 @@ def test_symlinks_inside_a_crawl_are_refused_and_never_followed(tmp_path):
     directory = make(tmp_path / "crawl", {"a.json": b"1"})
     os.symlink(outside / "secret", tmp_path / "crawl" / "link.json")
     with pytest.raises(crawl.UnsafeCrawlError, match="'link.json' in the crawl is a symbolic link"):
-        crawl.summarise(directory)
+        crawl.measure(directory)
 
 
 def test_a_crawl_directory_that_is_a_symlink_is_refused(tmp_path):
     make(tmp_path / "real", {"a.json": b"1"})
     os.symlink(tmp_path / "real", tmp_path / "link")
     with pytest.raises(crawl.UnsafeCrawlError, match="is a symbolic link"):
-        crawl.summarise(str(tmp_path / "link"))
+        crawl.measure(str(tmp_path / "link"))
 
 
 def test_a_fifo_inside_a_crawl_is_refused(tmp_path):
     directory = make(tmp_path, {"a.json": b"1"})
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(crawl.UnsafeCrawlError, match="not a regular file or directory"):
-        crawl.summarise(directory)
+        crawl.measure(directory)
 
 
 def test_delete_removes_the_crawl_but_not_what_links_point_to(tmp_path):

@@ -50,7 +50,7 @@ def archive(client, bucket, tmp_path, files, *, source=SOURCE, version=VERSION, 
     log_path = logs / source / f"{version}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(log)
-    summary = crawl.summarise(directory)
+    summary = crawl.measure(directory)
     archiver.archive_crawl(
         client=client,
         bucket=bucket,
@@ -113,7 +113,7 @@ def metadata_2021(directory, source=SOURCE, version=VERSION):
         "id": f"{source}/{version}",
         "source_id": source,
         "data_version": version,
-        "bytes": crawl.summarise(directory).bytes,
+        "bytes": crawl.measure(directory).bytes,
         "checksum": crawl.checksum(directory),
         "files_count": 2,
         "errors_count": 0,

@@ -321,7 +321,7 @@ def delete_archived(
     if os.path.lexists(directory):
         crawls.set_aside(directory, fingerprint, changed)
     elif os.path.lexists(aside) and not already_checked:
-        now = crawls.summarise(aside)
+        now = crawls.measure(aside)
         if now.fingerprint != fingerprint:
             os.rename(aside, directory)
             raise changed(now)

@@ -192,7 +192,7 @@ class FingerprintBuilder:
         return Summary(self.files, self.data_files, self.bytes, self._hash.hexdigest())
 
 
-def summarise(directory: str) -> Summary:
+def measure(directory: str) -> Summary:
     """List the crawl (metadata only) and return its counts and fingerprint."""
     builder = FingerprintBuilder()
     for entry in walk(directory):
@@ -256,7 +256,7 @@ def set_aside(directory: str, fingerprint: str, changed) -> str:
     """
     aside = directory + DELETING_SUFFIX
     os.rename(directory, aside)
-    now = summarise(aside)
+    now = measure(aside)
     if now.fingerprint != fingerprint:
         try:
             os.rename(aside, directory)

@@ -347,7 +347,7 @@ def _extract(client, bucket, source_id, target, prefix, archived, expected_versi
         raise RestoreError(f"{_s3(bucket, data_key)} holds no crawl of {source_id}")
 
     version = members.data_version
-    summary = crawls.summarise(staging)
+    summary = crawls.measure(staging)
     verified = []
     differences = []
     if summary.bytes != archived.bytes:

@@ -243,7 +243,7 @@ def archive_all(host: KingfisherHost, client, bucket: str) -> None:
     from kingfisher_archive import archiver
 
     for crawl in host.crawls.values():
-        summary = crawls.summarise(crawl.directory)
+        summary = crawls.measure(crawl.directory)
         archiver.archive_crawl(
             client=client,
             bucket=bucket,

@@ -71,7 +71,7 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
     safe = True
     if exists:
         try:
-            summary = crawls.summarise(directory)
+            summary = crawls.measure(directory)
             facts.update(
                 bytes=summary.bytes,
                 files=summary.files,

@@ -36,14 +36,13 @@ def sweep(
 ) -> list[Swept]:
     """Delete old crawls that Process loaded and this package decided not to archive (the old 90-day cron).
 
-    A crawl is swept only when all of these hold: local retention is on (``retention_days``); the ledger has
-    settled it as ``rejected`` or ``not_archived``; Kingfisher Process still lists it as loaded; its data version
-    is older than ``retention_days``; no crawl of its source and month is still ``to_archive``, ``pending`` or
-    ``held`` (its month's choice is not final, so it may yet be needed); for a crawl not archived because of
-    another crawl's archive, that archive's month holds a whole archive now (that one, or the better one that
-    replaced it; asked of the bucket, not of the ledger, which may say what the bucket no longer holds); and, for
-    a rejected crawl, its reject reason still holds when inspected again. Its directory, log and ``.stats`` are
-    deleted; on a dry run nothing is, and the list says what would be.
+    :param loaded: (source_id, data_version) that Kingfisher Process lists as loaded: nothing else is swept.
+    :param now: what "older than ``settings.retention_days``" is measured from.
+    :param dry_run: delete nothing; the list says what would be.
+    :param bucket: asked whether the archive a crawl lost to still stands (the ledger may say what it no longer holds).
+    :returns: the crawls swept: only settled ``rejected`` or ``not_archived`` crawls of months no longer
+        :data:`~kingfisher_archive.ledger.OPEN`, whose winner's month holds a whole archive, or whose reject reason
+        still holds when inspected again. See docs/operating.md, "Local retention", and docs/safety.md, 9.
     """
     if not settings.retention_days:
         return []

@@ -24,12 +24,13 @@ def summarise(
 ) -> dict:
     """The run in numbers and one line per crawl, for the UI (return value) and the task log (table).
 
-    ``waiting`` are the crawls Process is still loading (from :func:`find`); each that has waited longer than
-    ``waiting_warning_days`` since it was closed gets a warning: a collection stuck in Process is something an
-    operator wants to hear about, but it is not this run's failure. ``ledger_rows`` are the ledger's rows, by id,
-    of the crawls this run chose or left pending, as they are after the archive tasks: a chosen crawl that its
-    archive task decided again and did not archive (its month held something better by then) is ``not_archived``
-    there, and a pending crawl whose winner was archived is settled.
+    :param decisions: every crawl's decision (decide's).
+    :param results: the archive results, by crawl id, of the crawls archived.
+    :param waiting: the crawls Process is still loading; one that has waited over ``waiting_warning_days`` since it
+        was closed gets a warning (not a failure of this run).
+    :param ledger_rows: the ledger's rows, by id, of the crawls this run chose or left pending, as the archive tasks
+        left them: a crawl decided again and not archived, or a pending crawl settled, is reported as it is now.
+    :returns: the counts, ``failed`` (chosen and not archived), ``warnings`` and ``rows``.
     """
     rows = []
     failed = []
