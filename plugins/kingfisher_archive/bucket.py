@@ -259,16 +259,6 @@ class Bucket:
             return None
         return self.archived(source_id, *max(earlier))
 
-    def candidate_in(self, source_id: str, year: int, month: int) -> Candidate | None:
-        """The month's archive as the retention comparison sees it (``policy.decide_source``'s ``archived_month``)."""
-        found = self.archived(source_id, year, month)
-        return found.candidate() if found else None
-
-    def candidate_before(self, source_id: str, year: int, month: int) -> Candidate | None:
-        """The latest earlier archive as the comparison sees it (``policy.decide_source``'s ``archived_before``)."""
-        found = self.archived_before(source_id, year, month)
-        return found.candidate() if found else None
-
 
 def month_state(archived: ArchivedCrawl | None) -> str | None:
     """What a month of the bucket holds, in a few words: what a decision saw, and what archiving must find again."""

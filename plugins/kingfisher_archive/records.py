@@ -5,7 +5,7 @@ Airflow passes them between tasks through XCom and the ledger keeps some of them
 paths relative to nothing the next host could not see, numbers and reasons; never anything large.
 :class:`CrawlKey` is a crawl's identity, its data version parsed once per task. Which task hands which record to
 which (a crawl still loading goes from find to the summary as a :class:`Waiting`): see docs/architecture.md, One
-run, as data.
+crawl's path.
 """
 
 from __future__ import annotations
