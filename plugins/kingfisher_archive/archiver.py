@@ -172,6 +172,7 @@ class _Crawl:
 @dataclass
 class _Archived:
     stream: StreamResult
+    log: UploadedLog
     stream_seconds: float  # read, tar, LZ4, checksum, upload
     promote_seconds: float  # server-side copies to the final keys (if any), and metadata.json
 
@@ -261,6 +262,7 @@ def archive_crawl(
         "in_place": in_place,  # written straight to the final keys (the month was empty), not through staging
         "prefix": crawl.final,
         "log": log_path,
+        "log_bytes": archived.log.size,
         "deleted": [],
     }
     if delete_local_files:  # only the benchmark keeps them, to archive the same crawl again
@@ -275,6 +277,7 @@ def archive_crawl(
             stream.summary.fingerprint,
             lambda now: _changed_since_read(crawl, stream, now),
             checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
+            log_bytes=archived.log.size,
         )
     logger.info(
         "%s: archived %d bytes as %d (%.1fx) in %.1f s; deleted %s",
@@ -298,11 +301,13 @@ def delete_archived(
     changed,
     checked=None,
     already_checked: bool = False,
+    log_bytes: int | None = None,
 ) -> list[str]:
     """Delete a crawl whose archive is verified, with its log, only if it is still what was archived.
 
     The crawl is renamed out of its writers' way (:func:`kingfisher_archive.crawl.set_aside`), or found so by a try
-    that stopped, and checked.
+    that stopped, and checked; then only what was set aside and checked is deleted. A directory standing at the
+    crawl's own path once it is set aside (Kingfisher Collect resuming the crawl) is a new crawl, never deleted here.
 
     :param data_directory: Kingfisher Collect's data directory.
     :param logs_directory: Kingfisher Collect's logs directory.
@@ -314,22 +319,44 @@ def delete_archived(
         the error raised.
     :param checked: called once the crawl is found to be what was archived, before the first file is deleted.
     :param already_checked: the try that renamed it aside had checked it (files may be gone since): not again.
+    :param log_bytes: the size of the log that was archived; a log of another size now is kept.
     :returns: what was deleted.
+    :raises kingfisher_archive.crawl.SetAsideDiffersError: what is set aside is not what was archived, and the
+        crawl's path was written again meanwhile, so it cannot be renamed back: nothing is deleted.
     """
     directory = crawls.crawl_directory(data_directory, source_id, data_version)
     aside = directory + crawls.DELETING_SUFFIX
-    if os.path.lexists(directory):
+    if os.path.lexists(aside):
+        if not already_checked:
+            now = crawls.measure(aside)
+            if now.fingerprint != fingerprint:
+                if os.path.lexists(directory):
+                    raise crawls.SetAsideDiffersError(
+                        f"{aside} is not what was archived ({now.files} files and {now.bytes} bytes), and "
+                        f"{directory} was written again since it was set aside: nothing was deleted; compare the "
+                        "two with the archive and merge or delete them by hand"
+                    )
+                os.rename(aside, directory)
+                raise changed(now)
+            if checked is not None:
+                checked()
+    elif not already_checked and os.path.lexists(directory):
         crawls.set_aside(directory, fingerprint, changed)
-    elif os.path.lexists(aside) and not already_checked:
-        now = crawls.measure(aside)
-        if now.fingerprint != fingerprint:
-            os.rename(aside, directory)
-            raise changed(now)
-    else:
-        checked = None  # nothing left to check, or checked before
-    if checked is not None:
-        checked()
-    return crawls.delete_local(data_directory, logs_directory, source_id, data_version, log_path)
+        if checked is not None:
+            checked()
+    # Else nothing is aside: deleted by an earlier try (what stands at the path now was written since), or gone.
+    deleted = []
+    if crawls.remove_set_aside(data_directory, source_id, data_version):
+        deleted.append(directory)
+    removed = crawls.remove_log(logs_directory, source_id, log_path, log_bytes)
+    if log_path and not removed and os.path.lexists(log_path):
+        logger.warning("%s is not the %s-byte log that was archived: kept", log_path, log_bytes)
+    if os.path.lexists(directory):
+        logger.warning(
+            "%s was written again after it was set aside to be deleted: kept, as a new crawl for a later run",
+            directory,
+        )
+    return deleted + removed
 
 
 def _archive_in_place(crawl: _Crawl) -> _Archived:
@@ -360,7 +387,7 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
     except BaseException:
         s3.withdraw(client, bucket, written)
         raise
-    return _Archived(stream, streamed - started, time.monotonic() - promoting)
+    return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
 
 def _archive_through_staging(crawl: _Crawl) -> _Archived:
@@ -388,7 +415,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
         metadata=_metadata_json(crawl, stream, log),
     )
     replacement.replace(client, bucket, journal, crawl.storage_class)
-    return _Archived(stream, streamed - started, time.monotonic() - promoting)
+    return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
 
 def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: crawls.Summary) -> crawls.CrawlChangedError:

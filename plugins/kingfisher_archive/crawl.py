@@ -49,6 +49,10 @@ class CrawlChangedError(PermanentError):
     """The crawl on disk is not the one that was inspected: archiving it would archive something undecided."""
 
 
+class SetAsideDiffersError(PermanentError):
+    """A crawl set aside to be deleted is not what was archived, and its path was written again meanwhile."""
+
+
 class CrawlReadError(RetryableError):
     """A file of the crawl cannot be read: nothing is archived or deleted until it can."""
 
@@ -215,22 +219,39 @@ def checksum(directory: str) -> str:
 
 
 def delete(data_directory: str, source_id: str, data_version: str) -> bool:
-    """Delete one crawl directory, and what a deletion cut short left of it; return whether there was any.
+    """Delete one crawl directory; return whether there was any.
 
-    Never follows a link out of the crawl.
+    The directory is renamed aside first (:data:`DELETING_SUFFIX`), and only what is aside is deleted: a writer that
+    re-creates the crawl's path meanwhile (Kingfisher Collect resuming it) keeps what it writes. What a deletion cut
+    short left aside is deleted first, and then a directory standing at the path is left alone: it was written
+    since. Never follows a link out of the crawl.
     """
     directory = crawl_directory(data_directory, source_id, data_version)
-    found = False
-    for path in (directory, directory + DELETING_SUFFIX):
+    if not os.path.lexists(directory + DELETING_SUFFIX):
         try:
-            st = os.lstat(path)
+            st = os.lstat(directory)
         except FileNotFoundError:
-            continue
+            return False
         if not stat.S_ISDIR(st.st_mode):
-            raise UnsafeCrawlError(f"refusing to delete {path}: it is not a directory")
-        remove_tree(path)
-        found = True
-    return found
+            raise UnsafeCrawlError(f"refusing to delete {directory}: it is not a directory")
+        os.rename(directory, directory + DELETING_SUFFIX)
+    return remove_set_aside(data_directory, source_id, data_version)
+
+
+def remove_set_aside(data_directory: str, source_id: str, data_version: str) -> bool:
+    """Delete what :func:`set_aside` (or :func:`delete`) renamed aside, and only that; return whether it was there.
+
+    Whatever stands at the crawl's own path is never touched here: after the rename it can only be a new crawl.
+    """
+    aside = crawl_directory(data_directory, source_id, data_version) + DELETING_SUFFIX
+    try:
+        st = os.lstat(aside)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCrawlError(f"refusing to delete {aside}: it is not a directory")
+    remove_tree(aside)
+    return True
 
 
 def on_disk(data_directory: str, source_id: str, data_version: str) -> bool:
@@ -357,24 +378,40 @@ def check_log_path(logs_directory: str, source_id: str, log_path: str, action: s
         raise UnsafeCrawlError(f"refusing to {action} {log_path}: it is not a log in {folder}")
 
 
+def remove_log(logs_directory: str, source_id: str, log_path: str | None, size: int | None = None) -> list[str]:
+    """Delete a crawl's log and the log's ``.stats``; return what was there to delete.
+
+    The log must be a file directly in ``<logs_directory>/<source_id>/``: a path from anywhere else (an edited
+    XCom, say) is refused, so nothing outside the configured directories is ever deleted. With ``size`` (the bytes
+    that were archived), a log that is now another size is not the log that was checked: it and its ``.stats`` are
+    kept, and nothing is returned for them.
+    """
+    if not log_path:
+        return []
+    check_log_path(logs_directory, source_id, log_path, "delete")
+    if size is not None:
+        try:
+            if os.lstat(log_path).st_size != size:
+                return []
+        except FileNotFoundError:
+            pass
+    deleted = []
+    for path in (log_path, log_path + ".stats"):
+        try:
+            os.remove(path)
+            deleted.append(path)
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
 def delete_local(
     data_directory: str, logs_directory: str, source_id: str, data_version: str, log_path: str | None
 ) -> list[str]:
-    """Delete a crawl's directory, its log and the log's ``.stats``; return what was there to delete.
-
-    The log must be a file directly in ``<logs_directory>/<source_id>/``: a path from anywhere else (an edited
-    XCom, say) is refused, so nothing outside the configured directories is ever deleted.
-    """
+    """Delete a crawl's directory (:func:`delete`), its log and the log's ``.stats``; return what was there."""
     if log_path:
         check_log_path(logs_directory, source_id, log_path, "delete")
     deleted = []
     if delete(data_directory, source_id, data_version):
         deleted.append(crawl_directory(data_directory, source_id, data_version))
-    if log_path:
-        for path in (log_path, log_path + ".stats"):
-            try:
-                os.remove(path)
-                deleted.append(path)
-            except FileNotFoundError:
-                pass
-    return deleted
+    return deleted + remove_log(logs_directory, source_id, log_path)

@@ -46,6 +46,9 @@ class Status(StrEnum):
     SWEPT = "swept"
     #: Its directory disappeared before it was settled, without this package deleting it (by hand); settled.
     GONE = "gone"
+    #: In the bucket, verified, and kept on disk on purpose: Kingfisher Collect writes into it again (its log shows
+    #: the ``DatabaseStore`` extension of incremental updates, which re-reads the whole directory); settled.
+    KEPT = "kept"
 
 
 class Held(StrEnum):
@@ -65,12 +68,34 @@ class Held(StrEnum):
     DIFFERS_FROM_ITS_ARCHIVE = "differs_from_its_archive"
     #: The sweep found a crawl rejected earlier acceptable now.
     REJECTION_NO_LONGER_HOLDS = "rejection_no_longer_holds"
+    #: A file system call on the crawl failed (EPERM, EACCES, ENOSPC, EDQUOT, EIO, ...; the detail names it) while it
+    #: was decided, archived or swept: nothing of it was deleted that was not archived; looked at again next run.
+    DISK_ERROR = "disk_error"
+    #: Its archive is verified, and deleting it locally failed (the detail says why); the next run tries again.
+    DELETE_FAILED = "delete_failed"
+    #: What was set aside to be deleted is not what was archived, and the crawl's path was written again since:
+    #: nothing is deleted until a person merges or deletes the two.
+    SET_ASIDE_DIFFERS = "set_aside_differs"
+    #: The bucket refused to change its month (Object Lock, a legal hold, a policy); the month was left as it was.
+    BUCKET_REFUSED = "bucket_refused"
+    #: A ``<data_version>.deleting`` directory that no ledger row explains, that its month's archive does not hold,
+    #: and that cannot be renamed back because its path is taken: left for a person.
+    LEFT_ASIDE = "left_aside"
 
 
-SETTLED = (Status.REJECTED, Status.NOT_ARCHIVED, Status.ARCHIVED, Status.SWEPT, Status.GONE)
+class Kept(StrEnum):
+    """Why a crawl is ``kept``: archived and verified, and on purpose not deleted locally."""
+
+    #: Its log shows Kingfisher Collect's ``DatabaseStore`` extension (incremental updates), which re-reads the whole
+    #: crawl directory at each close: "the data stored in the crawl directory must not be deleted".
+    INCREMENTAL_UPDATES = "incremental_updates"
+
+
+SETTLED = (Status.REJECTED, Status.NOT_ARCHIVED, Status.ARCHIVED, Status.SWEPT, Status.GONE, Status.KEPT)
 STATUSES = tuple(Status)
-#: What a decision made on an older inspection never overwrites: done since.
-DONE = (Status.ARCHIVED, Status.SWEPT, Status.DELETING)
+#: What a decision made on an older inspection never overwrites: done since. (A decision about a directory written
+#: again at an archived crawl's path, after the crawl was deleted, does: ``recreated`` in the row.)
+DONE = (Status.ARCHIVED, Status.SWEPT, Status.DELETING, Status.KEPT)
 #: Not settled, and its month's choice may still change: the month stays open (the sweep leaves its crawls alone).
 OPEN = (Status.TO_ARCHIVE, Status.PENDING, Status.HELD, Status.DELETING)
 
@@ -267,11 +292,11 @@ class Ledger:
                 if row["status"] not in STATUSES:
                     raise ValueError(f"unknown ledger status {row['status']!r}")
                 done = connection.execute(
-                    "SELECT 1 FROM crawl WHERE source_id = ? AND data_version = ? "
+                    "SELECT status FROM crawl WHERE source_id = ? AND data_version = ? "
                     f"AND status IN ({','.join('?' * len(DONE))})",
                     (row["source_id"], row["data_version"], *DONE),
                 ).fetchone()
-                if done:
+                if done and not (row.get("recreated") and done["status"] == Status.ARCHIVED):
                     continue
                 connection.execute(
                     """
@@ -307,8 +332,8 @@ class Ledger:
         now = _now()
         with self._transaction() as connection:
             updated = connection.execute(
-                "UPDATE crawl SET status = ?, result = ?, run_id = ?, updated_at = ? "
-                "WHERE source_id = ? AND data_version = ?",
+                "UPDATE crawl SET status = ?, result = ?, run_id = ?, updated_at = ?, "
+                "facts = json_remove(facts, '$.problem') WHERE source_id = ? AND data_version = ?",
                 (status, json.dumps(result, sort_keys=True), run_id, now, source_id, data_version),
             ).rowcount
             if not updated:
@@ -321,6 +346,30 @@ class Ledger:
                 "INSERT INTO event (at, run_id, source_id, data_version, status, reason) VALUES (?, ?, ?, ?, ?, NULL)",
                 (now, run_id, source_id, data_version, status),
             )
+
+    def mark_kept(self, source_id: str, data_version: str, result: dict, run_id: str | None) -> None:
+        """Record a crawl archived and verified, and kept on disk on purpose (:attr:`Status.KEPT`)."""
+        self._set_status(source_id, data_version, Status.KEPT, result, run_id)
+
+    def note_problem(self, source_id: str, data_version: str, reason: str, detail: str, run_id: str | None) -> None:
+        """Note on a crawl's row what stopped this run from finishing it (``facts.problem``: a
+        :class:`Held` reason and a detail), whatever its status: a crawl being deleted stays ``deleting``, so that the
+        next run finishes it. The next status recorded for it clears the note."""
+        problem = json.dumps({"reason": str(reason), "detail": detail})
+        now = _now()
+        with self._transaction() as connection:
+            updated = connection.execute(
+                "UPDATE crawl SET facts = json_set(facts, '$.problem', json(?)), run_id = ?, updated_at = ? "
+                "WHERE source_id = ? AND data_version = ?",
+                (problem, run_id, now, source_id, data_version),
+            ).rowcount
+            if updated:
+                connection.execute(
+                    "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
+                    "SELECT ?, ?, source_id, data_version, status, ? FROM crawl "
+                    "WHERE source_id = ? AND data_version = ?",
+                    (now, run_id, str(reason), source_id, data_version),
+                )
 
     def mark_deleting(self, source_id: str, data_version: str, result: dict, run_id: str | None) -> None:
         """Record, before the first file is deleted, that the crawl's verified archive is ``result``."""

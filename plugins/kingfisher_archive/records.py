@@ -158,6 +158,7 @@ class Plan(TypedDict):
     source_id: str
     data_version: str
     log: str
+    keep: NotRequired[str | None]  # a ledger.Kept reason: archived, and not deleted locally
     month_held: str | None  # archiving refuses to replace anything else
     expected: dict  # an Expected's fields
     metadata: PlanMetadata

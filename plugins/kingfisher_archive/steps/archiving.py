@@ -14,7 +14,7 @@ from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.decision import redecide
-from kingfisher_archive.steps.mending import finish_deleting
+from kingfisher_archive.steps.mending import Problem, delete_set_aside_if_archived, finish_deleting
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +35,21 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
     archived = month_as_archived(bucket, key)
     gone = not os.path.lexists(directory)
     if gone and archived is not None and archived.data_version == data_version:
-        deleted = crawls.delete_local(
-            settings.data_directory, settings.logs_directory, source_id, data_version, plan.get("log")
-        )
-        logger.info("%s is already archived; finished deleting it", plan["id"])
-        return {
-            "id": plan["id"],
-            "bytes": archived.bytes,
-            "files": plan["expected"]["files"],
-            "compressed_bytes": None,
-            "already_archived": True,
-            "deleted": deleted,
-        }
+        # Set aside by a try the ledger has no record of: deleted only if the archive holds it byte for byte.
+        deleted = delete_set_aside_if_archived(settings, bucket, key, archived, plan.get("log"))
+        if deleted is not None:
+            logger.info("%s is already archived; finished deleting it", plan["id"])
+            return {
+                "id": plan["id"],
+                "bytes": archived.bytes,
+                "files": plan["expected"]["files"],
+                "compressed_bytes": None,
+                "already_archived": True,
+                "deleted": deleted,
+            }
+        os.rename(directory + crawls.DELETING_SUFFIX, directory)
+        logger.warning("%s: found set aside, and not its month's archive byte for byte: renamed back", plan["id"])
+        gone = False
     expected = Expected(**plan["expected"])
     metadata = dict(plan["metadata"])
     if archived is not None and archived.data_version == data_version:
@@ -88,7 +91,10 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
         logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision["reason"])
         metadata.update(reason=decision["reason"], compared_with=decision.get("compared_with"))
         expected = replace(expected, checksum=expected.checksum or decision["checksum"])
-    return archiver.archive_crawl(
+    keep = plan.get("keep")
+    if keep:
+        metadata["kept_on_disk"] = keep
+    result = archiver.archive_crawl(
         client=client,
         bucket=settings.bucket,
         storage_class=settings.storage_class,
@@ -99,8 +105,13 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
         log_path=plan["log"],
         expected=expected,
         metadata=metadata,
+        delete_local_files=not keep,
         before_delete=before_delete,
     )
+    if keep:
+        logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
+        result["kept"] = keep
+    return result
 
 
 def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
@@ -136,6 +147,18 @@ def _repair(
     data_key = archived.prefix + layout.DATA
     if crawls.checksum(directory) == archived.checksum:
         size = archived.raw.get("compressed_bytes")
+        if isinstance(size, int) and bucket.data_size(archived) == size and plan.get("keep"):
+            logger.info("%s: %s already holds this crawl, byte for byte; kept on disk", plan["id"], where)
+            return {
+                "id": plan["id"],
+                "bytes": archived.bytes,
+                "files": plan["expected"]["files"],
+                "compressed_bytes": size,
+                "checksum": archived.checksum,
+                "already_archived": True,
+                "kept": plan["keep"],
+                "deleted": [],
+            }
         if isinstance(size, int) and bucket.data_size(archived) == size:
             result = {
                 "id": plan["id"],
@@ -164,6 +187,7 @@ def _repair(
                     "inspects it again"
                 ),
                 checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
+                log_bytes=((archived.raw.get("checksums") or {}).get(layout.LOG) or {}).get("bytes"),
             )
             return result
     why = archiver.missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
@@ -224,13 +248,18 @@ def archive_and_record(
             result = finish_deleting(settings, client, ledger, row, run_id)
             if result is not None:
                 return result
-        result = archive(
-            settings,
-            client,
-            plan,
-            before_delete=lambda verified: ledger.mark_deleting(key.source_id, key.data_version, verified, run_id),
-        )
+        try:
+            result = archive(
+                settings,
+                client,
+                plan,
+                before_delete=lambda verified: ledger.mark_deleting(key.source_id, key.data_version, verified, run_id),
+            )
+        except HOLDS as e:
+            result = _hold(plan, key, ledger, run_id, e)
         row = ledger.get(key.source_id, key.data_version)
+        if result.get("held") and row and row["status"] == Status.DELETING:
+            return result  # its archive is verified; the ledger keeps that, and the note of what stopped it
         if "redecided" in result or "held" in result:
             if "held" in result:
                 status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
@@ -260,11 +289,38 @@ def archive_and_record(
             by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
             logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
             result = {**row["result"], "already_archived": True, "archived_by": row["run_id"], **_deleted(result)}
+        elif result.get("kept"):
+            ledger.mark_kept(key.source_id, key.data_version, result, run_id)
         else:
             ledger.mark_archived(key.source_id, key.data_version, result, run_id)
         if settled := ledger.settle_pending(plan["id"], run_id):
             logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
+
+
+#: What holds one crawl (never fails its task): the file system refusing a call on it (EPERM, EACCES, ENOSPC, EDQUOT,
+#: EIO, ENOTEMPTY, a directory gone), a path that is not safe, a set-aside crawl that differs, the bucket refusing
+#: to change its month. Errors Airflow should retry (the S3 server away, the ledger locked) still fail the task.
+HOLDS = (OSError, crawls.UnsafeCrawlError, crawls.SetAsideDiffersError, replacement.RefusedError)
+
+
+def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: BaseException) -> ArchiveResult:
+    """Hold one crawl on an error of its own: noted on its ledger row, which a crawl being deleted keeps (the next
+    run finishes it); else the crawl is ``held`` with the reason, and the next run decides it again."""
+    row = ledger.get(key.source_id, key.data_version)
+    deleting = bool(row) and row["status"] == Status.DELETING
+    problem = Problem.of(plan["id"], error, deleting=deleting)
+    logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
+    if deleting:
+        ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
+    return {
+        "id": plan["id"],
+        "bytes": plan["expected"]["bytes"],
+        "files": plan["expected"]["files"],
+        "compressed_bytes": None,
+        "deleted": [],
+        "held": {"reason": problem.reason, "detail": problem.detail},
+    }
 
 
 def _deleted(result: ArchiveResult) -> dict:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 
-from kingfisher_archive import archiver, policy, replacement
+from botocore.exceptions import ClientError
+
+from kingfisher_archive import archiver, policy, replacement, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError, month_state
-from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
+from kingfisher_archive.ledger import ClaimedError, Held, Kept, Ledger, Status
 from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan, crawl_id
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.mending import finish_deletes, settle_gone
+from kingfisher_archive.steps.mending import describe, finish_deletes, finish_left_aside, settle_gone
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +34,19 @@ def decide(
     :returns: ``{"decisions": [Decision], "to_archive": [Plan]}``; a source whose months cannot be read is held.
         See docs/safety.md, 5 and 8.
     """
-    if ledger is not None:
-        finished = set(finish_deletes(settings, bucket.client, ledger, run_id))
-        settle_gone(settings, bucket, ledger, run_id)
-        deleting = {crawl_id(r["source_id"], r["data_version"]) for r in ledger.deleting()}
-        if left := [f["id"] for f in inspected if f["id"] in finished | deleting]:
-            logger.info("Not deciding %s again: archived, and deleted or being deleted", ", ".join(left))
-        inspected = [f for f in inspected if f["id"] not in finished | deleting]
-    by_source: dict[str, list[Inspection]] = defaultdict(list)
     decisions: list[Decision] = []
+    if ledger is not None:
+        finished, problems = finish_deletes(settings, bucket.client, ledger, run_id)
+        settle_gone(settings, bucket, ledger, run_id)
+        left, more = finish_left_aside(settings, bucket, ledger, run_id)
+        problems += more
+        deleting = {crawl_id(r["source_id"], r["data_version"]) for r in ledger.deleting()}
+        skip = set(finished) | set(left) | deleting | {p.id for p in problems}
+        if kept := [f["id"] for f in inspected if f["id"] in skip]:
+            logger.info("Not deciding %s now: archived, being deleted, or held by what earlier tries left", kept)
+        inspected = [f for f in inspected if f["id"] not in skip]
+        decisions.extend(problem.decision() for problem in problems)
+    by_source: dict[str, list[Inspection]] = defaultdict(list)
     for facts in inspected:
         if facts.get("error"):
             decisions.append(_decision(facts, Status.HELD, Held.INSPECTION_FAILED, detail=facts["error"]))
@@ -65,7 +71,15 @@ def decide(
                 break
             except (OSError, crawls.UnsafeCrawlError) as e:
                 # Computing a checksum read the crawl and failed: hold this source, decide the others.
-                held = Held.CHECKSUM_FAILED, "cannot compute a checksum to compare", e
+                held = Held.CHECKSUM_FAILED, "cannot compute a checksum to compare", describe(e)
+                break
+            except replacement.RecoveryError as e:
+                held = Held.MONTH_INCOMPLETE, "a month it needs cannot be mended", e
+                break
+            except ClientError as e:
+                if s3.error_code(e) not in (*s3.REFUSALS, *s3.ACCESS_DENIED):
+                    raise  # not this source's: the task fails, and Airflow retries it
+                held = Held.BUCKET_REFUSED, "the bucket refused to read a month it needs", e
                 break
         if held is not None:
             reason, why, error = held
@@ -261,6 +275,7 @@ def redecide(settings: Settings, bucket: Bucket, plan: Plan, directory_gone: boo
         "reject_reason": None,
         "error": None,
         "log": plan["log"],
+        "reused": bool(plan.get("keep")),
         **plan["expected"],
         "files_count": plan["metadata"]["files_count"],
         "errors_count": plan["metadata"]["errors_count"],
@@ -292,6 +307,8 @@ def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -
         "source_id": facts["source_id"],
         "data_version": facts["data_version"],
         "log": facts["log"],
+        # Kingfisher Collect writes into it again: archived, and kept on disk.
+        "keep": Kept.INCREMENTAL_UPDATES if facts.get("reused") else None,
         # What the crawl's month held when it was chosen: archiving refuses to replace anything else.
         "month_held": month_held,
         "expected": {

@@ -6,13 +6,16 @@ The *Decide what to archive* task calls :func:`finish_deletes` and :func:`settle
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+from dataclasses import dataclass
 
-from kingfisher_archive import archiver, replacement
+from kingfisher_archive import archiver, replacement, s3, scrapy_log
+from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import Bucket, MetadataError, month_state
-from kingfisher_archive.ledger import ClaimedError, Ledger, Status
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
+from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey
 from kingfisher_archive.settings import Settings
 
@@ -20,6 +23,57 @@ logger = logging.getLogger(__name__)
 
 #: The reason recorded for a crawl whose directory disappeared before it was settled, without this package deleting it.
 GONE = "not_on_disk"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What stopped one crawl (and only it) in this run: a :class:`~kingfisher_archive.ledger.Held` reason and a
+    detail naming the error, for the ledger, the summary and the alert."""
+
+    id: str
+    reason: Held
+    detail: str
+
+    @classmethod
+    def of(cls, crawl: str, error: BaseException, deleting: bool = False) -> Problem:
+        """The reason an error gives: the bucket refusing its month, a set-aside crawl that differs, a file system
+        call failing (a deletion's, when ``deleting``), or anything else while deleting."""
+        if isinstance(error, crawls.SetAsideDiffersError):
+            reason = Held.SET_ASIDE_DIFFERS
+        elif isinstance(error, replacement.RefusedError):
+            reason = Held.BUCKET_REFUSED
+        elif deleting:
+            reason = Held.DELETE_FAILED
+        else:
+            reason = Held.DISK_ERROR
+        return cls(crawl, reason, describe(error))
+
+    def decision(self) -> dict:
+        """The crawl's row in the run's decisions (and so in the summary and the alert): ``held``, with why."""
+        source_id, data_version = self.id.split("/", 1)
+        return {
+            "id": self.id,
+            "source_id": source_id,
+            "data_version": data_version,
+            "collection_id": None,
+            "status": Status.HELD,
+            "reason": self.reason,
+            "bytes": 0,
+            "files": 0,
+            "files_count": 0,
+            "errors_count": 0,
+            "checksum": None,
+            "detail": self.detail,
+        }
+
+
+def describe(error: BaseException) -> str:
+    """An error in one line: an ``OSError``'s call, errno name and path, else its message."""
+    if isinstance(error, OSError) and error.errno is not None:
+        name = errno.errorcode.get(error.errno, str(error.errno))
+        where = " ".join(str(p) for p in (error.filename, error.filename2) if p)
+        return f"{name} ({error.strerror}){': ' + where if where else ''}"
+    return f"{type(error).__name__}: {error}"
 
 
 def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
@@ -62,6 +116,7 @@ def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_i
                 key.source_id, key.data_version, {**verified, "checked": True}, row["run_id"]
             ),
             already_checked=bool(verified.get("checked")),
+            log_bytes=verified.get("log_bytes"),
         )
     except crawls.CrawlChangedError as e:
         logger.warning("%s: %s; it is decided again", key.id, e)
@@ -84,10 +139,14 @@ def _reopen(settings: Settings, ledger: Ledger, key: CrawlKey, run_id: str | Non
     ledger.reopen(key.source_id, key.data_version, run_id)
 
 
-def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | None) -> list[str]:
+def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | None) -> tuple[list[str], list[Problem]]:
     """Finish every deletion that was cut short, each under its month's claim (a month another try holds now is
-    left for that try, or the next run). Returns the ids finished."""
-    finished = []
+    left for that try, or the next run).
+
+    :returns: the ids finished, and a :class:`Problem` for each crawl whose deletion failed again (noted on its
+        ledger row, which stays ``deleting`` for the next run): one crawl's trouble never stops the others.
+    """
+    finished, problems = [], []
     for row in ledger.deleting():
         key = CrawlKey.of(row)
         try:
@@ -97,13 +156,19 @@ def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | Non
                         finished.append(key.id)
         except ClaimedError:
             logger.info("%s: its month is being archived by another try; left for it", key.id)
-    return finished
+        except Exception as e:  # one crawl's trouble, whatever it is, stays that crawl's
+            problem = Problem.of(key.id, e, deleting=True)
+            logger.error("%s: finishing its deletion failed: %s", key.id, problem.detail)
+            ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
+            problems.append(problem)
+    return finished, problems
 
 
 def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | None) -> list[str]:
     """Settle the crawls the ledger still expects to decide or archive whose directory is gone from disk (deleted by
     hand, or the last file of a deletion removed just before a kill): ``archived`` if their month holds their
-    archive, else ``gone``. Returns their ids. Nothing of them is left to keep a month open."""
+    archive, else ``gone``. Returns their ids. Nothing of them is left to keep a month open; a crawl that cannot be
+    settled now (its month cannot be read) is left for the next run."""
     settled = []
     for row in ledger.all():
         if row["status"] not in (Status.TO_ARCHIVE, Status.PENDING, Status.HELD):
@@ -116,8 +181,9 @@ def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str 
             continue  # not a crawl's name, or cannot be looked at now: not gone
         try:
             archived = bucket.archived(key.source_id, key.year, key.month)
-        except MetadataError:
-            continue  # decided with its month, once that can be read
+        except Exception as e:  # MetadataError, or the bucket refusing: decided once it can be read
+            logger.warning("%s: its directory is gone, and its month cannot be read now (%s)", key.id, describe(e))
+            continue
         if archived is not None and archived.data_version == key.data_version:
             result = {"id": key.id, "bytes": archived.bytes, "checksum": archived.checksum, "deleted": []}
             ledger.mark_archived(key.source_id, key.data_version, result, run_id)
@@ -133,3 +199,110 @@ def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str 
         logger.warning("%s: %s; settled", key.id, "its directory is gone")
         settled.append(key.id)
     return settled
+
+
+def left_aside(data_directory: str) -> list[CrawlKey]:
+    """Every ``<source_id>/<data_version>.deleting`` directory under the data directory: a crawl renamed aside to be
+    deleted. A folder that cannot be listed is skipped with a warning (it is looked at again next run)."""
+    found = []
+    try:
+        sources = sorted(os.listdir(data_directory))
+    except OSError as e:
+        logger.warning("Cannot list %s for crawls left aside: %s", data_directory, describe(e))
+        return []
+    for source_id in sources:
+        if crawls.source_id_problem(source_id):
+            continue
+        try:
+            names = sorted(os.listdir(os.path.join(data_directory, source_id)))
+        except NotADirectoryError:
+            continue
+        except OSError as e:
+            logger.warning("Cannot list %s for crawls left aside: %s", source_id, describe(e))
+            continue
+        for name in names:
+            if name.endswith(crawls.DELETING_SUFFIX):
+                key = CrawlKey.parse({"source_id": source_id, "data_version": name[: -len(crawls.DELETING_SUFFIX)]})
+                if key is not None:
+                    found.append(key)
+    return found
+
+
+def finish_left_aside(
+    settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | None
+) -> tuple[list[str], list[Problem]]:
+    """Finish what a deletion left aside that the ledger does not know of (a ledger lost, reset or rebuilt since).
+
+    Under the month's claim: a crawl set aside whose month's archive holds it byte for byte (same checksum, read
+    from disk) is deleted, with its log if the log is the size that was archived, and recorded ``archived``; one
+    whose path is free is renamed back, for the run to find and decide as any crawl; anything else is held
+    (:attr:`~kingfisher_archive.ledger.Held.LEFT_ASIDE`) for a person, and nothing of it deleted.
+
+    :returns: the ids deleted or renamed back, and a :class:`Problem` for each crawl held.
+    """
+    done, problems = [], []
+    for key in left_aside(settings.data_directory):
+        row = ledger.get(key.source_id, key.data_version)
+        if row is not None and row["status"] == Status.DELETING:
+            continue  # finish_deletes' (with the identity the ledger recorded)
+        try:
+            with ledger.claim(key.source_id, key.period, run_id):
+                if (what := _finish_left_aside(settings, bucket, ledger, key, run_id)) is not None:
+                    done.append(key.id)
+                    logger.warning("%s: found set aside, unknown to the ledger: %s", key.id, what)
+        except ClaimedError:
+            logger.info("%s: set aside, and its month is being archived by another try; left for it", key.id)
+        except Exception as e:  # one crawl's trouble stays that crawl's
+            problem = Problem(key.id, Held.DISK_ERROR if isinstance(e, OSError) else Held.LEFT_ASIDE, describe(e))
+            logger.error("%s: set aside, and it could not be finished: %s", key.id, problem.detail)
+            problems.append(problem)
+    return done, problems
+
+
+def _finish_left_aside(settings: Settings, bucket: Bucket, ledger: Ledger, key: CrawlKey, run_id) -> str | None:
+    directory = key.directory(settings.data_directory)
+    bucket.forget(key.source_id, key.year, key.month)
+    archived = bucket.archived(key.source_id, key.year, key.month)
+    if archived is not None and archived.data_version == key.data_version:
+        log = scrapy_log.find(settings.logs_directory, key.source_id, key.started)
+        deleted = delete_set_aside_if_archived(settings, bucket, key, archived, log)
+        if deleted is not None:
+            result = {"id": key.id, "bytes": archived.bytes, "checksum": archived.checksum, "deleted": deleted}
+            ledger.mark_archived(key.source_id, key.data_version, result, run_id)
+            ledger.settle_pending(key.id, run_id)
+            return f"s3://{bucket.name}/{archived.key} holds it byte for byte: deleted"
+    if not os.path.lexists(directory):
+        os.rename(directory + crawls.DELETING_SUFFIX, directory)
+        return f"its month does not hold it byte for byte: renamed back to {directory}, to be decided"
+    held = f"{archived.id}'s archive" if archived is not None else "nothing"
+    raise crawls.SetAsideDiffersError(
+        f"{directory}{crawls.DELETING_SUFFIX} is not in its month's archive (the month holds {held}), and "
+        f"{directory} was written again since it was set aside: nothing was deleted; compare the two and merge or "
+        "delete them by hand"
+    )
+
+
+def delete_set_aside_if_archived(
+    settings: Settings, bucket: Bucket, key: CrawlKey, archived: ArchivedCrawl, log: str | None
+) -> list[str] | None:
+    """Delete a crawl found set aside with no record of what was checked, if its month's archive holds it byte for
+    byte (the same checksum, read from disk now, and the archive's data whole): with its log, if the log is the size
+    that was archived. Returns what was deleted, or ``None`` (nothing deleted) if the archive does not hold it."""
+    size = archived.raw.get("compressed_bytes")
+    aside = key.directory(settings.data_directory) + crawls.DELETING_SUFFIX
+    if os.path.lexists(aside):
+        if isinstance(size, int) and bucket.data_size(archived) != size:
+            return None
+        if crawls.checksum(aside) != archived.checksum:
+            return None
+    log_bytes = ((archived.raw.get("checksums") or {}).get(layout.LOG) or {}).get("bytes")
+    if log_bytes is None and (stored := s3.identity(bucket.client, bucket.name, archived.prefix + layout.LOG)):
+        log_bytes = stored[0]  # an archive from before metadata.json recorded its log's size
+    deleted = []
+    if crawls.remove_set_aside(settings.data_directory, key.source_id, key.data_version):
+        deleted.append(key.directory(settings.data_directory))
+    if log_bytes is not None:  # else no archived log to compare it with: kept
+        deleted += crawls.remove_log(settings.logs_directory, key.source_id, log, log_bytes)
+    if log and os.path.lexists(log):
+        logger.warning("%s: kept %s: not known to be the log that was archived", key.id, log)
+    return deleted
