@@ -305,7 +305,7 @@ class _Reader:
             names = self.extensions = []
         for token in _STRING_TOKEN.finditer(line):
             name = _unquote(token.group(0))
-            if name == DATABASE_STORE or name.endswith("." + DATABASE_STORE):
+            if is_database_store(name):
                 self.database_store = True
             if len(names) < EXTENSIONS_LIMIT and len(name) <= EXTENSION_NAME_LIMIT:
                 names.append(name)
@@ -378,6 +378,11 @@ def parse(path: str) -> ScrapyLog:
         enabled_extensions=tuple(reader.extensions) if reader.extensions is not None else None,
         database_store=reader.database_store,
     )
+
+
+def is_database_store(name: str) -> bool:
+    """``name`` (a dotted class path) is Kingfisher Collect's :data:`DATABASE_STORE` extension, at any module path."""
+    return name == DATABASE_STORE or name.endswith("." + DATABASE_STORE)
 
 
 def read_crawl_time(path: str) -> tuple[datetime | None, str | None]:
