@@ -583,3 +583,222 @@ def test_errors_are_fileerror_items_when_the_log_has_them_and_error_records_othe
 
     clean = parse(write_log(tmp_path / "clean.log", spider="a", job="clean", start_time=datetime(2025, 6, 1), files=3))
     assert (clean.errors_count, clean.files_count) == (0, 3)
+
+
+# Reuse for incremental updates. Scrapy logs the extensions it loaded at start-up, `pprint.pformat` of the list of
+# their dotted paths; an extension that raised NotConfigured (Kingfisher Collect's DatabaseStore without a
+# DATABASE_URL) is absent from it and logged as `Disabled <path>: <why>` instead.
+
+# A 2024 incremental crawl: DatabaseStore is on, and crawl_time pins the directory that the next crawl writes into.
+INCREMENTAL_LOG = """\
+2024-05-01 03:00:01 [scrapy.utils.log] INFO: Scrapy 2.11.2 started (bot: kingfisher)
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled extensions:
+['scrapy.extensions.corestats.CoreStats',
+ 'scrapy.extensions.logcount.LogCount',
+ 'scrapy.extensions.memusage.MemoryUsage',
+ 'scrapy.extensions.logstats.LogStats',
+ 'kingfisher_scrapy.extensions.Pluck',
+ 'kingfisher_scrapy.extensions.FilesStore',
+ 'kingfisher_scrapy.extensions.ItemCount',
+ 'kingfisher_scrapy.extensions.DatabaseStore']
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled downloader middlewares:
+['scrapy.downloadermiddlewares.offsite.OffsiteMiddleware',
+ 'scrapy.downloadermiddlewares.retry.RetryMiddleware',
+ 'scrapy.downloadermiddlewares.stats.DownloaderStats']
+2024-05-01 03:00:01 [honduras_portal] INFO: Spider arguments: {'sample': None, \
+'crawl_time': '2024-01-01T00:00:00', '_job': 'c0ffee'}
+2024-05-01 03:00:02 [honduras_portal] INFO: Resuming crawl from 2024-04-30T23:59:59
+2024-05-01 03:04:10 [scrapy.core.engine] INFO: Closing spider (finished)
+2024-05-01 03:04:10 [honduras_portal] INFO: Reading the data/honduras_portal/20240101_000000 crawl directory
+2024-05-01 03:04:10 [scrapy.statscollectors] INFO: Dumping Scrapy stats:
+{'file_count': 12,
+ 'finish_reason': 'finished',
+ 'start_time': datetime.datetime(2024, 5, 1, 3, 0, 1, 5120, tzinfo=datetime.timezone.utc)}
+2024-05-01 03:04:11 [scrapy.core.engine] INFO: Spider closed (finished)
+"""
+
+# The same crawler without a DATABASE_URL: DatabaseStore is named, but only as disabled.
+NOT_INCREMENTAL_LOG = """\
+2024-05-01 03:00:01 [scrapy.utils.log] INFO: Scrapy 2.11.2 started (bot: kingfisher)
+2024-05-01 03:00:01 [scrapy.middleware] WARNING: Disabled kingfisher_scrapy.extensions.DatabaseStore: \
+DATABASE_URL is not set.
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled extensions:
+['scrapy.extensions.corestats.CoreStats',
+ 'scrapy.extensions.logcount.LogCount',
+ 'kingfisher_scrapy.extensions.FilesStore',
+ 'kingfisher_scrapy.extensions.KingfisherProcessAPI2',
+ 'kingfisher_scrapy.extensions.ItemCount']
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled item pipelines:
+['kingfisher_scrapy.pipelines.Sample',
+ 'kingfisher_scrapy.pipelines.DatabaseStore',
+ 'kingfisher_scrapy.pipelines.Validate']
+2024-05-01 03:00:01 [honduras_portal] INFO: Spider arguments: {'sample': None, 'note': 'DatabaseStore', \
+'_job': 'c0ffee'}
+2024-05-01 03:00:02 [scrapy.core.scraper] DEBUG: Scraped from <200 https://example.hn/1>
+{'file_name': '1.json', 'url': 'https://example.hn/1', 'data_type': 'release_package', \
+'note': 'kingfisher_scrapy.extensions.DatabaseStore'}
+2024-05-01 03:04:11 [scrapy.core.engine] INFO: Spider closed (finished)
+"""
+
+
+def test_a_crawl_with_database_store_enabled_is_reused(tmp_path):
+    log = parse(write_text(tmp_path / "honduras_portal" / "c0ffee.log", INCREMENTAL_LOG))
+
+    assert log.is_reused()
+    assert log.database_store
+    assert log.enabled_extensions == (
+        "scrapy.extensions.corestats.CoreStats",
+        "scrapy.extensions.logcount.LogCount",
+        "scrapy.extensions.memusage.MemoryUsage",
+        "scrapy.extensions.logstats.LogStats",
+        "kingfisher_scrapy.extensions.Pluck",
+        "kingfisher_scrapy.extensions.FilesStore",
+        "kingfisher_scrapy.extensions.ItemCount",
+        "kingfisher_scrapy.extensions.DatabaseStore",
+    )
+    # The rest of the log reads as before: the list and the next middleware list are not taken for anything else.
+    assert log.spider_arguments["crawl_time"] == "2024-01-01T00:00:00"
+    assert (log.crawl_time, log.crawl_time_source) == (datetime(2024, 1, 1), "crawl_time")
+    assert (log.files_count, log.errors_count, log.finish_reason) == (12, 0, "finished")
+    assert log.is_finished()
+
+
+def test_database_store_disabled_or_named_elsewhere_is_not_reuse(tmp_path):
+    log = parse(write_text(tmp_path / "honduras_portal" / "c0ffee.log", NOT_INCREMENTAL_LOG))
+
+    assert not log.is_reused()
+    assert log.enabled_extensions == (
+        "scrapy.extensions.corestats.CoreStats",
+        "scrapy.extensions.logcount.LogCount",
+        "kingfisher_scrapy.extensions.FilesStore",
+        "kingfisher_scrapy.extensions.KingfisherProcessAPI2",
+        "kingfisher_scrapy.extensions.ItemCount",
+    )
+    assert log.file_items == 1
+
+
+def test_a_log_without_its_extensions_is_not_known_to_be_reused(tmp_path):
+    log = parse(write_text(tmp_path / "moldova" / "f00d.log", MODERN_INFO_LOG))
+    assert log.enabled_extensions is None
+    assert not log.is_reused()
+
+    empty = parse(write_text(tmp_path / "moldova" / "empty.log", "2024-05-01 03:00:01 [scrapy.middleware] INFO: "))
+    assert empty.enabled_extensions is None
+    assert not empty.is_reused()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kingfisher_scrapy.extensions.DatabaseStore",
+        "kingfisher_scrapy.extensions.database_store.DatabaseStore",
+        "myproject.vendored.kingfisher.extensions.database_store.DatabaseStore",
+        "DatabaseStore",
+    ],
+)
+def test_database_store_is_recognised_at_any_module_path(tmp_path, name):
+    extensions = ["scrapy.extensions.corestats.CoreStats", name, "scrapy.extensions.logstats.LogStats"]
+    log = parse(write_log(tmp_path / "a" / "j.log", spider="a", job="j", start_time=T0, extensions=extensions))
+    assert log.is_reused()
+    assert log.enabled_extensions == tuple(extensions)
+    assert (log.files_count, log.finish_reason) == (2, "finished")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kingfisher_scrapy.extensions.DatabaseStoreLite",
+        "kingfisher_scrapy.extensions.NoDatabaseStore",
+        "kingfisher_scrapy.extensions.DatabaseStore.helper",
+    ],
+)
+def test_other_names_that_contain_database_store_are_not_it(tmp_path, name):
+    log = parse(write_log(tmp_path / "a" / "j.log", spider="a", job="j", start_time=T0, extensions=[name]))
+    assert log.enabled_extensions == (name,)  # short: pprint writes it on one line
+    assert not log.is_reused()
+
+
+def test_extensions_set_as_classes_print_as_class_reprs(tmp_path):
+    # Scrapy accepts classes as well as paths in EXTENSIONS; pprint writes those as `<class '...'>`.
+    text = """\
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled extensions:
+[<class 'scrapy.extensions.corestats.CoreStats'>,
+ <class 'kingfisher_scrapy.extensions.database_store.DatabaseStore'>]
+2024-05-01 03:04:11 [scrapy.core.engine] INFO: Spider closed (finished)
+"""
+    log = parse(write_text(tmp_path / "a" / "j.log", text))
+    assert log.is_reused()
+    assert log.enabled_extensions == (
+        "scrapy.extensions.corestats.CoreStats",
+        "kingfisher_scrapy.extensions.database_store.DatabaseStore",
+    )
+    assert log.finish_reason == "finished"
+
+
+@pytest.mark.parametrize(
+    ("cut", "names", "reused"),
+    [
+        # The log ends inside the list, in the middle of DatabaseStore's name: a name cut off is no name.
+        ("'kingfisher_scrapy.extensions.Datab", 7, False),
+        # ... just after it, before the closing bracket.
+        ("'kingfisher_scrapy.extensions.DatabaseStore'", 8, True),
+        # ... right after the record's first line: an empty reading, not a crash.
+        ("", 0, False),
+    ],
+)
+def test_a_log_cut_off_inside_the_extensions_list(tmp_path, cut, names, reused):
+    head, _, _ = INCREMENTAL_LOG.partition(" 'kingfisher_scrapy.extensions.DatabaseStore']")
+    if cut == "":
+        head = INCREMENTAL_LOG.partition("\n['scrapy")[0]
+        text = head + "\n"
+    else:
+        text = head + " " + cut
+    log = parse(write_text(tmp_path / "a" / "j.log", text))
+    assert len(log.enabled_extensions) == names
+    assert log.is_reused() is reused
+    assert log.finish_reason is None
+
+
+def test_a_truncated_list_ends_at_the_next_record(tmp_path):
+    # The list lost its last lines (and its bracket) to a write error; the next record starts as usual.
+    text = INCREMENTAL_LOG.replace(" 'kingfisher_scrapy.extensions.ItemCount',\n", "").replace(
+        " 'kingfisher_scrapy.extensions.DatabaseStore']\n", ""
+    )
+    log = parse(write_text(tmp_path / "a" / "j.log", text))
+    assert log.enabled_extensions[-1] == "kingfisher_scrapy.extensions.FilesStore"
+    assert not log.is_reused()
+    # The downloader middlewares that follow are not extensions.
+    assert "scrapy.downloadermiddlewares.retry.RetryMiddleware" not in log.enabled_extensions
+    assert log.files_count == 12
+
+
+def test_only_the_first_extensions_record_counts_and_it_must_be_a_list(tmp_path):
+    text = """\
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled extensions:
+{'kingfisher_scrapy.extensions.DatabaseStore': 700}
+2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled extensions:
+['kingfisher_scrapy.extensions.DatabaseStore']
+2024-05-01 03:00:02 [somebody] INFO: Enabled extensions:
+['kingfisher_scrapy.extensions.DatabaseStore']
+"""
+    log = parse(write_text(tmp_path / "a" / "j.log", text))
+    assert log.enabled_extensions == ()
+    assert not log.is_reused()
+
+
+def test_a_hostile_extensions_list_is_read_with_bounded_memory(tmp_path):
+    names = [f"x.y.Extension{i}" for i in range(20_000)]
+    names.append("z" * (scrapy_log.EXTENSION_NAME_LIMIT + 1))
+    names.append("kingfisher_scrapy.extensions.DatabaseStore")  # past the limit: still seen
+    text = (
+        "2024-05-01 03:00:01 [scrapy.middleware] INFO: Enabled extensions:\n"
+        + "["
+        + ",\n ".join(repr(name) for name in names)
+        + "]\n"
+        + "2024-05-01 03:04:11 [scrapy.core.engine] INFO: Spider closed (finished)\n"
+    )
+    log = parse(write_text(tmp_path / "a" / "j.log", text))
+    assert len(log.enabled_extensions) == scrapy_log.EXTENSIONS_LIMIT
+    assert log.enabled_extensions[:2] == ("x.y.Extension0", "x.y.Extension1")
+    assert log.is_reused()
+    assert log.finish_reason == "finished"

@@ -108,6 +108,10 @@ class Inspection(TypedDict):
     errors_count: NotRequired[int]
     errors_source: NotRequired[str | None]
     finish_reason: NotRequired[str | None]
+    #: Kingfisher Collect will write this crawl's directory again (its log has the DatabaseStore extension enabled,
+    #: for incremental updates), so it must never be deleted; it is archived as usual. ``reused_detail`` says why.
+    reused: NotRequired[bool]
+    reused_detail: NotRequired[str | None]
     checksum: NotRequired[str | None]  # set by decide, only when a comparison needed it
 
 

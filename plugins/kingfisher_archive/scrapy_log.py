@@ -30,6 +30,15 @@ WINDOW = 1 << 20
 #: A crawl directory is named after the crawl time with the fraction of a second dropped, and may be written a
 #: little after the log's clock said so: the directory's timestamp is 0, 1 or 2 seconds after the crawl time.
 MATCH_SECONDS = 3
+#: The class name of Kingfisher Collect's extension that stores a crawl in a database incrementally. At each close
+#: it re-reads the whole crawl directory, which later crawls with the same ``crawl_time`` write into again, so the
+#: directory must stay on disk. Matched at any module path: Collect's settings name it
+#: ``kingfisher_scrapy.extensions.DatabaseStore`` (it is defined in ``kingfisher_scrapy.extensions.database_store``).
+DATABASE_STORE = "DatabaseStore"
+#: At most this many names of enabled extensions are kept (each at most :data:`EXTENSION_NAME_LIMIT` characters); a
+#: longer list is still read to its end for :data:`DATABASE_STORE`. A real list has a dozen or two.
+EXTENSIONS_LIMIT = 256
+EXTENSION_NAME_LIMIT = 512
 
 _SAMPLE_FALSY = frozenset({"false", "0"})
 
@@ -41,6 +50,7 @@ _CLOSED = re.compile(r"Spider closed \((.*)\)\s*\Z", re.S)
 # quantifiers are possessive: with plain ones the regex engine keeps a backtracking record per escape, 16 MB for a
 # 1 MiB line full of `\'`.
 _STRING = r"""[bBuU]?(?:'[^'\\]*+(?:\\.[^'\\]*+)*+'|"[^"\\]*+(?:\\.[^"\\]*+)*+")"""
+_STRING_TOKEN = re.compile(_STRING)
 # The same literal, cut off by the end of a capped line: it swallows the rest of the text, so that brackets inside
 # the unfinished string are not taken for structure.
 _UNTERMINATED = r"""[bBuU]?(?:'[^'\\]*+(?:\\.[^'\\]*+)*+|"[^"\\]*+(?:\\.[^"\\]*+)*+)\\?\Z"""
@@ -104,6 +114,11 @@ class ScrapyLog:
     error_lines: int
     #: Scrapyd's job id, from the ``_job`` spider argument.
     job: str | None
+    #: The dotted class paths of Scrapy's ``Enabled extensions:`` record (the first one, in order), or None if the log
+    #: has none (written at a level above INFO, or cut off before it). See :meth:`is_reused`.
+    enabled_extensions: tuple[str, ...] | None = None
+    #: Kingfisher Collect's :data:`DATABASE_STORE` extension is among the enabled extensions.
+    database_store: bool = False
 
     @property
     def files_count(self) -> int:
@@ -140,6 +155,15 @@ class ScrapyLog:
         """The crawl ran to its natural end, the retention policy's "finished"."""
         return self.finish_reason == "finished"
 
+    def is_reused(self) -> bool:
+        """Kingfisher Collect will read and write the crawl directory again: it must not be deleted.
+
+        True when the ``DatabaseStore`` extension (incremental updates) is enabled: at each close it re-reads the
+        whole crawl directory, and the next crawl with the same ``crawl_time`` writes into the same directory. A log
+        that does not list its extensions (see :attr:`enabled_extensions`) is not known to be reused.
+        """
+        return self.database_store
+
     def is_subset(self) -> bool:
         """The crawl collected only part of a source (or a sample), so it is not "complete".
 
@@ -170,7 +194,11 @@ class _Reader:
         self.closed_reason: str | None = None
         self.error_lines = 0
         self.counts = {"File": 0, "FileError": 0, "FileItem": 0}
-        # What the continuation lines of the current record are: None, "item" (after `Scraped from`) or "stats".
+        self.extensions: list[str] | None = None
+        self.database_store = False
+        self._extensions_started = False
+        # What the continuation lines of the current record are: None, "item" (after `Scraped from`), "stats" or
+        # "extensions".
         self._mode: str | None = None
         self._item_depth = 0
         self._item_started = False
@@ -184,6 +212,8 @@ class _Reader:
                 self._item_line(line)
             elif self._mode == "stats":
                 self._stats_line(line)
+            elif self._mode == "extensions":
+                self._extensions_line(line)
             return
 
         self._end_record()
@@ -201,6 +231,10 @@ class _Reader:
             self._mode = "stats"
         elif logger == "scrapy.core.engine" and (closed := _CLOSED.match(message)):
             self.closed_reason = closed.group(1)
+        elif logger == "scrapy.middleware" and message.startswith("Enabled extensions:") and self.extensions is None:
+            self._mode = "extensions"
+            self.extensions = []
+            self._extensions_started = False
         elif message.startswith("Spider arguments: ") and self.spider_arguments is None:
             self.spider_arguments = _parse_arguments(message[len("Spider arguments: ") :])
 
@@ -255,6 +289,28 @@ class _Reader:
         elif "data_type" in keys:
             self.counts["File"] += 1
         self._item_keys = set()
+
+    # Enabled extensions: `pprint.pformat` of a list of dotted class paths on the lines after the record, one per line
+    # (`['scrapy.extensions.corestats.CoreStats',` ... `'kingfisher_scrapy.extensions.DatabaseStore']`), or all on one
+    # line when short. Only the quoted names are read (a class object in the settings prints as `<class '...'>`); a
+    # name cut off by a capped line or by the end of the log is not one. The list ends at its `]` or the next record.
+    def _extensions_line(self, line: str) -> None:
+        if not self._extensions_started:
+            if not line.startswith("["):
+                self._mode = None  # not a list: nothing we know how to read
+                return
+            self._extensions_started = True
+        names = self.extensions
+        if names is None:  # set with the mode
+            names = self.extensions = []
+        for token in _STRING_TOKEN.finditer(line):
+            name = _unquote(token.group(0))
+            if is_database_store(name):
+                self.database_store = True
+            if len(names) < EXTENSIONS_LIMIT and len(name) <= EXTENSION_NAME_LIMIT:
+                names.append(name)
+        if "]" in _STRING_TOKEN.sub("", line):
+            self._mode = None
 
     # Stats: `pprint.pformat` of a dict, one `'key': value` per line, sorted, `{` on the first and `}` on the last.
     def _stats_line(self, line: str) -> None:
@@ -319,7 +375,14 @@ def parse(path: str) -> ScrapyLog:
         start_time=reader.start_time,
         error_lines=reader.error_lines,
         job=arguments.get("_job"),
+        enabled_extensions=tuple(reader.extensions) if reader.extensions is not None else None,
+        database_store=reader.database_store,
     )
+
+
+def is_database_store(name: str) -> bool:
+    """``name`` (a dotted class path) is Kingfisher Collect's :data:`DATABASE_STORE` extension, at any module path."""
+    return name == DATABASE_STORE or name.endswith("." + DATABASE_STORE)
 
 
 def read_crawl_time(path: str) -> tuple[datetime | None, str | None]:

@@ -66,6 +66,7 @@ def write_log(
     error_lines: int = 0,
     truncate_after_items: int | None = None,
     sigint: bool = False,
+    extensions: list[str] | None = None,
 ) -> str:
     """Write a Scrapyd log of one crawl to ``path`` (parent folders are created) and return the path as a string.
 
@@ -82,6 +83,8 @@ def write_log(
     - ``truncate_after_items``: the log ends after that many items, partway through the first line of the next
       item's dump (no newline), as when the disk filled up or the process was killed mid-write.
     - ``sigint``: the crawl was killed: the log ends with ``Received SIGINT twice, forcing unclean shutdown``.
+    - ``extensions``: the dotted class paths in the ``Enabled extensions:`` record, instead of the usual ones (e.g.
+      with ``kingfisher_scrapy.extensions.DatabaseStore`` for a crawl reused for incremental updates).
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -109,7 +112,8 @@ def write_log(
     )
     log("scrapy.crawler", "INFO", f"Overridden settings:\n{pprint.pformat(_settings(spider, job))}")
     log("scrapy.extensions.telnet", "INFO", "Telnet Password: 5d3f0c8a9b7e6a41")
-    log("scrapy.middleware", "INFO", f"Enabled extensions:\n{pprint.pformat(_EXTENSIONS)}")
+    enabled = _EXTENSIONS if extensions is None else extensions
+    log("scrapy.middleware", "INFO", f"Enabled extensions:\n{pprint.pformat(enabled)}")
     log("scrapy.middleware", "INFO", f"Enabled item pipelines:\n{pprint.pformat(_PIPELINES)}")
     log(spider, "INFO", f"Spider arguments: {arguments!r}")
     log("scrapy.core.engine", "INFO", "Spider opened")

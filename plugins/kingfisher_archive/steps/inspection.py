@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from datetime import UTC, datetime, timedelta
 
 from kingfisher_archive import crawl as crawls
@@ -16,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 #: Clocks and time zones differ between hosts; a data version further ahead than this is not a real crawl time.
 FUTURE_TOLERANCE = timedelta(days=1)
+_DOTTED_PATH = re.compile(r"[A-Za-z_]\w{0,99}(?:\.[A-Za-z_]\w{0,99}){0,9}", re.ASCII)
 
 
 def inspect(settings: Settings, crawl: CrawlRef, now: datetime | None = None) -> Inspection:
@@ -59,6 +61,8 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
         "errors_count": 0,
         "errors_source": None,
         "finish_reason": None,
+        "reused": False,
+        "reused_detail": None,
         "error": None,
     }
     directory = key.directory(settings.data_directory)
@@ -95,6 +99,8 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
                 errors_source=log.errors_source,
                 finish_reason=log.finish_reason,
             )
+            if log.is_reused():
+                facts.update(reused=True, reused_detail=_reused_detail(log))
             if log.is_subset():
                 facts["detail"] = "spider arguments: " + ", ".join(
                     f"{k}={v}"
@@ -124,5 +130,27 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
         facts["detail"] = f"the crawl claims to start at {started}, after now ({now.replace(microsecond=0)} UTC)"
     elif reason is None:
         facts["detail"] = None
-    logger.info("%s: %s", facts["id"], facts["reject_reason"] or "acceptable")
+    reused = " (reused by Kingfisher Collect)" if facts["reused"] else ""
+    logger.info("%s: %s%s", facts["id"], facts["reject_reason"] or "acceptable", reused)
     return facts
+
+
+def _reused_detail(log: scrapy_log.ScrapyLog) -> str:
+    """Why the crawl's directory is reused: the extension as the log names it, and the ``crawl_time`` it pins.
+
+    Only what has been checked goes into it (the log is untrusted): a dotted path of identifiers, a parsed time.
+    """
+    names = (
+        name
+        for name in log.enabled_extensions or ()
+        if scrapy_log.is_database_store(name) and _DOTTED_PATH.fullmatch(name)
+    )
+    name = next(names, scrapy_log.DATABASE_STORE)
+    detail = (
+        f"the log's enabled extensions include {name} (incremental updates): Kingfisher Collect reads the crawl "
+        "directory again at each close, so it must not be deleted"
+    )
+    if log.crawl_time_source == "crawl_time" and log.crawl_time is not None:
+        crawl_time = log.crawl_time.strftime(scrapy_log.CRAWL_TIME_FORMAT)
+        detail += f"; its crawl_time argument ({crawl_time}) pins the directory that later crawls write into"
+    return detail
