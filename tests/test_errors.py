@@ -25,6 +25,7 @@ KINDS = {
     "cli_settings.SettingsError": PermanentError,
     "crawl.CrawlChangedError": PermanentError,
     "crawl.CrawlReadError": RetryableError,
+    "crawl.SetAsideDiffersError": PermanentError,
     "crawl.UnsafeCrawlError": PermanentError,
     "ledger.ClaimedError": RetryableError,
     "ledger.LedgerError": RetryableError,

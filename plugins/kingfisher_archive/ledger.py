@@ -280,6 +280,12 @@ class Ledger:
             ).fetchall()
         return {(row["source_id"], row["data_version"]) for row in rows}
 
+    def with_status(self, status: Status) -> set[tuple[str, str]]:
+        """(source_id, data_version) of every crawl with this status."""
+        with self._connect() as connection:
+            rows = connection.execute("SELECT source_id, data_version FROM crawl WHERE status = ?", (status,))
+            return {(row["source_id"], row["data_version"]) for row in rows.fetchall()}
+
     def record(self, rows: Iterable[dict], run_id: str | None) -> None:
         """Record decisions: dicts with source_id, data_version, status, reason, and optional facts/collection_id.
 

@@ -161,10 +161,12 @@ def find_crawls() -> list[CrawlRef]:
         connection.close()
     logger.info("Kingfisher Process schema %s; collections closed before %s", found.schema, loaded_before or "now")
     if params.get("dry_run") and not os.path.exists(settings.ledger):
-        settled = set()
+        settled, archived = set(), set()
     else:
-        settled = Ledger(settings.ledger).settled()
-    work = steps.find(settings, found.loaded, settled, bool(params.get("reevaluate")), found.loading)
+        ledger = Ledger(settings.ledger)
+        settled, archived = ledger.settled(), ledger.with_status(Status.ARCHIVED)
+    reevaluate = bool(params.get("reevaluate"))
+    work = steps.find(settings, found.loaded, settled, reevaluate, found.loading, archived=archived)
     context["ti"].xcom_push(key=WAITING, value=work["waiting"])
     return work["crawls"]
 
@@ -273,7 +275,7 @@ def summarise(swept: list[Swept] | None = None) -> dict:
         for d in decisions:
             if d["status"] in (Status.TO_ARCHIVE, Status.PENDING):
                 now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
-                if row.get("status") == Status.ARCHIVED and row.get("result"):
+                if row.get("status") in (Status.ARCHIVED, Status.KEPT) and row.get("result"):
                     results[d["id"]] = row["result"]
     swept = list(swept or [])
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []

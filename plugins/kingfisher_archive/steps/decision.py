@@ -328,6 +328,9 @@ def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -
 
 
 def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | None) -> None:
+    """Record every decision; one about a crawl recorded ``archived`` (deleted) is about a directory written again at
+    its path since, and replaces that record."""
+    archived = ledger.with_status(Status.ARCHIVED)
     rows = []
     for d in decisions:
         facts = {
@@ -336,5 +339,5 @@ def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | No
         for k in ("detail", "compared_with", "superseded_by", "pending_on"):
             if d.get(k):
                 facts[k] = d[k]
-        rows.append({**d, "facts": facts})
+        rows.append({**d, "facts": facts, "recreated": (d["source_id"], d["data_version"]) in archived})
     ledger.record(rows, run_id)

@@ -13,15 +13,18 @@ from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
 from kingfisher_archive.ledger import OPEN, Held, Ledger, Status
-from kingfisher_archive.records import CrawlKey, Swept, crawl_id
+from kingfisher_archive.records import CrawlKey, Swept
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.inspection import inspect
+from kingfisher_archive.steps.mending import Problem
 
 logger = logging.getLogger(__name__)
 
 _CRAWL = re.compile(r"(?P<source>[^/]+)/(?P<version>\d{8}_\d{6})")
 #: A 2020 archive's id: its metadata names no data version.
 _UNDATED = re.compile(r"(?P<source>[^/]+)/(?P<year>\d{4})-(?P<month>\d{2}) \(archived\)")
+#: The reason of a crawl identical (same checksum) to an earlier month's archive (policy.not_distinct).
+_NOT_DISTINCT = re.compile(r"\d{4}_\d{1,2}_not_distinct")
 
 
 def sweep(
@@ -65,65 +68,88 @@ def sweep(
             continue
         if crawls.source_id_problem(source_id) or (key := CrawlKey.parse(row)) is None:
             continue
-        if (source_id, key.period) in open_months:
+        if (source_id, key.period) in open_months or key.started >= cutoff:
             continue
-        started = key.started
-        directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
-        if started >= cutoff or not os.path.lexists(directory):
-            continue
-        if row["status"] == Status.NOT_ARCHIVED:
-            facts = row["facts"] or {}
-            winner = facts.get("pending_on") or facts.get("superseded_by") or facts.get("compared_with")
-            if not _stands_in_bucket(bucket, winner):
-                logger.warning(
-                    "Kept %s: it was not archived because of %s, and no archive of that month is in s3://%s/",
-                    crawl_id(source_id, data_version),
-                    winner or "(no archive recorded)",
-                    bucket.name,
-                )
-                continue
-        else:
-            # A rejection is settled, and may be old: delete only while its reason still holds (a crawl rejected
-            # for a log that was unreadable then, say, is looked at again instead).
-            again = inspect(settings, {"source_id": source_id, "data_version": data_version, "scrapyd_job": None})
-            if again.get("error") or again["reject_reason"] != row["reason"]:
-                now_says = again.get("error") or again["reject_reason"] or "acceptable"
-                logger.warning(
-                    "Kept %s: it was rejected (%s), which no longer holds (now: %s); the next run decides it again",
-                    crawl_id(source_id, data_version),
-                    row["reason"],
-                    now_says,
-                )
-                if not dry_run:
-                    detail = f"rejected ({row['reason']}) earlier, which no longer holds (now: {now_says})"
-                    facts = {**(row["facts"] or {}), "detail": detail}
-                    ledger.record(
-                        [{**row, "status": Status.HELD, "reason": Held.REJECTION_NO_LONGER_HOLDS, "facts": facts}],
-                        run_id,
-                    )
-                continue
-        log = scrapy_log.find(settings.logs_directory, source_id, started)
-        item = {
-            "id": crawl_id(source_id, data_version),
-            "status": row["status"],
-            "reason": row["reason"],
-            "bytes": (row["facts"] or {}).get("bytes"),
-        }
-        if dry_run:
-            item["deleted"] = []
-        else:
-            item["deleted"] = crawls.delete_local(
-                settings.data_directory, settings.logs_directory, source_id, data_version, log
-            )
-            ledger.mark_swept(source_id, data_version, run_id)
-        swept.append(item)
+        try:
+            item = _sweep_one(settings, ledger, bucket, row, key, dry_run, run_id)
+        except Exception as e:  # one crawl's trouble (EPERM, EIO, a link where its directory was) stays its own
+            problem = Problem.of(key.id, e)
+            logger.error("Kept %s: sweeping it failed: %s", key.id, problem.detail)
+            if not dry_run:
+                ledger.note_problem(source_id, data_version, problem.reason, problem.detail, run_id)
+            item = {
+                "id": key.id,
+                "status": row["status"],
+                "reason": row["reason"],
+                "bytes": (row["facts"] or {}).get("bytes"),
+                "deleted": [],
+                "problem": {"reason": problem.reason, "detail": problem.detail},
+            }
+        if item is not None:
+            swept.append(item)
     logger.info(
         "Local retention (%d days): %s %d crawls",
         settings.retention_days,
         "would sweep" if dry_run else "swept",
-        len(swept),
+        len([item for item in swept if "problem" not in item]),
     )
     return swept
+
+
+def _sweep_one(
+    settings: Settings, ledger: Ledger, bucket: Bucket, row: dict, key: CrawlKey, dry_run: bool, run_id: str | None
+) -> Swept | None:
+    """Sweep one settled crawl if it may go; ``None`` if it stays (the log says why)."""
+    source_id, data_version = key.source_id, key.data_version
+    directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    if not os.path.lexists(directory):
+        return None
+    # Inspected again: a rejection only while its reason still holds, and never a crawl Collect writes into again.
+    again = inspect(settings, {"source_id": source_id, "data_version": data_version, "scrapyd_job": None})
+    if again.get("reused"):
+        logger.warning("Kept %s: Kingfisher Collect writes into it again (incremental updates)", key.id)
+        return None
+    if row["status"] == Status.NOT_ARCHIVED:
+        facts = row["facts"] or {}
+        winner = facts.get("pending_on") or facts.get("superseded_by") or facts.get("compared_with")
+        # Identical to an earlier month's archive: only that very archive (the same checksum) stands for it.
+        same = facts.get("checksum") if _NOT_DISTINCT.fullmatch(row["reason"] or "") else None
+        if not _stands_in_bucket(bucket, winner, same):
+            logger.warning(
+                "Kept %s: it was not archived because of %s, and %s is not in s3://%s/",
+                key.id,
+                winner or "(no archive recorded)",
+                "that very archive" if same else "no archive of that month",
+                bucket.name,
+            )
+            return None
+    elif again.get("error") or again["reject_reason"] != row["reason"]:
+        # A rejection is settled, and may be old: a crawl rejected for a log unreadable then is looked at again.
+        now_says = again.get("error") or again["reject_reason"] or "acceptable"
+        logger.warning(
+            "Kept %s: it was rejected (%s), which no longer holds (now: %s); the next run decides it again",
+            key.id,
+            row["reason"],
+            now_says,
+        )
+        if not dry_run:
+            detail = f"rejected ({row['reason']}) earlier, which no longer holds (now: {now_says})"
+            facts = {**(row["facts"] or {}), "detail": detail}
+            ledger.record(
+                [{**row, "status": Status.HELD, "reason": Held.REJECTION_NO_LONGER_HOLDS, "facts": facts}],
+                run_id,
+            )
+        return None
+    log = scrapy_log.find(settings.logs_directory, source_id, key.started)
+    item = {"id": key.id, "status": row["status"], "reason": row["reason"], "bytes": (row["facts"] or {}).get("bytes")}
+    if dry_run:
+        item["deleted"] = []
+    else:
+        item["deleted"] = crawls.delete_local(
+            settings.data_directory, settings.logs_directory, source_id, data_version, log
+        )
+        ledger.mark_swept(source_id, data_version, run_id)
+    return item
 
 
 def _on_disk(settings: Settings, source_id: str, data_version: str) -> bool:
@@ -135,9 +161,10 @@ def _on_disk(settings: Settings, source_id: str, data_version: str) -> bool:
         return True  # cannot be looked at now: it may be there
 
 
-def _stands_in_bucket(bucket: Bucket, archived_id: str | None) -> bool:
+def _stands_in_bucket(bucket: Bucket, archived_id: str | None, checksum: str | None = None) -> bool:
     """Whether the month of the archive ``archived_id`` names (an :attr:`ArchivedCrawl.id`) holds a whole archive:
-    that one, or one that replaced it since (only a better crawl replaces a month's archive)."""
+    that one, or one that replaced it since (only a better crawl replaces a month's archive). With ``checksum`` (a
+    crawl found identical to that archive), only that very archive: the same crawl, with that checksum."""
     if match := _CRAWL.fullmatch(archived_id or ""):
         if (key := CrawlKey.parse({"source_id": match["source"], "data_version": match["version"]})) is None:
             return False
@@ -151,6 +178,8 @@ def _stands_in_bucket(bucket: Bucket, archived_id: str | None) -> bool:
     except MetadataError:
         return False
     if found is None:
+        return False
+    if checksum is not None and (found.id != archived_id or found.checksum != checksum):
         return False
     try:
         size = bucket.data_size(found)

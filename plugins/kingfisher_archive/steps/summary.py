@@ -53,8 +53,12 @@ def summarise(
             if dry_run:
                 row["status"] = WOULD_ARCHIVE
             elif result is None and now.get("status") == Status.HELD:
-                # Its archive task found the month naming it, and the crawl on disk not that archive.
+                # Its archive task found the month naming it, and the crawl on disk not that archive; or an error of
+                # its own (the file system, the bucket refusing its month) held it.
                 row.update(status=Status.HELD, reason=now.get("reason"), detail=(now.get("facts") or {}).get("detail"))
+            elif result is None and (problem := (now.get("facts") or {}).get("problem")):
+                # Archived and verified; deleting it locally failed, and the next run tries again.
+                row.update(status=Status.HELD, reason=problem["reason"], detail=problem["detail"])
             elif result is None and now.get("status") == Status.NOT_ARCHIVED:
                 # Decided again by its archive task: by then its month held a crawl it does not beat.
                 facts = now.get("facts") or {}
@@ -68,7 +72,10 @@ def summarise(
                 row["status"] = FAILED
                 failed.append(d["id"])
             else:
-                row["status"] = Status.ARCHIVED
+                kept = now.get("status") == Status.KEPT or bool(result.get("kept"))
+                row["status"] = Status.KEPT if kept else Status.ARCHIVED
+                if kept:
+                    row["detail"] = f"kept on disk: {result.get('kept') or now.get('reason')}"
                 row["bytes"] = result.get("bytes")
                 row["compressed_bytes"] = compressed = result.get("compressed_bytes")
                 if compressed:
@@ -77,14 +84,15 @@ def summarise(
                     row["mb_per_second"] = round(row["bytes"] / 1e6 / result["seconds"], 1)
                 totals["bytes_archived"] += result.get("bytes") or 0
                 totals["compressed_bytes"] += result.get("compressed_bytes") or 0
-                totals["bytes_freed"] += result.get("bytes") or 0
+                totals["bytes_freed"] += 0 if kept else result.get("bytes") or 0
         rows.append(row)
     by_status = Counter(r["status"] for r in rows)
     rejected = Counter(r["reason"] for r in rows if r["status"] == Status.REJECTED)
     summary = {
         "dry_run": dry_run,
         "crawls": len(rows),
-        "archived": by_status[Status.ARCHIVED],
+        "archived": by_status[Status.ARCHIVED] + by_status[Status.KEPT],
+        "kept_on_disk": by_status[Status.KEPT],
         "would_archive": by_status[WOULD_ARCHIVE],
         "failed": failed,
         "rejected": dict(sorted(rejected.items())),
@@ -93,12 +101,19 @@ def summarise(
         "pending": by_status[Status.PENDING],
         "bytes_archived": totals["bytes_archived"],
         "compressed_bytes": totals["compressed_bytes"],
-        "bytes_freed": totals["bytes_freed"] + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept)),
+        "bytes_freed": totals["bytes_freed"]
+        + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept if item.get("deleted"))),
         "swept": list(swept),
         "waiting": [dict(item) for item in waiting],
         "warnings": [],
         "rows": rows,
     }
+    for item in swept:
+        if item.get("problem"):
+            summary["warnings"].append(
+                f"{item['id']} was not swept ({item['problem']['reason']}): {item['problem']['detail']}; it stays on "
+                "disk, and the next sweep tries again"
+            )
     if waiting_warning_days:
         for item in summary["waiting"]:
             if item["waited_seconds"] > waiting_warning_days * 86400:
@@ -145,6 +160,8 @@ def format_table(summary: dict) -> str:
         f"{mib(summary['compressed_bytes'])} MiB; {mib(summary['bytes_freed'])} MiB freed on disk"
     )
     for item in summary.get("swept", []):
+        if item.get("problem"):
+            continue  # in the warnings
         verb = "would sweep" if summary["dry_run"] else "swept"
         lines.append(f"{verb} {item['id']} ({item['status']}: {item['reason']}), older than the retention period")
     return "\n".join(lines)
