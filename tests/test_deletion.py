@@ -1,0 +1,361 @@
+"""Deleting a crawl removes only what was set aside and checked, whatever the disk, the ledger or Collect does.
+
+docs/safety.md, sections 15 to 18. Each test runs the steps of a run directly (no Airflow) against a real SeaweedFS
+bucket and a Kingfisher host on disk; faults on the local side are real file system errors raised where the package
+calls the file system (a refused unlink, a full disk on the rename aside), or real changes to the disk between
+steps (Kingfisher Collect writing the crawl's path again, the ledger deleted).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from kingfisher_archive import crawl as crawls
+from kingfisher_archive import steps
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.ledger import Held, Ledger, Status
+from kingfisher_archive.process import Collection
+from kingfisher_archive.settings import Settings
+from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
+from scripts.demo_kit.scrapy_logs import write_log
+
+DATABASE_STORE = [
+    "scrapy.extensions.corestats.CoreStats",
+    "scrapy.extensions.logstats.LogStats",
+    "kingfisher_scrapy.extensions.DatabaseStore",
+]
+
+
+@pytest.fixture
+def host(tmp_path):
+    return KingfisherHost(str(tmp_path / "host"))
+
+
+@pytest.fixture
+def bucket(s3_server):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return Bucket(s3_server.client(), name, "STANDARD")
+
+
+@pytest.fixture
+def settings(host, tmp_path, bucket):
+    ledger = str(tmp_path / "ledger.sqlite3")
+    return Settings(bucket.name, host.data_directory, host.logs_directory, ledger, "STANDARD")
+
+
+class Killed(BaseException):
+    """The worker dies here (a BaseException, as the supervisor's SIGKILL leaves nothing to catch)."""
+
+
+def collections(host: KingfisherHost) -> list[Collection]:
+    return [
+        Collection(n, crawl.source_id, datetime.strptime(crawl.data_version, crawls.DATA_VERSION_FORMAT))
+        for n, crawl in enumerate(host.crawls.values(), 1)
+    ]
+
+
+def run(settings: Settings, host: KingfisherHost, bucket: Bucket, run_id: str, ledger: Ledger | None = None) -> dict:
+    """One run's find, inspect, decide (with its mending), record and archive tasks; the decisions and results."""
+    ledger = ledger or Ledger(settings.ledger)
+    bucket = Bucket(bucket.client, bucket.name, "STANDARD")  # each task reads the bucket afresh
+    found = steps.find(
+        settings, collections(host), ledger.settled(), False, archived=ledger.with_status(Status.ARCHIVED)
+    )
+    inspected = [steps.inspect(settings, crawl) for crawl in found["crawls"]]
+    decided = steps.decide(settings, bucket, inspected, ledger, run_id)
+    steps.record_decisions(ledger, decided["decisions"], run_id)
+    results = {plan["id"]: steps.archive_and_record(settings, bucket.client, plan, ledger, run_id)
+               for plan in decided["to_archive"]}  # fmt: skip
+    return {"decisions": {d["id"]: d for d in decided["decisions"]}, "results": results}
+
+
+def month_holds(bucket: Bucket, crawl_id: str) -> bool:
+    source_id, data_version = crawl_id.split("/")
+    bucket = Bucket(bucket.client, bucket.name, "STANDARD")  # a fresh read, no cache
+    archived = bucket.archived(source_id, int(data_version[:4]), int(data_version[4:6]))
+    return archived is not None and archived.id == crawl_id
+
+
+def write_again(directory: str) -> None:
+    """Kingfisher Collect resumes the crawl (same crawl_time, a new Scrapyd job and log): it writes a file by path,
+    re-creating the folder."""
+    os.makedirs(os.path.join(directory, "000"), exist_ok=True)
+    with open(os.path.join(directory, "000", "resumed.json"), "wb") as f:
+        f.write(b'{"resumed": true}')
+    data_directory, source_id, data_version = directory.rsplit("/", 2)
+    logs = os.path.join(os.path.dirname(data_directory), "logs", "kingfisher", source_id)
+    started = datetime.strptime(data_version, crawls.DATA_VERSION_FORMAT)
+    write_log(
+        os.path.join(logs, "resumed.log"),
+        spider=source_id,
+        job="resumed",
+        start_time=started.replace(year=started.year + 1),
+        files=1,
+        crawl_time_argument=started,
+    )
+
+
+class KillingLedger(Ledger):
+    """A ledger whose process dies right after recording that the set-aside crawl was checked (before any unlink),
+    after ``then`` runs (what happens on disk meanwhile)."""
+
+    def __init__(self, path: str, crawl: str, then=lambda: None) -> None:
+        super().__init__(path)
+        self.crawl, self.then = crawl, then
+
+    def mark_deleting(self, source_id, data_version, result, run_id):
+        super().mark_deleting(source_id, data_version, result, run_id)
+        if result.get("checked") and f"{source_id}/{data_version}" == self.crawl:
+            self.then()
+            raise Killed(f"killed after {source_id}/{data_version} was set aside and checked")
+
+
+def test_a_directory_written_again_during_the_delete_is_kept_and_found_as_a_new_crawl(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+
+    class Recreating(Ledger):
+        def mark_deleting(self, source_id, data_version, result, run_id):
+            super().mark_deleting(source_id, data_version, result, run_id)
+            if result.get("checked"):  # set aside and checked: Collect writes into the crawl's path now
+                write_again(crawl.directory)
+
+    outcome = run(settings, host, bucket, "r1", Recreating(settings.ledger))
+
+    assert outcome["results"][crawl.id]["deleted"][0] == crawl.directory  # what was set aside
+    assert os.listdir(crawl.directory) == ["000"] and os.listdir(os.path.join(crawl.directory, "000")) == [
+        "resumed.json"
+    ], "the new file is in no archive: it must be kept"
+    assert not os.path.exists(crawl.directory + crawls.DELETING_SUFFIX) and not os.path.exists(crawl.log)
+    assert month_holds(bucket, crawl.id)
+    ledger = Ledger(settings.ledger)
+    assert ledger.get("scotland", "20200902_052458")["status"] == Status.ARCHIVED
+
+    # The next run finds it again (archived, and on disk): a new crawl to inspect, held, never deleted.
+    again = run(settings, host, bucket, "r2")
+    decision = again["decisions"][crawl.id]
+    assert (decision["status"], decision["reason"]) == (Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE)
+    assert ledger.get("scotland", "20200902_052458")["status"] == Status.HELD
+    assert os.path.exists(os.path.join(crawl.directory, "000", "resumed.json"))
+    assert month_holds(bucket, crawl.id)
+
+
+def test_a_kill_after_the_set_aside_then_a_directory_written_again_do_not_stop_the_next_run(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    other = host.add_crawl("paraguay", "20201101_000000")
+    with pytest.raises(Killed):
+        run(
+            settings,
+            host,
+            bucket,
+            "r1",
+            KillingLedger(settings.ledger, crawl.id, then=lambda: write_again(crawl.directory)),
+        )
+    assert os.path.isdir(crawl.directory + crawls.DELETING_SUFFIX) and os.path.isdir(crawl.directory)
+
+    outcome = run(settings, host, bucket, "r2")  # decide finishes the deletion; the run goes on
+
+    assert not os.path.exists(crawl.directory + crawls.DELETING_SUFFIX)
+    assert os.path.exists(os.path.join(crawl.directory, "000", "resumed.json")), "the new file is kept"
+    assert month_holds(bucket, crawl.id) and month_holds(bucket, other.id)
+    assert not os.path.exists(other.directory) and outcome["decisions"] == {}
+    assert Ledger(settings.ledger).get("paraguay", "20201101_000000")["status"] == Status.ARCHIVED
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [("unlink", errno.EPERM), ("unlink", errno.EIO), ("rename", errno.ENOSPC), ("rename", errno.EDQUOT)],
+)
+def test_one_crawls_disk_error_holds_it_and_every_other_crawl_goes_on(host, settings, bucket, monkeypatch, call, code):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    other = host.add_crawl("paraguay", "20201101_000000")
+    refused = crawl.directory
+    real = {"unlink": crawls._unlink_batch, "rename": os.rename}
+
+    def unlink_batch(root_fd, parts, names):
+        if os.readlink(f"/proc/self/fd/{root_fd}").startswith(refused):
+            raise OSError(code, os.strerror(code), os.path.join(refused + crawls.DELETING_SUFFIX, *parts, names[0]))
+        return real["unlink"](root_fd, parts, names)
+
+    def rename(source, target, *args, **kwargs):
+        if source == refused:
+            raise OSError(code, os.strerror(code), source, target)
+        return real["rename"](source, target, *args, **kwargs)
+
+    if call == "unlink":
+        monkeypatch.setattr(crawls, "_unlink_batch", unlink_batch)
+    else:
+        monkeypatch.setattr(crawls.os, "rename", rename)
+
+    first = run(settings, host, bucket, "r1")
+
+    held = first["results"][crawl.id]["held"]
+    assert held["reason"] == Held.DELETE_FAILED and errno.errorcode[code] in held["detail"]
+    assert month_holds(bucket, crawl.id), "its archive is verified"
+    assert month_holds(bucket, other.id) and not os.path.exists(other.directory), "the other crawl went on"
+    ledger = Ledger(settings.ledger)
+    row = ledger.get("scotland", "20200902_052458")
+    assert row["status"] == Status.DELETING and row["facts"]["problem"]["reason"] == Held.DELETE_FAILED
+    assert crawls.on_disk(settings.data_directory, "scotland", "20200902_052458")  # nothing lost on disk either
+
+    # The next run: still refused; its decide task does not fail, and says so.
+    host.add_crawl("paraguay", "20201201_000000")
+    second = run(settings, host, bucket, "r2")
+    assert second["decisions"][crawl.id]["status"] == Status.HELD
+    assert second["decisions"][crawl.id]["reason"] == Held.DELETE_FAILED
+    assert month_holds(bucket, "paraguay/20201201_000000")
+
+    monkeypatch.undo()  # the operator fixes the disk
+    run(settings, host, bucket, "r3")
+    row = ledger.get("scotland", "20200902_052458")
+    assert row["status"] == Status.ARCHIVED and "problem" not in row["facts"]
+    assert not crawls.on_disk(settings.data_directory, "scotland", "20200902_052458")
+    assert not os.path.exists(crawl.log)
+
+
+@pytest.mark.parametrize("change", ["nothing", "a file added to what was set aside", "the path written again too"])
+def test_a_crawl_set_aside_that_a_new_ledger_does_not_know_is_deleted_only_if_its_archive_holds_it(
+    host, settings, bucket, change
+):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    with pytest.raises(Killed):
+        run(settings, host, bucket, "r1", KillingLedger(settings.ledger, crawl.id))
+    aside = crawl.directory + crawls.DELETING_SUFFIX
+    if change != "nothing":
+        with open(os.path.join(aside, "added-later.json"), "wb") as f:
+            f.write(b"[]")
+    if change == "the path written again too":
+        write_again(crawl.directory)
+    for suffix in ("", "-wal", "-shm"):  # the ledger is lost
+        if os.path.exists(settings.ledger + suffix):
+            os.remove(settings.ledger + suffix)
+
+    outcome = run(settings, host, bucket, "r2")
+
+    ledger = Ledger(settings.ledger)
+    row = ledger.get("scotland", "20200902_052458")
+    assert month_holds(bucket, crawl.id)
+    assert bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="staging/").get("KeyCount") == 0
+    if change == "nothing":  # the archive holds it byte for byte: deleted, never uploaded again
+        assert not os.path.exists(aside) and not os.path.exists(crawl.directory) and not os.path.exists(crawl.log)
+        assert row["status"] == Status.ARCHIVED
+    elif change == "a file added to what was set aside":
+        # Renamed back, for the next run to find and decide as any crawl: it holds all of its month's archive and
+        # more, so it is archived again (with the file added), and only then deleted.
+        assert not os.path.exists(aside) and row is None
+        assert os.path.exists(os.path.join(crawl.directory, "added-later.json"))
+        run(settings, host, bucket, "r3")
+        assert ledger.get("scotland", "20200902_052458")["status"] == Status.ARCHIVED
+        assert not os.path.exists(crawl.directory) and not os.path.exists(aside)
+        archived = Bucket(bucket.client, bucket.name, "STANDARD").archived("scotland", 2020, 9)
+        assert archived.id == crawl.id and archived.raw["data_files"] == 5 + 1
+    else:  # neither can be renamed: held for a person, both kept
+        assert os.path.exists(os.path.join(aside, "added-later.json"))
+        assert os.path.exists(os.path.join(crawl.directory, "000", "resumed.json"))
+        decision = outcome["decisions"][crawl.id]
+        assert (decision["status"], decision["reason"]) == (Status.HELD, Held.LEFT_ASIDE)
+        assert "compare the two" in decision["detail"]
+
+
+def test_a_crawl_collect_writes_into_again_is_archived_and_kept_and_never_swept(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458", log={"extensions": DATABASE_STORE})
+    outcome = run(settings, host, bucket, "r1")
+
+    result = outcome["results"][crawl.id]
+    assert result["kept"] == "incremental_updates" and result["deleted"] == []
+    assert month_holds(bucket, crawl.id)
+    metadata = Bucket(bucket.client, bucket.name, "STANDARD").archived("scotland", 2020, 9).raw
+    assert metadata["kept_on_disk"] == "incremental_updates"
+    assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
+    ledger = Ledger(settings.ledger)
+    assert ledger.get("scotland", "20200902_052458")["status"] == Status.KEPT
+
+    summary = steps.summarise(
+        list(outcome["decisions"].values()), outcome["results"], False, ledger_rows={crawl.id: ledger.all()[0]}
+    )
+    assert [(r["id"], r["status"]) for r in summary["rows"]] == [(crawl.id, Status.KEPT)]
+    assert summary["bytes_freed"] == 0 and summary["kept_on_disk"] == 1
+
+    # The next run leaves it (settled); the sweep never deletes it.
+    assert run(settings, host, bucket, "r2")["decisions"] == {}
+    loaded = {("scotland", "20200902_052458")}
+    swept = steps.sweep(
+        replace(settings, retention_days=1), ledger, loaded, datetime(2026, 12, 1), False, bucket=bucket
+    )
+    assert swept == [] and os.path.isdir(crawl.directory)
+
+
+def test_the_sweep_keeps_a_crawl_identical_to_an_archive_that_a_better_crawl_has_replaced(host, settings, bucket):
+    files = ocds_files("january", 4)
+    host.add_crawl("scotland", "20200110_000000", files)
+    run(settings, host, bucket, "r1")
+    twin = host.add_crawl("scotland", "20200210_000000", files)  # February: the same bytes as January's archive
+    decided = run(settings, host, bucket, "r2")["decisions"][twin.id]
+    assert (decided["status"], decided["reason"]) == (Status.NOT_ARCHIVED, "2020_1_not_distinct")
+    better = host.add_crawl("scotland", "20200120_000000", ocds_files("january, again", 12))
+    run(settings, host, bucket, "r3")
+    assert month_holds(bucket, better.id), "January's archive was replaced by a better crawl"
+
+    ledger = Ledger(settings.ledger)
+    loaded = {("scotland", "20200110_000000"), ("scotland", "20200210_000000"), ("scotland", "20200120_000000")}
+    swept = steps.sweep(
+        replace(settings, retention_days=1), ledger, loaded, datetime(2026, 12, 1), False, bucket=bucket
+    )
+
+    assert swept == [], "no archive holds its bytes any more"
+    assert os.path.isdir(twin.directory)
+
+
+@pytest.mark.parametrize("fault", ["its directory replaced by a link", "an unlink refused (EPERM)"])
+def test_one_crawl_the_sweep_cannot_delete_is_kept_and_the_others_are_swept(
+    host, settings, bucket, tmp_path, monkeypatch, fault
+):
+    ledger = Ledger(settings.ledger)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.json").write_bytes(b"kept")
+    crawls_ = {}
+    for data_version in ("20200101_000000", "20200201_000000"):
+        crawls_[data_version] = host.add_crawl("a", data_version, log={"finish_reason": "shutdown"})
+        row = {"source_id": "a", "data_version": data_version, "status": "rejected", "reason": "not_finished"}
+        ledger.record([row], "r1")
+    first = crawls_["20200101_000000"].directory
+    if fault == "its directory replaced by a link":
+        os.rename(first, str(tmp_path / "moved"))
+        os.symlink(elsewhere, first)
+    else:
+        real = crawls._unlink_batch
+
+        def unlink_batch(root_fd, parts, names):
+            if os.readlink(f"/proc/self/fd/{root_fd}").startswith(first):
+                raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), os.path.join(first, names[0]))
+            return real(root_fd, parts, names)
+
+        monkeypatch.setattr(crawls, "_unlink_batch", unlink_batch)
+    loaded = {("a", "20200101_000000"), ("a", "20200201_000000")}
+
+    swept = steps.sweep(
+        replace(settings, retention_days=1), ledger, loaded, datetime(2026, 12, 1), False, bucket=bucket
+    )
+
+    by_id = {item["id"]: item for item in swept}
+    assert by_id["a/20200201_000000"]["deleted"] and not os.path.exists(crawls_["20200201_000000"].directory)
+    assert ledger.get("a", "20200201_000000")["status"] == Status.SWEPT
+    assert (elsewhere / "keep.json").read_bytes() == b"kept", "a link is never followed"
+    row = ledger.get("a", "20200101_000000")
+    if fault == "its directory replaced by a link":  # inspected again first: no longer what was rejected
+        assert "a/20200101_000000" not in by_id
+        assert (row["status"], row["reason"]) == (Status.HELD, Held.REJECTION_NO_LONGER_HOLDS)
+    else:
+        assert by_id["a/20200101_000000"]["deleted"] == []
+        assert by_id["a/20200101_000000"]["problem"]["reason"] == Held.DISK_ERROR
+        assert row["status"] == Status.REJECTED and row["facts"]["problem"]["reason"] == Held.DISK_ERROR
+        assert crawls.on_disk(settings.data_directory, "a", "20200101_000000")
+        summary = steps.summarise([], {}, False, swept)
+        assert [w.split(":")[0] for w in summary["warnings"]] == ["a/20200101_000000 was not swept (disk_error)"]
