@@ -27,6 +27,7 @@ KINDS = {
     "crawl.CrawlReadError": RetryableError,
     "crawl.UnsafeCrawlError": PermanentError,
     "ledger.ClaimedError": RetryableError,
+    "ledger.LedgerCorruptError": PermanentError,
     "ledger.LedgerError": RetryableError,
     "process.ProcessError": PermanentError,
     "replacement.RecoveryError": PermanentError,
