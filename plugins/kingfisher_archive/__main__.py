@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings
 from kingfisher_archive.audit import audit
-from kingfisher_archive.catalogue import catalogue, read_ledger
+from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
     AIRFLOW_CONNECTION_ENV,
@@ -291,10 +290,9 @@ def _catalogue(client, args) -> int:
     if args.ledger:
         if not os.path.isfile(args.ledger):
             raise RestoreError(f"no ledger at {args.ledger}: give the DAG's kingfisher_archive_ledger file")
-        try:
-            rows = read_ledger(args.ledger)
-        except sqlite3.Error as e:
-            raise RestoreError(f"the ledger {args.ledger} cannot be read ({e})") from None
+        rows, why = read_ledger_or_why(args.ledger)
+        if why:  # the bucket is still worth listing
+            print(f"{getattr(args, 'command_name', 'list')}: warning: {why}", file=sys.stderr, flush=True)
     found = catalogue(client, args.bucket, ledger_rows=rows)
     if args.json:
         print(json.dumps(found, indent=2))
@@ -390,7 +388,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog = PROG if started_as in ("", "__main__.py", "-c") else started_as
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    command = f"{prog} {args.command}"
+    command = args.command_name = f"{prog} {args.command}"
     try:
         if args.command == "restore":  # what can be refused before connecting
             check_target(args.target, _forbidden(args))
