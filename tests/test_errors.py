@@ -29,6 +29,7 @@ KINDS = {
     "ledger.ClaimedError": RetryableError,
     "ledger.LedgerCorruptError": PermanentError,
     "ledger.LedgerError": RetryableError,
+    "ledger_rebuild.RebuildRefusedError": PermanentError,
     "process.ProcessError": PermanentError,
     "replacement.RecoveryError": PermanentError,
     "replacement.RefusedError": PermanentError,
