@@ -93,10 +93,7 @@ def load(refresh: bool = False) -> dict:
             return cached[1]
         rows, ledger_note = [], None
         if os.path.isfile(settings.ledger):
-            try:
-                rows = catalogue.read_ledger(settings.ledger)
-            except Exception as e:
-                ledger_note = f"the ledger {settings.ledger} cannot be read here ({e})"
+            rows, ledger_note = catalogue.read_ledger_or_why(settings.ledger)
         else:
             ledger_note = f"no ledger at {settings.ledger} on this host: held and kept crawls are not shown"
         global _metadata

@@ -10,7 +10,16 @@ import time
 
 import pytest
 
-from kingfisher_archive.ledger import ClaimedError, Ledger, LedgerError, process_identity
+from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.ledger import (
+    ClaimedError,
+    Ledger,
+    LedgerCorruptError,
+    LedgerError,
+    examine,
+    move_aside,
+    process_identity,
+)
 
 
 def row(version, status, reason=None):
@@ -78,19 +87,24 @@ def test_concurrent_writers_lose_no_decision(tmp_path):
     assert len(Ledger(path).all()) == 200
 
 
-def test_a_corrupt_ledger_is_reported_set_aside_and_rebuilt(tmp_path, caplog):
+def test_a_corrupt_ledger_fails_the_open_naming_the_file_and_the_rebuild_and_stays_where_it_is(tmp_path, caplog):
     path = tmp_path / "l.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    ledger = Ledger(str(path))
-    assert ledger.set_aside and os.path.exists(ledger.set_aside)
-    assert open(ledger.set_aside, "rb").read().startswith(b"this is not a database")
-    assert "is corrupt" in caplog.text and ledger.set_aside in caplog.text
-    assert ledger.settled() == set()  # nothing from the corrupt file is trusted
-    ledger.record([row("20200101_000000", "rejected", "not_finished")], "run-1")
-    assert Ledger(str(path)).settled() == {("scotland", "20200101_000000")}
+    with pytest.raises(LedgerCorruptError) as raised:
+        Ledger(str(path))
+    message = str(raised.value)
+    assert f"The ledger {path} is corrupt" in message
+    assert "claims of archive tasks still running" in message and "pause the kingfisher_archive DAG" in message
+    assert f"kingfisher-archive ledger rebuild --ledger {path}" in message and "backup" in message
+    assert isinstance(raised.value, PermanentError) and not isinstance(raised.value, RetryableError)
+    # Not replaced: the same bytes, nothing set aside, and the next open fails the same way.
+    assert path.read_bytes() == b"this is not a database" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.sqlite3"]
+    with pytest.raises(LedgerCorruptError):
+        Ledger(str(path))
 
 
-def test_a_damaged_page_is_noticed_too(tmp_path):
+def test_a_damaged_page_is_noticed_too_and_the_claims_in_the_file_are_not_dropped(tmp_path):
     path = tmp_path / "l.sqlite3"
     ledger = Ledger(str(path))
     ledger.record([row(f"2020010{i}_000000", "rejected", "not_finished") for i in range(10)], "run-1")
@@ -99,9 +113,32 @@ def test_a_damaged_page_is_noticed_too(tmp_path):
     data = bytearray(path.read_bytes())
     data[4096:8192] = os.urandom(4096)  # scribble over the second page, header included
     path.write_bytes(bytes(data))
-    rebuilt = Ledger(str(path))
-    assert rebuilt.set_aside is not None
-    assert rebuilt.settled() == set()
+    with pytest.raises(LedgerCorruptError, match="rebuild"):
+        Ledger(str(path))
+    with pytest.raises(LedgerCorruptError):
+        examine(str(path))
+    assert path.read_bytes() == bytes(data)
+
+
+def test_examine_reads_the_claims_without_changing_the_file_and_move_aside_takes_the_wal_along(tmp_path):
+    path = str(tmp_path / "l.sqlite3")
+    assert examine(path) is None and not os.path.exists(path)
+    with Ledger(path).claim("scotland", "2020-09", "run-1"):
+        [claim] = examine(path)
+    assert (claim["source_id"], claim["data_version"], claim["run_id"], claim["live"]) == (
+        "scotland",
+        "2020-09",
+        "run-1",
+        True,
+    )
+    assert examine(path) == []
+    Ledger(path).record([row("20200101_000000", "rejected", "not_finished")], "run-1")
+    files = {suffix for suffix in ("", "-wal", "-shm") if os.path.exists(path + suffix)}
+    aside = move_aside(path, "old")
+    assert aside.startswith(f"{path}.old-")
+    assert not any(os.path.exists(path + suffix) for suffix in ("", "-wal", "-shm"))
+    assert {suffix for suffix in ("", "-wal", "-shm") if os.path.exists(aside + suffix)} == files
+    assert Ledger(aside).settled() == {("scotland", "20200101_000000")}
 
 
 def test_a_ledger_locked_too_long_is_a_clear_error_and_loses_nothing(tmp_path):

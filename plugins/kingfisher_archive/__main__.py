@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings
 from kingfisher_archive.audit import audit
-from kingfisher_archive.catalogue import catalogue, read_ledger
+from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
     AIRFLOW_CONNECTION_ENV,
@@ -51,6 +50,7 @@ examples:
   %(prog)s list --bucket kingfisher-archive --json
   %(prog)s restore scotland 2020 9 /srv/restored --bucket kingfisher-archive
   %(prog)s audit --bucket kingfisher-archive --endpoint-url http://minio:9000 --repair
+  %(prog)s ledger rebuild --ledger /srv/airflow/kingfisher_archive.sqlite3 --data-directory /srv/data --dry-run
 """
 
 LEDGER_ENV = "AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER"
@@ -208,7 +208,116 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="age after which a staging object or multipart upload counts as broken off (default: 24)",
     )
     command.set_defaults(func=_audit)
+    _add_ledger_command(commands, common)
     return parser
+
+
+# -- ledger rebuild ------------------------------------------------------------------------------------------------
+
+
+def _add_ledger_command(commands, common) -> None:
+    command = commands.add_parser(
+        "ledger",
+        help="rebuild the DAG's ledger from the bucket and the data directory (when it is lost or corrupt)",
+        description="Work on the DAG's SQLite ledger. See docs/operating.md, The ledger is lost or corrupt.",
+    )
+    actions = command.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    rebuild = actions.add_parser(
+        "rebuild",
+        parents=[common],
+        help="write a new ledger from the bucket and the data directory",
+        description=(
+            "Write a new ledger: every crawl a month's metadata.json names that is not on disk is recorded "
+            "archived; crawls on disk get no row (the next run inspects them); <data_version>.deleting directories "
+            "are reported with what to do. Run it only while no archive task runs (pause the DAG): the claims in a "
+            "lost ledger cannot be read back. A corrupt ledger is moved aside (FILE.corrupt-<time>); a readable one "
+            "is replaced only with --force (moved to FILE.old-<time>). Nothing in the bucket or the data directory "
+            "is changed."
+        ),
+    )
+    rebuild.add_argument(
+        "--ledger",
+        metavar="FILE",
+        help=(
+            f"the DAG's ledger file (default: ${cli_settings.AIRFLOW_LEDGER_ENV}, else "
+            "$AIRFLOW_HOME/kingfisher_archive.sqlite3); its directory must exist"
+        ),
+    )
+    rebuild.add_argument(
+        "--data-directory",
+        metavar="DIR",
+        help=(
+            f"Kingfisher Collect's FILES_STORE (default: ${DATA_DIRECTORY_ENV}, else "
+            f"${cli_settings.AIRFLOW_DATA_DIRECTORY_ENV}); only read"
+        ),
+    )
+    rebuild.add_argument("--dry-run", action="store_true", help="say what would be written, and write nothing")
+    rebuild.add_argument("--force", action="store_true", help="replace a readable ledger (moved aside, not deleted)")
+    rebuild.set_defaults(func=_ledger_rebuild, before_connecting=_ledger_rebuild_check)
+
+
+def _ledger_rebuild_check(args) -> None:
+    """What can be refused before connecting: the paths, and a ledger that must not be replaced."""
+    from kingfisher_archive import ledger_rebuild
+
+    use_airflow = not args.no_airflow
+    args.ledger, args.ledger_source = cli_settings.ledger_path(args.ledger, use_airflow=use_airflow)
+    args.data_directory, _ = cli_settings.data_directory(args.data_directory, use_airflow=use_airflow)
+    args.ledger_state = ledger_rebuild.state_of(args.ledger)
+    if not args.dry_run:
+        ledger_rebuild.refuse(args.ledger, args.ledger_state, args.force)
+
+
+def _ledger_rebuild(client, args) -> int:
+    from kingfisher_archive import ledger_rebuild
+
+    found = ledger_rebuild.survey(client, args.bucket, args.data_directory)
+    state, aside, run = args.ledger_state["state"], None, ledger_rebuild.run_id()
+    if not args.dry_run:
+        aside = ledger_rebuild.install(args.ledger, found["rows"], run, args.ledger_state, args.force)
+    counts = found["counts"]
+    result = {
+        "ledger": args.ledger,
+        "dry_run": args.dry_run,
+        "run_id": None if args.dry_run else run,
+        "previous": {"state": state, "problem": args.ledger_state["problem"], "moved_to": aside},
+        "bucket": args.bucket,
+        "data_directory": args.data_directory,
+        "archived": [f"{row['source_id']}/{row['data_version']}" for row in found["rows"]],
+        "counts": counts,
+        "needs_a_person": found["needs_a_person"],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    where = f"from s3://{args.bucket}/ and {args.data_directory}"
+    if args.dry_run:
+        print(f"Dry run: nothing written. A rebuild of {args.ledger} {where} would write:")
+        if state == "corrupt":
+            print(f"  (the corrupt ledger would be moved to {args.ledger}.corrupt-<time>)")
+        elif state == "readable":
+            print(
+                f"  (the ledger exists and can be read: a rebuild needs --force, which moves it to "
+                f"{args.ledger}.old-<time>)"
+            )
+    else:
+        print(f"Rebuilt the ledger {args.ledger} {where} (run id {run}):")
+        if aside:
+            what = "corrupt" if state == "corrupt" else "old"
+            print(f"  the {what} ledger was moved to {aside}")
+    print(
+        f"  {plural(counts['months'], 'month')} in the bucket: {counts['archived']} recorded archived, "
+        f"{counts['on_disk']} whose crawl is still on disk, {counts['unnamed']} naming no crawl (2020 generation)"
+    )
+    print(
+        f"  {plural(counts['crawls_on_disk'], 'crawl')} on disk, left for the next run to inspect; "
+        f"{counts['deleting']} being deleted"
+    )
+    for item in found["needs_a_person"]:
+        print(f"needs a person  {item['id']}: {item['problem']}; {item['what_to_do']}")
+    if not args.dry_run:
+        print("Unpause the DAG when the lines above, if any, are dealt with.")
+    return 0
 
 
 def plural(count: int, noun: str, plural_form: str | None = None) -> str:
@@ -291,10 +400,9 @@ def _catalogue(client, args) -> int:
     if args.ledger:
         if not os.path.isfile(args.ledger):
             raise RestoreError(f"no ledger at {args.ledger}: give the DAG's kingfisher_archive_ledger file")
-        try:
-            rows = read_ledger(args.ledger)
-        except sqlite3.Error as e:
-            raise RestoreError(f"the ledger {args.ledger} cannot be read ({e})") from None
+        rows, why = read_ledger_or_why(args.ledger)
+        if why:  # the bucket is still worth listing
+            print(f"{getattr(args, 'command_name', 'list')}: warning: {why}", file=sys.stderr, flush=True)
     found = catalogue(client, args.bucket, ledger_rows=rows)
     if args.json:
         print(json.dumps(found, indent=2))
@@ -390,10 +498,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog = PROG if started_as in ("", "__main__.py", "-c") else started_as
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    command = f"{prog} {args.command}"
+    command = args.command_name = f"{prog} {args.command}"
     try:
         if args.command == "restore":  # what can be refused before connecting
             check_target(args.target, _forbidden(args))
+        if (before_connecting := getattr(args, "before_connecting", None)) is not None:
+            before_connecting(args)
         found = cli_settings.resolve(args.bucket, args.endpoint_url, use_airflow=not args.no_airflow)
         args.bucket = found.bucket
         client = cli_settings.connect(found)

@@ -56,7 +56,7 @@ DEFAULT_ADVICE = "fix the cause named in the detail; the next run looks again"
 def read_ledger(path: str) -> list[dict]:
     """The ledger's crawl rows, as :meth:`Ledger.all` gives them, opened read-only: a reader never changes the file.
 
-    (:class:`~kingfisher_archive.ledger.Ledger` itself rebuilds a corrupt file, which is for the DAG to do.)
+    Raises ``sqlite3.Error`` if it cannot be read; :func:`read_ledger_or_why` says why in a sentence instead.
     """
     uri = f"file:{path}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True, timeout=10)) as connection:
@@ -69,6 +69,22 @@ def read_ledger(path: str) -> list[dict]:
         data["result"] = json.loads(data["result"]) if data.get("result") else None
         found.append(data)
     return found
+
+
+def read_ledger_or_why(path: str) -> tuple[list[dict], str | None]:
+    """:func:`read_ledger`, or no rows and a sentence saying why it cannot be read: a reader carries on without the
+    ledger (the bucket is still listed), and never mends it."""
+    try:
+        return read_ledger(path), None
+    except sqlite3.OperationalError as e:  # locked, unreadable now
+        return [], f"the ledger {path} cannot be read now ({e}): held and kept crawls are not shown"
+    except sqlite3.DatabaseError as e:
+        return [], (
+            f"the ledger {path} is corrupt ({e}): held and kept crawls are not shown, and the DAG's tasks fail until "
+            "it is rebuilt (`kingfisher-archive ledger rebuild`; docs/operating.md, The ledger is lost or corrupt)"
+        )
+    except ValueError as e:  # a row whose JSON cannot be read
+        return [], f"the ledger {path} holds a row that cannot be read ({e}): held and kept crawls are not shown"
 
 
 class MetadataCache:

@@ -349,3 +349,51 @@ def forbidden_directories(environ=os.environ) -> list[tuple[str, str]]:
         if environ.get(name):
             found.append((environ[name], f"${name}"))
     return found
+
+
+AIRFLOW_LEDGER_ENV = f"AIRFLOW_VAR_{airflow_settings.LEDGER.upper()}"
+AIRFLOW_DATA_DIRECTORY_ENV = f"AIRFLOW_VAR_{airflow_settings.DATA_DIRECTORY.upper()}"
+
+
+def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:
+    """The DAG's ledger file and where its name came from: ``--ledger``, else the DAGs' Variable in the environment,
+    else the DAGs' default (``$AIRFLOW_HOME/kingfisher_archive.sqlite3``). Its directory must exist."""
+    if flag:
+        path, source = flag, "--ledger"
+    elif use_airflow and environ.get(AIRFLOW_LEDGER_ENV, "").strip():
+        path, source = environ[AIRFLOW_LEDGER_ENV].strip(), f"${AIRFLOW_LEDGER_ENV}"
+    elif use_airflow and environ.get("AIRFLOW_HOME", "").strip():
+        path = os.path.join(environ["AIRFLOW_HOME"].strip(), airflow_settings.LEDGER_FILE)
+        source = "$AIRFLOW_HOME (the DAGs' default)"
+    else:
+        raise SettingsError(
+            f"no ledger: pass --ledger, or set ${AIRFLOW_LEDGER_ENV} (or $AIRFLOW_HOME), as the DAGs read it"
+        )
+    path = os.path.abspath(os.path.expanduser(path))
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise SettingsError(
+            f"the ledger {path} (from {source}) is in {directory}, which is not a directory: give the DAG's ledger "
+            f"file (Airflow Variable {airflow_settings.LEDGER!r})"
+        )
+    return path, source
+
+
+def data_directory(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:
+    """Kingfisher Collect's data directory (FILES_STORE) and where its name came from: ``--data-directory``, else
+    ``$KINGFISHER_ARCHIVE_DATA_DIRECTORY``, else the DAGs' Variable in the environment. It must be a directory."""
+    if flag:
+        path, source = flag, "--data-directory"
+    elif environ.get(DATA_DIRECTORY_ENV, "").strip():
+        path, source = environ[DATA_DIRECTORY_ENV].strip(), f"${DATA_DIRECTORY_ENV}"
+    elif use_airflow and environ.get(AIRFLOW_DATA_DIRECTORY_ENV, "").strip():
+        path, source = environ[AIRFLOW_DATA_DIRECTORY_ENV].strip(), f"${AIRFLOW_DATA_DIRECTORY_ENV}"
+    else:
+        raise SettingsError(
+            f"no data directory: pass --data-directory, or set ${DATA_DIRECTORY_ENV} (or "
+            f"${AIRFLOW_DATA_DIRECTORY_ENV}, as the DAGs read it)"
+        )
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise SettingsError(f"the data directory {path} (from {source}) is not a directory")
+    return path, source

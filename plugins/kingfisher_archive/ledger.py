@@ -1,7 +1,10 @@
 """The ledger: a SQLite file recording every crawl's decision, and a cache that saves re-inspecting it.
 
 A record and a cache, never the truth about what is archived (the bucket is): losing it costs time, not
-correctness. The statuses a crawl goes through are :class:`Status`. See docs/retention-policy.md, The ledger.
+correctness. But it also holds the archive tasks' claims on months, which nothing else holds: a corrupt ledger is
+never replaced by an empty one here (:class:`LedgerCorruptError`); a person rebuilds it once no archive task runs
+(``kingfisher-archive ledger rebuild``, :mod:`kingfisher_archive.ledger_rebuild`). The statuses a crawl goes through
+are :class:`Status`. See docs/retention-policy.md, The ledger.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from collections.abc import Iterable
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
+from urllib.parse import quote
 
-from kingfisher_archive.errors import RetryableError
+from kingfisher_archive.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +149,22 @@ class LedgerError(RetryableError):
     """The ledger cannot be used (locked too long, unwritable): the task fails and can be retried."""
 
 
+class LedgerCorruptError(PermanentError):
+    """The ledger file is not a sound SQLite database. It is left as it is: it may hold the claims of archive tasks
+    still running, and an empty ledger in its place would let another run archive into their months. A retry would
+    find the same; a person rebuilds it (the message says how)."""
+
+    def __init__(self, path: str, problem: object) -> None:
+        self.path = path
+        super().__init__(
+            f"The ledger {path} is corrupt ({problem}). It is not replaced by an empty one, since it may hold the "
+            "claims of archive tasks still running: pause the kingfisher_archive DAG and wait until no 'Archive "
+            f"crawl' task is running, then run `kingfisher-archive ledger rebuild --ledger {path}`, which moves the "
+            "file aside and writes a new ledger from the bucket and the data directory; or put back a copy of the "
+            "file from a backup"
+        )
+
+
 class ClaimedError(RetryableError):
     """Another run is archiving this crawl right now; archiving it twice at once could race on the bucket."""
 
@@ -157,28 +177,30 @@ class Ledger:
     """One SQLite file; every method opens, writes and closes its own short transaction."""
 
     def __init__(self, path: str, timeout: float = 60.0) -> None:
+        """Open the ledger at ``path``, creating it (and its directory) if there is none.
+
+        :raises LedgerError: it is locked or cannot be opened now (retryable).
+        :raises LedgerCorruptError: it is not a sound database; it is left where it is, untouched.
+        """
         self.path = path
         self.timeout = timeout
-        self.set_aside: str | None = None  # where a corrupt ledger was moved, when this open found one
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         try:
             self._open()
         except sqlite3.OperationalError as e:
-            # Locked, unwritable, a transient I/O error: not evidence of corruption, and moving the file aside
-            # would drop every claim other tasks hold in it.
-            if "locked" in str(e):
-                raise self._locked(e) from e
-            raise LedgerError(f"The ledger {path} cannot be opened ({e}): the task fails and can be retried") from e
+            # Locked, unwritable, a transient I/O error: not evidence of corruption.
+            raise self._unusable(e) from e
         except sqlite3.DatabaseError as e:
-            # Corrupt: never trusted. Moved aside for whoever wants to look, and rebuilt empty. Losing the ledger
-            # costs time (crawls are inspected again), never correctness: the bucket is the truth.
-            self.set_aside = f"{path}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(path + suffix):
-                    os.replace(path + suffix, self.set_aside + suffix)
-            logger.error("The ledger %s is corrupt (%s): moved to %s, starting a new one", path, e, self.set_aside)
-            self._open()
+            # Corrupt: never trusted, and never replaced here. The claims of archive tasks still running may be in
+            # it, and only a person can know that none is (docs/operating.md, The ledger is lost or corrupt).
+            logger.error("The ledger %s is corrupt (%s): left as it is", path, e)
+            raise LedgerCorruptError(path, e) from e
+
+    def _unusable(self, error: sqlite3.OperationalError) -> LedgerError:
+        if "locked" in str(error):
+            return self._locked(error)
+        return LedgerError(f"The ledger {self.path} cannot be opened ({error}): the task fails and can be retried")
 
     def _open(self) -> None:
         with self._connect() as connection:
@@ -443,6 +465,85 @@ class Ledger:
         with self._connect() as connection:
             rows = connection.execute("SELECT * FROM crawl ORDER BY source_id, data_version").fetchall()
         return [_row(row) for row in rows]
+
+    def record_rebuilt(self, rows: Iterable[dict], run_id: str) -> None:
+        """Record crawls found ``archived`` by a rebuild (dicts with source_id, data_version, result, and
+        ``updated_at``: when the archive was made, else now), in one transaction, each with its event."""
+        now = _now()
+        with self._transaction() as connection:
+            for row in rows:
+                at = row.get("updated_at") or now
+                connection.execute(
+                    "INSERT INTO crawl (source_id, data_version, status, reason, result, run_id, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row["source_id"],
+                        row["data_version"],
+                        Status.ARCHIVED,
+                        REBUILT,
+                        json.dumps(row["result"], sort_keys=True),
+                        run_id,
+                        at,
+                    ),
+                )
+                connection.execute(
+                    "INSERT INTO event (at, run_id, source_id, data_version, status, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (now, run_id, row["source_id"], row["data_version"], Status.ARCHIVED, REBUILT),
+                )
+
+
+#: The reason of a crawl a rebuild recorded ``archived``: its month's metadata.json names it and it is not on disk.
+REBUILT = "rebuilt_from_bucket"
+
+
+def examine(path: str, timeout: float = 10.0) -> list[dict] | None:
+    """Whether the ledger at ``path`` can be used, read-only (nothing is created or changed).
+
+    :returns: ``None`` if there is no file; else the claims it holds (rows of ``claim``, each with ``live``: whether
+        its process still holds it, as :meth:`Ledger.claim` judges).
+    :raises LedgerCorruptError: the file is not a sound database.
+    :raises LedgerError: it is locked (someone is using it) or cannot be read now.
+    """
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isfile(path):
+        raise LedgerError(f"The ledger {path} is not a file: move it away or give another path")
+    try:
+        uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as connection:
+            connection.row_factory = sqlite3.Row
+            result = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"quick_check says {result}")
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            claims = [dict(row) for row in connection.execute("SELECT * FROM claim")] if "claim" in tables else []
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            raise LedgerError(f"The ledger {path} is locked ({e}): something is using it; try again later") from e
+        raise LedgerError(f"The ledger {path} cannot be read ({e})") from e
+    except sqlite3.DatabaseError as e:
+        raise LedgerCorruptError(path, e) from e
+    host = socket.gethostname()
+    for claim in claims:
+        claim.setdefault("process", None)
+        claim["live"] = _alive(claim, host)
+    return claims
+
+
+def move_aside(path: str, label: str) -> str:
+    """Rename the ledger at ``path`` (with its ``-wal`` and ``-shm`` files) to ``<path>.<label>-<time>``, never over
+    another file; return the new name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    aside = f"{path}.{label}-{stamp}"
+    n = 1
+    while any(os.path.lexists(aside + suffix) for suffix in ("", "-wal", "-shm")):
+        n += 1
+        aside = f"{path}.{label}-{stamp}-{n}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.lexists(path + suffix):
+            os.rename(path + suffix, aside + suffix)
+    return aside
 
 
 def _row(row: sqlite3.Row) -> dict:

@@ -32,7 +32,7 @@ from kingfisher_archive import alerts, errors, metrics, s3, steps
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.ledger import Ledger, Status
+from kingfisher_archive.ledger import Ledger, LedgerCorruptError, Status
 from kingfisher_archive.process import loaded_collections
 from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Plan, Swept
 
@@ -271,7 +271,11 @@ def summarise(swept: list[Swept] | None = None) -> dict:
     settings = load_settings()
     results, now = {}, {}
     if not dry_run and decisions:
-        ledger = Ledger(settings.ledger)
+        try:
+            ledger = Ledger(settings.ledger)
+        except LedgerCorruptError as e:  # found corrupt since "decide" wrote it: say so in the alert, then fail
+            _notify(context, alerts.from_run(None, _run_url(context), *_run(context), _failed_tasks(context), str(e)))
+            raise AirflowFailException(str(e)) from e
         for d in decisions:
             if d["status"] in (Status.TO_ARCHIVE, Status.PENDING):
                 now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
