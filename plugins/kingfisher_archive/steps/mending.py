@@ -12,14 +12,14 @@ import os
 from kingfisher_archive import archiver, replacement
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import Bucket, MetadataError, month_state
-from kingfisher_archive.ledger import ClaimedError, Ledger, Status
+from kingfisher_archive.ledger import ClaimedError, Gone, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: The reason recorded for a crawl whose directory disappeared before it was settled, without this package deleting it.
-GONE = "not_on_disk"
+GONE = Gone.NOT_ON_DISK
 
 
 def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
