@@ -11,6 +11,38 @@ from __future__ import annotations
 
 from kingfisher_archive import ledger, policy
 
+#: What an operator does about a held crawl, by the ledger's reason (docs/operating.md says the same).
+HELD_ADVICE = {
+    ledger.Held.INSPECTION_FAILED: (
+        "fix the cause named in the detail (permissions, an unreadable log); the next run looks again"
+    ),
+    ledger.Held.CHECKSUM_FAILED: "fix the cause named in the detail (an unreadable file); the next run looks again",
+    ledger.Held.UNREADABLE_ARCHIVE_METADATA: (
+        "the month's metadata.json cannot be read: run `kingfisher-archive audit`, fix the month by hand; the next "
+        "run looks again"
+    ),
+    ledger.Held.MONTH_INCOMPLETE: (
+        "restore the month the detail names, then put its metadata.json back or move its objects aside; the next "
+        "run looks again"
+    ),
+    ledger.Held.SMALLER_THAN_ITS_ARCHIVE: (
+        "a deletion was interrupted: check the month (`kingfisher-archive audit --verify-data`, or restore it), "
+        "then delete what is left on disk by hand"
+    ),
+    ledger.Held.DIFFERS_FROM_ITS_ARCHIVE: (
+        "check the month (`kingfisher-archive audit --verify-data`, or restore it), then delete what is left on "
+        "disk by hand"
+    ),
+    ledger.Held.REJECTION_NO_LONGER_HOLDS: "nothing: the next run decides it again",
+}
+DEFAULT_ADVICE = "fix the cause named in the detail; the next run looks again"
+
+
+def advice(held_reason: str | None) -> str:
+    """What an operator does about a crawl held for ``held_reason``."""
+    return HELD_ADVICE.get(held_reason, DEFAULT_ADVICE)
+
+
 #: Every StrEnum whose members are reasons, in the order a reason is looked up.
 REASONS = (policy.Reject, policy.Comparison, ledger.Held, ledger.Gone)
 COMPARISONS = frozenset(policy.Comparison)
