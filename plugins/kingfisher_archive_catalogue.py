@@ -351,7 +351,7 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
                     _size(row["bytes"]),
                     _size(row["compressed_bytes"]),
                     (row.get("archived_at") or "-")[:10],
-                    row.get("why") or "not recorded (an archive from 2020)",
+                    row.get("why") or "not recorded in its metadata.json",
                     ", ".join(row["replaced"]),
                     row["problem"] or "",
                 )

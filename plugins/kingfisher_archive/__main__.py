@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import sys
-import textwrap
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -411,8 +410,8 @@ def print_attention(items: list[dict]) -> None:
         return
     print(f"Needs attention ({plural(len(items), 'item')}):")
     for item in items:
-        print(textwrap.fill(item["what"], 116, initial_indent="  - ", subsequent_indent="    "))
-        print(textwrap.fill(f"what to do: {item['what_to_do']}", 116, initial_indent="    ", subsequent_indent="    "))
+        print(f"  - {item['what']}")
+        print(f"    what to do: {item['what_to_do']}")
 
 
 def _share(value: str) -> float:

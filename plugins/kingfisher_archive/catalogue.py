@@ -230,7 +230,7 @@ def on_disk(
                     "id": crawl_id,
                     "reason": row["reason"],
                     "detail": facts.get("detail"),
-                    "why": words.why(row["status"], row["reason"], crawl_id=crawl_id),
+                    "why": words.why(row["status"], row["reason"], crawl_id=crawl_id, detail=facts.get("detail")),
                     "since": row.get("updated_at"),
                     "what_to_do": words.advice(row["reason"]),
                 }

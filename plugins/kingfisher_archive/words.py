@@ -117,6 +117,8 @@ def why(
     if reason in COMPARISONS:
         if lost and other:
             return f"lost to {other}: {phrase}" + _unverified(status) + extra
+        if lost:
+            return f"lost to its month's choice: {phrase}" + _unverified(status) + extra
         if other:
             return f"better than {other}: {phrase}" + extra
         return phrase + extra
