@@ -51,7 +51,7 @@ from scripts.demo_kit.airflow_standalone import (  # noqa: E402
     task_states,
     trigger_and_wait,
 )
-from scripts.demo_kit.kingfisher_host import archive_all, mixed_host  # noqa: E402
+from scripts.demo_kit.kingfisher_host import archive_all, mixed_host, ocds_files  # noqa: E402
 from scripts.demo_kit.servers import start_postgres, start_seaweedfs  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -134,13 +134,21 @@ def check_catalogue(api: Api, client, bucket: str, output: Path, home: Path) -> 
     months = archived_months(client, bucket)
     if not months:
         raise CheckFailed(f"the bucket {bucket} holds no month to see in the catalogue")
-    expected = ["Kingfisher Archive catalogue", bucket, *{text for month in months for text in month if text}]
+    expected = [
+        "Kingfisher Archive catalogue",
+        bucket,
+        *{text for month in months for text in month if text},
+        # What needs a person opens the page: the held crawl and the one waiting too long for Kingfisher Process.
+        "Needs attention",
+        "uk/20201105_000000 is held",
+        "ecuador/20210105_000000 has waited",
+    ]
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))
     screenshot(f"{api.base_url}/kingfisher-archive/", output / CATALOGUE, profile, expected)
     print(f"Screenshot of the catalogue page ({len(months)} months, each found on it): {output / CATALOGUE}")
     # Inside the Airflow UI (the navigation's "Kingfisher Archive" entry): the page in an iframe.
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))
-    screenshot(f"{api.base_url}/plugin/kingfisher-archive", output / CATALOGUE_IN_UI, profile, ["Kingfisher Archive"])
+    screenshot(f"{api.base_url}/plugin/kingfisher-archive", output / CATALOGUE_IN_UI, profile, ["Archive"])
     print(f"Screenshot of the catalogue inside the Airflow UI: {output / CATALOGUE_IN_UI}")
 
 
@@ -156,11 +164,14 @@ def run_check(home: Path, output: Path, postgres_url: str | None) -> None:
     standalone = None
     try:
         s3 = start_seaweedfs(home / "seaweedfs")
-        dsn = postgres.create_database(database, schema="v1")
-        host, earlier = mixed_host(str(home / "kingfisher"), dsn)
+        # v2: a crawl closed long ago whose files Kingfisher Process is still loading waits, past the warning.
+        dsn = postgres.create_database(database, schema="v2")
+        host, earlier = mixed_host(str(home / "kingfisher"), dsn, schema="v2")
         bucket = "kingfisher-archive-demo"
         s3.create_bucket(bucket)
         archive_all(earlier, s3.client(), bucket)
+        # What is left on disk of a crawl whose archive its month holds (a deletion finished by hand, badly): held.
+        host.add_crawl("uk", "20201105_000000", ocds_files("uk", 1))
 
         port = free_port()
         env = airflow_environment(home, postgres, database, s3, bucket, host, port)

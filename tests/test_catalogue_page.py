@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -88,6 +89,21 @@ def api_server(tmp_path, airflow_template, postgres_server, s3_server, client, b
         ],
         "run-1",
     )
+    # Closed ten days ago, its files still being loaded by Kingfisher Process: past the warning (3 days).
+    closed = (datetime.now(UTC) - timedelta(days=10)).replace(tzinfo=None)
+    ledger.record_waiting(
+        [
+            {
+                "source_id": "ecuador",
+                "data_version": "20210105_000000",
+                "collection_id": 12,
+                "closed_at": closed.isoformat(),
+                "loading": "5 of 5 files recorded, 5 still to load",
+            }
+        ],
+        None,
+        "run-1",
+    )
     log = tmp_path / "api-server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -141,12 +157,19 @@ def test_the_catalogue_is_refused_without_a_login_and_shows_the_bucket_to_a_user
         ("uk", [("2020-11", "archived"), ("2020-12", "broken")]),
     ]
     assert [h["id"] for h in found["on_disk"]["held"]] == ["uk/20201201_000000"]
+    assert [w["id"] for w in found["on_disk"]["waiting"]] == ["ecuador/20210105_000000"]  # from the ledger
+    assert [(a["kind"], a["id"]) for a in found["attention"]] == [
+        ("held", "uk/20201201_000000"),
+        ("waiting", "ecuador/20210105_000000"),
+        ("broken", "uk/2020/12/"),
+    ]
 
     status, page = request(base + "/kingfisher-archive/", token=token)
     assert status == 200
     for text in ("scotland", "uk", "2020-09", "2020-11", "20200902_052458", "20201105_000000", "uk/20201201_000000"):
         assert text in page, text
-    assert "smaller_than_its_archive" in page and "metadata missing" in page
+    assert "less is left on disk than the archive holds" in page and "metadata missing" in page
+    assert "smaller_than_its_archive" not in page  # the code is for --json and the ledger, not for people
 
     status, month = request(base + "/kingfisher-archive/month/uk/2020/11", token=token)
     assert status == 200
@@ -182,10 +205,20 @@ def test_a_person_logs_in_and_sees_the_bucket_on_the_catalogue_page_in_chromium(
         browser.fill("input[name=password]", PASSWORD)
         browser.wait_for("!document.querySelector('button[type=submit]').disabled", "the form to accept the login")
         browser.evaluate("document.querySelector('button[type=submit]').click()")
-        expected = ["Kingfisher Archive catalogue", bucket, "uk/20201201_000000", "smaller_than_its_archive"]
+        expected = ["Kingfisher Archive catalogue", bucket, "uk/20201201_000000", "Needs attention (3)"]
         text = browser.wait_for_text(expected + [text for month in months for text in month])
         browser.screenshot(tmp_path / "catalogue-after-login.png")
         assert "metadata missing" in text  # uk/2020/12: a data object without metadata.json
+        # What needs a person opens the page: the held crawl and the crawl waiting too long, each with what to do.
+        frame = "document.querySelector('iframe').contentDocument"
+        block = browser.evaluate(f"{frame}.querySelector('#needs-attention').innerText")
+        assert "uk/20201201_000000 is held: its month is archived from this crawl" in block, block
+        assert "ecuador/20210105_000000 has waited 10 days for Kingfisher Process" in block, block
+        assert block.count("What to do:") == 3, block
+        # The navigation's label is whole.
+        assert browser.evaluate(
+            "[...document.querySelectorAll('a, button')].some(e => e.innerText.trim() === 'Archive')"
+        )
 
         # A month opens to its metadata.json and the restore command.
         browser.open(f"{base}/kingfisher-archive/month/uk/2020/11")

@@ -39,6 +39,7 @@ def cli(s3_server, tmp_path):
             KINGFISHER_ARCHIVE_ENDPOINT_URL=s3_server.endpoint_url,
             NO_PROXY="127.0.0.1,localhost",
             AWS_EC2_METADATA_DISABLED="true",  # without credentials, boto3 must not look for an instance role
+            AIRFLOW_HOME=str(tmp_path / "no-airflow-home"),  # never the ledger of this machine's ~/airflow
         )
         for key, value in env_extra.items():  # None removes a variable
             if value is None:
@@ -123,6 +124,12 @@ def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_prob
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    # What needs a person comes first, with what to do: the held crawl, the broken month.
+    assert lines[0] == "Needs attention (2 items):"
+    assert lines[1].startswith("  - paraguay/20201003_000000 is held: its month is archived from this crawl")
+    assert lines[2].startswith("    what to do: a deletion was interrupted")
+    assert lines[3] == "  - uk 2020-12 (uk/2020/12/) is broken: metadata missing"
+    lines = lines[lines.index("") + 1 :]
     assert lines[0].split() == ["SOURCE", "MONTHS", "FIRST", "LAST", "BYTES", "COMPRESSED", "PROBLEMS"]
     sizes = {
         source: sum(
@@ -133,10 +140,17 @@ def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_prob
     assert lines[1].split() == ["scotland", "1", "2020-09", "2020-09", "3010", str(sizes["scotland"]), "0"]
     assert lines[2].split() == ["uk", "2", "2020-11", "2020-12", "6", str(sizes["uk"]), "1"]
     assert lines[3] == "problem  uk 2020-12: metadata missing"
-    assert lines[4].startswith("held     paraguay/20201003_000000: smaller_than_its_archive (300 bytes left")
-    assert lines[5] == "kept     uk/20201120_000000: not_archived (same_period)"
-    assert lines[6].startswith(f"2 sources, 3 months in s3://{bucket}/: ")
-    assert len(lines) == 7  # staging/ is not a source
+    assert lines[4].startswith("On the Kingfisher host (ledger ")
+    assert lines[5].startswith("held     paraguay/20201003_000000: its month is archived from this crawl, and less")
+    assert lines[5].endswith("(300 bytes left, 3010 archived)")
+    assert lines[6] == (
+        "kept     uk/20201120_000000: not archived, lost to its month's choice: same month, without enough more data "
+        "or fewer errors"
+    )
+    assert lines[7].startswith(f"2 sources, 3 months in s3://{bucket}/: ")
+    assert lines[7].endswith("; 6 B freed on the Kingfisher host")
+    assert len(lines) == 8  # staging/ is not a source
+    assert "smaller_than_its_archive" not in result.stdout and "same_period" not in result.stdout
 
     as_json = json.loads(cli("list", "--json", "--bucket", bucket).stdout)
     assert [source["source_id"] for source in as_json["sources"]] == ["scotland", "uk"]
@@ -148,10 +162,32 @@ def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_prob
     assert uk["months"][0]["restore_command"] == "kingfisher-archive restore uk 2020 11 TARGET_DIRECTORY"
     assert as_json["periods"] == ["2020-09", "2020-11", "2020-12"]
     assert as_json["totals"]["bytes_archived"] == 3016
-    assert as_json["on_disk"] == {"waiting": [], "held": [], "kept": []}  # no ledger given
+    assert as_json["on_disk"] == {"waiting": [], "held": [], "kept": []}  # no ledger given, none under AIRFLOW_HOME
+    assert as_json["ledger"] is None and as_json["ledger_note"].startswith("no ledger at ")
 
     empty = cli("list", "--bucket", bucket, "--ledger", str(tmp_path / "no-such-ledger"))
     assert "no ledger at" in one_line_error(empty)
+
+    # Where the DAG keeps it: $AIRFLOW_HOME/kingfisher_archive.sqlite3 (no flag, no Variable) or the Variable.
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    os.replace(tmp_path / "ledger.sqlite3", home / "kingfisher_archive.sqlite3")
+    found = json.loads(cli("list", "--bucket", bucket, "--json", AIRFLOW_HOME=str(home)).stdout)
+    assert found["ledger"] == str(home / "kingfisher_archive.sqlite3")
+    assert [h["id"] for h in found["on_disk"]["held"]] == ["paraguay/20201003_000000"]
+    assert found["on_disk"]["held"][0]["reason"] == "smaller_than_its_archive"  # the code stays, for machines
+    assert found["totals"]["bytes_freed"] == 6
+    variable = {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER": str(home / "kingfisher_archive.sqlite3")}
+    assert (
+        json.loads(cli("list", "--bucket", bucket, "--json", **variable).stdout)["ledger"]
+        == variable["AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER"]
+    )
+    # --no-airflow reads neither, as its help says.
+    bare = json.loads(
+        cli("list", "--bucket", bucket, "--json", "--no-airflow", AIRFLOW_HOME=str(home), **variable).stdout
+    )
+    assert bare["ledger"] is None and bare["on_disk"] == {"waiting": [], "held": [], "kept": []}
+    assert bare["totals"]["bytes_freed"] == 0
 
 
 def test_restore_round_trips_byte_for_byte_and_prints_the_reload_command(cli, client, bucket, tmp_path):

@@ -11,11 +11,14 @@ import json
 import os
 import secrets
 import sqlite3
+import subprocess
+import sys
 from urllib.parse import quote
 
 import psycopg2
 import pytest
 
+from kingfisher_archive import policy
 from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables
 from scripts.demo_kit.kingfisher_host import KingfisherHost, archive_all, mixed_host, tree
 from scripts.demo_kit.kingfisher_process import ProcessV2
@@ -115,7 +118,9 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
     assert host.log_exists("scotland/20200902_052458")
 
     assert ledger_rows(airflow) == expected
-    assert "superseded by scotland/20200920_101010" in run.output
+    # The summary's table says why in words: the first crawl of the month lost to the bigger second one.
+    assert "scotland/20200902_052458" in run.output
+    assert "lost to 20200920_101010: same month, more data" in run.output
 
     # The UI labels each mapped task with its crawl (read back from Airflow's own metadata database).
     with sqlite3.connect(os.path.join(airflow.home, "airflow.db")) as connection:
@@ -156,6 +161,65 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
     assert ledger_rows(airflow) == expected
 
 
+def test_list_shows_what_the_run_left_reading_the_dags_own_ledger_with_no_flag(mixed, schema, tmp_path):
+    """`kingfisher-archive list` on the Airflow host, in the DAG's environment: no --ledger, no ledger Variable; it
+    finds the ledger under $AIRFLOW_HOME where the DAG wrote it, with the crawl waiting for Kingfisher Process."""
+    if schema == "v1":
+        pytest.skip("only Kingfisher Process v2 has crawls waiting to be loaded")
+    host, airflow, client, bucket = mixed
+    run = airflow.run()
+    assert run.succeeded, run.output[-5000:]
+    env = {k: v for k, v in airflow.environment().items() if k != "AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER"}
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins")
+
+    def cli(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "kingfisher_archive", "list", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    found = json.loads(cli("--json"))
+    assert found["ledger"] == os.path.join(airflow.home, "kingfisher_archive.sqlite3")
+    assert [w["id"] for w in found["on_disk"]["waiting"]] == [WAITING]
+    kept = {k["id"]: k for k in found["on_disk"]["kept"]}
+    assert kept["scotland/20200902_052458"]["reason"] == "new_period"  # the code, for machines
+    assert kept["scotland/20200902_052458"]["why"] == "lost to 20200920_101010: same month, more data"
+    with sqlite3.connect(os.path.join(airflow.home, "kingfisher_archive.sqlite3")) as connection:
+        freed = sum(
+            json.loads(result)["bytes"]
+            for (result,) in connection.execute("SELECT result FROM crawl WHERE status = 'archived'")
+        )
+    assert freed > 0 and found["totals"]["bytes_freed"] == freed
+    assert [(a["kind"], a["id"]) for a in found["attention"]] == [("waiting", WAITING)]  # closed long ago
+
+    text = cli()
+    lines = text.splitlines()
+    assert lines[0] == "Needs attention (1 item):"
+    assert f"{WAITING} has waited" in lines[1]
+    assert "kept     scotland/20200902_052458: not archived, lost to 20200920_101010: same month, more data" in lines
+    assert f"waiting  {WAITING}: for Kingfisher Process to load its files" in text
+    assert "freed on the Kingfisher host" in lines[-1]
+    codes = {*policy.Reject, *policy.Comparison, "not_archived", "2020_11_not_distinct"}
+    assert not [code for code in codes if code in text], text
+
+    # --no-airflow: neither the DAG's settings nor its ledger.
+    bare = subprocess.run(
+        [sys.executable, "-m", "kingfisher_archive", "list", "--no-airflow", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert bare.returncode == 2 and "no bucket: pass --bucket" in bare.stderr
+
+
 def test_a_dry_run_reports_and_changes_nothing(mixed):
     host, airflow, client, bucket = mixed
     before_bucket, before_disk = objects(client, bucket), disk(host)
@@ -166,8 +230,8 @@ def test_a_dry_run_reports_and_changes_nothing(mixed):
     assert objects(client, bucket) == before_bucket
     assert disk(host) == before_disk
     assert not os.path.exists(os.path.join(airflow.home, "kingfisher_archive.sqlite3"))
-    assert "scotland/20200920_101010" in run.output and "would_archive" in run.output
-    assert "not_clean_enough" in run.output
+    assert "scotland/20200920_101010" in run.output and "would be archived" in run.output
+    assert "more than half of its files failed" in run.output  # not_clean_enough, in words
 
 
 def _unset(kind, name):

@@ -358,4 +358,6 @@ def test_one_crawl_the_sweep_cannot_delete_is_kept_and_the_others_are_swept(
         assert row["status"] == Status.REJECTED and row["facts"]["problem"]["reason"] == Held.DISK_ERROR
         assert crawls.on_disk(settings.data_directory, "a", "20200101_000000")
         summary = steps.summarise([], {}, False, swept)
-        assert [w.split(":")[0] for w in summary["warnings"]] == ["a/20200101_000000 was not swept (disk_error)"]
+        assert [w.split(":")[0] for w in summary["warnings"]] == [
+            "a/20200101_000000 was not swept (the file system refused a call on it)"
+        ]

@@ -169,8 +169,10 @@ def test_bad_input_to_a_rebuild_is_one_line_naming_the_thing(cli, bucket, world,
     result = cli("ledger", "rebuild", "--ledger", str(world["ledger"]), "--data-directory", str(world["data"]))
     assert "no bucket: pass --bucket" in one_line_error(result, 2)
 
+    # No --ledger: the DAG's default under $AIRFLOW_HOME, which the cli fixture points at a folder that is not there.
     result = cli("ledger", "rebuild", "--bucket", bucket, "--data-directory", str(world["data"]))
-    assert "no ledger: pass --ledger" in one_line_error(result, 2)
+    error = one_line_error(result, 2)
+    assert "(from $AIRFLOW_HOME (the DAGs' default))" in error and "which is not a directory" in error
 
     result = cli("ledger", "rebuild", "--bucket", bucket, "--ledger", str(world["ledger"]), "--data-directory", "nope")
     assert f"the data directory {tmp_path / 'nope'} (from --data-directory) is not a directory" in one_line_error(
@@ -187,5 +189,6 @@ def test_list_carries_on_without_a_ledger_it_cannot_read(cli, client, bucket, wo
     assert result.returncode == 0, result.stderr
     assert f"list: warning: the ledger {world['ledger']} is corrupt" in result.stderr
     assert "ledger rebuild" in result.stderr and result.stderr.count("\n") == 1
-    assert result.stdout.splitlines()[0].split()[0] == "SOURCE" and "scotland" in result.stdout
+    assert "SOURCE" in [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert "scotland" in result.stdout
     assert world["ledger"].read_bytes() == GARBAGE

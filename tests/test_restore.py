@@ -547,6 +547,8 @@ def test_list_months_reports_every_month_and_its_problem(client, bucket, tmp_pat
         "compressed_bytes": compressed,
         "log": True,
         "generation": "2021",
+        "reason": None,  # what its metadata.json says of why it was kept (this test's archive says nothing)
+        "compared_with": None,
         "problem": None,
     }
     assert (rows[1]["generation"], rows[1]["bytes"], rows[1]["compressed_bytes"], rows[1]["log"]) == (

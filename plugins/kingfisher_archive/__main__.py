@@ -17,6 +17,7 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings
+from kingfisher_archive import settings as airflow_settings
 from kingfisher_archive.audit import audit
 from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
@@ -28,6 +29,7 @@ from kingfisher_archive.cli_settings import (
     SettingsError,
 )
 from kingfisher_archive.errors import KingfisherArchiveError
+from kingfisher_archive.ledger import read_state
 from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
 from kingfisher_archive.version import __version__
 
@@ -53,7 +55,9 @@ examples:
   %(prog)s ledger rebuild --ledger /srv/airflow/kingfisher_archive.sqlite3 --data-directory /srv/data --dry-run
 """
 
-LEDGER_ENV = "AIRFLOW_VAR_KINGFISHER_ARCHIVE_LEDGER"
+LEDGER_ENV = f"AIRFLOW_VAR_{airflow_settings.LEDGER.upper()}"
+RETENTION_DAYS_ENV = f"AIRFLOW_VAR_{airflow_settings.RETENTION_DAYS.upper()}"
+WAITING_WARNING_DAYS_ENV = f"AIRFLOW_VAR_{airflow_settings.WAITING_WARNING_DAYS.upper()}"
 
 EPILOG = f"""\
 environment:
@@ -62,6 +66,7 @@ environment:
   {DATA_DIRECTORY_ENV:<38} Kingfisher Collect's FILES_STORE: restore always refuses it
   {AIRFLOW_BUCKET_ENV:<38} the DAGs' bucket Variable: read after the two above
   {AIRFLOW_CONNECTION_ENV:<38} the DAGs' S3 Connection: its endpoint and credentials
+  {LEDGER_ENV:<38} list: the DAG's ledger (else $AIRFLOW_HOME/{airflow_settings.LEDGER_FILE})
   {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_*_DIRECTORY":<38} the DAGs' data and logs directories: restore refuses them
 
 exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error
@@ -112,7 +117,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         ),
     )
     common.add_argument(
-        "--no-airflow", action="store_true", help="ignore the DAGs' AIRFLOW_VAR_* and AIRFLOW_CONN_* settings"
+        "--no-airflow",
+        action="store_true",
+        help="ignore the DAGs' AIRFLOW_VAR_* and AIRFLOW_CONN_* settings and the ledger under $AIRFLOW_HOME",
     )
     common.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
 
@@ -159,9 +166,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="list a source's archived months, or every source's",
         description=(
             "List every archived month of SOURCE, with what its metadata.json says and any problem. Without SOURCE, "
-            "list every source in the bucket: its months, sizes and problems (--json: the whole catalogue, month by "
-            "month, as the Airflow UI's catalogue page shows it); with --ledger, also the crawls the ledger says are "
-            "held or kept on disk."
+            "print what the Airflow UI's catalogue page shows: first what needs a person (held crawls, crawls "
+            "waiting too long for Kingfisher Process, broken months, the last run's failures), then every source "
+            "in the bucket with its months, sizes and problems, the crawls waiting, held or kept on the Kingfisher "
+            "host, and the bytes archived and freed (--json: the whole catalogue, month by month). The crawls on "
+            "the host come from the DAG's ledger, found where the DAG finds it."
         ),
     )
     command.add_argument(
@@ -170,8 +179,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     command.add_argument(
         "--ledger",
         metavar="FILE",
-        default=os.environ.get(LEDGER_ENV) or None,
-        help=f"the DAG's SQLite ledger, opened read-only (default: ${LEDGER_ENV}); only without SOURCE",
+        help=(
+            f"the DAG's SQLite ledger, opened read-only; only without SOURCE (default: where the DAG keeps it, "
+            f"${LEDGER_ENV}, else $AIRFLOW_HOME/{airflow_settings.LEDGER_FILE}, ~/airflow without $AIRFLOW_HOME; "
+            "none with --no-airflow)"
+        ),
     )
     command.set_defaults(func=_list)
 
@@ -395,18 +407,62 @@ def _size(value: int) -> str:
     return str(value)  # not reached
 
 
-def _catalogue(client, args) -> int:
-    rows = []
+def _ledger(args) -> tuple[str | None, str, bool]:
+    """The ledger ``list`` reads: ``(path or None, where it came from, whether it was named)``."""
     if args.ledger:
-        if not os.path.isfile(args.ledger):
-            raise RestoreError(f"no ledger at {args.ledger}: give the DAG's kingfisher_archive_ledger file")
-        rows, why = read_ledger_or_why(args.ledger)
+        return args.ledger, "--ledger", True
+    if args.no_airflow:
+        return None, "--no-airflow", False
+    variable = os.environ.get(LEDGER_ENV, "").strip()
+    path = airflow_settings.ledger_path(variable)
+    if variable:
+        return path, f"${LEDGER_ENV}", True
+    where = "$AIRFLOW_HOME" if os.environ.get("AIRFLOW_HOME") else "~/airflow, as $AIRFLOW_HOME is not set"
+    return path, f"the DAG's default, under {where}", False
+
+
+def _days(args, name: str, default: int | None) -> int | None:
+    """A whole number of days from the DAG's Variable in the environment (unless --no-airflow), else ``default``."""
+    value = "" if args.no_airflow else os.environ.get(name, "").strip()
+    try:
+        return int(value) if int(value) >= 1 else default
+    except ValueError:
+        return default
+
+
+def _catalogue(client, args) -> int:
+    path, where, named = _ledger(args)
+    state = {"crawls": [], "waiting": [], "last_run": None}
+    note = None
+    if path and os.path.isfile(path):
+        rows, why = read_ledger_or_why(path)
         if why:  # the bucket is still worth listing
+            note = why
             print(f"{getattr(args, 'command_name', 'list')}: warning: {why}", file=sys.stderr, flush=True)
-    found = catalogue(client, args.bucket, ledger_rows=rows)
+        else:
+            state = read_state(path)
+    elif named:
+        raise RestoreError(f"no ledger at {path} ({where}): give the DAG's kingfisher_archive_ledger file")
+    elif path:
+        note = f"no ledger at {path} ({where}): crawls on the Kingfisher host are not shown; give --ledger FILE"
+    else:
+        note = "no ledger (--no-airflow): crawls on the Kingfisher host are not shown; give --ledger FILE"
+    found = catalogue(
+        client,
+        args.bucket,
+        ledger_rows=state["crawls"],
+        waiting=state["waiting"],
+        last_run=state["last_run"],
+        retention_days=_days(args, RETENTION_DAYS_ENV, None),
+        waiting_warning_days=_days(args, WAITING_WARNING_DAYS_ENV, airflow_settings.DEFAULT_WAITING_WARNING_DAYS),
+    )
+    found["ledger"] = path if path and not note else None
+    found["ledger_note"] = note
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
+    print_attention(found["attention"])
+    print()
     if not found["sources"]:
         print(f"No archived months in s3://{args.bucket}/")
     else:
@@ -430,18 +486,43 @@ def _catalogue(client, args) -> int:
         for source in found["sources"]:
             for problem in source["problems"]:
                 print(f"problem  {source['source_id']} {problem}")
-    for item in found["on_disk"]["held"]:
-        print(f"held     {item['id']}: {item['reason']} ({item['detail'] or 'no detail'}); {item['what_to_do']}")
-    for item in found["on_disk"]["kept"]:
-        print(f"kept     {item['id']}: {item['status']} ({item['reason']})")
+    on_disk = found["on_disk"]
+    if note:
+        print(note)
+    else:
+        print(f"On the Kingfisher host (ledger {path}, {where}):")
+        if not any(on_disk.values()):
+            print("  nothing waiting, held or kept")
+    for item in on_disk["waiting"]:
+        late = "; longer than the warning" if item["overdue"] else ""
+        print(
+            f"waiting  {item['id']}: for Kingfisher Process to load its files, {item['waited_days']:g} days since it "
+            f"was closed{late} (collection {item['collection_id']}: {item['detail'] or 'no detail'})"
+        )
+    for item in on_disk["held"]:
+        print(f"held     {item['id']}: {item['why']}")
+    for item in on_disk["kept"]:
+        swept = f"; swept from {item['swept_from']}" if item["swept_from"] else ""
+        print(f"kept     {item['id']}: {item['outcome']}, {item['why']}{swept}")
     totals = found["totals"]
     print(
         f"{plural(len(found['sources']), 'source')}, "
         f"{plural(sum(len(s['months']) for s in found['sources']), 'month')} in s3://{args.bucket}/: "
         f"{_size(totals['bytes_archived'])} archived as {_size(totals['compressed_bytes'])}"
-        + (f"; {_size(totals['bytes_freed'])} freed on the Kingfisher host (ledger)" if args.ledger else "")
+        + (f"; {_size(totals['bytes_freed'])} freed on the Kingfisher host" if not note else "")
     )
     return 0
+
+
+def print_attention(items: list[dict]) -> None:
+    """The "needs attention" block: what needs a person and what to do, or that nothing does."""
+    if not items:
+        print("Needs attention: nothing.")
+        return
+    print(f"Needs attention ({plural(len(items), 'item')}):")
+    for item in items:
+        print(f"  - {item['what']}")
+        print(f"    what to do: {item['what_to_do']}")
 
 
 def _share(value: str) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 
+from kingfisher_archive import words
 from kingfisher_archive.ledger import Status
 from kingfisher_archive.settings import ConfigurationError
 
@@ -101,10 +102,8 @@ def from_run(
             items.append(f"{crawl_id} was chosen but not archived: it stays on disk; clear its Archive crawl task")
         for row in summary["rows"]:
             if row["status"] == Status.HELD:
-                items.append(
-                    f"{row['id']} is held ({row['reason']}: {row.get('detail') or 'no detail'}); see "
-                    "docs/operating.md for what to do"
-                )
+                said = words.why(row["status"], row["reason"], crawl_id=row["id"], detail=row.get("detail"))
+                items.append(f"{row['id']} is held: {said}. What to do: {words.advice(row['reason'])}")
         items.extend(summary.get("warnings") or [])
     if not items:
         return None

@@ -5,70 +5,56 @@ read through :func:`kingfisher_archive.restore.list_months` and :meth:`kingfishe
 that the layout's rules live in one place. Plain Python: no Airflow. It returns, JSON-ready::
 
     {"bucket", "generated_at",
+     "attention": [{"kind", "id", "what", "what_to_do"}, ...],   # what needs a person, most urgent first
      "sources": [{"source_id", "months": [month row, ...], "bytes", "compressed_bytes", "problems": [...]}],
      "periods": ["YYYY-MM", ...],              # every month that any source has, oldest first (the grid's columns)
+     "retention_days", "waiting_warning_days", "last_run",
      "on_disk": {"waiting": [...], "held": [...], "kept": [...]},
      "totals": {"bytes_archived", "compressed_bytes", "bytes_freed", "by_month": [...]}}
 
+Codes (``status``, ``reason``) stay codes, for machines; ``why`` (and ``outcome``, ``what``) say the same in words
+(:mod:`kingfisher_archive.words`), for people. A ``by_month`` month is when the runs archived and freed (the
+ledger's and metadata.json's dates), not the month of the data, which is a month row's ``period``.
+
 A month row is a ``list_months`` row (what ``list SOURCE`` prints) plus ``period`` (``YYYY-MM``), ``state``
-(``archived``, or ``broken`` with a problem), ``reason`` (why this installation's ledger kept the crawl),
+(``archived``, or ``broken`` with a problem), ``reason`` (why the crawl was kept: this installation's ledger, else
+its metadata.json), ``why`` (the same in words),
 ``replaced`` (crawls of the month archived earlier and replaced since), ``restore_command`` and ``restore_params``
 (the restore DAG's). A month a source lacks has no row: it is *empty*.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.ledger import Held, Status
+from kingfisher_archive import ledger, words
+from kingfisher_archive.ledger import Status
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.restore import list_months
+from kingfisher_archive.settings import DEFAULT_WAITING_WARNING_DAYS
 
 #: Sources listed at once (each is one paginated listing and one GET per month's metadata.json).
 WORKERS = 8
 
-#: What an operator does about a held crawl, by the ledger's reason (docs/operating.md says the same).
-HELD_ADVICE = {
-    Held.INSPECTION_FAILED: (
-        "fix the cause named in the detail (permissions, an unreadable log); the next run looks again"
-    ),
-    Held.CHECKSUM_FAILED: "fix the cause named in the detail (an unreadable file); the next run looks again",
-    Held.UNREADABLE_ARCHIVE_METADATA: (
-        "the month's metadata.json cannot be read: run `kingfisher-archive audit`, fix the month by hand; the next "
-        "run looks again"
-    ),
-    Held.SMALLER_THAN_ITS_ARCHIVE: (
-        "a deletion was interrupted: check the month (`kingfisher-archive audit --verify-data`, or restore it), "
-        "then delete what is left on disk by hand"
-    ),
-}
-DEFAULT_ADVICE = "fix the cause named in the detail; the next run looks again"
+HELD_ADVICE, DEFAULT_ADVICE = words.HELD_ADVICE, words.DEFAULT_ADVICE
+WAITING_ADVICE = (
+    "check the collection in Kingfisher Process (a load that failed or stopped); the next run after its files are "
+    "loaded archives it"
+)
+BROKEN_ADVICE = "run `kingfisher-archive audit` and mend the month as docs/restore-and-audit.md says"
+FAILED_CRAWL_ADVICE = "it stays on disk: clear its Archive crawl task in that run, or wait for the next run"
+FAILED_TASK_ADVICE = "read the task's log, fix the cause, then clear the task"
 
 
 def read_ledger(path: str) -> list[dict]:
-    """The ledger's crawl rows, as :meth:`Ledger.all` gives them, opened read-only: a reader never changes the file.
-
-    Raises ``sqlite3.Error`` if it cannot be read; :func:`read_ledger_or_why` says why in a sentence instead.
-    """
-    uri = f"file:{path}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, timeout=10)) as connection:
-        connection.row_factory = sqlite3.Row
-        rows = connection.execute("SELECT * FROM crawl ORDER BY source_id, data_version").fetchall()
-    found = []
-    for row in rows:
-        data = dict(row)
-        data["facts"] = json.loads(data.get("facts") or "{}")
-        data["result"] = json.loads(data["result"]) if data.get("result") else None
-        found.append(data)
-    return found
+    """The ledger's crawl rows, as :meth:`Ledger.all` gives them, opened read-only: a reader never changes the file."""
+    return ledger.read_state(path)["crawls"]
 
 
 def read_ledger_or_why(path: str) -> tuple[list[dict], str | None]:
@@ -145,6 +131,8 @@ def catalogue(
     ledger_rows: list[dict] = (),
     waiting: list[dict] = (),
     retention_days: int | None = None,
+    waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS,
+    last_run: dict | None = None,
     only: list[str] | None = None,
     now: datetime | None = None,
     workers: int = WORKERS,
@@ -153,8 +141,10 @@ def catalogue(
     """The bucket by source and month, the crawls waiting, held or kept on disk, and the totals per month.
 
     :param ledger_rows: :meth:`Ledger.all`; empty without a ledger on this machine, and the on-disk part with it.
-    :param waiting: the crawls the last run found waiting for Kingfisher Process (its summary's ``waiting``).
+    :param waiting: the crawls the last run found waiting for Kingfisher Process (the ledger's, or its summary's).
     :param retention_days: the local retention setting, to say when a kept crawl will be swept.
+    :param waiting_warning_days: a crawl that has waited longer needs attention.
+    :param last_run: the ledger's record of the last run (what failed), or ``None``.
     :param only: these sources, not every source in the bucket.
     :param cache: metadata already read (by ETag), kept across calls.
     """
@@ -182,10 +172,19 @@ def catalogue(
             periods.add(period)
             ours = {r["data_version"]: r for r in archived_by_month.get((name, period), [])}
             current = ours.pop(row["data_version"], None) if row["data_version"] else None
+            if current:  # this installation's ledger says why, as the metadata.json it wrote does
+                row["reason"] = current["reason"] or row.get("reason")
+                row["compared_with"] = (current.get("facts") or {}).get("compared_with") or row.get("compared_with")
             row.update(
                 period=period,
                 state="broken" if row["problem"] else "archived",
-                reason=current["reason"] if current else None,
+                why=words.why(
+                    Status.ARCHIVED,
+                    row.get("reason"),
+                    crawl_id=f"{name}/{row['data_version']}" if row["data_version"] else None,
+                    compared_with=row.get("compared_with"),
+                )
+                or None,
                 replaced=sorted(ours),
                 restore_command=restore_command(name, row["year"], row["month"]),
                 restore_params={"source_id": name, "year": row["year"], "month": row["month"]},
@@ -211,12 +210,17 @@ def catalogue(
         elif row["status"] == Status.SWEPT:
             by_month[when]["bytes_freed"] += (row.get("facts") or {}).get("bytes") or 0
 
+    found_on_disk = on_disk(ledger_rows, waiting, retention_days, now, waiting_warning_days)
     return {
         "bucket": bucket,
         "generated_at": now.replace(microsecond=0).isoformat(),
+        "attention": attention(result_sources, found_on_disk, last_run),
         "sources": result_sources,
         "periods": sorted(periods),
-        "on_disk": on_disk(ledger_rows, waiting, retention_days, now),
+        "retention_days": retention_days,
+        "waiting_warning_days": waiting_warning_days,
+        "last_run": last_run,
+        "on_disk": found_on_disk,
         "totals": {
             "bytes_archived": sum(s["bytes"] for s in result_sources),
             "compressed_bytes": sum(s["compressed_bytes"] for s in result_sources),
@@ -226,8 +230,13 @@ def catalogue(
     }
 
 
-def on_disk(ledger_rows, waiting, retention_days: int | None, now: datetime) -> dict:
-    """The crawls still on the Kingfisher host that someone may ask about: waiting, held, and kept (lost)."""
+def on_disk(
+    ledger_rows, waiting, retention_days: int | None, now: datetime, warning_days: int = DEFAULT_WAITING_WARNING_DAYS
+) -> dict:
+    """The crawls still on the Kingfisher host that someone may ask about: waiting, held, and kept (lost).
+
+    Each has its codes (``status``, ``reason``) and, for people, ``why`` (and ``outcome``): the codes in words.
+    """
     held, kept = [], []
     for row in ledger_rows:
         crawl_id = f"{row['source_id']}/{row['data_version']}"
@@ -238,8 +247,9 @@ def on_disk(ledger_rows, waiting, retention_days: int | None, now: datetime) -> 
                     "id": crawl_id,
                     "reason": row["reason"],
                     "detail": facts.get("detail"),
+                    "why": words.why(row["status"], row["reason"], crawl_id=crawl_id, detail=facts.get("detail")),
                     "since": row.get("updated_at"),
-                    "what_to_do": HELD_ADVICE.get(row["reason"], DEFAULT_ADVICE),
+                    "what_to_do": words.advice(row["reason"]),
                 }
             )
         elif row["status"] in (Status.REJECTED, Status.NOT_ARCHIVED, Status.PENDING):
@@ -257,22 +267,107 @@ def on_disk(ledger_rows, waiting, retention_days: int | None, now: datetime) -> 
                     "id": crawl_id,
                     "status": row["status"],
                     "reason": row["reason"],
+                    "outcome": words.outcome(row["status"]),
+                    "why": words.sentence({**row, "id": crawl_id}),
                     "bytes": facts.get("bytes"),
                     "lost_to": facts.get("superseded_by") or facts.get("pending_on") or facts.get("compared_with"),
                     "swept_from": sweep_after,
                 }
             )
+    return {"waiting": [_waiting(item, now, warning_days) for item in waiting], "held": held, "kept": kept}
+
+
+def _waiting(item: dict, now: datetime, warning_days: int) -> dict:
+    """A waiting crawl (the ledger's row, or a summary's :class:`~kingfisher_archive.records.Waiting`), its wait
+    counted until ``now``."""
+    crawl_id = item.get("id") or f"{item['source_id']}/{item['data_version']}"
+    since = item.get("closed_at")
+    seconds = item.get("waited_seconds") or 0
+    try:
+        closed = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        closed = None
+    if closed is not None:
+        closed = closed if closed.tzinfo else closed.replace(tzinfo=UTC)
+        seconds = max((now - closed).total_seconds(), 0)
+    loading = item.get("loading") or item.get("detail")
+    if loading and "; " in loading and loading.startswith("closed "):  # a summary's detail: "closed ... ago; ..."
+        loading = loading.split("; ", 1)[1]
+    days = round(seconds / 86400, 1)
     return {
-        "waiting": [
-            {
-                "id": item["id"],
-                "collection_id": item.get("collection_id"),
-                "since": item.get("closed_at"),
-                "waited_days": round((item.get("waited_seconds") or 0) / 86400, 1),
-                "detail": item.get("detail"),
-            }
-            for item in waiting
-        ],
-        "held": held,
-        "kept": kept,
+        "id": crawl_id,
+        "collection_id": item.get("collection_id"),
+        "since": since,
+        "waited_days": days,
+        "overdue": bool(warning_days) and seconds > warning_days * 86400,
+        "detail": loading,
     }
+
+
+def attention(sources: list[dict], found_on_disk: dict, last_run: dict | None) -> list[dict]:
+    """What needs a person, most urgent first: the last run's failures, held crawls, waits past the warning, broken
+    months. Each item: ``kind``, ``id``, ``what`` (a sentence) and ``what_to_do``."""
+    items = []
+    if last_run:
+        run = last_run.get("run_id") or "?"
+        if last_run.get("error"):
+            items.append(
+                {
+                    "kind": "failed_run",
+                    "id": run,
+                    "what": f"run {run}: {last_run['error']}",
+                    "what_to_do": ("read the run's failed tasks' logs, fix the cause, then clear them"),
+                }
+            )
+        for crawl_id in last_run.get("failed") or []:
+            items.append(
+                {
+                    "kind": "failed_crawl",
+                    "id": crawl_id,
+                    "what": f"{crawl_id} was chosen by run {run} and not archived",
+                    "what_to_do": FAILED_CRAWL_ADVICE,
+                }
+            )
+        for task in last_run.get("failed_tasks") or []:
+            items.append(
+                {
+                    "kind": "failed_task",
+                    "id": task,
+                    "what": f"task {task} of run {run} failed",
+                    "what_to_do": FAILED_TASK_ADVICE,
+                }
+            )
+    for item in found_on_disk["held"]:
+        items.append(
+            {
+                "kind": "held",
+                "id": item["id"],
+                "what": f"{item['id']} is held: {item['why']}",
+                "what_to_do": (item["what_to_do"]),
+            }
+        )
+    for item in found_on_disk["waiting"]:
+        if item["overdue"]:
+            items.append(
+                {
+                    "kind": "waiting",
+                    "id": item["id"],
+                    "what": (
+                        f"{item['id']} has waited {item['waited_days']:g} days for Kingfisher Process to load its "
+                        f"files (collection {item['collection_id']}: {item['detail'] or 'no detail'})"
+                    ),
+                    "what_to_do": WAITING_ADVICE,
+                }
+            )
+    for source in sources:
+        for row in source["months"]:
+            if row["problem"]:
+                items.append(
+                    {
+                        "kind": "broken",
+                        "id": row["prefix"],
+                        "what": f"{source['source_id']} {row['period']} ({row['prefix']}) is broken: {row['problem']}",
+                        "what_to_do": BROKEN_ADVICE,
+                    }
+                )
+    return items

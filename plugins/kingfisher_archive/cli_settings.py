@@ -363,8 +363,7 @@ def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.enviro
     elif use_airflow and environ.get(AIRFLOW_LEDGER_ENV, "").strip():
         path, source = environ[AIRFLOW_LEDGER_ENV].strip(), f"${AIRFLOW_LEDGER_ENV}"
     elif use_airflow and environ.get("AIRFLOW_HOME", "").strip():
-        path = os.path.join(environ["AIRFLOW_HOME"].strip(), airflow_settings.LEDGER_FILE)
-        source = "$AIRFLOW_HOME (the DAGs' default)"
+        path, source = airflow_settings.ledger_path(None, environ=environ), "$AIRFLOW_HOME (the DAGs' default)"
     else:
         raise SettingsError(
             f"no ledger: pass --ledger, or set ${AIRFLOW_LEDGER_ENV} (or $AIRFLOW_HOME), as the DAGs read it"

@@ -22,77 +22,117 @@ from enum import StrEnum
 from urllib.parse import quote
 
 from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.vocabulary import phrased
 
 logger = logging.getLogger(__name__)
 
 
 class Status(StrEnum):
-    """A crawl's status in the ledger. The settled ones (:data:`SETTLED`) are not inspected again."""
+    """A crawl's status in the ledger. The settled ones (:data:`SETTLED`) are not inspected again.
+
+    Each member is its code and its ``phrase`` (:mod:`kingfisher_archive.vocabulary`).
+    """
+
+    __new__ = phrased
 
     #: Failed a rule of the retention policy (the reason says which); settled.
-    REJECTED = "rejected"
+    REJECTED = "rejected", "rejected"
     #: Acceptable, but not distinct or not better than an archive in the bucket; settled.
-    NOT_ARCHIVED = "not_archived"
+    NOT_ARCHIVED = "not_archived", "not archived"
     #: Acceptable, but not distinct or not better than a crawl this run chose (``facts.pending_on``), which is not in
     #: the bucket yet: settled as ``not_archived`` when that crawl's archive is verified, else decided again, with its
     #: whole month, by the next run.
-    PENDING = "pending"
+    PENDING = "pending", "not archived for now"
     #: Could not be decided (say, its month's metadata.json is unreadable); looked at again next run.
-    HELD = "held"
+    HELD = "held", "held"
     #: Chosen; its archive task has not finished yet. Not settled: the next run looks again.
-    TO_ARCHIVE = "to_archive"
+    TO_ARCHIVE = "to_archive", "chosen, not archived yet"
     #: In the bucket, verified, and being deleted locally (``result`` holds the archive's identity): a later try or
     #: run that finds the month still holding that archive finishes the deletion without reading the crawl again.
-    DELETING = "deleting"
+    DELETING = "deleting", "archived, being deleted"
     #: In the bucket, verified, deleted locally; settled.
-    ARCHIVED = "archived"
+    ARCHIVED = "archived", "archived"
     #: Not archived, and deleted locally by the opt-in retention sweep (the old 90-day cron); settled.
-    SWEPT = "swept"
+    SWEPT = "swept", "swept"
     #: Its directory disappeared before it was settled, without this package deleting it (by hand); settled.
-    GONE = "gone"
+    GONE = "gone", "gone"
     #: In the bucket, verified, and kept on disk on purpose: Kingfisher Collect writes into it again (its log shows
     #: the ``DatabaseStore`` extension of incremental updates, which re-reads the whole directory); settled.
-    KEPT = "kept"
+    KEPT = "kept", "archived, and kept on disk"
 
 
 class Held(StrEnum):
     """Why a crawl is ``held``: it could not be decided now, and is looked at again next run."""
 
+    __new__ = phrased
+
     #: Its directory or log could not be read for now, or inspecting it failed (the detail names the error).
-    INSPECTION_FAILED = "inspection_failed"
+    INSPECTION_FAILED = "inspection_failed", "its directory or log could not be read"
     #: Computing the checksum a comparison needed failed.
-    CHECKSUM_FAILED = "checksum_failed"
+    CHECKSUM_FAILED = "checksum_failed", "its checksum could not be computed"
     #: A month the comparison needs has a ``metadata.json`` that cannot be read.
-    UNREADABLE_ARCHIVE_METADATA = "unreadable_archive_metadata"
+    UNREADABLE_ARCHIVE_METADATA = (
+        "unreadable_archive_metadata",
+        "a month it must be compared with has a metadata.json that cannot be read",
+    )
     #: A month the comparison needs holds data without ``metadata.json``, and nothing says how to make it whole.
-    MONTH_INCOMPLETE = "month_incomplete"
+    MONTH_INCOMPLETE = "month_incomplete", "a month it must be compared with holds data without metadata.json"
     #: Its month's ``metadata.json`` names it, and less is left on disk than that archive holds.
-    SMALLER_THAN_ITS_ARCHIVE = "smaller_than_its_archive"
+    SMALLER_THAN_ITS_ARCHIVE = (
+        "smaller_than_its_archive",
+        "its month is archived from this crawl, and less is left on disk than the archive holds",
+    )
     #: Its month's ``metadata.json`` names it, and what is on disk is not (all) that archive.
-    DIFFERS_FROM_ITS_ARCHIVE = "differs_from_its_archive"
+    DIFFERS_FROM_ITS_ARCHIVE = (
+        "differs_from_its_archive",
+        "its month is archived from this crawl, and what is on disk is not that archive",
+    )
     #: The sweep found a crawl rejected earlier acceptable now.
-    REJECTION_NO_LONGER_HOLDS = "rejection_no_longer_holds"
+    REJECTION_NO_LONGER_HOLDS = (
+        "rejection_no_longer_holds",
+        "rejected earlier, acceptable now: decided again by the next run",
+    )
     #: A file system call on the crawl failed (EPERM, EACCES, ENOSPC, EDQUOT, EIO, ...; the detail names it) while it
     #: was decided, archived or swept: nothing of it was deleted that was not archived; looked at again next run.
-    DISK_ERROR = "disk_error"
+    DISK_ERROR = "disk_error", "the file system refused a call on it"
     #: Its archive is verified, and deleting it locally failed (the detail says why); the next run tries again.
-    DELETE_FAILED = "delete_failed"
+    DELETE_FAILED = "delete_failed", "archived and verified, and deleting it from disk failed"
     #: What was set aside to be deleted is not what was archived, and the crawl's path was written again since:
     #: nothing is deleted until a person merges or deletes the two.
-    SET_ASIDE_DIFFERS = "set_aside_differs"
+    SET_ASIDE_DIFFERS = (
+        "set_aside_differs",
+        "what was set aside to be deleted is not what was archived, and its folder was written again since",
+    )
     #: The bucket refused to change its month (Object Lock, a legal hold, a policy); the month was left as it was.
-    BUCKET_REFUSED = "bucket_refused"
+    BUCKET_REFUSED = "bucket_refused", "the bucket refused to change or read its month (a lock or a policy)"
     #: A ``<data_version>.deleting`` directory that no ledger row explains, that its month's archive does not hold,
     #: and that cannot be renamed back because its path is taken: left for a person.
-    LEFT_ASIDE = "left_aside"
+    LEFT_ASIDE = (
+        "left_aside",
+        "a copy set aside to be deleted that no archive holds, beside a folder written since",
+    )
+
+
+class Gone(StrEnum):
+    """Why a crawl is ``gone`` (settled, and no longer on disk)."""
+
+    __new__ = phrased
+
+    #: Its directory disappeared before it was settled, without this package deleting it.
+    NOT_ON_DISK = "not_on_disk", "its directory disappeared before it was settled, not deleted by this package"
 
 
 class Kept(StrEnum):
     """Why a crawl is ``kept``: archived and verified, and on purpose not deleted locally."""
 
+    __new__ = phrased
+
     #: Its log shows Kingfisher Collect's ``DatabaseStore`` extension (incremental updates), which re-reads the whole
     #: crawl directory at each close: "the data stored in the crawl directory must not be deleted".
-    INCREMENTAL_UPDATES = "incremental_updates"
+    INCREMENTAL_UPDATES = (
+        "incremental_updates",
+        "Kingfisher Collect writes into it again (incremental updates): its files must stay",
+    )
 
 
 SETTLED = (Status.REJECTED, Status.NOT_ARCHIVED, Status.ARCHIVED, Status.SWEPT, Status.GONE, Status.KEPT)
@@ -125,6 +165,23 @@ CREATE TABLE IF NOT EXISTS claim (
     claimed_at REAL NOT NULL,
     process TEXT,  -- what identifies the process beyond its pid: boot id and start time
     PRIMARY KEY (source_id, data_version)
+);
+CREATE TABLE IF NOT EXISTS waiting (  -- crawls the last run found waiting for Kingfisher Process to load their files
+    source_id TEXT NOT NULL,
+    data_version TEXT NOT NULL,
+    collection_id INTEGER,
+    closed_at TEXT,  -- ISO 8601, UTC
+    loading TEXT,  -- what Process has recorded and has still to load
+    run_id TEXT,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (source_id, data_version)
+);
+CREATE TABLE IF NOT EXISTS run (  -- what each run's summary found that needs a person
+    run_id TEXT PRIMARY KEY,
+    finished_at TEXT NOT NULL,
+    failed TEXT NOT NULL DEFAULT '[]',  -- crawls chosen and not archived
+    failed_tasks TEXT NOT NULL DEFAULT '[]',
+    error TEXT  -- the run could not be summarised
 );
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY,
@@ -454,6 +511,53 @@ class Ledger:
                 (now, run_id, source_id, data_version, Status.SWEPT),
             )
 
+    def record_waiting(self, waiting: Iterable[dict], closed_before: datetime | None, run_id: str | None) -> None:
+        """Record the crawls a run found waiting for Kingfisher Process (:class:`~kingfisher_archive.records.Waiting`).
+
+        A run sees every crawl closed before ``closed_before`` (its data interval's end; ``None``: every crawl), so
+        the crawls closed before it that it did not find waiting no longer wait (loaded since, or gone); those closed
+        later are another run's to say.
+        """
+        waiting = list(waiting)
+        cutoff = _naive_utc(closed_before)
+        now = _now()
+        with self._transaction() as connection:
+            for row in connection.execute("SELECT source_id, data_version, closed_at FROM waiting").fetchall():
+                closed = _parse_time(row["closed_at"])
+                if cutoff is None or closed is None or closed < cutoff:
+                    connection.execute(
+                        "DELETE FROM waiting WHERE source_id = ? AND data_version = ?",
+                        (row["source_id"], row["data_version"]),
+                    )
+            for item in waiting:
+                connection.execute(
+                    "INSERT OR REPLACE INTO waiting (source_id, data_version, collection_id, closed_at, loading, "
+                    "run_id, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item["source_id"],
+                        item["data_version"],
+                        item.get("collection_id"),
+                        item.get("closed_at"),
+                        item.get("loading") or item.get("detail"),
+                        run_id,
+                        now,
+                    ),
+                )
+
+    def record_run(
+        self,
+        run_id: str | None,
+        failed: Iterable[str] = (),
+        failed_tasks: Iterable[str] = (),
+        error: str | None = None,
+    ) -> None:
+        """Record what a run's summary found that needs a person: crawls chosen and not archived, failed tasks."""
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO run (run_id, finished_at, failed, failed_tasks, error) VALUES (?, ?, ?, ?, ?)",
+                (run_id or "", _now(), json.dumps(list(failed)), json.dumps(list(failed_tasks)), error),
+            )
+
     def get(self, source_id: str, data_version: str) -> dict | None:
         with self._connect() as connection:
             row = connection.execute(
@@ -551,6 +655,43 @@ def _row(row: sqlite3.Row) -> dict:
     data["facts"] = json.loads(data["facts"] or "{}")
     data["result"] = json.loads(data["result"]) if data["result"] else None
     return data
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    try:
+        return _naive_utc(datetime.fromisoformat(value)) if value else None
+    except ValueError:
+        return None
+
+
+def read_state(path: str) -> dict:
+    """What a reader shows of the ledger at ``path``, opened read-only (a reader never changes the file):
+
+    ``{"crawls": [row as Ledger.all gives it], "waiting": [waiting row], "last_run": run row or None}``; a ledger
+    from before the waiting and run tables has neither. (:class:`Ledger` itself rebuilds a corrupt file, which is
+    for the DAG to do.)
+    """
+    uri = f"file:{path}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=10)) as connection:
+        connection.row_factory = sqlite3.Row
+        crawls = [_row(row) for row in connection.execute("SELECT * FROM crawl ORDER BY source_id, data_version")]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        waiting, last_run = [], None
+        if "waiting" in tables:
+            waiting = [dict(row) for row in connection.execute("SELECT * FROM waiting ORDER BY closed_at, source_id")]
+        if "run" in tables:
+            row = connection.execute("SELECT * FROM run ORDER BY finished_at DESC, rowid DESC LIMIT 1").fetchone()
+            if row is not None:
+                last_run = dict(row)
+                last_run["failed"] = json.loads(last_run["failed"] or "[]")
+                last_run["failed_tasks"] = json.loads(last_run["failed_tasks"] or "[]")
+    return {"crawls": crawls, "waiting": waiting, "last_run": last_run}
 
 
 def process_identity(pid: int) -> str | None:

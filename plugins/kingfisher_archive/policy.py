@@ -7,22 +7,27 @@ checksum), asked for only when a decision depends on it. See docs/retention-poli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from kingfisher_archive.vocabulary import phrased
 
 
 class Reject(StrEnum):
     """Why a crawl is not even compared, in the order the rules are checked (the older tool's strings)."""
 
-    NO_DATA_DIRECTORY = "no_data_directory"
-    UNSAFE_DATA_DIRECTORY = "unsafe_data_directory"
-    FUTURE_DATA_VERSION = "future_data_version"
-    NO_DATA_FILES = "no_data_files"
-    NO_LOG_FILE = "no_log_file"
-    NOT_FINISHED = "not_finished"
-    NOT_COMPLETE = "not_complete"
-    NOT_CLEAN_ENOUGH = "not_clean_enough"
+    __new__ = phrased
+
+    NO_DATA_DIRECTORY = "no_data_directory", "its crawl directory is gone"
+    UNSAFE_DATA_DIRECTORY = "unsafe_data_directory", "its crawl directory is, or holds, a link or a special file"
+    FUTURE_DATA_VERSION = "future_data_version", "its data version is in the future: not a real crawl time"
+    NO_DATA_FILES = "no_data_files", "it collected no data"
+    NO_LOG_FILE = "no_log_file", "no Scrapy log matches the crawl"
+    NOT_FINISHED = "not_finished", "log shows the crawl did not finish"
+    NOT_COMPLETE = "not_complete", "a sample or a subset (a spider argument limited it)"
+    NOT_CLEAN_ENOUGH = "not_clean_enough", "more than half of its files failed"
 
 
 REJECT_REASONS = tuple(Reject)
@@ -34,16 +39,34 @@ class Comparison(StrEnum):
     Two more name the earlier month they were compared with: :func:`not_distinct`.
     """
 
-    NEW_PERIOD = "new_period"
-    SAME_PERIOD = "same_period"
-    SAME_PERIOD_MORE_BYTES = "same_period_more_bytes"
-    SAME_PERIOD_MORE_FILES = "same_period_more_files"
-    SAME_PERIOD_MORE_CLEAN = "same_period_more_clean"
+    __new__ = phrased
+
+    NEW_PERIOD = "new_period", "first of its month, and distinct from the latest earlier archive"
+    SAME_PERIOD = "same_period", "same month, without enough more data or fewer errors"
+    SAME_PERIOD_MORE_BYTES = "same_period_more_bytes", "same month, at least 1.5 times the bytes"
+    SAME_PERIOD_MORE_FILES = "same_period_more_files", "same month, more bytes and at least 1.5 times the files"
+    SAME_PERIOD_MORE_CLEAN = "same_period_more_clean", "same month, more bytes and fewer errors"
 
 
 def not_distinct(year: int, month: int, maybe: bool = False) -> str:
     """``<YYYY>_<M>_not_distinct`` (identical by checksum) or ``..._not_distinct_maybe`` (less clean, no bigger)."""
     return f"{year}_{month}_not_distinct{'_maybe' if maybe else ''}"
+
+
+_NOT_DISTINCT = re.compile(r"(?P<year>\d{4})_(?P<month>\d{1,2})_not_distinct(?P<maybe>_maybe)?")
+
+
+def parse_not_distinct(reason: str | None) -> tuple[int, int, bool] | None:
+    """``(year, month, maybe)`` of a :func:`not_distinct` reason; ``None`` for any other reason."""
+    match = _NOT_DISTINCT.fullmatch(reason or "")
+    return (int(match["year"]), int(match["month"]), bool(match["maybe"])) if match else None
+
+
+def not_distinct_phrase(year: int, month: int, maybe: bool = False) -> str:
+    """The words of :func:`not_distinct`'s reasons."""
+    if maybe:
+        return f"no better than the archive of {year:04d}-{month:02d}: less clean, no more files, no more bytes"
+    return f"the same data as the archive of {year:04d}-{month:02d}"
 
 
 #: A crawl is clean when at most this share of its files failed.

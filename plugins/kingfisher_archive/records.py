@@ -83,7 +83,8 @@ class Waiting(TypedDict):
     collection_id: int
     closed_at: str | None  # ISO 8601, UTC
     waited_seconds: int
-    detail: str
+    detail: str  # how long ago it was closed, and what Process has still to load
+    loading: NotRequired[str]  # what Process has recorded and has still to load
 
 
 class Inspection(TypedDict):

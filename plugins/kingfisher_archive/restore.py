@@ -455,7 +455,8 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
     :returns: one row per month: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files``
         (``data_files``, ours only), ``compressed_bytes`` (of ``data.tar.lz4``, ``None`` if missing), ``log``
         (whether ``scrapy.log`` is there), ``archived_at`` (ours only), ``generation`` (``"2021"``, also ours, or
-        ``"2020"``) and ``problem`` (``None`` if the month can be restored).
+        ``"2020"``), ``reason`` and ``compared_with`` (why it was kept, as its metadata.json says: ours only) and
+        ``problem`` (``None`` if the month can be restored).
     :raises RestoreError: for a source id that cannot name a folder.
     """
     problem = crawls.source_id_problem(source_id)
@@ -492,6 +493,8 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
             "log": layout.LOG in objects,
             "archived_at": None,
             "generation": None,
+            "reason": None,
+            "compared_with": None,
             "problem": None,
         }
         problems = []
@@ -506,7 +509,10 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
             else:
                 data_files = archived.raw.get("data_files")
                 archived_at = archived.raw.get("archived_at")
+                reason, compared_with = archived.raw.get("reason"), archived.raw.get("compared_with")
                 row.update(
+                    reason=reason if isinstance(reason, str) else None,
+                    compared_with=compared_with if isinstance(compared_with, str) else None,
                     archived_at=archived_at if isinstance(archived_at, str) else None,
                     data_version=archived.data_version,
                     bytes=archived.bytes,

@@ -122,16 +122,25 @@ def load(
             )
     if problems:
         raise ConfigurationError("; ".join(problems))
-    home = airflow_home or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
     return Settings(
         bucket=values[BUCKET],
         data_directory=os.path.abspath(values[DATA_DIRECTORY]),
         logs_directory=os.path.abspath(values[LOGS_DIRECTORY]),
-        ledger=os.path.abspath(os.path.expanduser(values[LEDGER] or os.path.join(home, LEDGER_FILE))),
+        ledger=ledger_path(values[LEDGER], airflow_home),
         storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
         retention_days=days.get(RETENTION_DAYS),
         waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
     )
+
+
+def ledger_path(variable: str | None, airflow_home: str | None = None, environ=os.environ) -> str:
+    """Where the DAG keeps its ledger: the Variable :data:`LEDGER`, else ``$AIRFLOW_HOME/kingfisher_archive.sqlite3``
+    (``~/airflow`` without ``AIRFLOW_HOME``, as Airflow itself defaults). The DAG's settings and the command line
+    both ask this one function."""
+    if (variable or "").strip():
+        return os.path.abspath(os.path.expanduser(variable.strip()))
+    home = airflow_home or environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return os.path.abspath(os.path.expanduser(os.path.join(home, LEDGER_FILE)))
 
 
 def restore_directory(get: Callable[[str], str | None]) -> str:

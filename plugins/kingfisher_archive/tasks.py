@@ -168,6 +168,8 @@ def find_crawls() -> list[CrawlRef]:
     reevaluate = bool(params.get("reevaluate"))
     work = steps.find(settings, found.loaded, settled, reevaluate, found.loading, archived=archived)
     context["ti"].xcom_push(key=WAITING, value=work["waiting"])
+    if not params.get("dry_run"):  # where `kingfisher-archive list` and the catalogue page find them
+        Ledger(settings.ledger).record_waiting(work["waiting"], loaded_before, context.get("run_id"))
     return work["crawls"]
 
 
@@ -266,7 +268,10 @@ def summarise(swept: list[Swept] | None = None) -> dict:
     decisions = context["ti"].xcom_pull(task_ids="decide", key=DECISIONS)
     if decisions is None:
         error = "The 'Decide what to archive' task left no decisions: it failed or did not run"
-        _notify(context, alerts.from_run(None, _run_url(context), *_run(context), _failed_tasks(context), error))
+        failed_tasks = _failed_tasks(context)
+        if not dry_run:
+            _record_run(run_id, [], failed_tasks, error)
+        _notify(context, alerts.from_run(None, _run_url(context), *_run(context), failed_tasks, error))
         raise AirflowFailException(error)  # a retry would find the same: one failure, one alert
     settings = load_settings()
     results, now = {}, {}
@@ -286,7 +291,10 @@ def summarise(swept: list[Swept] | None = None) -> dict:
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
     logger.info("Summary of run %s:\n%s", run_id, steps.format_table(summary))
     _send_metrics(summary, results)
-    _notify(context, alerts.from_run(summary, _run_url(context), *_run(context), _failed_tasks(context)))
+    failed_tasks = _failed_tasks(context)
+    if not dry_run:
+        _record_run(run_id, summary["failed"], failed_tasks)
+    _notify(context, alerts.from_run(summary, _run_url(context), *_run(context), failed_tasks))
     for warning in summary["warnings"]:
         logger.warning(warning)
     if summary["failed"]:
@@ -296,6 +304,15 @@ def summarise(swept: list[Swept] | None = None) -> dict:
             "They stay on disk; clear their 'Archive crawl' tasks to retry."
         )
     return summary
+
+
+def _record_run(run_id: str | None, failed: list[str], failed_tasks: list[str], error: str | None = None) -> None:
+    """What the run leaves for a person, in the ledger, where the catalogue and `kingfisher-archive list` read it
+    (best effort: the run's own outcome and its alert stand either way)."""
+    try:
+        Ledger(load_settings().ledger).record_run(run_id, failed, failed_tasks, error)
+    except Exception as e:
+        logger.warning("Could not record the run's failures in the ledger (%s)", e)
 
 
 def _send_metrics(summary: dict, results: dict) -> None:

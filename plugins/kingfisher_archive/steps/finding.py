@@ -112,6 +112,7 @@ def _waiting(settings: Settings, loading: list[Collection], now: datetime) -> li
                 "closed_at": collection.closed_at.isoformat() if collection.closed_at else None,
                 "waited_seconds": int(waited.total_seconds()),
                 "detail": f"closed {format_duration(waited)} ago; {collection.loading_detail()}",
+                "loading": collection.loading_detail(),
             }
         )
     return waiting

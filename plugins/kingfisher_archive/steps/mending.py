@@ -15,14 +15,14 @@ from kingfisher_archive import archiver, replacement, s3, scrapy_log
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
-from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
+from kingfisher_archive.ledger import ClaimedError, Gone, Held, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: The reason recorded for a crawl whose directory disappeared before it was settled, without this package deleting it.
-GONE = "not_on_disk"
+GONE = Gone.NOT_ON_DISK
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,49 @@
 from __future__ import annotations
 
 from collections import Counter
+from enum import StrEnum
 
+from kingfisher_archive import words
 from kingfisher_archive.crawl import MiB
-from kingfisher_archive.ledger import Status
+from kingfisher_archive.ledger import Kept, Status
 from kingfisher_archive.records import ArchiveResult, Decision, Swept, Waiting
+from kingfisher_archive.vocabulary import phrased
 
-#: A row's status is the crawl's ledger :class:`~kingfisher_archive.ledger.Status`, or one of these two.
-WOULD_ARCHIVE = "would_archive"  # chosen on a dry run
-FAILED = "failed"  # chosen, and its archive task did not archive it
+
+class Outcome(StrEnum):
+    """A summary row's status when it is not a ledger :class:`~kingfisher_archive.ledger.Status`."""
+
+    __new__ = phrased
+
+    #: Chosen on a dry run.
+    WOULD_ARCHIVE = "would_archive", "would be archived"
+    #: Chosen, and its archive task did not archive it.
+    FAILED = "failed", "chosen, and its archive task failed"
+
+
+WOULD_ARCHIVE = Outcome.WOULD_ARCHIVE
+FAILED = Outcome.FAILED
+
+
+def outcome(status: str) -> str:
+    """A summary row's status in words."""
+    try:
+        return Outcome(status).phrase
+    except ValueError:
+        return words.outcome(status)
+
+
+def why(row: dict) -> str:
+    """A summary row's reason, and the crawls it names, in words."""
+    return words.why(
+        row["status"],
+        row.get("reason"),
+        crawl_id=row["id"],
+        compared_with=row.get("compared_with"),
+        superseded_by=row.get("superseded_by"),
+        pending_on=row.get("pending_on"),
+        detail=row.get("detail"),
+    )
 
 
 def summarise(
@@ -42,6 +77,8 @@ def summarise(
             "reason": d["reason"],
             "detail": d.get("detail"),
             "compared_with": d.get("compared_with"),
+            "superseded_by": d.get("superseded_by"),
+            "pending_on": d.get("pending_on"),
             "bytes": d.get("bytes"),
         }
         result = results.get(d["id"])
@@ -75,7 +112,7 @@ def summarise(
                 kept = now.get("status") == Status.KEPT or bool(result.get("kept"))
                 row["status"] = Status.KEPT if kept else Status.ARCHIVED
                 if kept:
-                    row["detail"] = f"kept on disk: {result.get('kept') or now.get('reason')}"
+                    row.update(reason=Kept.INCREMENTAL_UPDATES, detail=None)
                 row["bytes"] = result.get("bytes")
                 row["compressed_bytes"] = compressed = result.get("compressed_bytes")
                 if compressed:
@@ -111,7 +148,8 @@ def summarise(
     for item in swept:
         if item.get("problem"):
             summary["warnings"].append(
-                f"{item['id']} was not swept ({item['problem']['reason']}): {item['problem']['detail']}; it stays on "
+                f"{item['id']} was not swept ({words.reason_phrase(item['problem']['reason'])}): "
+                f"{item['problem']['detail']}; it stays on "
                 "disk, and the next sweep tries again"
             )
     if waiting_warning_days:
@@ -131,21 +169,13 @@ def format_table(summary: dict) -> str:
     def mib(value) -> str:
         return f"{value / MiB:.1f}" if value is not None else ""
 
-    header = f"{'crawl':<40} {'outcome':<13} {'reason':<26} {'MiB':>9} {'LZ4 MiB':>9} {'ratio':>5} {'MB/s':>6}"
-    lines = [header + "  why / detail"]
+    header = f"{'crawl':<40} {'outcome':<27} {'MiB':>9} {'LZ4 MiB':>9} {'ratio':>5} {'MB/s':>6}"
+    lines = [header + "  why"]
     for row in summary["rows"]:
-        why = row.get("detail") or ""
-        if row.get("compared_with") and row["status"] in (
-            Status.NOT_ARCHIVED,
-            Status.PENDING,
-            Status.ARCHIVED,
-            WOULD_ARCHIVE,
-        ):
-            why = f"against {row['compared_with']}" + (f"; {why}" if why else "")
         lines.append(
-            f"{row['id']:<40} {row['status']:<13} {row['reason'] or '':<26} {mib(row.get('bytes')):>9} "
+            f"{row['id']:<40} {outcome(row['status']):<27} {mib(row.get('bytes')):>9} "
             f"{mib(row.get('compressed_bytes')):>9} {row.get('ratio') or '':>5} {row.get('mb_per_second') or '':>6}"
-            f"  {why}"
+            f"  {why(row)}"
         )
     for item in summary.get("waiting", []):
         lines.append(
@@ -163,5 +193,6 @@ def format_table(summary: dict) -> str:
         if item.get("problem"):
             continue  # in the warnings
         verb = "would sweep" if summary["dry_run"] else "swept"
-        lines.append(f"{verb} {item['id']} ({item['status']}: {item['reason']}), older than the retention period")
+        said = words.why(item["status"], item["reason"], crawl_id=item["id"])
+        lines.append(f"{verb} {item['id']} ({words.outcome(item['status'])}: {said}), older than the retention period")
     return "\n".join(lines)
