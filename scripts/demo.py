@@ -36,6 +36,7 @@ STATE = "demo.json"
 BUCKET = "kingfisher-archive-demo"
 sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "plugins")]
 
+from kingfisher_archive import words  # noqa: E402
 from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables, migrate  # noqa: E402
 from scripts.demo_kit.kingfisher_host import archive_all, mixed_host  # noqa: E402
 from scripts.demo_kit.servers import (  # noqa: E402
@@ -220,7 +221,8 @@ def report(host, client, ledger: Path, output: str, dry_run: bool) -> None:
         for source_id, version, status, reason, facts in connection.execute(
             "SELECT source_id, data_version, status, reason, facts FROM crawl ORDER BY source_id, data_version"
         ):
-            decisions[f"{source_id}/{version}"] = (status, explain(host, status, reason, json.loads(facts)))
+            crawl_id = f"{source_id}/{version}"
+            decisions[crawl_id] = (words.outcome(status), explain(host, crawl_id, status, reason, json.loads(facts)))
     for match in WAITING.finditer(output):
         decisions[match["id"]] = ("waiting", f"Kingfisher Process is still loading its files ({match['detail']})")
     print("\nEvery crawl on the demo host, what the run did with it, and why:")
@@ -241,31 +243,22 @@ def _named(host, crawl_id: str) -> str:
     return f"{crawl_id} (archived)"
 
 
-def explain(host, status: str, reason: str, facts: dict) -> str:
-    """A ledger decision in words, naming what the crawl was compared with."""
-    compared = _named(host, facts["compared_with"]) if facts.get("compared_with") else None
-    if facts.get("superseded_by"):
-        # It won its comparison first (so its reason is the one it won with), then a later crawl of its month won.
-        return f"superseded by {facts['superseded_by']}, a later, bigger crawl of the same month"
-    if status == "rejected":
-        return f"{reason}" + (f" ({facts['detail']})" if facts.get("detail") else "")
-    if reason == "new_period":
-        if compared:
-            return f"new_period: differs from {compared}, the latest archive before its month"
-        return "new_period: nothing of its source is archived in or before its month"
-    if reason == "same_period":
-        return f"same_period: not better than {compared}, the month's choice"
-    if reason.startswith("same_period_"):
-        better = {
-            "more_bytes": "at least 1.5 times the bytes",
-            "more_files": "more bytes and at least 1.5 times the files",
-        }.get(reason.removeprefix("same_period_"), "more bytes and fewer errors")
-        return f"{reason}: {better} of {compared}, the month's earlier choice"
-    if reason.endswith("_not_distinct"):
-        return f"{reason}: identical (same checksum) to {compared}"
-    if reason.endswith("_not_distinct_maybe"):
-        return f"{reason}: less clean than {compared}, with no more files and no more bytes"
-    return reason + (f" (compared with {compared})" if compared else "")
+def explain(host, crawl_id: str, status: str, reason: str, facts: dict) -> str:
+    """A ledger decision in words (the package's own, :func:`kingfisher_archive.words.why`), and where the archive it
+    was measured against is."""
+    said = words.why(
+        status,
+        reason,
+        crawl_id=crawl_id,
+        compared_with=facts.get("compared_with"),
+        superseded_by=facts.get("superseded_by"),
+        pending_on=facts.get("pending_on"),
+        detail=facts.get("detail"),
+    )
+    other = facts.get("superseded_by") or facts.get("compared_with")
+    if other and other not in host.crawls:
+        said += f"; {_named(host, other)}"
+    return said
 
 
 if __name__ == "__main__":

@@ -53,10 +53,12 @@ def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_sto
 
         # The table names what each crawl was compared with, and that comparison is in the bucket.
         assert (
-            "uk/20201201_000000               not_archived  2020_11_not_distinct: identical (same checksum) to "
-            "uk/20201105_000000 (archived in s3://kingfisher-archive-demo/uk/2020/11/)"
+            f"{'uk/20201201_000000':<32} {'not archived':<13} the same data as the archive of 2020-11 "
+            "(20201105_000000); uk/20201105_000000 (archived in s3://kingfisher-archive-demo/uk/2020/11/)"
         ) in out
-        assert "scotland/20200902_052458         not_archived  superseded by scotland/20200920_101010" in out
+        assert (
+            f"{'scotland/20200902_052458':<32} {'not archived':<13} lost to 20200920_101010: same month, more data"
+        ) in out
         assert "s3://kingfisher-archive-demo/uk/2020/11/data.tar.lz4" in out
 
         # The commands the closing lines show, run as shown in `make demo-shell`.
