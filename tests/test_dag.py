@@ -572,3 +572,41 @@ def test_what_needs_a_person_reaches_one_in_one_message_per_run(mixed, smtp):
     subject, body = smtp.bodies()[2]
     assert subject.startswith("Kingfisher Archive: the audit (kingfisher_archive_audit run ")
     assert "scotland/2020/09/data.tar.lz4: data object missing" in body
+
+
+@pytest.mark.parametrize("schema", ["v2"])
+def test_one_crawls_trouble_is_held_and_named_and_a_crawl_collect_reuses_is_archived_and_kept(mixed, smtp):
+    """Issue 30 through Airflow: a crawl whose log shows Kingfisher Collect's DatabaseStore is archived and kept on
+    disk; a crawl whose deletion the disk refuses (something already stands where it would be set aside) is held,
+    its archive verified; the run succeeds, every other crawl ends as it would have, and one alert names the held
+    crawl in words."""
+    host, airflow, client, bucket = mixed
+    airflow.connections["alert_mail"] = smtp.connection()
+    airflow.variables["kingfisher_archive_notifier"] = json.dumps(NOTIFIER)
+    reused = host.add_crawl(
+        "chile", "20201215_000000", log={"extensions": ["kingfisher_scrapy.extensions.DatabaseStore"]}
+    )
+    refused = host.add_crawl("peru", "20201216_000000")
+    with open(refused.directory + ".deleting", "wb") as f:  # a file where the crawl would be renamed aside
+        f.write(b"not a crawl")
+
+    run = airflow.run()
+    assert run.succeeded, run.output[-5000:]
+
+    keys = objects(client, bucket)
+    assert {"chile/2020/12/metadata.json", "peru/2020/12/metadata.json", "scotland/2020/09/metadata.json"} <= set(keys)
+    assert host.exists(reused.id) and host.log_exists(reused.id), "Collect writes into it again: kept"
+    assert host.exists(refused.id) and host.log_exists(refused.id)
+    with open(refused.directory + ".deleting", "rb") as f:
+        assert f.read() == b"not a crawl"
+    rows = ledger_rows(airflow)
+    assert rows.pop("chile/20201215_000000") == ("kept", "new_period")
+    assert rows.pop("peru/20201216_000000")[0] == "deleting"  # its archive is verified; the next run finishes it
+    assert rows == EXPECTED["v2"]  # everything else as a run without them
+    assert not host.exists("scotland/20200920_101010") and not host.exists("kenya/20201201_000000")
+
+    table = run.output[run.output.index("Summary of run") :]
+    assert "chile/20201215_000000" in table and "peru/20201216_000000" in table
+    ((subject, body),) = smtp.bodies()
+    assert "peru/20201216_000000 is held" in body and "archived and verified, and deleting it from disk failed" in body
+    assert "delete_failed" not in body  # words for people

@@ -202,8 +202,8 @@ def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str 
 
 
 def left_aside(data_directory: str) -> list[CrawlKey]:
-    """Every ``<source_id>/<data_version>.deleting`` directory under the data directory: a crawl renamed aside to be
-    deleted. A folder that cannot be listed is skipped with a warning (it is looked at again next run)."""
+    """Every ``<source_id>/<data_version>.deleting`` directory (not a link) under the data directory: a crawl renamed
+    aside to be deleted. A folder that cannot be listed is skipped with a warning (it is looked at again next run)."""
     found = []
     try:
         sources = sorted(os.listdir(data_directory))
@@ -221,7 +221,8 @@ def left_aside(data_directory: str) -> list[CrawlKey]:
             logger.warning("Cannot list %s for crawls left aside: %s", source_id, describe(e))
             continue
         for name in names:
-            if name.endswith(crawls.DELETING_SUFFIX):
+            path = os.path.join(data_directory, source_id, name)
+            if name.endswith(crawls.DELETING_SUFFIX) and os.path.isdir(path) and not os.path.islink(path):
                 key = CrawlKey.parse({"source_id": source_id, "data_version": name[: -len(crawls.DELETING_SUFFIX)]})
                 if key is not None:
                     found.append(key)
