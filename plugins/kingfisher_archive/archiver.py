@@ -401,7 +401,12 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
             metadata=_metadata_json(crawl, stream, log),
             month_held=crawl.month_held,
         )
-    except (replacement.ReplacementInProgressError, layout.MetadataError, replacement.RecoveryError):
+    except (
+        replacement.ReplacementInProgressError,
+        replacement.MonthChangedError,
+        layout.MetadataError,
+        replacement.RecoveryError,
+    ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
         s3.clean_staging(client, bucket, staging)
         raise
