@@ -167,6 +167,7 @@ class _Crawl:
     label: str
     final: str  # the month's prefix
     staging: str  # this crawl's staging prefix
+    month_held: object  # what the caller decided against (see replacement.begin)
 
 
 @dataclass
@@ -191,6 +192,7 @@ def archive_crawl(
     metadata: dict,
     delete_local_files: bool = True,
     before_delete=None,
+    month_held=replacement.UNCHECKED,
 ) -> dict:
     """Archive one crawl into its month and delete it locally.
 
@@ -209,8 +211,17 @@ def archive_crawl(
     :param before_delete: called with the result (the verified archive's identity: checksum, bytes, compressed
         bytes, fingerprint) before the crawl is touched, and again with ``checked: True`` before its first file is
         deleted (see docs/safety.md, section 6).
+    :param month_held: what the caller decided against, :func:`kingfisher_archive.bucket.month_state` of the
+        month's ``metadata.json`` (``None``: none); a month that holds anything else is not replaced (see
+        :func:`kingfisher_archive.replacement.begin`). :data:`~kingfisher_archive.replacement.UNCHECKED`: not checked.
     :returns: the figures for the run summary.
     :raises kingfisher_archive.crawl.CrawlChangedError: the crawl changed since inspection, or since it was read.
+    :raises kingfisher_archive.replacement.ReplacementInProgressError: another replacement holds the month.
+    :raises kingfisher_archive.bucket.MonthIncompleteError: the month holds data that is not this crawl's, or a log,
+        without ``metadata.json``.
+    :raises kingfisher_archive.replacement.MonthChangedError: the month is not what ``month_held`` says.
+    :raises kingfisher_archive.replacement.MonthInconsistentError: its ``metadata.json`` describes other data.
+    :raises kingfisher_archive.replacement.RefusedError: the bucket refused the replacement (a policy, Object Lock).
     """
     crawls.check_log_path(logs_directory, source_id, log_path, "archive")
     key = CrawlKey(source_id, data_version, crawls.parse_data_version(data_version))
@@ -227,6 +238,7 @@ def archive_crawl(
         label=key.id,
         final=layout.month_prefix(source_id, key.year, key.month),
         staging=layout.staging_prefix(source_id, data_version),
+        month_held=month_held,
     )
 
     # Leftovers of an earlier try of this task: its staging objects, and its uploads to either place (a month's
@@ -404,16 +416,27 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     streamed = time.monotonic()
     log = _upload_log(client, bucket, staging + layout.LOG, crawl.log_path)
     promoting = time.monotonic()
-    journal = replacement.begin(
-        client,
-        bucket,
-        month=final,
-        crawl=crawl.label,
-        staging=staging,
-        data=(stream.compressed_bytes, stream.etag, stream.crc32),
-        log=(log.size, log.etag, log.crc32),
-        metadata=_metadata_json(crawl, stream, log),
-    )
+    try:
+        journal = replacement.begin(
+            client,
+            bucket,
+            month=final,
+            crawl=crawl.label,
+            staging=staging,
+            data=(stream.compressed_bytes, stream.etag, stream.crc32),
+            log=(log.size, log.etag, log.crc32),
+            metadata=_metadata_json(crawl, stream, log),
+            month_held=crawl.month_held,
+        )
+    except (
+        replacement.ReplacementInProgressError,
+        replacement.MonthChangedError,
+        layout.MetadataError,
+        replacement.RecoveryError,
+    ):
+        # The replacement did not begin (its journal is removed): this try's staged archive goes too.
+        s3.clean_staging(client, bucket, staging)
+        raise
     replacement.replace(client, bucket, journal, crawl.storage_class)
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 

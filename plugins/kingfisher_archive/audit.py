@@ -81,19 +81,24 @@ def audit(
     months: dict[str, dict[str, dict]] = defaultdict(dict)
     spellings: dict[tuple[str, int, int], list[str]] = defaultdict(list)
     stale: list[dict] = []
-    journals: set[str] = set()  # staging prefixes of replacements that the next archive run finishes or undoes
+    journals: dict[str, str] = {}  # journal -> the staging prefix of a replacement the next run finishes or undoes
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
         for item in page.get("Contents", []):
             key = item["Key"]
             if key.startswith(layout.STAGING + "/"):
-                if key.endswith("/" + replacement.JOURNAL):
-                    journals.add(key[: -len(replacement.JOURNAL)])
+                if replacement.is_journal(key):
+                    journals[key] = _staged_by(client, bucket, key)
                 if item["LastModified"] < cutoff:
                     stale.append(item)
                 continue
             match = _MONTH_OBJECT.match(key)
-            if not match or not 1 <= int(match["month"]) <= 12 or crawls.source_id_problem(match["source"]):
+            if (
+                not match
+                or not 1 <= int(match["month"]) <= 12
+                or crawls.source_id_problem(match["source"])
+                or layout.reserved_source_problem(match["source"])
+            ):
                 report.warning(key, "unexpected object", "not part of the archive layout; left alone")
                 continue
             prefix = f"{match['source']}/{match['year']}/{match['month']}/"
@@ -117,13 +122,14 @@ def audit(
     for prefix in sorted(months):
         verified += _audit_month(client, bucket, prefix, months[prefix], report, prefix in drawn)
 
-    for prefix in sorted(journals):
+    for key in sorted(journals):
         report.problem(
-            prefix + replacement.JOURNAL,
+            key,
             "interrupted replacement",
             "a month's replacement was cut short; the next run of the archive DAG finishes or undoes it (left alone)",
         )
-    _stale_staging(client, bucket, [i for i in stale if not i["Key"].startswith(tuple(journals))], report, repair)
+    kept = (*journals, *journals.values())  # a journal and its staged archive: what finishing needs
+    _stale_staging(client, bucket, [i for i in stale if not i["Key"].startswith(kept)], report, repair)
     _stale_uploads(client, bucket, cutoff, report, repair)
 
     repaired = sum(1 for entry in report.problems if entry["repaired"])
@@ -329,6 +335,20 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
             ("checksum mismatch", f"the archive's files give {actual}, the metadata says {archived.checksum}")
         )
     return problems, []
+
+
+def _staged_by(client, bucket: str, key: str) -> str:
+    """The staging prefix whose objects a journal's replacement needs: beside it (before 1.2), or named in it; the
+    whole source's staging folder if it cannot be read (nothing of it is then repaired)."""
+    if key.endswith("/" + replacement.JOURNAL):
+        return key[: -len(replacement.JOURNAL)]
+    try:
+        found = s3.get_if_any(client, bucket, key)
+        if found is not None:
+            return replacement.Journal.parse(key, *found).staging
+    except (ClientError, replacement.RecoveryError):
+        pass
+    return key.rsplit("/", 1)[0] + "/"
 
 
 def _stale_staging(client, bucket: str, stale: list[dict], report: _Report, repair: bool) -> None:

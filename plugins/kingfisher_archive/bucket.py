@@ -21,13 +21,17 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import s3
-from kingfisher_archive.errors import RetryableError
+from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.policy import Candidate
 
 DATA = "data.tar.lz4"
 METADATA = "metadata.json"
 LOG = "scrapy.log"
 STAGING = "staging"
+#: The names under which the package writes its own objects (not a month's), each refused as a source id: ``staging``
+#: at the top of the bucket, and the probe's folder inside it (:data:`kingfisher_archive.s3.PROBE_PREFIX`), which a
+#: source of that name would share its staging prefix with.
+RESERVED = {STAGING: f"the bucket's {STAGING}/ folder", "_probe": f"the probe's {STAGING}/_probe/ folder"}
 
 _MONTH_KEY = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)$")
 
@@ -53,12 +57,36 @@ class MonthIncompleteError(MetadataError):
         )
 
 
+class ReservedSourceError(PermanentError):
+    """A source id is one of the names the package writes its own objects under (:data:`RESERVED`)."""
+
+
+def reserved_source_problem(source_id: str) -> str | None:
+    """Why ``source_id`` cannot have months in the bucket (it is a name the package writes under), or ``None``."""
+    if source_id in RESERVED:
+        return (
+            f"the source id {source_id!r} is reserved: its months would lie in {RESERVED[source_id]}, where this "
+            "package writes its own objects (and deletes them); it cannot be archived into this bucket"
+        )
+    return None
+
+
+def _refuse_reserved(source_id: str) -> None:
+    if problem := reserved_source_problem(source_id):
+        raise ReservedSourceError(f"{problem}: nothing was written")
+
+
 def month_prefix(source_id: str, year: int, month: int) -> str:
+    """``<source_id>/<YYYY>/<MM>/``; :class:`ReservedSourceError` for a source id the package writes under."""
+    _refuse_reserved(source_id)
     return f"{source_id}/{year:04d}/{month:02d}/"
 
 
 def staging_prefix(source_id: str, data_version: str) -> str:
-    """Where one crawl's uploads wait: per crawl, so two crawls of one month never share staging keys."""
+    """Where one crawl's uploads wait: per crawl, so two crawls of one month never share staging keys.
+
+    Raises :class:`ReservedSourceError` for a source id the package writes under."""
+    _refuse_reserved(source_id)
     return f"{STAGING}/{source_id}/{data_version}/"
 
 

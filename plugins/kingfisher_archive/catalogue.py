@@ -104,7 +104,7 @@ def sources(client, bucket: str) -> list[str]:
     for page in paginator.paginate(Bucket=bucket, Delimiter="/"):
         for prefix in page.get("CommonPrefixes", []):
             name = prefix["Prefix"].rstrip("/")
-            if name != layout.STAGING and crawls.source_id_problem(name) is None:
+            if layout.reserved_source_problem(name) is None and crawls.source_id_problem(name) is None:
                 found.append(name)
     return sorted(found)
 

@@ -1,36 +1,134 @@
 """Replacing a month's archive: a transaction over three objects that any later try finishes or undoes.
 
-:func:`begin` writes a journal beside the verified staged archive (``staging/<source_id>/<data_version>/`` +
-:data:`JOURNAL`) before anything of the month is taken away; :func:`replace` carries the replacement out; and
-:func:`recover` takes a month whose replacement was cut short to one of its two whole states, or raises
-:class:`RecoveryError`, never guessing. Callers hold the month's claim
-(:meth:`kingfisher_archive.ledger.Ledger.claim`), so no other try writes the month meanwhile. See docs/safety.md,
-section 4.
+:func:`begin` writes the month's journal (``staging/<source_id>/<YYYY>-<MM>.replacing.json``, :func:`journal_key`)
+before anything of the month is taken away, with ``If-None-Match: *``: the bucket itself lets one replacement of a
+month begin at a time, whatever the ledger's claims say (a ledger set aside and started afresh, a second
+AIRFLOW_HOME). Under its journal, :func:`begin` reads the month again and refuses to start from anything but what
+the caller decided against. :func:`replace` carries the replacement out; and :func:`recover` takes a month whose
+replacement was cut short to one of its two whole states, or raises :class:`RecoveryError`, never guessing. Journals
+written before 1.2 lie beside their staged archive (``staging/<source_id>/<data_version>/replacing.json``) and are
+recovered all the same. See docs/safety.md, section 4.
+
+What :func:`begin` and :func:`replace` raise, for the archive task to act on:
+
+- :class:`ReplacementInProgressError` (retryable): another replacement's journal holds the month; nothing of the
+  month was touched.
+- :class:`kingfisher_archive.bucket.MonthIncompleteError` (retryable): under the journal, the month holds a
+  ``data.tar.lz4`` (not this crawl's) or a ``scrapy.log`` but no ``metadata.json``: it is never a starting point.
+- :class:`MonthChangedError` (retryable): the month's ``metadata.json`` is not the one the caller decided against.
+- :class:`MonthInconsistentError` (permanent): the month's ``metadata.json`` does not describe the data beside it.
+- :class:`RefusedError` (permanent): the bucket refused a change (a policy, Object Lock); the month is as it was,
+  with ``reason``, ``lock`` and ``code`` to hold the crawl by.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+import os
+import re
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as with_fields
 
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import s3
-from kingfisher_archive.errors import PermanentError
+from kingfisher_archive.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
+#: The name of a journal written before 1.2, beside its staged archive: ``staging/<source_id>/<data_version>/``.
 JOURNAL = "replacing.json"
+#: The end of a month's journal's key: ``staging/<source_id>/<YYYY>-<MM>.replacing.json`` (:func:`journal_key`).
+MONTH_JOURNAL_SUFFIX = ".replacing.json"
+_MONTH_JOURNAL = re.compile(
+    rf"{layout.STAGING}/(?P<source>[^/]+)/(?P<year>\d{{4}})-(?P<month>\d{{2}}){re.escape(MONTH_JOURNAL_SUFFIX)}"
+)
+_LEGACY_JOURNAL = re.compile(rf"{layout.STAGING}/(?P<source>[^/]+)/(?P<version>[^/]+)/{re.escape(JOURNAL)}")
+
+
+class _Unchecked:
+    def __repr__(self) -> str:
+        return "UNCHECKED"
+
+
+#: :func:`begin`'s ``month_held`` when the caller does not say what it decided against (only the month's
+#: completeness is checked then).
+UNCHECKED = _Unchecked()
+
+
+def journal_key(month: str) -> str:
+    """The key of the journal of any replacement of ``month`` (``<source_id>/<YYYY>/<MM>/``): one per month.
+
+    Directly under ``staging/<source_id>/``, so no crawl's staging prefix (``staging/<source_id>/<data_version>/``)
+    holds it, and cleaning one crawl's staging never removes it."""
+    source_id, year, month_ = layout.parse_month_prefix(month)
+    return f"{layout.STAGING}/{source_id}/{year:04d}-{month_:02d}{MONTH_JOURNAL_SUFFIX}"
+
+
+def is_journal(key: str) -> bool:
+    """Whether ``key`` is a replacement's journal: a month's, or one written before 1.2 beside its staged archive."""
+    return bool(_MONTH_JOURNAL.fullmatch(key) or _LEGACY_JOURNAL.fullmatch(key))
 
 
 class RecoveryError(PermanentError):
     """A month's replacement was interrupted in a state that neither finishing nor undoing it can mend."""
 
 
+class MonthInconsistentError(RecoveryError):
+    """The month's ``metadata.json`` does not describe the ``data.tar.lz4`` beside it: nothing is written over it."""
+
+
+class ReplacementInProgressError(RetryableError):
+    """Another replacement of the month holds its journal: this one did not begin, and touched nothing of the month.
+
+    The holder is running (another run or try that believes it holds the month), or was cut short and is left for
+    :func:`recover`. ``journal`` is the journal's key, ``holder`` the crawl it names (``None`` if it could not be
+    read), ``month`` the month's prefix, ``crawl`` the crawl that was refused.
+    """
+
+    def __init__(self, bucket: str, month: str, crawl: str, journal: str, holder: str | None) -> None:
+        self.month, self.crawl, self.journal, self.holder = month, crawl, journal, holder
+        super().__init__(
+            f"s3://{bucket}/{month} is being replaced by {holder or 'another crawl (its journal cannot be read)'}: "
+            f"its journal s3://{bucket}/{journal} holds the month (a replacement in progress, or cut short and left "
+            f"for the next try to finish or undo). {crawl} was not archived, the month was not touched and nothing "
+            "was deleted locally; a later try decides again"
+        )
+
+
+class MonthChangedError(RetryableError):
+    """The month is not what the caller decided against: ``expected`` (what it saw) and ``found`` (what is there),
+    each a :func:`kingfisher_archive.bucket.month_state` or ``None`` for a month without ``metadata.json``."""
+
+    def __init__(self, bucket: str, month: str, crawl: str, expected, found, why: str = "") -> None:
+        self.month, self.crawl, self.expected, self.found = month, crawl, expected, found
+        super().__init__(
+            f"s3://{bucket}/{month} holds {found or 'no metadata.json'}, not {expected or 'nothing'} as when "
+            f"{crawl} was chosen to replace it{why}: it was not replaced, nothing was deleted locally; decide again"
+        )
+
+
 class RefusedError(PermanentError):
-    """The bucket refused to change the month (a policy, Object Lock); the month was left as it was."""
+    """The bucket refused to change the month (a policy, Object Lock); the month was left as it was.
+
+    ``reason`` is :data:`REFUSED_BY_OBJECT_LOCK` when the bucket has Object Lock, else
+    :data:`REFUSED_BY_BUCKET`; ``lock`` the bucket's Object Lock in words (``None``: off, ``"unknown"``: it could not
+    be read); ``code`` the S3 error code; ``month`` and ``crawl`` what was refused. The crawl's staged archive and the
+    journal are removed, so the month needs no recovery.
+    """
+
+    def __init__(self, message: str, *, month: str, crawl: str, code: str, lock: str | None) -> None:
+        self.month, self.crawl, self.code, self.lock = month, crawl, code, lock
+        self.reason = REFUSED_BY_BUCKET if lock is None else REFUSED_BY_OBJECT_LOCK
+        super().__init__(message)
+
+
+#: :attr:`RefusedError.reason`: the bucket has Object Lock (its retention or a legal hold refused the change).
+REFUSED_BY_OBJECT_LOCK = "refused_by_object_lock"
+#: :attr:`RefusedError.reason`: no Object Lock: a policy refused the change (``AccessDenied``).
+REFUSED_BY_BUCKET = "refused_by_bucket"
 
 
 @dataclass(frozen=True)
@@ -46,32 +144,123 @@ class Journal:
     old_metadata: str | None  # the month's metadata.json before, as it was (None: there was none)
     old_metadata_etag: str | None
     old_data: tuple[int, str] | None  # the month's data.tar.lz4 before: size, ETag (None: there was none)
+    token: str | None = None  # the try that wrote it (journals written before 1.2 have none)
+    # Not written: where the journal was read or written (a month's key, or one beside its staged archive before
+    # 1.2), and its ETag there, which its removal is conditional on.
+    at: str | None = field(default=None, compare=False)
+    etag: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
-        return self.staging + JOURNAL
+        return self.at or journal_key(self.month)
 
     def body(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode("utf-8")
+        document = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("at", "etag")}
+        return json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
 
     @classmethod
-    def parse(cls, key: str, body: bytes) -> Journal:
+    def parse(cls, key: str, body: bytes, etag: str | None = None) -> Journal:
+        required = [f.name for f in fields(cls) if f.name not in ("token", "at", "etag")]
         try:
             data = json.loads(body)
-            fields = {name: data[name] for name in cls.__dataclass_fields__}
+            values = {name: data[name] for name in required}
             for name in ("data", "log", "old_data"):
-                fields[name] = tuple(fields[name]) if fields[name] is not None else None
-            journal = cls(**fields)
-        except (ValueError, KeyError, TypeError) as e:
+                values[name] = tuple(values[name]) if values[name] is not None else None
+            journal = cls(**values, token=data.get("token"), at=key, etag=etag)
+            source_id, data_version = journal.crawl.split("/")
+            staging = layout.staging_prefix(source_id, data_version)
+            month_key = journal_key(journal.month)
+        except (ValueError, KeyError, TypeError, AttributeError, layout.ReservedSourceError) as e:
             raise RecoveryError(f"the journal s3://…/{key} cannot be read ({e}): the month needs a person") from None
-        if journal.key != key:
-            raise RecoveryError(f"the journal {key} names the staging prefix {journal.staging}")
+        if journal.staging != staging or key not in (month_key, staging + JOURNAL):
+            raise RecoveryError(
+                f"the journal {key} names the staging prefix {journal.staging} and the month {journal.month}"
+            )
         return journal
 
 
-def begin(client, bucket: str, *, month: str, crawl: str, staging: str, data, log, metadata: bytes) -> Journal:
-    """Write the journal of a replacement of ``month`` by the archive staged at ``staging``; return it."""
-    old = s3.get_if_any(client, bucket, month + layout.METADATA)
+def _crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
+    from kingfisher_archive import archiver  # archiver imports this module
+
+    return archiver.crawl_in(client, bucket, key, source_id)
+
+
+def _month_now(client, bucket: str, month: str):
+    """The month's ``metadata.json`` (bytes, ETag), its data's and its log's (size, ETag), each ``None`` if absent."""
+    return (
+        s3.get_if_any(client, bucket, month + layout.METADATA),
+        s3.identity(client, bucket, month + layout.DATA),
+        s3.identity(client, bucket, month + layout.LOG),
+    )
+
+
+def _check_start(client, bucket: str, month: str, crawl: str, now, month_held) -> None:
+    """Refuse to replace a month holding data without metadata.json (unless this crawl's own upload), one whose
+    metadata.json is not the one the caller decided against, or one whose metadata.json describes other data."""
+    metadata, data, log = now
+    source_id, year, month_ = layout.parse_month_prefix(month)
+    if metadata is None:
+        if (data is not None and _crawl_in(client, bucket, month + layout.DATA, source_id) != crawl) or (
+            data is None and log is not None
+        ):
+            names = [name for name, there in ((layout.DATA, data), (layout.LOG, log)) if there]
+            raise layout.MonthIncompleteError(bucket, month, names)
+        found = None
+    else:
+        try:
+            archived = layout.parse_metadata(month + layout.METADATA, source_id, year, month_, metadata[0])
+        except layout.MetadataError as e:
+            raise MonthChangedError(bucket, month, crawl, month_held, f"an unreadable metadata.json ({e})") from None
+        found = layout.month_state(archived)
+        size = archived.raw.get("compressed_bytes")
+        if data is not None and isinstance(size, int) and not isinstance(size, bool) and data[0] != size:
+            raise MonthInconsistentError(
+                f"s3://{bucket}/{month}metadata.json describes {archived.id} with {size} compressed bytes, and the "
+                f"data.tar.lz4 beside it holds {data[0]}: it is another archive, maybe the only copy of its crawl. "
+                f"{crawl} was not archived and nothing was deleted locally; the month needs a person (restore its "
+                "data.tar.lz4 to see which crawl it holds)"
+            )
+    if month_held is not UNCHECKED and found != month_held:
+        raise MonthChangedError(bucket, month, crawl, month_held, found)
+
+
+def begin(
+    client,
+    bucket: str,
+    *,
+    month: str,
+    crawl: str,
+    staging: str,
+    data,
+    log,
+    metadata: bytes,
+    month_held=UNCHECKED,
+) -> Journal:
+    """Write the journal of a replacement of ``month`` by the archive staged at ``staging``; return it.
+
+    The journal's key is the month's (:func:`journal_key`), written only if free (``If-None-Match: *``): a second
+    replacement of the month, whatever it believes about claims, raises :class:`ReplacementInProgressError`. Then the
+    month is read again under the journal and must be the one the journal recorded, and a starting point:
+
+    :param month_held: what the caller decided against: :func:`kingfisher_archive.bucket.month_state` of the month's
+        ``metadata.json`` (``None``: a month without one, holding at most this crawl's own cut-short upload);
+        :data:`UNCHECKED` checks only that the month is a starting point.
+    :raises ReplacementInProgressError: another replacement's journal holds the month.
+    :raises kingfisher_archive.bucket.MonthIncompleteError: the month holds data (not this crawl's) or a log, but no
+        ``metadata.json``.
+    :raises MonthChangedError: the month's ``metadata.json`` is not what ``month_held`` says.
+    :raises MonthInconsistentError: the month's ``metadata.json`` does not describe the data beside it.
+
+    Whatever is raised, the month is untouched and this try's journal removed (conditional on its ETag).
+    """
+    source_id, data_version = crawl.split("/")
+    if staging != layout.staging_prefix(source_id, data_version) or month != layout.month_prefix(
+        *layout.parse_month_prefix(month)
+    ):
+        raise ValueError(f"{crawl} stages at {layout.staging_prefix(source_id, data_version)}, not {staging}")
+    before = _month_now(client, bucket, month)
+    _check_start(client, bucket, month, crawl, before, month_held)  # refused before anything is written
+    old = before[0]
     journal = Journal(
         month=month,
         crawl=crawl,
@@ -81,13 +270,49 @@ def begin(client, bucket: str, *, month: str, crawl: str, staging: str, data, lo
         metadata=metadata.decode("utf-8"),
         old_metadata=old[0].decode("utf-8", "surrogateescape") if old else None,
         old_metadata_etag=old[1] if old else None,
-        old_data=s3.identity(client, bucket, month + layout.DATA),
+        old_data=before[1],
+        token=os.urandom(12).hex(),
     )
-    body = journal.body()
-    s3.verify_read_back(
-        client, bucket, journal.key, body, s3.put_object(client, bucket, journal.key, body, "STANDARD")
-    )
+    key, body = journal.key, journal.body()
+    try:
+        # A write the server applied whose response was lost is retried by botocore and answered 412: the key
+        # then holds exactly this body (its token is this try's), and it is ours.
+        etag = s3.put_object_once(client, bucket, key, body, "STANDARD")
+    except s3.VerificationError as e:
+        raise ReplacementInProgressError(bucket, month, crawl, key, _holder(client, bucket, key)) from e
+    journal = with_fields(journal, at=key, etag=etag)
+    try:
+        s3.verify_read_back(client, bucket, key, body, etag)
+        now = _month_now(client, bucket, month)
+        if (now[0], now[1]) != (before[0], before[1]):
+            raise MonthChangedError(
+                bucket, month, crawl, month_held, "other objects", " (it changed while its journal was written)"
+            )
+        _check_start(client, bucket, month, crawl, now, month_held)
+    except BaseException:
+        _drop_journal(client, bucket, journal)
+        raise
     return journal
+
+
+def _holder(client, bucket: str, key: str) -> str | None:
+    """The crawl the journal at ``key`` names, or ``None`` if it is gone or cannot be read."""
+    try:
+        found = s3.get_if_any(client, bucket, key)
+        return Journal.parse(key, found[0]).crawl if found else None
+    except (ClientError, RecoveryError):
+        return None
+
+
+def _drop_journal(client, bucket: str, journal: Journal) -> None:
+    """Remove this try's journal of a replacement that did not begin (only if it is still exactly ours)."""
+    try:
+        s3.delete_if_match(client, bucket, journal.key, journal.etag)
+        s3.purge_versions(client, bucket, journal.key)
+    except Exception:  # noqa: BLE001 - the error that stopped the replacement matters more
+        logger.warning(
+            "Could not remove the journal s3://%s/%s of a replacement that did not begin", bucket, journal.key
+        )
 
 
 def replace(client, bucket: str, journal: Journal, storage_class: str) -> None:
@@ -109,13 +334,32 @@ def replace(client, bucket: str, journal: Journal, storage_class: str) -> None:
             lock = s3.object_lock(client, bucket)
         except ClientError:
             lock = "unknown"
+        _clean_if_untouched(client, bucket, journal)
         message = e.response.get("Error", {}).get("Message", "")
         raise RefusedError(
             f"The bucket {bucket!r} refused to replace s3://{bucket}/{journal.month} with {journal.crawl} "
             f"({s3.error_code(e)} on {e.operation_name}: {message}; the bucket's Object Lock is {lock or 'off'}): "
             "the month was left as it was and nothing was deleted locally. A locked month cannot be replaced until "
-            "its retention ends; otherwise grant the connection's credentials what samples/iam-policy.json lists"
+            "its retention ends; otherwise grant the connection's credentials what samples/iam-policy.json lists",
+            month=journal.month,
+            crawl=journal.crawl,
+            code=s3.error_code(e),
+            lock=lock,
         ) from e
+
+
+def _clean_if_untouched(client, bucket: str, journal: Journal) -> None:
+    """After a refusal: remove the staged archive and the journal if the month holds its old metadata.json again
+    (the refusal came before it was taken away, or the undo put it back), so no later try meets the journal."""
+    try:
+        current = s3.get_if_any(client, bucket, journal.month + layout.METADATA)
+        text = current[0].decode("utf-8", "surrogateescape") if current else None
+        if text == journal.old_metadata and s3.identity(client, bucket, journal.month + layout.DATA) == (
+            journal.old_data
+        ):
+            _clean(client, bucket, journal)
+    except Exception:  # noqa: BLE001 - the refusal matters more; recover() finds the journal otherwise
+        logger.warning("Could not remove the journal s3://%s/%s after a refusal", bucket, journal.key, exc_info=True)
 
 
 def _finish(client, bucket: str, journal: Journal, storage_class: str, undo_if_refused: bool = False) -> None:
@@ -151,29 +395,45 @@ def _undo(client, bucket: str, journal: Journal, storage_class: str) -> None:
 
 
 def _clean(client, bucket: str, journal: Journal) -> None:
-    """The staged objects, then the journal: a journal without its staged archive can still undo, never half-do."""
+    """The staged objects, then the journal: a journal without its staged archive can still undo, never half-do.
+
+    The journal goes only if it is the one this replacement wrote or read (``If-Match`` on its ETag): never another
+    try's journal of the month. Nothing of a month is deleted here: the staged keys lie under the crawl's staging
+    prefix (checked when the journal was written or read)."""
+    if not journal.staging.startswith(layout.STAGING + "/") or not is_journal(journal.key):
+        raise RecoveryError(f"refusing to clean {journal.staging} and {journal.key}: not under {layout.STAGING}/")
     for name in (layout.DATA, layout.LOG):
         client.delete_object(Bucket=bucket, Key=journal.staging + name)
-    client.delete_object(Bucket=bucket, Key=journal.key)
+    s3.delete_if_match(client, bucket, journal.key, journal.etag)
     s3.purge_versions(client, bucket, journal.staging)  # a versioned bucket's copies of them, and their markers
+    if not journal.key.startswith(journal.staging):
+        s3.purge_versions(client, bucket, journal.key)
 
 
 def journals(client, bucket: str, source_id: str) -> list[str]:
-    """The keys of every replacement journal of a source (interrupted or in progress)."""
+    """The keys of every replacement journal of a source (interrupted or in progress): the months' journals, and
+    journals written before 1.2 beside their staged archives."""
     paginator = client.get_paginator("list_objects_v2")
     prefix = f"{layout.STAGING}/{source_id}/"
     return [
         item["Key"]
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
         for item in page.get("Contents", [])
-        if item["Key"].endswith("/" + JOURNAL)
+        if is_journal(item["Key"]) and item["Key"].startswith(prefix)
     ]
 
 
+def _period(key: str) -> str:
+    """``YYYYMM`` of the month a journal's key names (its own, or its crawl's data version's)."""
+    if match := _MONTH_JOURNAL.fullmatch(key):
+        return match["year"] + match["month"]
+    return key.split("/")[2][:6]
+
+
 def interrupted(client, bucket: str, source_id: str, year: int, month: int) -> bool:
-    """Whether a journal of a replacement of this month is there (named by its crawl's data version's month)."""
+    """Whether a journal of a replacement of this month is there (named by its month, or by its crawl's)."""
     period = f"{year:04d}{month:02d}"
-    return any(key.split("/")[2].startswith(period) for key in journals(client, bucket, source_id))
+    return any(_period(key) == period for key in journals(client, bucket, source_id))
 
 
 def recover(client, bucket: str, source_id: str, year: int, month: int, storage_class: str) -> list[str]:
@@ -184,10 +444,12 @@ def recover(client, bucket: str, source_id: str, year: int, month: int, storage_
     prefix = layout.month_prefix(source_id, year, month)
     done = []
     for key in journals(client, bucket, source_id):
+        if _period(key) != f"{year:04d}{month:02d}":
+            continue
         found = s3.get_if_any(client, bucket, key)
         if found is None:
             continue
-        journal = Journal.parse(key, found[0])
+        journal = Journal.parse(key, *found)
         if journal.month != prefix:
             continue
         done.append(f"{journal.crawl}: {_recover(client, bucket, journal, storage_class)}")

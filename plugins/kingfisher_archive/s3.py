@@ -474,7 +474,11 @@ def promote(
 
 
 def abort_uploads(client, bucket: str, prefix: str) -> int:
-    """Abort the incomplete multipart uploads under ``prefix`` (invisible, but stored); return how many."""
+    """Abort the incomplete multipart uploads under ``prefix`` (invisible, but stored); return how many.
+
+    It deletes no object, so it may be pointed at a month (an upload cut short of a try into the empty month): an
+    upload is invisible until completed, and one aborted under a try still writing makes that try fail, having
+    written nothing."""
     uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
     for upload in uploads:
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
@@ -487,6 +491,7 @@ def clean_staging(client, bucket: str, prefix: str) -> int:
     In a versioned bucket every version and delete marker under the prefix goes too: staging objects are this
     package's own temporary copies, and a noncurrent version of one would be stored and billed for ever.
     """
+    _require_staging(prefix, "clean_staging")
     removed = 0
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
@@ -524,27 +529,51 @@ def _lock_note(client, bucket: str) -> str:
     return f"; the bucket's Object Lock is {object_lock(client, bucket) or 'off'}"
 
 
+def _require_staging(prefix: str, what: str) -> None:
+    """Refuse to point a deletion of the package's own leftovers anywhere but under ``staging/``: never at a month."""
+    if not prefix.startswith("staging/") or len(prefix) <= len("staging/"):
+        raise ValueError(f"{what} deletes only under staging/<source_id>/..., not under {prefix!r}")
+
+
 def purge_versions(client, bucket: str, prefix: str) -> int:
     """Delete the noncurrent versions and delete markers under ``prefix`` (a versioned bucket's leftovers of
-    objects already deleted); return how many. A bucket that never had versioning is not asked twice.
+    objects already deleted, under ``staging/`` only); return how many. A bucket that never had versioning is not
+    asked twice.
 
-    A version Object Lock protects is refused (``AccessDenied``): it is left, with a warning naming the lock,
-    for its retention and the bucket's lifecycle rules to remove (samples/lifecycle.json).
+    The versions go first, then the delete markers of the keys none of whose versions is left: a delete marker hides
+    the versions under it, and removing it while one is left would make that version current again (a journal or a
+    staged object would come back). A version Object Lock protects is refused (``AccessDenied``): it is left, its
+    delete marker kept above it, with a warning naming the lock, for its retention and the bucket's lifecycle rules
+    to remove (samples/lifecycle.json).
     """
+    _require_staging(prefix, "purge_versions")
     if versioning(client, bucket) == "Off":
         return 0
-    removed = 0
+    versions: list[dict] = []
+    markers: list[dict] = []
+    current: set[str] = set()  # keys whose latest is a version: it stays, and so does everything it hides nothing of
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        stale = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
-            if not (v.get("IsLatest") and v in page.get("Versions", []))
-        ]
-        if not stale:
-            continue
-        errors = client.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True}).get("Errors", [])
-        removed += len(stale) - len(errors)
+        for v in page.get("Versions", []):
+            if v.get("IsLatest"):
+                current.add(v["Key"])
+            else:
+                versions.append({"Key": v["Key"], "VersionId": v["VersionId"]})
+        markers += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", [])]
+    removed, left = _delete_versions(client, bucket, versions)
+    left |= current
+    more, _ = _delete_versions(client, bucket, [m for m in markers if m["Key"] not in left])
+    return removed + more
+
+
+def _delete_versions(client, bucket: str, versions: list[dict]) -> tuple[int, set[str]]:
+    """Delete these versions (or delete markers); return how many went, and the keys of those that did not."""
+    removed, left = 0, set()
+    for start in range(0, len(versions), 1000):  # DeleteObjects takes up to 1,000 keys
+        batch = versions[start : start + 1000]
+        errors = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
+        removed += len(batch) - len(errors)
         for error in errors:
+            left.add(error.get("Key"))
             logger.warning(
                 "Left version %s of s3://%s/%s: %s (%s)%s",
                 error.get("VersionId"),
@@ -554,7 +583,7 @@ def purge_versions(client, bucket: str, prefix: str) -> int:
                 error.get("Message"),
                 _lock_note(client, bucket) if error.get("Code") == "AccessDenied" else "",
             )
-    return removed
+    return removed, left
 
 
 def month_is_empty(client, bucket: str, prefix: str, names=("metadata.json", "data.tar.lz4", "scrapy.log")) -> bool:

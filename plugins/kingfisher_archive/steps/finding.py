@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.process import Collection
 from kingfisher_archive.records import CrawlRef, Waiting, crawl_id
@@ -45,7 +46,9 @@ def find(
     ignored: list[str] = []
     counts = Counter()
     for collection in collections:
-        problem = crawls.source_id_problem(collection.source_id)
+        problem = crawls.source_id_problem(collection.source_id) or layout.reserved_source_problem(
+            collection.source_id
+        )
         if problem:
             ignored.append(f"collection {collection.id}: {problem}")
             continue
