@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import archiver, audit, replacement, s3, steps
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import settings as config
+from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.process import Collection
 from kingfisher_archive.records import Expected
 from scripts.demo_kit.kingfisher_host import ocds_files
@@ -268,6 +270,20 @@ def test_a_replacement_the_lock_refuses_says_so_and_leaves_nothing_for_later_run
     again = plan_for(settings, direct, "scotland", "20200902_052458")  # the next run decides the month as before
     assert again["month_held"] == plan["month_held"]
     assert on_disk(settings, plan["id"])
+
+    # The archive task holds the crawl with a reason naming the lock, instead of failing; the next run goes on.
+    ledger = Ledger(settings.ledger)
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), refuse=refuse
+    ) as proxy:
+        held = steps.archive_and_record(settings, _client_via(s3_server, proxy.endpoint_url), again, ledger, "r1")
+    assert held["held"]["reason"] == Held.BUCKET_REFUSED and "Object Lock is Enabled" in held["held"]["detail"]
+    row = ledger.get("scotland", "20200902_052458")
+    assert (row["status"], row["reason"]) == (Status.HELD, Held.BUCKET_REFUSED)
+    assert keys(direct, name, "staging/") == [] and on_disk(settings, plan["id"])
+    inspected = [steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})]
+    decided = steps.decide(settings, Bucket(direct, name, "STANDARD"), inspected, ledger, "r2")
+    assert [d["status"] for d in decided["decisions"]] == [Status.TO_ARCHIVE]  # decided again, nothing failed
 
 
 def test_a_source_id_the_package_writes_under_is_refused_naming_it(s3_server, bucket, host, settings):

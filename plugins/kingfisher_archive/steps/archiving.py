@@ -107,6 +107,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
         metadata=metadata,
         delete_local_files=not keep,
         before_delete=before_delete,
+        month_held=month_state(archived),  # a replacement begins only from the month this crawl was chosen against
     )
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
