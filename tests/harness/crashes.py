@@ -103,6 +103,7 @@ class Try:
     struck: bool = False
     dead: bool = False
     snapshot: list[dict] | None = None  # what a stale listing answers (see :func:`list_bucket`)
+    on_point: object = None  # called with each Point as it is reached (a test pausing the try there, say)
 
     def __post_init__(self) -> None:
         self._counts: Counter = Counter()
@@ -125,6 +126,8 @@ class Try:
             point = Point(kind, name, self._counts[name], len(self.calls) + 1)
             if record:
                 self.calls.append(point)
+        if self.on_point is not None:
+            self.on_point(point)
         return point
 
     def _strikes(self, point: Point, *whens: str) -> bool:
@@ -355,3 +358,172 @@ def failing_reads(nth: int, code: int, modules: tuple[str, ...] = ("kingfisher_a
         yield struck
     finally:
         builtins.open, os.scandir = originals["open"], originals["scandir"]
+
+
+# -- The local side: every file system call the package makes on a crawl, failed once or for good.
+
+#: The file system calls watched under the data and logs directories (``open`` is the builtin).
+FS_CALLS = ("rename", "replace", "unlink", "remove", "rmdir", "open", "scandir", "listdir", "builtins.open")
+#: What a failed file system call raises, in turn: the errors a disk, a mount or a permission change give.
+ERRNOS = (errno.EPERM, errno.EACCES, errno.ENOSPC, errno.EIO, errno.ENOTEMPTY)
+
+
+@dataclass(frozen=True)
+class FsPoint:
+    """One file system call on a crawl's paths: its step, the call, whose path, and which of its paths."""
+
+    step: str  # the run's step it was made in ("decide", "archive <crawl>", "sweep", ...)
+    name: str  # "os.rename", "builtins.open", ...
+    crawl: str | None  # the crawl its path belongs to (None: a folder shared by crawls)
+    role: str  # "crawl" (its directory or inside), "aside" (<data_version>.deleting), "log", "shared"
+    nth: int  # its nth call of (step, name, crawl, role)
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.name}[{self.nth}] on {self.crawl or 'a shared folder'} ({self.role})"
+
+
+@dataclass(frozen=True)
+class FsFault:
+    """At ``point``: the call fails with ``code`` once, or ``for_good`` (then every later call of that name on the
+    same crawl's paths of that role fails too, in any step and run); or ``recreate``: after the call, a writer puts
+    a new file at the crawl's original path (only if nothing stands there then)."""
+
+    point: FsPoint
+    code: int = errno.EIO
+    for_good: bool = False
+    recreate: bool = False
+
+    def __str__(self) -> str:
+        if self.recreate:
+            return f"recreated after {self.point}"
+        return f"{errno.errorcode[self.code]} {'for good' if self.for_good else 'once'} at {self.point}"
+
+
+class FileSystem:
+    """Watch (and fail) the file system calls made on paths under ``data`` and ``logs`` while :attr:`step` is set.
+
+    ``logs`` maps each log path to its crawl. Paths given relative to a ``dir_fd`` (the deletion opens each folder
+    relative to its parent), and folders scanned by descriptor, are resolved through ``/proc/self/fd``. Calls from
+    every thread count (the deletion unlinks from a pool). A fault struck is noted in :attr:`struck`.
+    """
+
+    def __init__(self, data: str, logs: str, crawls_logs: dict[str, str], fault: FsFault | None = None) -> None:
+        self.data, self.logs = os.path.realpath(data), os.path.realpath(logs)
+        self.crawls_logs = {os.path.realpath(path): crawl for path, crawl in crawls_logs.items()}
+        self.fault = fault
+        self.step: str | None = None
+        self.prefix = ""  # before each step's name: the recovery's runs are told from the run under test
+        self.calls: list[FsPoint] = []
+        self.struck: list[str] = []
+        self.recreated: dict[str, tuple[str, bytes]] = {}  # crawl id -> (file, content) a writer put at its path
+        self._counts: Counter = Counter()
+        self._lock = threading.Lock()
+        self._failing = False  # a for-good fault has struck
+        self._own = threading.local()  # set while the harness itself writes (a recreation): not watched
+
+    def where(self, args, kwargs) -> tuple[str | None, str] | None:
+        """The crawl and role of a call's (first) path, or None if it is not under the data or logs directory."""
+        target = args[0] if args else kwargs.get("path", kwargs.get("file"))
+        try:
+            if isinstance(target, int):
+                path = os.readlink(f"/proc/self/fd/{target}")
+            else:
+                path = os.fsdecode(target)
+                dir_fd = kwargs.get("src_dir_fd", kwargs.get("dir_fd"))
+                if dir_fd is not None and not os.path.isabs(path):
+                    path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+                path = os.path.abspath(path)
+        except (OSError, TypeError):
+            return None
+        for root in (self.data, self.logs):
+            if path == root or path.startswith(root + os.sep):
+                break
+        else:
+            return None
+        if root == self.logs:
+            crawl = self.crawls_logs.get(path.removesuffix(".stats"))
+            return (crawl, "log") if crawl else (None, "shared")
+        parts = os.path.relpath(path, root).split(os.sep)
+        if len(parts) < 2:
+            return None, "shared"
+        name = parts[1]
+        if name.endswith(".deleting"):
+            return f"{parts[0]}/{name.removesuffix('.deleting')}", "aside"
+        return f"{parts[0]}/{name}", "crawl"
+
+    def _call(self, name: str, original, args, kwargs):
+        if self.step is None or getattr(self._own, "writing", False):
+            return original(*args, **kwargs)
+        found = self.where(args, kwargs)
+        if found is None:
+            return original(*args, **kwargs)
+        crawl, role = found
+        with self._lock:
+            key = (self.step, name, crawl, role)
+            self._counts[key] += 1
+            point = FsPoint(self.step, name, crawl, role, self._counts[key])
+            self.calls.append(point)
+        fault = self.fault
+        if fault is not None and not fault.recreate:
+            hit = point == fault.point
+            same = (name, crawl, role) == (fault.point.name, fault.point.crawl, fault.point.role)
+            if hit or (fault.for_good and self._failing and same):
+                self._failing = self._failing or fault.for_good
+                self.struck.append(str(point))
+                path = args[0] if args and not isinstance(args[0], int) else None
+                raise OSError(fault.code, f"injected: {os.strerror(fault.code)}", path)
+        result = original(*args, **kwargs)
+        if fault is not None and fault.recreate and point == fault.point:
+            self.recreate(crawl, str(point))
+        return result
+
+    def recreate(self, crawl: str | None, when: str) -> None:
+        """A writer (Kingfisher Collect resuming the crawl) puts a new file at the crawl's original path, if no
+        directory stands there."""
+        if crawl is None or crawl in self.recreated:
+            return
+        directory = os.path.join(self.data, *crawl.split("/"))
+        if os.path.lexists(directory):
+            return
+        path, content = os.path.join(directory, "recreated.json"), b'{"releases": [{"ocid": "recreated"}]}\n'
+        self._own.writing = True
+        try:
+            os.mkdir(directory)
+            with open(path, "wb") as f:
+                f.write(content)
+        finally:
+            self._own.writing = False
+        self.recreated[crawl] = (path, content)
+        self.struck.append(when)
+
+    @contextmanager
+    def watching(self):
+        """Wrap the watched calls (module-wide, every thread) while within."""
+        import builtins
+
+        targets = [(builtins, "open", "builtins.open")] + [
+            (os, name, f"os.{name}") for name in FS_CALLS if not name.startswith("builtins")
+        ]
+        originals = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in targets]
+
+        def wrap(name, original):
+            def call(*args, **kwargs):
+                return self._call(name, original, args, kwargs)
+
+            return call
+
+        for (module, attribute, original), (_, _, name) in zip(originals, targets, strict=True):
+            setattr(module, attribute, wrap(name, original))
+        try:
+            yield self
+        finally:
+            for module, attribute, original in originals:
+                setattr(module, attribute, original)
+
+    @contextmanager
+    def in_step(self, step: str):
+        previous, self.step = self.step, self.prefix + step
+        try:
+            yield
+        finally:
+            self.step = previous

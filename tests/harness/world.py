@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import secrets
 import shutil
 import tarfile
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import policy, steps
 from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.ledger import Ledger, Status
 from kingfisher_archive.process import Collection
 from kingfisher_archive.s3 import client_config
 from kingfisher_archive.settings import Settings
@@ -70,6 +71,12 @@ class World:
         self._view: dict | None = None  # see _viewing
         self._cache: dict = {}
         self.runs = 0
+        #: Watches (and fails) the file system calls of each step (tests/harness/crashes.py, FileSystem); and is
+        #: called with each step's name before it runs (a ledger reset, say, between two steps).
+        self.fs = None
+        self.between_steps = None
+        #: Crawls whose path a writer re-created after they were set aside or deleted: what stands there is not them.
+        self.recreated: set[str] = set()
 
     def _note(self, params, model, **kwargs) -> None:
         self.calls.append((model.name, params.get("Key", "")))
@@ -103,33 +110,52 @@ class World:
         """Find, inspect, decide and record; ``read_error`` (nth, errno): that read of inspection or decision fails."""
         self.runs += 1
         run_id = f"run-{self.runs}"
-        settled = set() if dry else self.ledger.settled()
-        work = steps.find(self.settings, self.loaded, settled, False)["crawls"]
+        with self.step("find"):
+            settled = set() if dry else self.ledger.settled()
+            # As the DAG's find task: a crawl archived and deleted that is on disk again was written again since.
+            archived = set() if dry else self.ledger.with_status(Status.ARCHIVED)
+            work = steps.find(self.settings, self.loaded, settled, False, archived=archived)["crawls"]
         with failing_reads(*read_error) if read_error else nullcontext():
-            inspected = [steps.inspect(self.settings, crawl) for crawl in work]
+            with self.step("inspect"):
+                inspected = [steps.inspect(self.settings, crawl) for crawl in work]
             # As the DAG's decide task: a real run first mends what earlier tries left; a dry run mends nothing.
-            ledger = None if dry else self.ledger
-            decided = steps.decide(self.settings, Bucket(self.client, self.bucket), inspected, ledger, run_id)
+            with self.step("decide"):
+                ledger = None if dry else self.ledger
+                decided = steps.decide(self.settings, Bucket(self.client, self.bucket), inspected, ledger, run_id)
         if dry:
             return run_id, []
-        steps.record_decisions(self.ledger, decided["decisions"], run_id)
+        with self.step("record"):
+            steps.record_decisions(self.ledger, decided["decisions"], run_id)
         return run_id, decided["to_archive"]
+
+    @contextmanager
+    def step(self, name: str):
+        """One step of a run (its file system calls watched as ``name``, if :attr:`fs` is set)."""
+        if self.between_steps is not None:
+            self.between_steps(name)
+        with self.fs.in_step(name) if self.fs is not None else nullcontext():
+            yield
 
     def archive(self, plan: dict, run_id: str, crash: Crash | None = None) -> Try:
         """One try of the plan's archive task; a failed one is kept in :attr:`failed` (``attempt.error``)."""
-        attempt = Try(self, crash, snapshot=self.snapshot)
-        attempt.error = None
-        self.tries.append(attempt)
-        self.snapshot = list_bucket(self.look, self.bucket)  # before this try's writes: what a stale listing says
-        try:
-            attempt.run(steps.archive_and_record, self.settings, attempt.client, plan, attempt.ledger, run_id)
-        except (Exception, Killed) as e:  # noqa: BLE001 - a failed task: the run goes on, an operator may clear it
-            attempt.error = e
-            self.failed.append((plan, run_id))
+        with self.step(f"archive {plan['id']}"):
+            attempt = Try(self, crash, snapshot=self.snapshot)
+            attempt.error = None
+            self.tries.append(attempt)
+            self.snapshot = list_bucket(self.look, self.bucket)  # before this try's writes: a stale listing's
+            try:
+                attempt.run(steps.archive_and_record, self.settings, attempt.client, plan, attempt.ledger, run_id)
+            except (Exception, Killed) as e:  # noqa: BLE001 - a failed task: the run goes on, it may be cleared
+                attempt.error = e
+                self.failed.append((plan, run_id))
         return attempt
 
     def sweep(self, run_id: str) -> None:
         loaded = {(c.source_id, crawls.format_data_version(c.data_version)) for c in self.loaded}
+        with self.step("sweep"):
+            self._sweep(loaded, run_id)
+
+    def _sweep(self, loaded, run_id: str) -> None:
         steps.sweep(self.settings, self.ledger, loaded, NOW, False, run_id, bucket=Bucket(self.client, self.bucket))
 
     def run(self, crash: Crash | None = None, dry: bool = False, victim: int = 0, read_error=None) -> None:
@@ -272,8 +298,11 @@ class World:
                 except AssertionError as e:
                     problems.append(f"{prefix}metadata.json does not describe its data: {e}")
         for crawl_id, checksum in self.checksums.items():
-            if self.host.exists(crawl_id):
+            if self.host.exists(crawl_id) and crawl_id not in self.recreated:
                 continue
+            aside = self.host.crawls[crawl_id].directory + crawls.DELETING_SUFFIX
+            if os.path.isdir(aside) and crawls.checksum(aside) == checksum:
+                continue  # set aside to be deleted, whole
             prefix = month_of(crawl_id)
             held = self.data(prefix) if prefix in months else None
             if held == (crawl_id, checksum):

@@ -300,9 +300,17 @@ def archive_and_record(
 
 
 #: What holds one crawl (never fails its task): the file system refusing a call on it (EPERM, EACCES, ENOSPC, EDQUOT,
-#: EIO, ENOTEMPTY, a directory gone), a path that is not safe, a set-aside crawl that differs, the bucket refusing
-#: to change its month. Errors Airflow should retry (the S3 server away, the ledger locked) still fail the task.
-HOLDS = (OSError, crawls.UnsafeCrawlError, crawls.SetAsideDiffersError, replacement.RefusedError)
+#: EIO, ENOTEMPTY, a directory gone; a file of the crawl that cannot be read while the tar is written, which
+#: :class:`~kingfisher_archive.crawl.CrawlReadError` wraps), a path that is not safe, a set-aside crawl that differs,
+#: the bucket refusing to change its month. Errors Airflow should retry (the S3 server away, the ledger locked) still
+#: fail the task.
+HOLDS = (
+    OSError,
+    crawls.CrawlReadError,
+    crawls.UnsafeCrawlError,
+    crawls.SetAsideDiffersError,
+    replacement.RefusedError,
+)
 
 
 def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: BaseException) -> ArchiveResult:
