@@ -65,9 +65,7 @@ def run(settings: Settings, host: KingfisherHost, bucket: Bucket, run_id: str, l
     """One run's find, inspect, decide (with its mending), record and archive tasks; the decisions and results."""
     ledger = ledger or Ledger(settings.ledger)
     bucket = Bucket(bucket.client, bucket.name, "STANDARD")  # each task reads the bucket afresh
-    found = steps.find(
-        settings, collections(host), ledger.settled(), False, archived=ledger.with_status(Status.ARCHIVED)
-    )
+    found = steps.find(settings, collections(host), ledger.settled(), False, deleted=ledger.deleted())
     inspected = [steps.inspect(settings, crawl) for crawl in found["crawls"]]
     decided = steps.decide(settings, bucket, inspected, ledger, run_id)
     steps.record_decisions(ledger, decided["decisions"], run_id)

@@ -38,6 +38,7 @@ import errno
 import os
 import random
 import shutil
+import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -117,7 +118,11 @@ class Driver:
         world = self.world
         world.recreated = set(self.fs.recreated)
         self.problems.extend(f"after {step}: {problem}" for problem in world.unsafe())
-        self.held.update(f"{r['source_id']}/{r['data_version']}" for r in world.ledger.all() if is_held(r))
+        try:
+            rows = world.ledger.all()
+        except sqlite3.DatabaseError:
+            rows = []  # a corrupted ledger: what the tasks make of it is what is checked
+        self.held.update(f"{r['source_id']}/{r['data_version']}" for r in rows if is_held(r))
         for crawl, (path, content) in self.fs.recreated.items():
             try:
                 with open(path, "rb") as f:
@@ -308,13 +313,6 @@ def explorer(explorers):
     return explorers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a for-good error reading L's file while the decision computes its checksum holds the whole "
-        "source (checksum_failed), so W is held too (ENOSPC for good at decide: builtins.open[2] on L)"
-    ),
-)
 def test_every_file_system_call_failing_once_or_for_good_holds_only_its_crawl(explorer):
     """Each call of the run under test fails (once, or for good: every later call of that name on that crawl's
     paths of that kind) with EPERM, EACCES, ENOSPC, EIO or ENOTEMPTY."""
@@ -330,14 +328,6 @@ def test_every_file_system_call_failing_once_or_for_good_holds_only_its_crawl(ex
     explorer.report("a call fails")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: a directory re-created at an archived crawl's path is found, inspected, rejected, recorded "
-        "over the archived row, and deleted by the retention sweep (W ends swept; what the writer wrote "
-        "is gone)"
-    ),
-)
 def test_a_writer_recreating_the_crawls_path_between_any_two_calls_keeps_what_it_wrote(explorer):
     """Just after a call on a crawl's paths, a writer puts a new file at the crawl's original path, if nothing
     stands there then: what it wrote is never deleted, and the crawl set aside is deleted only once archived."""
@@ -357,13 +347,6 @@ def _tries_of_w(explorer) -> list:
     return tries[0].calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "after a kill mid-delete and a ledger reset, the half-deleted W is renamed back, decided, and "
-        "swept (ends swept, not archived; nothing lost: its archive stands)"
-    ),
-)
 def test_a_ledger_reset_or_corrupted_between_any_two_steps_loses_nothing(explorer):
     """The ledger is deleted (with its -wal and -shm) before each step of the run under test, or after the archive
     task was killed at each of its local calls (what it set aside is then unknown to the ledger); or corrupted before

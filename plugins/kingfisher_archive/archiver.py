@@ -571,3 +571,37 @@ def missing_from(client, bucket: str, key: str, source_id: str, data_version: st
             except FileNotFoundError:
                 return f"{relpath} is archived but not on disk"
     return None
+
+
+def outside(client, bucket: str, key: str, source_id: str, data_version: str, directory: str) -> str | None:
+    """Why not every file at ``directory`` is in the archive at ``key`` byte for byte, if one is not: the other way
+    round from :func:`missing_from`. ``None`` means what is on disk is a part of that archive (a deletion cut short
+    left it), and deleting it loses nothing.
+
+    :raises UnsafeCrawlError: ``directory`` holds a link or a special file.
+    """
+    members = archive_format.CrawlMembers(source_id, data_version)
+    on_disk = {entry.relpath: entry for entry in crawls.walk(directory) if not entry.is_dir}
+    matched = set()
+    try:
+        opened = s3.open_archive(client, bucket, key)
+    except ClientError as e:
+        if s3.error_code(e) in s3.MISSING:
+            return f"there is no archive at {key}"
+        raise
+    with opened as (tar, _):
+        for member in tar:
+            relpath = members.relpath(member)
+            if not relpath or not member.isreg() or relpath not in on_disk:
+                continue
+            with open(on_disk[relpath].path, "rb") as local:
+                if os.fstat(local.fileno()).st_size != member.size:
+                    return f"{relpath} is {os.fstat(local.fileno()).st_size} bytes on disk, {member.size} archived"
+                archived = tar.extractfile(member)
+                while chunk := archived.read(MiB):
+                    if local.read(len(chunk)) != chunk:
+                        return f"{relpath} on disk is not the archived file"
+            matched.add(relpath)
+    if extra := sorted(set(on_disk) - matched):
+        return f"{extra[0]} is on disk and not in the archive" + (f" (and {len(extra) - 1} more)" if extra[1:] else "")
+    return None

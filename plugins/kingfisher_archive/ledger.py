@@ -105,6 +105,12 @@ class Held(StrEnum):
     )
     #: The bucket refused to change its month (Object Lock, a legal hold, a policy); the month was left as it was.
     BUCKET_REFUSED = "bucket_refused", "the bucket refused to change or read its month (a lock or a policy)"
+    #: Its folder was written again after the crawl was archived and deleted (or swept), and what stands there now
+    #: would be settled unarchived (rejected, or not better): held instead, so that it is never swept.
+    WRITTEN_AGAIN = (
+        "written_again",
+        "its folder was written again after it was archived and deleted, and what is there now is not archived",
+    )
     #: A ``<data_version>.deleting`` directory that no ledger row explains, that its month's archive does not hold,
     #: and that cannot be renamed back because its path is taken: left for a person.
     LEFT_ASIDE = (
@@ -138,7 +144,7 @@ class Kept(StrEnum):
 SETTLED = (Status.REJECTED, Status.NOT_ARCHIVED, Status.ARCHIVED, Status.SWEPT, Status.GONE, Status.KEPT)
 STATUSES = tuple(Status)
 #: What a decision made on an older inspection never overwrites: done since. (A decision about a directory written
-#: again at an archived crawl's path, after the crawl was deleted, does: ``recreated`` in the row.)
+#: again at an archived or swept crawl's path, after the crawl was deleted, does: ``recreated`` in the row.)
 DONE = (Status.ARCHIVED, Status.SWEPT, Status.DELETING, Status.KEPT)
 #: Not settled, and its month's choice may still change: the month stays open (the sweep leaves its crawls alone).
 OPEN = (Status.TO_ARCHIVE, Status.PENDING, Status.HELD, Status.DELETING)
@@ -359,10 +365,24 @@ class Ledger:
             ).fetchall()
         return {(row["source_id"], row["data_version"]) for row in rows}
 
-    def with_status(self, status: Status) -> set[tuple[str, str]]:
-        """(source_id, data_version) of every crawl with this status."""
+    def written_again(self) -> set[tuple[str, str]]:
+        """(source_id, data_version) of every crawl this package deleted whose path was written again since: those it
+        deleted (``archived``, ``swept``), and those decided since as written again (``facts.written_again``)."""
         with self._connect() as connection:
-            rows = connection.execute("SELECT source_id, data_version FROM crawl WHERE status = ?", (status,))
+            rows = connection.execute(
+                "SELECT source_id, data_version FROM crawl WHERE status IN (?, ?) "
+                "OR json_extract(facts, '$.written_again')",
+                (Status.ARCHIVED, Status.SWEPT),
+            )
+            return {(row["source_id"], row["data_version"]) for row in rows.fetchall()}
+
+    def deleted(self) -> set[tuple[str, str]]:
+        """(source_id, data_version) of every crawl this package deleted (``archived`` or ``swept``): one found on
+        disk again was written again since."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT source_id, data_version FROM crawl WHERE status IN (?, ?)", (Status.ARCHIVED, Status.SWEPT)
+            )
             return {(row["source_id"], row["data_version"]) for row in rows.fetchall()}
 
     def record(self, rows: Iterable[dict], run_id: str | None) -> None:
@@ -381,7 +401,7 @@ class Ledger:
                     f"AND status IN ({','.join('?' * len(DONE))})",
                     (row["source_id"], row["data_version"], *DONE),
                 ).fetchone()
-                if done and not (row.get("recreated") and done["status"] == Status.ARCHIVED):
+                if done and not (row.get("recreated") and done["status"] in (Status.ARCHIVED, Status.SWEPT)):
                     continue
                 connection.execute(
                     """
@@ -503,7 +523,8 @@ class Ledger:
         now = _now()
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE crawl SET status = ?, run_id = ?, updated_at = ? WHERE source_id = ? AND data_version = ?",
+                "UPDATE crawl SET status = ?, run_id = ?, updated_at = ?, facts = json_remove(facts, '$.problem') "
+                "WHERE source_id = ? AND data_version = ?",
                 (Status.SWEPT, run_id, now, source_id, data_version),
             )
             connection.execute(

@@ -161,12 +161,12 @@ def find_crawls() -> list[CrawlRef]:
         connection.close()
     logger.info("Kingfisher Process schema %s; collections closed before %s", found.schema, loaded_before or "now")
     if params.get("dry_run") and not os.path.exists(settings.ledger):
-        settled, archived = set(), set()
+        settled, deleted = set(), set()
     else:
         ledger = Ledger(settings.ledger)
-        settled, archived = ledger.settled(), ledger.with_status(Status.ARCHIVED)
+        settled, deleted = ledger.settled(), ledger.deleted()
     reevaluate = bool(params.get("reevaluate"))
-    work = steps.find(settings, found.loaded, settled, reevaluate, found.loading, archived=archived)
+    work = steps.find(settings, found.loaded, settled, reevaluate, found.loading, deleted=deleted)
     context["ti"].xcom_push(key=WAITING, value=work["waiting"])
     if not params.get("dry_run"):  # where `kingfisher-archive list` and the catalogue page find them
         Ledger(settings.ledger).record_waiting(work["waiting"], loaded_before, context.get("run_id"))

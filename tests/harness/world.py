@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import policy, steps
 from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.ledger import Ledger, Status
+from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.s3 import client_config
 from kingfisher_archive.settings import Settings
@@ -113,8 +113,8 @@ class World:
         with self.step("find"):
             settled = set() if dry else self.ledger.settled()
             # As the DAG's find task: a crawl archived and deleted that is on disk again was written again since.
-            archived = set() if dry else self.ledger.with_status(Status.ARCHIVED)
-            work = steps.find(self.settings, self.loaded, settled, False, archived=archived)["crawls"]
+            deleted = set() if dry else self.ledger.deleted()
+            work = steps.find(self.settings, self.loaded, settled, False, deleted=deleted)["crawls"]
         with failing_reads(*read_error) if read_error else nullcontext():
             with self.step("inspect"):
                 inspected = [steps.inspect(self.settings, crawl) for crawl in work]

@@ -13,7 +13,7 @@ from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MonthIncompleteErro
 from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.decision import redecide
+from kingfisher_archive.steps.decision import ChecksumFailedError, redecide
 from kingfisher_archive.steps.mending import Problem, delete_set_aside_if_archived, finish_deleting
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,19 @@ def archive_and_record(
                 redecided = result["redecided"]
                 status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
                 detail = f"decided again when archiving: its month held {redecided['held']}"
+            # A crawl this package deleted, chosen again: what stands at its path was written since.
+            written_again = bool(row) and (
+                row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("written_again"))
+            )
+            if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
+                status, reason, detail = (
+                    Status.HELD,
+                    Held.WRITTEN_AGAIN,
+                    f"it would be not archived ({reason}): {detail}",
+                )
             facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
+            if written_again:
+                facts["written_again"] = True
             if compared_with:
                 facts["compared_with"] = compared_with
             ledger.record(
@@ -281,6 +293,7 @@ def archive_and_record(
                         "status": status,
                         "reason": reason,
                         "facts": facts,
+                        "recreated": written_again,
                     }
                 ],
                 run_id,
@@ -307,6 +320,7 @@ def archive_and_record(
 HOLDS = (
     OSError,
     crawls.CrawlReadError,
+    ChecksumFailedError,
     crawls.UnsafeCrawlError,
     crawls.SetAsideDiffersError,
     replacement.RefusedError,

@@ -11,12 +11,21 @@ from kingfisher_archive import archiver, policy, replacement, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError, month_state
+from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.ledger import ClaimedError, Held, Kept, Ledger, Status
 from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan, crawl_id
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.mending import describe, finish_deletes, finish_left_aside, settle_gone
 
 logger = logging.getLogger(__name__)
+
+
+class ChecksumFailedError(RetryableError):
+    """Reading one crawl to compute its checksum failed (the file system refused, or it is not safe to read)."""
+
+    def __init__(self, crawl: str, detail: str) -> None:
+        self.crawl = crawl
+        super().__init__(f"{crawl}: its checksum cannot be computed: {detail}")
 
 
 def decide(
@@ -35,7 +44,10 @@ def decide(
         See docs/safety.md, 5 and 8.
     """
     decisions: list[Decision] = []
+    written_again: set[str] = set()  # crawls this package deleted, found on disk again
     if ledger is not None:
+        # A crawl on disk that was deleted: its path was written again (kept so in its facts until it is archived).
+        written_again = {crawl_id(*key) for key in ledger.written_again()} & {f["id"] for f in inspected}
         finished, problems = finish_deletes(settings, bucket.client, ledger, run_id)
         settle_gone(settings, bucket, ledger, run_id)
         left, more = finish_left_aside(settings, bucket, ledger, run_id)
@@ -58,20 +70,24 @@ def decide(
     plans = []
     for source_id, source_facts in sorted(by_source.items()):
         held = None
-        for attempt in range(3):  # each attempt may find, and mend, one more interrupted month
+        recoveries = 0  # each may find, and mend, one more interrupted month
+        while True:
             try:
                 source_decisions, source_plans = decide_source(settings, bucket, source_id, source_facts)
                 break
+            except ChecksumFailedError as e:
+                # One crawl cannot be read now: it is held, and its source decided without it.
+                logger.error("%s: cannot compute its checksum to compare: %s", e.crawl, e)
+                failed = next(f for f in source_facts if f["id"] == e.crawl)
+                decisions.append(_decision(failed, Status.HELD, Held.CHECKSUM_FAILED, detail=str(e)))
+                source_facts = [f for f in source_facts if f is not failed]
             except MonthIncompleteError as e:
-                if ledger is None or attempt == 2 or not _recover(settings, bucket, ledger, run_id, e):
+                recoveries += 1
+                if ledger is None or recoveries == 3 or not _recover(settings, bucket, ledger, run_id, e):
                     held = Held.MONTH_INCOMPLETE, "cannot compare with the bucket", e
                     break
             except MetadataError as e:
                 held = Held.UNREADABLE_ARCHIVE_METADATA, "cannot compare with the bucket", e
-                break
-            except (OSError, crawls.UnsafeCrawlError) as e:
-                # Computing a checksum read the crawl and failed: hold this source, decide the others.
-                held = Held.CHECKSUM_FAILED, "cannot compute a checksum to compare", describe(e)
                 break
             except replacement.RecoveryError as e:
                 held = Held.MONTH_INCOMPLETE, "a month it needs cannot be mended", e
@@ -88,6 +104,14 @@ def decide(
             source_plans = []
         decisions.extend(source_decisions)
         plans.extend(source_plans)
+    for d in decisions:
+        if d["id"] in written_again:
+            d["written_again"] = True
+        if d["id"] in written_again and d["status"] in (Status.REJECTED, Status.NOT_ARCHIVED, Status.PENDING):
+            # What was written there since it was deleted would be settled unarchived, and then swept: held.
+            was = f"it would be {d['status']} ({d['reason']})" + (f": {d['detail']}" if d.get("detail") else "")
+            logger.warning("%s: written again since it was deleted, and not archived: held (%s)", d["id"], was)
+            d.update(status=Status.HELD, reason=Held.WRITTEN_AGAIN, detail=was)
     decisions.sort(key=lambda d: d["id"])
     counts = Counter(d["status"] for d in decisions)
     logger.info("Decided %d crawls: %s", len(decisions), ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -256,7 +280,10 @@ def _candidate(settings: Settings, facts: Inspection, directory_gone: bool) -> p
         if directory_gone:
             return "(the crawl's directory is gone)"
         logger.info("%s: computing the checksum to compare with an earlier month", facts["id"])
-        facts["checksum"] = crawls.checksum(directory)
+        try:
+            facts["checksum"] = crawls.checksum(directory)
+        except (OSError, crawls.UnsafeCrawlError) as e:
+            raise ChecksumFailedError(facts["id"], describe(e)) from e
         return facts["checksum"]
 
     return policy.Candidate.of(key, facts, checksum_of=checksum)
@@ -328,16 +355,16 @@ def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -
 
 
 def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | None) -> None:
-    """Record every decision; one about a crawl recorded ``archived`` (deleted) is about a directory written again at
-    its path since, and replaces that record."""
-    archived = ledger.with_status(Status.ARCHIVED)
+    """Record every decision; one about a crawl recorded deleted (``archived``, ``swept``) is about a directory written
+    again at its path since (:func:`decide` holds it unless it is to be archived), and replaces that record."""
+    deleted = ledger.deleted()
     rows = []
     for d in decisions:
         facts = {
             k: d[k] for k in ("bytes", "files", "files_count", "errors_count", "checksum") if d.get(k) is not None
         }
-        for k in ("detail", "compared_with", "superseded_by", "pending_on"):
+        for k in ("detail", "compared_with", "superseded_by", "pending_on", "written_again"):
             if d.get(k):
                 facts[k] = d[k]
-        rows.append({**d, "facts": facts, "recreated": (d["source_id"], d["data_version"]) in archived})
+        rows.append({**d, "facts": facts, "recreated": (d["source_id"], d["data_version"]) in deleted})
     ledger.record(rows, run_id)

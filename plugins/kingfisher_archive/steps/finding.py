@@ -31,14 +31,14 @@ def find(
     reevaluate: bool,
     loading: list[Collection] = (),
     now: datetime | None = None,
-    archived: set[tuple[str, str]] = frozenset(),
+    deleted: set[tuple[str, str]] = frozenset(),
 ) -> dict:
     """Turn Process's loaded collections into work: only those whose crawl directory is still on disk.
 
     :param collections: what Kingfisher Process has finished loading (most were archived long ago: not work).
     :param settled: (source_id, data_version) the ledger has settled: skipped unless ``reevaluate``.
     :param loading: what Process is still loading: never work; those on disk are listed as ``waiting``.
-    :param archived: (source_id, data_version) the ledger records archived and deleted: one on disk again was
+    :param deleted: (source_id, data_version) the ledger records deleted (archived, or swept): one on disk again was
         written again since (Kingfisher Collect resumed it) and is work, a new crawl to inspect, settled or not.
     :returns: ``{"crawls": [CrawlRef], "waiting": [Waiting], "counts": {...}}``.
     """
@@ -58,10 +58,8 @@ def find(
         if not os.path.lexists(directory):
             counts["not_on_disk"] += 1
             continue
-        if key in archived:
-            logger.warning(
-                "%s/%s: written again at its path after it was archived and deleted: inspected as a new crawl", *key
-            )
+        if key in deleted:
+            logger.warning("%s/%s: written again at its path after it was deleted: inspected as a new crawl", *key)
         elif key in settled and not reevaluate:
             counts["settled"] += 1
             continue

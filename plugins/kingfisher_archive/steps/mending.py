@@ -271,7 +271,7 @@ def _finish_left_aside(settings: Settings, bucket: Bucket, ledger: Ledger, key: 
             result = {"id": key.id, "bytes": archived.bytes, "checksum": archived.checksum, "deleted": deleted}
             ledger.mark_archived(key.source_id, key.data_version, result, run_id)
             ledger.settle_pending(key.id, run_id)
-            return f"s3://{bucket.name}/{archived.key} holds it byte for byte: deleted"
+            return f"s3://{bucket.name}/{archived.key} holds every file of it byte for byte: deleted"
     if not os.path.lexists(directory):
         os.rename(directory + crawls.DELETING_SUFFIX, directory)
         return f"its month does not hold it byte for byte: renamed back to {directory}, to be decided"
@@ -283,18 +283,35 @@ def _finish_left_aside(settings: Settings, bucket: Bucket, ledger: Ledger, key: 
     )
 
 
+def _part_of(settings: Settings, bucket: Bucket, key: CrawlKey, archived: ArchivedCrawl) -> bool:
+    """Whether every file set aside is in the month's archive byte for byte (the archive read back)."""
+    aside = key.directory(settings.data_directory) + crawls.DELETING_SUFFIX
+    why = archiver.outside(
+        bucket.client, bucket.name, archived.prefix + layout.DATA, key.source_id, key.data_version, aside
+    )
+    if why:
+        logger.info("%s: set aside, and not a part of its month's archive: %s", key.id, why)
+    return why is None
+
+
 def delete_set_aside_if_archived(
-    settings: Settings, bucket: Bucket, key: CrawlKey, archived: ArchivedCrawl, log: str | None
+    settings: Settings,
+    bucket: Bucket,
+    key: CrawlKey,
+    archived: ArchivedCrawl,
+    log: str | None,
 ) -> list[str] | None:
-    """Delete a crawl found set aside with no record of what was checked, if its month's archive holds it byte for
-    byte (the same checksum, read from disk now, and the archive's data whole): with its log, if the log is the size
-    that was archived. Returns what was deleted, or ``None`` (nothing deleted) if the archive does not hold it."""
+    """Delete a crawl found set aside with no record of what was checked, if its month's archive holds every file of
+    it byte for byte (the same checksum, read from disk now, or, for what a deletion cut short left, each file found
+    in the archive read back; and the archive's data whole): with its log, if the log is the size that was archived.
+    Returns what was deleted, or ``None`` (nothing deleted) if the archive does not hold it."""
     size = archived.raw.get("compressed_bytes")
     aside = key.directory(settings.data_directory) + crawls.DELETING_SUFFIX
     if os.path.lexists(aside):
         if isinstance(size, int) and bucket.data_size(archived) != size:
             return None
-        if crawls.checksum(aside) != archived.checksum:
+        # The whole crawl (its checksum); else what a deletion cut short left, a part of the archive (read back).
+        if crawls.checksum(aside) != archived.checksum and not _part_of(settings, bucket, key, archived):
             return None
     log_bytes = ((archived.raw.get("checksums") or {}).get(layout.LOG) or {}).get("bytes")
     if log_bytes is None and (stored := s3.identity(bucket.client, bucket.name, archived.prefix + layout.LOG)):

@@ -103,7 +103,18 @@ def _sweep_one(
     source_id, data_version = key.source_id, key.data_version
     directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
     if not os.path.lexists(directory):
-        return None
+        if not (row["facts"] or {}).get("problem"):
+            return None
+        # An earlier sweep of it stopped half-way (its note says why): what it left, set aside or the log, goes now.
+        log = scrapy_log.find(settings.logs_directory, source_id, key.started)
+        deleted = (
+            []
+            if dry_run
+            else crawls.delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
+        )
+        if not dry_run:
+            ledger.mark_swept(source_id, data_version, run_id)
+        return {"id": key.id, "status": row["status"], "reason": row["reason"], "bytes": None, "deleted": deleted}
     # Inspected again: a rejection only while its reason still holds, and never a crawl Collect writes into again.
     again = inspect(settings, {"source_id": source_id, "data_version": data_version, "scrapyd_job": None})
     if again.get("reused"):
