@@ -359,3 +359,23 @@ def test_one_crawl_the_sweep_cannot_delete_is_kept_and_the_others_are_swept(
         assert [w.split(":")[0] for w in summary["warnings"]] == [
             "a/20200101_000000 was not swept (the file system refused a call on it)"
         ]
+
+
+def test_a_folder_written_again_that_would_be_rejected_is_held_and_never_swept(host, settings, bucket):
+    crawl = host.add_crawl("scotland", "20200902_052458")
+    run(settings, host, bucket, "r1")
+    os.makedirs(crawl.directory)  # a writer puts a file at the archived crawl's path, with no log of its own
+    with open(os.path.join(crawl.directory, "written-later.json"), "wb") as f:
+        f.write(b"[]")
+    ledger = Ledger(settings.ledger)
+    for run_id in ("r2", "r3"):  # not only the run that finds it: every later one
+        decision = run(settings, host, bucket, run_id)["decisions"][crawl.id]
+        assert (decision["status"], decision["reason"]) == (Status.HELD, Held.WRITTEN_AGAIN)
+        assert "it would be rejected (no_log_file)" in decision["detail"]
+        assert ledger.get("scotland", "20200902_052458")["status"] == Status.HELD
+    loaded = {("scotland", "20200902_052458")}
+    swept = steps.sweep(
+        replace(settings, retention_days=1), ledger, loaded, datetime(2026, 12, 1), False, bucket=bucket
+    )
+    assert swept == [] and os.path.exists(os.path.join(crawl.directory, "written-later.json"))
+    assert month_holds(bucket, crawl.id)

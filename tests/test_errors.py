@@ -27,6 +27,7 @@ KINDS = {
     "crawl.CrawlChangedError": PermanentError,
     "crawl.CrawlReadError": RetryableError,
     "crawl.SetAsideDiffersError": PermanentError,
+    "steps.decision.ChecksumFailedError": RetryableError,
     "crawl.UnsafeCrawlError": PermanentError,
     "ledger.ClaimedError": RetryableError,
     "ledger.LedgerCorruptError": PermanentError,

@@ -367,11 +367,11 @@ class Ledger:
 
     def written_again(self) -> set[tuple[str, str]]:
         """(source_id, data_version) of every crawl this package deleted whose path was written again since: those it
-        deleted (``archived``, ``swept``), and those decided since as written again (``facts.written_again``)."""
+        deleted (``archived``, ``swept``), and those decided since as written again (``facts.rewritten``)."""
         with self._connect() as connection:
             rows = connection.execute(
                 "SELECT source_id, data_version FROM crawl WHERE status IN (?, ?) "
-                "OR json_extract(facts, '$.written_again')",
+                "OR json_extract(facts, '$.rewritten')",
                 (Status.ARCHIVED, Status.SWEPT),
             )
             return {(row["source_id"], row["data_version"]) for row in rows.fetchall()}

@@ -133,7 +133,7 @@ class Decision(TypedDict):
     detail: NotRequired[str | None]
     compared_with: NotRequired[str | None]
     superseded_by: NotRequired[str | None]
-    written_again: NotRequired[bool]  # its path was written again after this package deleted it
+    rewritten: NotRequired[bool]  # its path was written again after this package deleted it
     pending_on: NotRequired[str]  # pending: the crawl of this run whose archive settles it
 
 

@@ -50,6 +50,10 @@ HELD_ADVICE = {
         "the month is locked (Object Lock, a legal hold) or the credentials lack a permission: wait for the "
         "retention to end, or grant what samples/iam-policy.json lists; the next run looks again"
     ),
+    ledger.Held.WRITTEN_AGAIN: (
+        "Kingfisher Collect (or a person) wrote into the crawl's folder after it was archived and deleted: archive "
+        "what is new by hand, or delete it; it is never swept"
+    ),
     ledger.Held.LEFT_ASIDE: (
         "compare <data_version>.deleting with the folder at its path and with the month's archive, merge or delete "
         "by hand; the next run looks again"

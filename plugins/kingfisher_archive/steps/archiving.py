@@ -271,7 +271,7 @@ def archive_and_record(
                 detail = f"decided again when archiving: its month held {redecided['held']}"
             # A crawl this package deleted, chosen again: what stands at its path was written since.
             written_again = bool(row) and (
-                row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("written_again"))
+                row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("rewritten"))
             )
             if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
                 status, reason, detail = (
@@ -281,7 +281,7 @@ def archive_and_record(
                 )
             facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
             if written_again:
-                facts["written_again"] = True
+                facts["rewritten"] = True
             if compared_with:
                 facts["compared_with"] = compared_with
             ledger.record(

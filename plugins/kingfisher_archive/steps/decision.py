@@ -46,8 +46,6 @@ def decide(
     decisions: list[Decision] = []
     written_again: set[str] = set()  # crawls this package deleted, found on disk again
     if ledger is not None:
-        # A crawl on disk that was deleted: its path was written again (kept so in its facts until it is archived).
-        written_again = {crawl_id(*key) for key in ledger.written_again()} & {f["id"] for f in inspected}
         finished, problems = finish_deletes(settings, bucket.client, ledger, run_id)
         settle_gone(settings, bucket, ledger, run_id)
         left, more = finish_left_aside(settings, bucket, ledger, run_id)
@@ -58,6 +56,8 @@ def decide(
             logger.info("Not deciding %s now: archived, being deleted, or held by what earlier tries left", kept)
         inspected = [f for f in inspected if f["id"] not in skip]
         decisions.extend(problem.decision() for problem in problems)
+        # A crawl on disk that was deleted: its path was written again (remembered in its facts until archived).
+        written_again = {crawl_id(*key) for key in ledger.written_again()} & {f["id"] for f in inspected}
     by_source: dict[str, list[Inspection]] = defaultdict(list)
     for facts in inspected:
         if facts.get("error"):
@@ -106,7 +106,7 @@ def decide(
         plans.extend(source_plans)
     for d in decisions:
         if d["id"] in written_again:
-            d["written_again"] = True
+            d["rewritten"] = True
         if d["id"] in written_again and d["status"] in (Status.REJECTED, Status.NOT_ARCHIVED, Status.PENDING):
             # What was written there since it was deleted would be settled unarchived, and then swept: held.
             was = f"it would be {d['status']} ({d['reason']})" + (f": {d['detail']}" if d.get("detail") else "")
@@ -363,7 +363,7 @@ def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | No
         facts = {
             k: d[k] for k in ("bytes", "files", "files_count", "errors_count", "checksum") if d.get(k) is not None
         }
-        for k in ("detail", "compared_with", "superseded_by", "pending_on", "written_again"):
+        for k in ("detail", "compared_with", "superseded_by", "pending_on", "rewritten"):
             if d.get(k):
                 facts[k] = d[k]
         rows.append({**d, "facts": facts, "recreated": (d["source_id"], d["data_version"]) in deleted})
