@@ -52,7 +52,8 @@ from kingfisher_archive import tasks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["kingfisher"],
-    deadline=tasks.DEADLINE,
+    dagrun_timeout=tasks.RUN_TIMEOUT,
+    on_failure_callback=tasks.run_timed_out,
     default_args={
         "retries": int(os.environ.get("KINGFISHER_ARCHIVE_RETRIES", "2")),
         "retry_delay": timedelta(seconds=int(os.environ.get("KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS", "300"))),
