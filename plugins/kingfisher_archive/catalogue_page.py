@@ -157,7 +157,7 @@ def _page(title: str, body: str) -> HTMLResponse:
 def _cell(source_id: str, row: dict | None) -> str:
     if row is None:
         return "<td class='cell' title='empty'></td>"
-    state = "replaced" if row["replaced"] and row["state"] == "archived" else row["state"]
+    state = "replaced" if row["replaced"] and row["state"] != "broken" else row["state"]
     tip = (
         f"{row['data_version'] or '?'}: {_size(row['bytes'])}, {_size(row['compressed_bytes'])} compressed; "
         f"archived {row.get('archived_at') or '?'}; kept as {row['reason'] or '?'}"
