@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -346,6 +347,30 @@ def test_the_installed_wheel_runs_the_dag_with_nothing_in_the_plugins_folder(
     assert (on_disk.pop("scotland/20200920_101010"), on_disk.pop("kenya/20201201_000000")) == (False, False)
     assert all(on_disk.values()), on_disk
     assert ledger_rows(airflow) == EXPECTED["v2"]
+
+    # The Airflow commands of docs/installing.md's deploy checklist, as written there, in this environment: the pool,
+    # the catalogue page, and the check (a dry run), each exiting 0.
+    commands = checklist_commands()
+    assert [command[:3] for command in commands] == [
+        ["airflow", "pools", "set"],
+        ["airflow", "plugins"],
+        ["airflow", "dags", "list-import-errors"],
+        ["airflow", "dags", "test"],
+    ]
+    outputs = []
+    for command in commands:
+        result = run([python, "-m", *command], env=airflow.environment(), cwd=airflow.home, timeout=600)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        outputs.append(result.stdout + result.stderr)
+    assert "kingfisher_archive_catalogue" in outputs[1]
+    assert "Summary of run" in outputs[3] and "dry run" in outputs[3].lower()
+
+
+def checklist_commands() -> list[list[str]]:
+    """The ``airflow`` commands in the code blocks of docs/installing.md's deploy checklist, split as a shell would."""
+    text = (REPOSITORY / "docs" / "installing.md").read_text()
+    checklist = text[text.index("## Deploying it: the checklist") : text.index("### The copied layout")]
+    return [shlex.split(line.strip()) for line in checklist.splitlines() if line.startswith("       airflow ")]
 
 
 #: What Airflow's plugin manager registered, and the import errors it met, as the API server would see them.
