@@ -31,7 +31,8 @@ Any failed task can be cleared and run again.
 Settings: Connections `kingfisher_process` and `kingfisher_archive_s3`; Variables `kingfisher_archive_bucket`,
 `kingfisher_archive_data_directory`, `kingfisher_archive_logs_directory`, and optionally
 `kingfisher_archive_ledger`, `kingfisher_archive_storage_class`, `kingfisher_archive_retention_days` and
-`kingfisher_archive_waiting_warning_days` (see the README).
+`kingfisher_archive_waiting_warning_days` (see docs/installing.md, Settings). A run still going after 12 hours
+(`KINGFISHER_ARCHIVE_RUN_TIMEOUT_SECONDS`) is failed and reported through the notifier.
 """
 
 import os
@@ -52,7 +53,8 @@ from kingfisher_archive import tasks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["kingfisher"],
-    deadline=tasks.DEADLINE,
+    dagrun_timeout=tasks.RUN_TIMEOUT,
+    on_failure_callback=tasks.run_timed_out,
     default_args={
         "retries": int(os.environ.get("KINGFISHER_ARCHIVE_RETRIES", "2")),
         "retry_delay": timedelta(seconds=int(os.environ.get("KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS", "300"))),

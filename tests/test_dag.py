@@ -13,13 +13,14 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import zlib
 from urllib.parse import quote
 
 import psycopg2
 import pytest
 
 from kingfisher_archive import policy
-from scripts.demo_kit.airflow_dag import AirflowHome, archive_connections, archive_variables
+from scripts.demo_kit.airflow_dag import AIRFLOW, AirflowHome, archive_connections, archive_variables
 from scripts.demo_kit.kingfisher_host import KingfisherHost, archive_all, mixed_host, tree
 from scripts.demo_kit.kingfisher_process import ProcessV2
 
@@ -218,6 +219,35 @@ def test_list_shows_what_the_run_left_reading_the_dags_own_ledger_with_no_flag(m
         cwd=tmp_path,
     )
     assert bare.returncode == 2 and "no bucket: pass --bucket" in bare.stderr
+
+
+@pytest.mark.parametrize("schema", ["v2"])
+def test_airflow_dags_test_exits_0_with_the_settings_a_newcomer_has(mixed):
+    """`airflow dags test kingfisher_archive` as a newcomer types it: no KINGFISHER_ARCHIVE_* variable at all, so the
+    DAG carries its default run timeout (12 hours) and the failure callback that reports it, and the command ends
+    with the run's own outcome (a DAG with a DeadlineAlert made Airflow 3.3.2's fail after the run: issue 73428)."""
+    host, airflow, client, bucket = mixed
+    env = {k: v for k, v in airflow.environment().items() if not k.startswith("KINGFISHER_ARCHIVE")}
+
+    run = subprocess.run(
+        [AIRFLOW, "dags", "test", "kingfisher_archive"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=airflow.home,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    assert "scotland/2020/09/metadata.json" in objects(client, bucket)
+    assert not host.exists("scotland/20200920_101010")
+
+    # The run serialised the DAG as the scheduler reads it: with the default run timeout and the failure callback.
+    with sqlite3.connect(os.path.join(airflow.home, "airflow.db")) as connection:
+        data, compressed = connection.execute(
+            "SELECT data, data_compressed FROM serialized_dag WHERE dag_id = 'kingfisher_archive'"
+        ).fetchone()
+    dag = json.loads(data if data is not None else zlib.decompress(compressed))["dag"]
+    assert (dag["dagrun_timeout"], dag["has_on_failure_callback"]) == (43200.0, True)
 
 
 def test_a_dry_run_reports_and_changes_nothing(mixed):

@@ -94,12 +94,12 @@ def test_retries_and_the_host_queue_come_from_the_environment(tmp_path):
     }
 
 
-def test_only_the_adapter_and_the_dag_import_airflow():
+def test_only_the_adapter_the_catalogue_page_and_the_dag_import_airflow():
     package = Path(REPOSITORY, "plugins", "kingfisher_archive")
     importing = sorted(
         str(p.relative_to(package))
         for p in package.rglob("*.py")
         if "from airflow" in p.read_text() or "import airflow" in p.read_text()
     )
-    assert importing == ["tasks.py"]
+    assert importing == ["catalogue_page.py", "tasks.py"]
     assert os.path.exists(REPOSITORY / "dags" / "kingfisher_archive.py")

@@ -61,6 +61,12 @@ def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_sto
         ) in out
         assert "s3://kingfisher-archive-demo/uk/2020/11/data.tar.lz4" in out
 
+        # The demo's shell has the DAG's own defaults: no run timeout or deadline setting is needed for the
+        # `airflow dags test` it prints (below) to exit 0.
+        settings = json.loads((home / "demo.json").read_text())["environment"]
+        timeouts = ("KINGFISHER_ARCHIVE_DEADLINE", "KINGFISHER_ARCHIVE_RUN_TIMEOUT")
+        assert not [name for name in settings if name.startswith(timeouts)], settings
+
         # The commands the closing lines show, run as shown in `make demo-shell`.
         assert "    make demo-shell\n" in out and out.rstrip().endswith("    make demo-stop")
         block = out[out.index("and in it,") :].split("\n\n")[1]
@@ -71,6 +77,7 @@ def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_sto
             "kingfisher-archive audit --verify-data",
         ]
         assert commands[-1] == "exit"
+        assert "airflow dags test kingfisher_archive 2026-11-28" in commands
         results = {command: demo("shell", "--home", str(home), "-c", command) for command in commands[:-1]}
         for command, result in results.items():
             assert result.returncode == 0, (command, result.stdout, result.stderr)

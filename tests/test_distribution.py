@@ -16,10 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shlex
+import signal
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import time
 import zipfile
 from datetime import date
 from email.parser import Parser
@@ -34,6 +38,7 @@ from packaging.utils import canonicalize_name
 from kingfisher_archive import __version__
 from kingfisher_archive.version import ARCHIVER
 from scripts.demo_kit.airflow_dag import REPOSITORY, AirflowHome, archive_connections, archive_variables
+from scripts.demo_kit.airflow_standalone import HOST, SIMPLE_AUTH_MANAGER, free_port, tail
 from scripts.demo_kit.kingfisher_host import archive_all, mixed_host, tree
 from tests.test_dag import EARLIER, EXPECTED, disk, ledger_rows, objects
 from tests.test_restore import SOURCE, VERSION, archive
@@ -157,6 +162,9 @@ def test_the_wheel_holds_the_package_and_the_command_and_names_no_development_to
     package = sorted(n for n in names if not n.startswith(f"kingfisher_archive-{__version__}.dist-info/"))
     assert package == sorted(f"kingfisher_archive/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.rglob("*.py"))
     assert "kingfisher-archive = kingfisher_archive.__main__:main" in entry_points.splitlines()
+    # The catalogue page, for Airflow's plugin loader: the wheel brings it, with nothing in the plugins folder.
+    plugin_entry = "kingfisher_archive_catalogue = kingfisher_archive.catalogue_page:KingfisherArchiveCatalogue"
+    assert entry_points.split("[airflow.plugins]")[1].split("[")[0].split("\n").count(plugin_entry) == 1
 
     metadata = wheel_metadata(wheel)
     assert (metadata["Name"], metadata["Version"]) == ("kingfisher-archive", __version__)
@@ -177,7 +185,11 @@ def test_the_sdist_holds_what_the_wheel_is_built_from_and_the_dag_files(dist):
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"pyproject.toml", "README.md", "CHANGELOG.md", "requirements.txt", "PKG-INFO"} <= names
     assert {f"dags/{p.name}" for p in (REPOSITORY / "dags").glob("*.py")} <= names
-    assert {"plugins/kingfisher_archive/version.py", "plugins/.airflowignore"} <= names
+    assert {
+        "plugins/kingfisher_archive/version.py",
+        "plugins/kingfisher_archive_catalogue.py",
+        "plugins/.airflowignore",
+    } <= names
     assert not {name for name in names if name.startswith(("tests/", "scripts/", "bench/", ".venv/"))}
 
 
@@ -335,3 +347,130 @@ def test_the_installed_wheel_runs_the_dag_with_nothing_in_the_plugins_folder(
     assert (on_disk.pop("scotland/20200920_101010"), on_disk.pop("kenya/20201201_000000")) == (False, False)
     assert all(on_disk.values()), on_disk
     assert ledger_rows(airflow) == EXPECTED["v2"]
+
+    # The Airflow commands of docs/installing.md's deploy checklist, as written there, in this environment: the pool,
+    # the catalogue page, and the check (a dry run), each exiting 0.
+    commands = checklist_commands()
+    assert [command[:3] for command in commands] == [
+        ["airflow", "pools", "set"],
+        ["airflow", "plugins"],
+        ["airflow", "dags", "list-import-errors"],
+        ["airflow", "dags", "test"],
+    ]
+    outputs = []
+    for command in commands:
+        result = run([python, "-m", *command], env=airflow.environment(), cwd=airflow.home, timeout=600)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        outputs.append(result.stdout + result.stderr)
+    assert "kingfisher_archive_catalogue" in outputs[1]
+    assert "Summary of run" in outputs[3] and "dry run" in outputs[3].lower()
+
+
+def checklist_commands() -> list[list[str]]:
+    """The ``airflow`` commands in the code blocks of docs/installing.md's deploy checklist, split as a shell would."""
+    text = (REPOSITORY / "docs" / "installing.md").read_text()
+    checklist = text[text.index("## Deploying it: the checklist") : text.index("### The copied layout")]
+    return [shlex.split(line.strip()) for line in checklist.splitlines() if line.startswith("       airflow ")]
+
+
+#: What Airflow's plugin manager registered, and the import errors it met, as the API server would see them.
+PLUGINS_PROBE = """
+import json
+from airflow import plugins_manager
+info = plugins_manager.get_plugin_info()
+found = [[p["name"], str(p["source"])] for p in info]
+print(json.dumps({"plugins": found, "errors": plugins_manager.get_import_errors()}))
+"""
+
+
+@pytest.mark.airflow
+def test_the_installed_wheel_brings_the_catalogue_page_with_nothing_in_the_plugins_folder(
+    wheel, tmp_path, airflow_template, postgres_server, s3_server, client, bucket
+):
+    from tests.test_catalogue_page import request
+
+    venv = airflow_venv(wheel, tmp_path)
+    python = str(venv / "bin" / "python")
+    empty = tmp_path / "empty-plugins"
+    empty.mkdir()
+    archive(client, bucket, tmp_path / "crawl", FILES)
+    port = free_port()
+    airflow = AirflowHome.from_template(
+        airflow_template,
+        str(tmp_path / "airflow"),
+        connections={
+            "kingfisher_archive_s3": archive_connections(postgres_server, "unused", s3_server)["kingfisher_archive_s3"]
+        },
+        variables={
+            "kingfisher_archive_bucket": bucket,
+            "kingfisher_archive_data_directory": str(tmp_path / "data"),
+            "kingfisher_archive_logs_directory": str(tmp_path / "logs"),
+        },
+        extra_env={
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(empty),
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        },
+        airflow=[python, "-m", "airflow"],
+    )
+    env = airflow.environment()
+
+    # `airflow plugins`, as a person checks it: the page comes from the wheel's entry point.
+    listed = check(run([python, "-m", "airflow", "plugins", "--output", "json"], env=env, cwd=airflow.home))
+    plugins = json.loads(next(line for line in listed.splitlines() if line.startswith("[")))
+    [page] = [plugin for plugin in plugins if plugin["name"] == "kingfisher_archive_catalogue"]
+    assert f"kingfisher-archive=={__version__}" in str(page["source"]), page["source"]
+    assert page["fastapi_apps"] and page["external_views"]
+
+    # With a copy of plugins/ in the plugins folder as well (do one or the other, but both happen): registered once,
+    # from the installed wheel, and no "already registered" import error.
+    for folder in (empty, REPOSITORY / "plugins"):
+        probe_env = {**env, "AIRFLOW__CORE__PLUGINS_FOLDER": str(folder)}
+        found = json.loads(check(run([python, "-c", PLUGINS_PROBE], env=probe_env, cwd=airflow.home)).splitlines()[-1])
+        ours = [plugin for plugin in found["plugins"] if plugin[0] == "kingfisher_archive_catalogue"]
+        assert len(ours) == 1 and f"kingfisher-archive=={__version__}" in ours[0][1], (folder, found)
+        assert found["errors"] == {}, (folder, found["errors"])
+
+    # The page over HTTP, from `airflow api-server` of that environment.
+    log = tmp_path / "api-server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [python, "-m", "airflow", "api-server", "--host", HOST, "--port", str(port), "--workers", "1"],
+            env=env,
+            cwd=airflow.home,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, f"the API server exited:\n{tail(log)}"
+            try:
+                if request(f"{base}/api/v2/monitor/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"the API server did not answer in 120 s:\n{tail(log)}"
+            time.sleep(0.5)
+        status, body = request(f"{base}/kingfisher-archive/catalogue.json")
+        assert status == 200, f"{body[:2000]}\n{tail(log)}"
+        found = json.loads(body)
+        assert found["bucket"] == bucket
+        assert [(s["source_id"], [m["period"] for m in s["months"]]) for s in found["sources"]] == [
+            ("scotland", ["2020-09"])
+        ]
+        status, page = request(f"{base}/kingfisher-archive/")
+        assert status == 200 and "Kingfisher Archive catalogue" in page and "scotland" in page
+        status, body = request(f"{base}/api/v2/plugins")
+        assert status == 200, body
+        [plugin] = [p for p in json.loads(body)["plugins"] if p["name"] == "kingfisher_archive_catalogue"]
+        assert [view["href"] for view in plugin["external_views"]] == ["/kingfisher-archive/"]
+        status, body = request(f"{base}/api/v2/plugins/importErrors")
+        assert (status, json.loads(body)["total_entries"]) == (200, 0), body
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

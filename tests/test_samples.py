@@ -213,9 +213,9 @@ def test_the_lifecycle_aborts_broken_uploads_and_expires_old_staging_versions_an
             assert rule["Filter"]["Prefix"].startswith("staging/"), rule["ID"]
 
 
-def test_the_readme_links_the_samples():
-    readme = (REPOSITORY / "README.md").read_text()
+def test_the_deploy_checklist_links_the_samples():
+    installing = (REPOSITORY / "docs" / "installing.md").read_text()
     for path in (POLICY, LIFECYCLE):
-        assert f"]({path.relative_to(REPOSITORY)})" in readme, path.name
+        assert f"](../{path.relative_to(REPOSITORY)})" in installing, path.name
     listed = (SAMPLES / "README.md").read_text()
     assert "`iam-policy.json`" in listed and "`lifecycle.json`" in listed

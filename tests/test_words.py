@@ -154,7 +154,7 @@ def ledger_rows_of_every_reason() -> list[dict]:
 
 
 def test_the_catalogue_page_says_every_reason_in_words(client, bucket, tmp_path, monkeypatch):
-    page = pytest.importorskip("kingfisher_archive_catalogue")
+    page = pytest.importorskip("kingfisher_archive.catalogue_page")
     archive(client, bucket, tmp_path, {"a.json": b"[]"})  # its metadata.json says nothing of why
     put_month(client, bucket, "uk/2020/12/", data=b"orphan")
     waiting = [
@@ -195,5 +195,5 @@ def test_the_catalogue_page_says_every_reason_in_words(client, bucket, tmp_path,
 
 def test_nothing_needs_attention_is_said():
     assert catalogue.attention([], {"waiting": [], "held": [], "kept": []}, None) == []
-    page = pytest.importorskip("kingfisher_archive_catalogue")
+    page = pytest.importorskip("kingfisher_archive.catalogue_page")
     assert "Nothing: no held crawl" in page.attention_block([])

@@ -122,13 +122,14 @@ def from_audit(report: dict, url: str, dag_id: str, run_id: str) -> dict | None:
     return _alert(f"Kingfisher Archive: the audit ({dag_id} run {run_id}) found broken months", items, url)
 
 
-def overdue(dag_run: dict, deadline: dict, url: str, limit: str) -> dict:
-    """The message of a run that has not finished ``limit`` after it was queued (the DAG's deadline alert)."""
-    dag_id, run_id = dag_run.get("dag_id") or "kingfisher_archive", dag_run.get("dag_run_id") or "?"
+def timed_out(dag_id: str, run_id: str, started: str | None, limit: str, last_task: str | None, url: str) -> dict:
+    """The message of a run the scheduler failed because it had not finished ``limit`` after it started (the DAG's
+    ``dagrun_timeout``); ``last_task`` is the unfinished task that started last, if Airflow says."""
     items = [
-        f"Run {run_id} of {dag_id} was queued at {dag_run.get('queued_at') or '?'} and has not finished after "
-        f"{limit} (deadline {deadline.get('deadline_time') or '?'}; state {dag_run.get('state') or '?'})",
-        "An Archive crawl task may be waiting for another run's claim on its month (it says so in its log), or an "
-        "upload may be stuck: see the run's running tasks and docs/operating.md",
+        f"Run {run_id} of {dag_id} started at {started or '?'} and had not finished after {limit}: Airflow failed it "
+        "and skipped its unfinished tasks" + (f" (the last one started was {last_task})" if last_task else ""),
+        "An Archive crawl task may have been waiting for another run's claim on its month (it says so in its log), "
+        "or an upload may have been stuck: see the run's tasks and docs/operating.md. What it left half-done is "
+        "finished or undone by the next run",
     ]
-    return _alert(f"Kingfisher Archive: {dag_id} run {run_id} is taking too long", items, url)
+    return _alert(f"Kingfisher Archive: {dag_id} run {run_id} timed out", items, url)

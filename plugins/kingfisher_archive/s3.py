@@ -29,8 +29,8 @@ from kingfisher_archive.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
-#: 8 MiB, as boto3 uses: small parts shorten the wait for the last ones once the crawl is read (the README's
-#: Performance section has the measurements); S3 allows 10,000 parts, so big crawls get bigger parts.
+#: 8 MiB, as boto3 uses: small parts shorten the wait for the last ones once the crawl is read (docs/performance.md
+#: has the measurements); S3 allows 10,000 parts, so big crawls get bigger parts.
 MIN_PART_SIZE = 8 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000

@@ -17,10 +17,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import (
     Asset,
     AssetAlias,
-    AsyncCallback,
     BaseHook,
-    DeadlineAlert,
-    DeadlineReference,
     TriggerRule,
     Variable,
     get_current_context,
@@ -326,34 +323,64 @@ def _send_metrics(summary: dict, results: dict) -> None:
         logger.info("Metrics sent: %s", ", ".join(f"{name}={value}" for _, name, value in sent))
 
 
-async def run_overdue(context: dict | None = None) -> str:
-    """The DAG's deadline alert (in the triggerer): a run still going :data:`RUN_DEADLINE` after it was queued."""
+#: The environment variable (read when the DAG file is parsed, by the DAG processor) that bounds a run's length.
+RUN_TIMEOUT_VARIABLE = "KINGFISHER_ARCHIVE_RUN_TIMEOUT_SECONDS"
+
+
+def run_timeout(environ=os.environ) -> timedelta | None:
+    """The DAG's ``dagrun_timeout``: 12 hours unless :data:`RUN_TIMEOUT_VARIABLE` says otherwise; ``0`` turns it off.
+
+    A run still going this long after it started (a claim wait, a stuck upload) is failed by the scheduler, which
+    skips its unfinished tasks and has the DAG processor call :func:`run_timed_out`. See docs/operating.md, A run that
+    hangs.
+    """
+    value = environ.get(RUN_TIMEOUT_VARIABLE, "").strip() or str(12 * 3600)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise config.ConfigurationError(
+            f"{RUN_TIMEOUT_VARIABLE}={value!r}: give a number of seconds (0 turns the run timeout off)"
+        ) from None
+    return timedelta(seconds=seconds) if seconds > 0 else None
+
+
+#: The archive DAG's ``dagrun_timeout`` (``None``: off).
+RUN_TIMEOUT = run_timeout()
+
+
+def run_timed_out(context) -> None:
+    """The archive DAG's ``on_failure_callback``: a run the scheduler failed for its ``dagrun_timeout`` is reported
+    through the notifier, once.
+
+    Airflow 3.3 calls it in the DAG processor for a run failed by the timeout (``reason`` ``timed_out``), and for a
+    run that failed otherwise (``task_failure``; ``airflow dags test`` calls it itself): those are reported by
+    *Summarise the run*, which runs whatever failed, so this sends nothing for them.
+    """
+    if context.get("reason") != "timed_out":
+        return
     from airflow.sdk.configuration import conf
 
-    dag_run = (context or {}).get("dag_run") or {}
-    url = alerts.run_url(
-        conf.get("api", "base_url", fallback="http://localhost:8080/"),
-        dag_run.get("dag_id") or "kingfisher_archive",
-        dag_run.get("dag_run_id") or "",
+    dag = context.get("dag")
+    dag_id = getattr(dag, "dag_id", None) or "kingfisher_archive"
+    run_id = context.get("run_id") or "?"
+    dag_run = context.get("dag_run")
+    started = getattr(dag_run, "start_date", None)
+    ti = context.get("ti")
+    last_task = None
+    if ti is not None:
+        map_index = getattr(ti, "map_index", -1)
+        last_task = ti.task_id + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
+    limit = dag.dagrun_timeout if dag is not None and dag.dagrun_timeout else RUN_TIMEOUT
+    url = alerts.run_url(conf.get("api", "base_url", fallback="http://localhost:8080/"), dag_id, run_id)
+    alert = alerts.timed_out(
+        dag_id,
+        run_id,
+        started.isoformat() if started else None,
+        f"{limit.total_seconds():.0f} s" if limit else "?",
+        last_task,
+        url,
     )
-    alert = alerts.overdue(
-        dag_run, (context or {}).get("deadline") or {}, url, f"{RUN_DEADLINE.total_seconds():.0f} s"
-    )
-    _notify(dict(context or {}), alert)
-    return alert["subject"]
-
-
-#: A run still going this long after it was queued (a claim wait, a stuck upload) is reported through the notifier.
-#: ``0`` turns the deadline off, which ``airflow dags test`` needs in Airflow 3.3.2: it fails any DAG with a deadline
-#: when the run ends (apache/airflow issue 73428).
-RUN_DEADLINE = timedelta(seconds=float(os.environ.get("KINGFISHER_ARCHIVE_DEADLINE_SECONDS", str(12 * 3600))))
-DEADLINE = (
-    DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RUN_DEADLINE, callback=AsyncCallback(run_overdue)
-    )
-    if RUN_DEADLINE.total_seconds() > 0
-    else None
-)
+    _notify(context, alert)
 
 
 def _run(context) -> tuple[str, str]:

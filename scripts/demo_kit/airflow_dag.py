@@ -31,9 +31,6 @@ def base_environment(home: str) -> dict[str, str]:
         AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
         KINGFISHER_ARCHIVE_RETRIES="0",
         KINGFISHER_ARCHIVE_RETRY_DELAY_SECONDS="0",
-        # No deadline alert: `airflow dags test` fails a DAG with a deadline when its run ends (Airflow 3.3.2,
-        # apache/airflow issue 73428). The backfill test turns it on under a scheduler and a triggerer.
-        KINGFISHER_ARCHIVE_DEADLINE_SECONDS="0",
     )
     return env
 
