@@ -22,6 +22,7 @@ from kingfisher_archive import archiver, steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import CrawlChangedError
 from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.month import crawl_in
 from kingfisher_archive.s3 import client_config
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
@@ -292,7 +293,6 @@ def test_a_crawl_left_smaller_than_its_archive_never_replaces_its_own_complete_a
     """Files removed from a verified crawl by something else than its deletion (by hand, an older version of this
     package) before the ledger heard of it: what is left is a crawl with fewer files than its archive. Archiving it
     again would replace the only complete copy."""
-    from kingfisher_archive import archiver
 
     crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("small", 6))
     ledger = Ledger(settings.ledger)
@@ -377,7 +377,7 @@ def test_a_replacement_whose_copy_fails_with_a_connection_error_ends_as_the_faul
 
     metadata = json.loads(client.get_object(Bucket=settings.bucket, Key=february + "metadata.json")["Body"].read())
     assert metadata["id"] == b_id and metadata["compared_with"] == a_id
-    assert archiver.crawl_in(client, settings.bucket, february + "data.tar.lz4", "scotland") == b_id
+    assert crawl_in(client, settings.bucket, february + "data.tar.lz4", "scotland") == b_id
     assert not os.path.exists(b.directory)
     assert ledger.get("scotland", "20200220_000000")["status"] == "archived"
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix="staging/").get("KeyCount") == 0

@@ -22,6 +22,7 @@ from kingfisher_archive import bucket as layout
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Held, Ledger, Status
+from kingfisher_archive.month import interrupted
 from kingfisher_archive.process import Collection
 from kingfisher_archive.records import Expected
 from scripts.demo_kit.kingfisher_host import ocds_files
@@ -180,7 +181,7 @@ def test_an_interrupted_replacement_is_reported_and_recovered_at_either_journal_
 
     report = audit.audit(client, settings.bucket)
     assert (key, "interrupted replacement") in [(p["key"], p["problem"]) for p in report["problems"]]
-    assert replacement.interrupted(client, settings.bucket, "scotland", 2020, 9)
+    assert interrupted(client, settings.bucket, "scotland", 2020, 9)
     done = replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD")
 
     assert done == [f"{first['id']}: finished: the month now holds it"]

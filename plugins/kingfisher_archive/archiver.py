@@ -511,30 +511,6 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
     return json.dumps(document, indent=2, sort_keys=False).encode("utf-8")
 
 
-def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
-    """The crawl an archive holds, ``<source_id>/<data_version>``, from its first members (the tar names it).
-
-    :param client: a boto3 S3 client.
-    :param bucket: the bucket's name.
-    :param key: the archive's key (``<month>data.tar.lz4``).
-    :param source_id: the source whose crawl it must hold.
-    :returns: ``None`` if the object is not there or is not an archive of a crawl of ``source_id``.
-    """
-    members = archive_format.CrawlMembers(source_id)
-    try:
-        with s3.open_archive(client, bucket, key) as (tar, _):
-            for member in tar:
-                if members.relpath(member) is not None:
-                    return f"{source_id}/{members.data_version}"
-    except ClientError as e:
-        if s3.error_code(e) in s3.MISSING:
-            return None
-        raise
-    except (*s3.STREAM_ERRORS, archive_format.RefusedMemberError):
-        return None
-    return None
-
-
 def missing_from(client, bucket: str, key: str, source_id: str, data_version: str, directory: str) -> str | None:
     """Why the crawl at ``directory`` does not hold every file of the archive at ``key`` byte for byte, if it does not.
 

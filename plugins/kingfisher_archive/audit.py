@@ -10,7 +10,6 @@ See docs/restore-and-audit.md, What the audit reports.
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import replacement, s3
 from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, walk_key
+from kingfisher_archive.month import JOURNAL, is_journal
 from kingfisher_archive.records import CrawlKey
 
 #: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
@@ -29,10 +29,6 @@ from kingfisher_archive.records import CrawlKey
 MAX_READS = 4
 #: delete_objects accepts at most 1,000 keys per request.
 DELETE_BATCH = 1000
-
-_MONTH_OBJECT = re.compile(
-    r"^(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>data\.tar\.lz4|metadata\.json|scrapy\.log)$"
-)
 
 
 class _Report:
@@ -87,24 +83,22 @@ def audit(
         for item in page.get("Contents", []):
             key = item["Key"]
             if key.startswith(layout.STAGING + "/"):
-                if replacement.is_journal(key):
+                if is_journal(key):
                     journals[key] = _staged_by(client, bucket, key)
                 if item["LastModified"] < cutoff:
                     stale.append(item)
                 continue
-            match = _MONTH_OBJECT.match(key)
+            match = layout.parse_month_key(key)
             if (
-                not match
-                or not 1 <= int(match["month"]) <= 12
-                or crawls.source_id_problem(match["source"])
-                or layout.reserved_source_problem(match["source"])
+                match is None
+                or crawls.source_id_problem(match.source_id)
+                or layout.reserved_source_problem(match.source_id)
             ):
                 report.warning(key, "unexpected object", "not part of the archive layout; left alone")
                 continue
-            prefix = f"{match['source']}/{match['year']}/{match['month']}/"
-            if prefix not in months:
-                spellings[(match["source"], int(match["year"]), int(match["month"]))].append(prefix)
-            months[prefix][match["name"]] = item
+            if match.prefix not in months:
+                spellings[(match.source_id, match.year, match.month)].append(match.prefix)
+            months[match.prefix][match.name] = item
 
     for (source_id, year, month), prefixes in sorted(spellings.items()):
         if len(prefixes) > 1:
@@ -340,8 +334,8 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
 def _staged_by(client, bucket: str, key: str) -> str:
     """The staging prefix whose objects a journal's replacement needs: beside it (before 1.2), or named in it; the
     whole source's staging folder if it cannot be read (nothing of it is then repaired)."""
-    if key.endswith("/" + replacement.JOURNAL):
-        return key[: -len(replacement.JOURNAL)]
+    if key.endswith("/" + JOURNAL):
+        return key[: -len(JOURNAL)]
     try:
         found = s3.get_if_any(client, bucket, key)
         if found is not None:

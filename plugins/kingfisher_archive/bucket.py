@@ -33,7 +33,30 @@ STAGING = "staging"
 #: source of that name would share its staging prefix with.
 RESERVED = {STAGING: f"the bucket's {STAGING}/ folder", "_probe": f"the probe's {STAGING}/_probe/ folder"}
 
-_MONTH_KEY = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)$")
+_MONTH_KEY = re.compile(
+    r"(?P<prefix>(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/)(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)"
+)
+
+
+@dataclass(frozen=True)
+class MonthKey:
+    """One object of a month, as its key spells it (``1`` or ``01``)."""
+
+    source_id: str
+    year: int
+    month: int
+    name: str  # DATA, METADATA or LOG
+    prefix: str  # <source_id>/<YYYY>/<M or MM>/, as spelled
+
+
+def parse_month_key(key: str) -> MonthKey | None:
+    """The month object ``key`` is (``<source_id>/<YYYY>/<MM>/`` and one of :data:`DATA`, :data:`METADATA`,
+    :data:`LOG`; a month ``1`` to ``12``, spelled with one digit or two), or ``None`` for anything else. The one
+    reader of a month's keys: the bucket's listing, the audit and ``list`` go through it."""
+    match = _MONTH_KEY.fullmatch(key)
+    if not match or not 1 <= int(match["month"]) <= 12:
+        return None
+    return MonthKey(match["source"], int(match["year"]), int(match["month"]), match["name"], match["prefix"])
 
 
 class BucketError(RetryableError):  # retried: also raised when S3 is unreachable
@@ -221,16 +244,14 @@ class Bucket:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    match = _MONTH_KEY.match(item["Key"][len(prefix) :])
-                    if not match:
+                    match = parse_month_key(item["Key"])
+                    if match is None or match.source_id != source_id:
                         continue
-                    period = (int(match["year"]), int(match["month"]))
-                    if not 1 <= period[1] <= 12:
-                        continue
-                    if match["name"] != METADATA:
-                        others.setdefault(period, set()).add(match["name"])
+                    period = (match.year, match.month)
+                    if match.name != METADATA:
+                        others.setdefault(period, set()).add(match.name)
                     # Two spellings of one month: prefer the two-digit one, which we write.
-                    elif period not in found or len(match["month"]) == 2:
+                    elif period not in found or match.prefix == month_prefix(source_id, *period):
                         found[period] = item["Key"]
             self._months[source_id] = found
             self._incomplete[source_id] = {p: sorted(names) for p, names in others.items() if p not in found}

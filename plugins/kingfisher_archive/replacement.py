@@ -1,6 +1,7 @@
 """Replacing a month's archive: a transaction over three objects that any later try finishes or undoes.
 
-:func:`begin` writes the month's journal (``staging/<source_id>/<YYYY>-<MM>.replacing.json``, :func:`journal_key`)
+:func:`begin` writes the month's journal (``staging/<source_id>/<YYYY>-<MM>.replacing.json``,
+:func:`kingfisher_archive.month.journal_key`)
 before anything of the month is taken away, with ``If-None-Match: *``: the bucket itself lets one replacement of a
 month begin at a time, whatever the ledger's claims say (a ledger set aside and started afresh, a second
 AIRFLOW_HOME). Under its journal, :func:`begin` reads the month again and refuses to start from anything but what
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field, fields
 from dataclasses import replace as with_fields
 
@@ -35,17 +35,9 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import s3
 from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.month import JOURNAL, crawl_in, is_journal, journal_key, journal_period, journals
 
 logger = logging.getLogger(__name__)
-
-#: The name of a journal written before 1.2, beside its staged archive: ``staging/<source_id>/<data_version>/``.
-JOURNAL = "replacing.json"
-#: The end of a month's journal's key: ``staging/<source_id>/<YYYY>-<MM>.replacing.json`` (:func:`journal_key`).
-MONTH_JOURNAL_SUFFIX = ".replacing.json"
-_MONTH_JOURNAL = re.compile(
-    rf"{layout.STAGING}/(?P<source>[^/]+)/(?P<year>\d{{4}})-(?P<month>\d{{2}}){re.escape(MONTH_JOURNAL_SUFFIX)}"
-)
-_LEGACY_JOURNAL = re.compile(rf"{layout.STAGING}/(?P<source>[^/]+)/(?P<version>[^/]+)/{re.escape(JOURNAL)}")
 
 
 class _Unchecked:
@@ -56,20 +48,6 @@ class _Unchecked:
 #: :func:`begin`'s ``month_held`` when the caller does not say what it decided against (only the month's
 #: completeness is checked then).
 UNCHECKED = _Unchecked()
-
-
-def journal_key(month: str) -> str:
-    """The key of the journal of any replacement of ``month`` (``<source_id>/<YYYY>/<MM>/``): one per month.
-
-    Directly under ``staging/<source_id>/``, so no crawl's staging prefix (``staging/<source_id>/<data_version>/``)
-    holds it, and cleaning one crawl's staging never removes it."""
-    source_id, year, month_ = layout.parse_month_prefix(month)
-    return f"{layout.STAGING}/{source_id}/{year:04d}-{month_:02d}{MONTH_JOURNAL_SUFFIX}"
-
-
-def is_journal(key: str) -> bool:
-    """Whether ``key`` is a replacement's journal: a month's, or one written before 1.2 beside its staged archive."""
-    return bool(_MONTH_JOURNAL.fullmatch(key) or _LEGACY_JOURNAL.fullmatch(key))
 
 
 class RecoveryError(PermanentError):
@@ -179,12 +157,6 @@ class Journal:
         return journal
 
 
-def _crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
-    from kingfisher_archive import archiver  # archiver imports this module
-
-    return archiver.crawl_in(client, bucket, key, source_id)
-
-
 def _month_now(client, bucket: str, month: str):
     """The month's ``metadata.json`` (bytes, ETag), its data's and its log's (size, ETag), each ``None`` if absent."""
     return (
@@ -200,7 +172,7 @@ def _check_start(client, bucket: str, month: str, crawl: str, now, month_held) -
     metadata, data, log = now
     source_id, year, month_ = layout.parse_month_prefix(month)
     if metadata is None:
-        if (data is not None and _crawl_in(client, bucket, month + layout.DATA, source_id) != crawl) or (
+        if (data is not None and crawl_in(client, bucket, month + layout.DATA, source_id) != crawl) or (
             data is None and log is not None
         ):
             names = [name for name, there in ((layout.DATA, data), (layout.LOG, log)) if there]
@@ -238,9 +210,10 @@ def begin(
 ) -> Journal:
     """Write the journal of a replacement of ``month`` by the archive staged at ``staging``; return it.
 
-    The journal's key is the month's (:func:`journal_key`), written only if free (``If-None-Match: *``): a second
-    replacement of the month, whatever it believes about claims, raises :class:`ReplacementInProgressError`. Then the
-    month is read again under the journal and must be the one the journal recorded, and a starting point:
+    The journal's key is the month's (:func:`kingfisher_archive.month.journal_key`), written only if free
+    (``If-None-Match: *``): a second replacement of the month, whatever it believes about claims, raises
+    :class:`ReplacementInProgressError`. Then the month is read again under the journal and must be the one the
+    journal recorded, and a starting point:
 
     :param month_held: what the caller decided against: :func:`kingfisher_archive.bucket.month_state` of the month's
         ``metadata.json`` (``None``: a month without one, holding at most this crawl's own cut-short upload);
@@ -410,32 +383,6 @@ def _clean(client, bucket: str, journal: Journal) -> None:
         s3.purge_versions(client, bucket, journal.key)
 
 
-def journals(client, bucket: str, source_id: str) -> list[str]:
-    """The keys of every replacement journal of a source (interrupted or in progress): the months' journals, and
-    journals written before 1.2 beside their staged archives."""
-    paginator = client.get_paginator("list_objects_v2")
-    prefix = f"{layout.STAGING}/{source_id}/"
-    return [
-        item["Key"]
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
-        for item in page.get("Contents", [])
-        if is_journal(item["Key"]) and item["Key"].startswith(prefix)
-    ]
-
-
-def _period(key: str) -> str:
-    """``YYYYMM`` of the month a journal's key names (its own, or its crawl's data version's)."""
-    if match := _MONTH_JOURNAL.fullmatch(key):
-        return match["year"] + match["month"]
-    return key.split("/")[2][:6]
-
-
-def interrupted(client, bucket: str, source_id: str, year: int, month: int) -> bool:
-    """Whether a journal of a replacement of this month is there (named by its month, or by its crawl's)."""
-    period = f"{year:04d}{month:02d}"
-    return any(_period(key) == period for key in journals(client, bucket, source_id))
-
-
 def recover(client, bucket: str, source_id: str, year: int, month: int, storage_class: str) -> list[str]:
     """Finish or undo every interrupted replacement of one month; return what was done, in words.
 
@@ -444,7 +391,7 @@ def recover(client, bucket: str, source_id: str, year: int, month: int, storage_
     prefix = layout.month_prefix(source_id, year, month)
     done = []
     for key in journals(client, bucket, source_id):
-        if _period(key) != f"{year:04d}{month:02d}":
+        if journal_period(key) != f"{year:04d}{month:02d}":
             continue
         found = s3.get_if_any(client, bucket, key)
         if found is None:

@@ -16,7 +16,6 @@ docs/safety.md, section 14.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import tarfile
@@ -34,8 +33,6 @@ INCOMPLETE = ".incomplete"
 #: Suffix of the restored log, beside the crawl directory.
 LOG_SUFFIX = ".scrapy.log"
 READ_SIZE = archive_format.READ_SIZE
-
-_MONTH_OBJECT = re.compile(r"^(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<name>[^/]+)$")
 
 
 class RestoreError(RetryableError):  # retried: also raised when a read of the bucket fails
@@ -468,10 +465,10 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=start):
         for item in page.get("Contents", []):
-            match = _MONTH_OBJECT.match(item["Key"][len(start) :])
-            if match and 1 <= int(match["month"]) <= 12:
-                prefix = f"{start}{match['year']}/{match['month']}/"
-                months.setdefault(prefix, {})[match["name"]] = item["Size"]
+            match = layout.parse_month_key(item["Key"])
+            if match is not None and match.source_id == source_id:
+                prefix = match.prefix
+                months.setdefault(prefix, {})[match.name] = item["Size"]
                 etags[item["Key"]] = item.get("ETag", "")
     if read is None:
 

@@ -9,7 +9,8 @@ from dataclasses import replace
 from kingfisher_archive import archiver, replacement
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MonthIncompleteError, month_state
+from kingfisher_archive import month as months
+from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
 from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
@@ -122,16 +123,12 @@ def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
     Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
     without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
     """
-    try:
-        return bucket.archived(key.source_id, key.year, key.month)
-    except MonthIncompleteError as e:
-        prefix = layout.month_prefix(key.source_id, key.year, key.month)
-        holds = archiver.crawl_in(bucket.client, bucket.name, prefix + layout.DATA, key.source_id)
-        if holds == key.id or (holds is None and layout.DATA not in e.names):
-            return None
-        raise MonthIncompleteError(
-            bucket.name, prefix, [*e.names, f"(the data is {holds or 'not an archive of this source'})"]
-        ) from None
+    found = months.look(bucket, key.source_id, key.year, key.month, {key.id})
+    if found.holds == months.Holds.INCOMPLETE and found.leftovers_of is None and layout.DATA not in found.names:
+        return None  # a log alone, which the upload of this crawl rewrites
+    if found.holds in (months.Holds.INCOMPLETE, months.Holds.REPLACING):
+        raise found.incomplete_error(bucket.name, whose=True)
+    return found.archived
 
 
 def _repair(

@@ -7,9 +7,10 @@ from collections import Counter, defaultdict
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import archiver, policy, replacement, s3
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
+from kingfisher_archive import month as months
+from kingfisher_archive import policy, replacement, s3
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError, month_state
 from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.ledger import ClaimedError, Held, Kept, Ledger, Status
@@ -154,25 +155,15 @@ def decide_source(
     repairs: dict[str, str] = {}  # crawl id -> where the month names it: its metadata.json, or its data
     decisions: list[Decision] = []
 
-    def repairing(error: MonthIncompleteError) -> str | None:
-        """The crawl being decided that an upload into this month left there (its data without metadata.json).
-
-        Not while a journal says a replacement of the month was cut short: that is finished or undone first."""
-        _, year, month = layout.parse_month_prefix(error.prefix)
-        if replacement.interrupted(bucket.client, bucket.name, source_id, year, month):
-            return None
-        holds = archiver.crawl_in(bucket.client, bucket.name, error.prefix + layout.DATA, source_id)
-        return holds if holds in facts_by_id else None
-
     def held_by(y: int, m: int) -> ArchivedCrawl | None:
-        """The month's archive; a month holding only what an upload of a crawl being decided left counts as empty."""
-        try:
-            return bucket.archived(source_id, y, m)
-        except MonthIncompleteError as e:
-            if (crawl := repairing(e)) is None:
-                raise
-            repairs[crawl] = f"s3://{bucket.name}/{e.prefix}: its data.tar.lz4"
-            return None
+        """The month's archive; a month holding only what an upload of a crawl being decided left counts as empty
+        (not while a journal says a replacement of it was cut short: that is finished or undone first)."""
+        found = months.look(bucket, source_id, y, m, facts_by_id)
+        if found.holds == months.Holds.OWN_LEFTOVERS:
+            repairs[found.leftovers_of] = f"s3://{bucket.name}/{found.prefix}: its data.tar.lz4"
+        elif found.holds in (months.Holds.INCOMPLETE, months.Holds.REPLACING):
+            raise found.incomplete_error(bucket.name)
+        return found.archived
 
     def month(y: int, m: int):
         found = held_by(y, m)
@@ -182,10 +173,9 @@ def decide_source(
         try:
             found = bucket.archived_before(source_id, y, m)
         except MonthIncompleteError as e:
-            if repairing(e) is None:
-                raise
             _, earlier_year, earlier_month = layout.parse_month_prefix(e.prefix)
-            return before(earlier_year, earlier_month)  # that month is its crawl's to rewrite, if it wins
+            if (found := held_by(earlier_year, earlier_month)) is None:  # raises unless a crawl's own to rewrite
+                return before(earlier_year, earlier_month)  # that month is its crawl's to rewrite, if it wins
         return found.candidate() if found else None
 
     # A crawl still on disk that its month's metadata.json names was chosen, archived, and not yet deleted: it
@@ -245,10 +235,7 @@ def decide_source(
 
 def month_as_held(bucket: Bucket, key: CrawlKey):
     """What the crawl's month holds, as a plan records it (its own cut-short upload counts as nothing)."""
-    try:
-        return bucket.archived(key.source_id, key.year, key.month)  # read by the policy already
-    except MonthIncompleteError:
-        return None
+    return months.look(bucket, key.source_id, key.year, key.month, {key.id}).archived  # read by the policy already
 
 
 def _smaller_than_its_archive(bucket: Bucket, facts: Inspection, archived: ArchivedCrawl) -> str | None:
