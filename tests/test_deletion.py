@@ -379,3 +379,45 @@ def test_a_folder_written_again_that_would_be_rejected_is_held_and_never_swept(h
     )
     assert swept == [] and os.path.exists(os.path.join(crawl.directory, "written-later.json"))
     assert month_holds(bucket, crawl.id)
+
+
+def test_the_catalogue_shows_a_held_deletion_and_a_kept_crawl_in_words():
+    from datetime import UTC
+
+    from kingfisher_archive import catalogue
+
+    rows = [
+        {
+            "source_id": "scotland",
+            "data_version": "20200902_052458",
+            "status": "deleting",
+            "reason": "new_period",
+            "facts": {"problem": {"reason": "delete_failed", "detail": "EPERM (Operation not permitted): x.json"}},
+            "result": {"bytes": 10},
+            "updated_at": "2026-12-01T00:00:00+00:00",
+        },
+        {
+            "source_id": "chile",
+            "data_version": "20201215_000000",
+            "status": "kept",
+            "reason": "new_period",
+            "facts": {"bytes": 7},
+            "result": {"bytes": 7, "kept": "incremental_updates"},
+            "updated_at": "2026-12-01T00:00:00+00:00",
+        },
+    ]
+    found = catalogue.on_disk(rows, [], None, datetime(2026, 12, 2, tzinfo=UTC))
+
+    [held] = found["held"]
+    assert (held["id"], held["reason"]) == ("scotland/20200902_052458", Held.DELETE_FAILED)
+    assert held["why"].startswith("archived and verified, and deleting it from disk failed")
+    assert "the next run finishes it" in held["what_to_do"]
+    [kept] = found["kept"]
+    assert (kept["id"], kept["outcome"], kept["swept_from"]) == (
+        "chile/20201215_000000",
+        "archived, and kept on disk",
+        None,
+    )
+    assert kept["why"] == "Kingfisher Collect writes into it again (incremental updates): its files must stay"
+    attention = catalogue.attention([], found, None)
+    assert [item["id"] for item in attention] == ["scotland/20200902_052458"]

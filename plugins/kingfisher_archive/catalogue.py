@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import ledger, words
-from kingfisher_archive.ledger import Status
+from kingfisher_archive.ledger import Kept, Status
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.restore import list_months
 from kingfisher_archive.settings import DEFAULT_WAITING_WARNING_DAYS
@@ -156,7 +156,7 @@ def catalogue(
 
     archived_by_month: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in ledger_rows:
-        if row["status"] == Status.ARCHIVED and (period := _period(row)):
+        if row["status"] in (Status.ARCHIVED, Status.KEPT) and (period := _period(row)):
             archived_by_month[(row["source_id"], period)].append(row)
 
     periods: set[str] = set()
@@ -241,7 +241,19 @@ def on_disk(
     for row in ledger_rows:
         crawl_id = f"{row['source_id']}/{row['data_version']}"
         facts = row.get("facts") or {}
-        if row["status"] == Status.HELD:
+        if problem := facts.get("problem"):
+            # What stopped a run from finishing it (a deletion, a sweep): held, whatever its status says.
+            held.append(
+                {
+                    "id": crawl_id,
+                    "reason": problem["reason"],
+                    "detail": problem["detail"],
+                    "why": words.why(Status.HELD, problem["reason"], crawl_id=crawl_id, detail=problem["detail"]),
+                    "since": row.get("updated_at"),
+                    "what_to_do": words.advice(problem["reason"]),
+                }
+            )
+        elif row["status"] == Status.HELD:
             held.append(
                 {
                     "id": crawl_id,
@@ -250,6 +262,20 @@ def on_disk(
                     "why": words.why(row["status"], row["reason"], crawl_id=crawl_id, detail=facts.get("detail")),
                     "since": row.get("updated_at"),
                     "what_to_do": words.advice(row["reason"]),
+                }
+            )
+        elif row["status"] == Status.KEPT:  # archived, and kept on disk on purpose: never swept
+            reason = (row.get("result") or {}).get("kept") or Kept.INCREMENTAL_UPDATES
+            kept.append(
+                {
+                    "id": crawl_id,
+                    "status": row["status"],
+                    "reason": reason,
+                    "outcome": words.outcome(row["status"]),
+                    "why": words.reason_phrase(reason),
+                    "bytes": facts.get("bytes") or (row.get("result") or {}).get("bytes"),
+                    "lost_to": None,
+                    "swept_from": None,
                 }
             )
         elif row["status"] in (Status.REJECTED, Status.NOT_ARCHIVED, Status.PENDING):
