@@ -535,17 +535,23 @@ def missing_from(client, bucket: str, key: str, source_id: str, data_version: st
             relpath = members.relpath(member)
             if not relpath or not member.isreg():
                 continue
-            path = os.path.join(directory, *relpath.split("/"))
             try:
-                with open(path, "rb") as local:
-                    if os.fstat(local.fileno()).st_size != member.size:
-                        return f"{relpath} is {os.fstat(local.fileno()).st_size} bytes on disk, {member.size} archived"
-                    archived = tar.extractfile(member)
-                    while chunk := archived.read(MiB):
-                        if local.read(len(chunk)) != chunk:
-                            return f"{relpath} on disk is not the archived file"
+                if why := _differs(tar, member, os.path.join(directory, *relpath.split("/")), relpath):
+                    return why
             except FileNotFoundError:
                 return f"{relpath} is archived but not on disk"
+    return None
+
+
+def _differs(tar, member, path: str, relpath: str) -> str | None:
+    """Why the file at ``path`` is not the archived ``member`` byte for byte, if it is not."""
+    with open(path, "rb") as local:
+        if (size := os.fstat(local.fileno()).st_size) != member.size:
+            return f"{relpath} is {size} bytes on disk, {member.size} archived"
+        archived = tar.extractfile(member)
+        while chunk := archived.read(MiB):
+            if local.read(len(chunk)) != chunk:
+                return f"{relpath} on disk is not the archived file"
     return None
 
 
@@ -570,13 +576,8 @@ def outside(client, bucket: str, key: str, source_id: str, data_version: str, di
             relpath = members.relpath(member)
             if not relpath or not member.isreg() or relpath not in on_disk:
                 continue
-            with open(on_disk[relpath].path, "rb") as local:
-                if os.fstat(local.fileno()).st_size != member.size:
-                    return f"{relpath} is {os.fstat(local.fileno()).st_size} bytes on disk, {member.size} archived"
-                archived = tar.extractfile(member)
-                while chunk := archived.read(MiB):
-                    if local.read(len(chunk)) != chunk:
-                        return f"{relpath} on disk is not the archived file"
+            if why := _differs(tar, member, on_disk[relpath].path, relpath):
+                return why
             matched.add(relpath)
     if extra := sorted(set(on_disk) - matched):
         return f"{extra[0]} is on disk and not in the archive" + (f" (and {len(extra) - 1} more)" if extra[1:] else "")

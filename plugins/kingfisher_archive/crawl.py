@@ -228,12 +228,8 @@ def delete(data_directory: str, source_id: str, data_version: str) -> bool:
     """
     directory = crawl_directory(data_directory, source_id, data_version)
     if not os.path.lexists(directory + DELETING_SUFFIX):
-        try:
-            st = os.lstat(directory)
-        except FileNotFoundError:
+        if not _deletable_directory(directory):
             return False
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafeCrawlError(f"refusing to delete {directory}: it is not a directory")
         os.rename(directory, directory + DELETING_SUFFIX)
     return remove_set_aside(data_directory, source_id, data_version)
 
@@ -244,13 +240,20 @@ def remove_set_aside(data_directory: str, source_id: str, data_version: str) -> 
     Whatever stands at the crawl's own path is never touched here: after the rename it can only be a new crawl.
     """
     aside = crawl_directory(data_directory, source_id, data_version) + DELETING_SUFFIX
+    if not _deletable_directory(aside):
+        return False
+    remove_tree(aside)
+    return True
+
+
+def _deletable_directory(path: str) -> bool:
+    """Whether ``path`` is there; :class:`UnsafeCrawlError` if it is anything but a directory (a link included)."""
     try:
-        st = os.lstat(aside)
+        st = os.lstat(path)
     except FileNotFoundError:
         return False
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeCrawlError(f"refusing to delete {aside}: it is not a directory")
-    remove_tree(aside)
+        raise UnsafeCrawlError(f"refusing to delete {path}: it is not a directory")
     return True
 
 

@@ -200,14 +200,7 @@ def _repair(
         "what is on disk is left for an operator to compare and delete"
     )
     logger.warning("%s: %s", plan["id"], detail)
-    return {
-        "id": plan["id"],
-        "bytes": plan["expected"]["bytes"],
-        "files": plan["expected"]["files"],
-        "compressed_bytes": None,
-        "deleted": [],
-        "held": {"reason": Held.DIFFERS_FROM_ITS_ARCHIVE, "detail": detail},
-    }
+    return _held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
 
 
 def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
@@ -333,13 +326,18 @@ def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: 
     logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
     if deleting:
         ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
+    return _held(plan, problem.reason, problem.detail)
+
+
+def _held(plan: Plan, reason: Held, detail: str) -> ArchiveResult:
+    """The result of an archive task that holds its crawl: nothing archived by this try, nothing deleted."""
     return {
         "id": plan["id"],
         "bytes": plan["expected"]["bytes"],
         "files": plan["expected"]["files"],
         "compressed_bytes": None,
         "deleted": [],
-        "held": {"reason": problem.reason, "detail": problem.detail},
+        "held": {"reason": reason, "detail": detail},
     }
 
 
