@@ -70,6 +70,7 @@ SCREENSHOTS = (
 )
 CATALOGUE = "catalogue.png"
 CATALOGUE_IN_UI = "catalogue-in-airflow.png"
+CATALOGUE_HEIGHT = 1800
 # What the grid must show whatever page it is on: the DAG's task names (task_display_name), so not a login form.
 GRID_TEXT = ("Kingfisher Archive", RUN_ID, "Find loaded crawls", "Decide what to archive", "Summarise the run")
 
@@ -80,8 +81,8 @@ def page_text(dom: str, limit: int = 2000) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())[:limit]
 
 
-def screenshot(url: str, path: Path, profile: Path, expected: list[str]) -> None:
-    """One headless Chromium screenshot of ``url``, in a fresh profile.
+def screenshot(url: str, path: Path, profile: Path, expected: list[str], height: int = 1000) -> None:
+    """One headless Chromium screenshot of ``url``, in a fresh profile, 1600 pixels wide and ``height`` high.
 
     The same Chromium run dumps the rendered DOM, which must hold every ``expected`` text: a login form, an error
     page or a page still loading fails the check instead of being committed as a screenshot.
@@ -100,7 +101,7 @@ def screenshot(url: str, path: Path, profile: Path, expected: list[str]) -> None
         "--disable-sync",
         "--hide-scrollbars",
         f"--user-data-dir={profile}",
-        "--window-size=1600,1000",
+        f"--window-size=1600,{height}",
         # Virtual time runs only while the page is idle, so the UI's API calls complete and it renders first.
         "--virtual-time-budget=20000",
         f"--screenshot={path}",
@@ -144,7 +145,8 @@ def check_catalogue(api: Api, client, bucket: str, output: Path, home: Path) -> 
         "ecuador/20210105_000000 has waited",
     ]
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))
-    screenshot(f"{api.base_url}/kingfisher-archive/", output / CATALOGUE, profile, expected)
+    # Tall enough for the whole page, down to its last table: the screenshot inside the Airflow UI shows its top.
+    screenshot(f"{api.base_url}/kingfisher-archive/", output / CATALOGUE, profile, expected, CATALOGUE_HEIGHT)
     print(f"Screenshot of the catalogue page ({len(months)} months, each found on it): {output / CATALOGUE}")
     # Inside the Airflow UI (the navigation's "Kingfisher Archive" entry): the page in an iframe.
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=home))

@@ -197,3 +197,12 @@ def test_nothing_needs_attention_is_said():
     assert catalogue.attention([], {"waiting": [], "held": [], "kept": []}, None) == []
     page = pytest.importorskip("kingfisher_archive.catalogue_page")
     assert "Nothing: no held crawl" in page.attention_block([])
+
+
+def test_a_command_in_the_words_is_shown_as_code_on_the_page():
+    page = pytest.importorskip("kingfisher_archive.catalogue_page")
+    advice = words.HELD_ADVICE[ledger.Held.SMALLER_THAN_ITS_ARCHIVE]
+    item = {"kind": "held", "what": "a <held> crawl", "what_to_do": advice}
+    block = page.attention_block([item])
+    assert "<code>kingfisher-archive audit --verify-data</code>" in block and "`" not in block
+    assert "a &lt;held&gt; crawl" in block  # still escaped

@@ -26,6 +26,7 @@ import html
 import json
 import logging
 import os
+import re
 import threading
 import time
 from urllib.parse import quote, urlencode
@@ -148,11 +149,14 @@ th { background: var(--head); font-weight: 600; position: sticky; top: 0; }
 tbody tr:nth-child(even) td { background: var(--stripe); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.id { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 13px; white-space: nowrap; }
+td.date { white-space: nowrap; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 13px; white-space: nowrap; }
 td.why { max-width: 46em; }
 td.cell { text-align: center; min-width: 1.6em; padding: 2px 4px; }
 .grid th.period { writing-mode: vertical-rl; font-weight: normal; font-size: 12px; }
-.archived { background: var(--archived); } .broken { background: var(--broken); }
-.replaced { background: var(--replaced); }
+/* td.cell: above the stripes of every other row, which would hide a month's colour. */
+td.cell.archived { background: var(--archived); } td.cell.broken { background: var(--broken); }
+td.cell.replaced { background: var(--replaced); }
 .note { color: var(--muted); }
 .attention { border-left: 4px solid var(--warn-line); background: var(--warn-bg); padding: 8px 16px;
   margin: 12px 0 20px; }
@@ -201,6 +205,11 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _words(value) -> str:
+    """:func:`_e` of words for a person, a command in them (in backticks, as the words module writes it) as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(value))
+
+
 def _page(title: str, body: str) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{STYLE}</style>"
@@ -234,8 +243,8 @@ def attention_block(items: list[dict]) -> str:
     return (
         f"<section id='needs-attention' class='attention'><h2>Needs attention ({len(items)})</h2><ul>"
         + "".join(
-            f"<li data-kind='{_e(item['kind'])}'>{_e(item['what'])}<br>"
-            f"<span class='todo'>What to do: {_e(item['what_to_do'])}</span></li>"
+            f"<li data-kind='{_e(item['kind'])}'>{_words(item['what'])}<br>"
+            f"<span class='todo'>What to do: {_words(item['what_to_do'])}</span></li>"
             for item in items
         )
         + "</ul></section>"
@@ -274,7 +283,7 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
         _table(
             ("crawl", "collection", "closed", ("days waited", "num"), "still to load"),
             [(w["id"], w["collection_id"], w["since"], w["waited_days"], w["detail"]) for w in on_disk["waiting"]],
-            classes=("id", "num", "", "num", "why"),
+            classes=("id", "num", "date", "num", "why"),
             row_classes=["overdue" if w.get("overdue") else "" for w in on_disk["waiting"]],
         )
     )
@@ -283,7 +292,7 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
         _table(
             ("crawl", "why", "since", "what to do"),
             [(h["id"], h["why"], h["since"], h["what_to_do"]) for h in on_disk["held"]],
-            classes=("id", "why", "", "why"),
+            classes=("id", "why", "date", "why"),
         )
     )
     retention = found.get("retention_days")
@@ -384,7 +393,8 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
 
 def _table(header, rows, links=None, classes=(), row_classes=()) -> str:
     """A table; a header cell may be ``(text, class)``; with ``links``, each row's second cell links to the URL of
-    the same index; ``classes`` are the cells' classes by column, ``row_classes`` the rows' by index."""
+    the same index; ``classes`` are the cells' classes by column (a ``why`` cell shows a `command` as code),
+    ``row_classes`` the rows' by index."""
     if not rows:
         return "<p class='note'>None.</p>"
     head = "".join(
@@ -396,7 +406,7 @@ def _table(header, rows, links=None, classes=(), row_classes=()) -> str:
         for column, cell in enumerate(row):
             css = classes[column] if column < len(classes) and classes[column] else ""
             attribute = f" class='{css}'" if css else ""
-            text = _e(cell)
+            text = _words(cell) if css == "why" else _e(cell)
             if links and column == 1:
                 text = f"<a href='{_e(links[index])}'>{text}</a>"
             cells.append(f"<td{attribute}>{text}</td>")
