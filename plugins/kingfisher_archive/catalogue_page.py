@@ -296,9 +296,10 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
         )
     )
     retention = found.get("retention_days")
-    parts.append("<h3>Kept on disk, not archived</h3>")
+    parts.append("<h3>Kept on disk: not archived, or archived and written into again</h3>")
     parts.append(
-        f"<p class='note'>Local retention deletes them {retention} days after their crawl.</p>"
+        f"<p class='note'>Local retention deletes the crawls not archived {retention} days after their crawl; a crawl "
+        "Kingfisher Collect writes into again is never deleted.</p>"
         if retention
         else "<p class='note'>Local retention is off (the Variable kingfisher_archive_retention_days is not set): "
         "they stay until deleted by hand.</p>"
