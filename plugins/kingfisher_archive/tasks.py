@@ -305,9 +305,14 @@ def summarise(swept: list[Swept] | None = None) -> dict:
 
 def _record_run(run_id: str | None, failed: list[str], failed_tasks: list[str], error: str | None = None) -> None:
     """What the run leaves for a person, in the ledger, where the catalogue and `kingfisher-archive list` read it
-    (best effort: the run's own outcome and its alert stand either way)."""
+    (best effort: the run's own outcome and its alert stand either way). A run that failed before any ledger was
+    made (a first run with a broken setting) makes none: it touches nothing, and its alert says what failed."""
     try:
-        Ledger(load_settings().ledger).record_run(run_id, failed, failed_tasks, error)
+        path = load_settings().ledger
+        if not os.path.exists(path):
+            logger.info("No ledger at %s yet: the run's failures are in its alert and its log only", path)
+            return
+        Ledger(path).record_run(run_id, failed, failed_tasks, error)
     except Exception as e:
         logger.warning("Could not record the run's failures in the ledger (%s)", e)
 
