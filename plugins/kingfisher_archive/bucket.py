@@ -143,6 +143,13 @@ class ArchivedCrawl:
         return self.key[: -len(METADATA)]
 
     @property
+    def log_bytes(self) -> int | None:
+        """The size of the archived ``scrapy.log``, as this package's ``metadata.json`` records it (else ``None``)."""
+        log = (self.raw.get("checksums") or {}).get(LOG) if isinstance(self.raw.get("checksums"), dict) else None
+        size = log.get("bytes") if isinstance(log, dict) else None
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+    @property
     def id(self) -> str:
         if self.data_version:
             return f"{self.source_id}/{self.data_version}"

@@ -144,7 +144,7 @@ class Kept(StrEnum):
 SETTLED = (Status.REJECTED, Status.NOT_ARCHIVED, Status.ARCHIVED, Status.SWEPT, Status.GONE, Status.KEPT)
 STATUSES = tuple(Status)
 #: What a decision made on an older inspection never overwrites: done since. (A decision about a directory written
-#: again at an archived or swept crawl's path, after the crawl was deleted, does: ``recreated`` in the row.)
+#: again at an archived or swept crawl's path, after the crawl was deleted, does: ``rewritten`` in the row.)
 DONE = (Status.ARCHIVED, Status.SWEPT, Status.DELETING, Status.KEPT)
 #: Not settled, and its month's choice may still change: the month stays open (the sweep leaves its crawls alone).
 OPEN = (Status.TO_ARCHIVE, Status.PENDING, Status.HELD, Status.DELETING)
@@ -401,7 +401,7 @@ class Ledger:
                     f"AND status IN ({','.join('?' * len(DONE))})",
                     (row["source_id"], row["data_version"], *DONE),
                 ).fetchone()
-                if done and not (row.get("recreated") and done["status"] in (Status.ARCHIVED, Status.SWEPT)):
+                if done and not (row.get("rewritten") and done["status"] in (Status.ARCHIVED, Status.SWEPT)):
                     continue
                 connection.execute(
                     """

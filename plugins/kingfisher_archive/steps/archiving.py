@@ -185,7 +185,7 @@ def _repair(
                     "inspects it again"
                 ),
                 checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
-                log_bytes=((archived.raw.get("checksums") or {}).get(layout.LOG) or {}).get("bytes"),
+                log_bytes=archived.log_bytes,
             )
             return result
     why = archiver.missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
@@ -283,7 +283,7 @@ def archive_and_record(
                         "status": status,
                         "reason": reason,
                         "facts": facts,
-                        "recreated": written_again,
+                        "rewritten": written_again,
                     }
                 ],
                 run_id,

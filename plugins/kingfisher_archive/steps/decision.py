@@ -342,9 +342,8 @@ def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -
 
 
 def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | None) -> None:
-    """Record every decision; one about a crawl recorded deleted (``archived``, ``swept``) is about a directory written
-    again at its path since (:func:`decide` holds it unless it is to be archived), and replaces that record."""
-    deleted = ledger.deleted()
+    """Record every decision; one about a directory written again at the path of a crawl this package deleted
+    (``rewritten``: :func:`decide` holds it unless it is to be archived) replaces that crawl's record."""
     rows = []
     for d in decisions:
         facts = {
@@ -353,5 +352,5 @@ def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | No
         for k in ("detail", "compared_with", "superseded_by", "pending_on", "rewritten"):
             if d.get(k):
                 facts[k] = d[k]
-        rows.append({**d, "facts": facts, "recreated": (d["source_id"], d["data_version"]) in deleted})
+        rows.append({**d, "facts": facts})
     ledger.record(rows, run_id)

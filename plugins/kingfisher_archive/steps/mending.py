@@ -234,10 +234,11 @@ def finish_left_aside(
 ) -> tuple[list[str], list[Problem]]:
     """Finish what a deletion left aside that the ledger does not know of (a ledger lost, reset or rebuilt since).
 
-    Under the month's claim: a crawl set aside whose month's archive holds it byte for byte (same checksum, read
-    from disk) is deleted, with its log if the log is the size that was archived, and recorded ``archived``; one
-    whose path is free is renamed back, for the run to find and decide as any crawl; anything else is held
-    (:attr:`~kingfisher_archive.ledger.Held.LEFT_ASIDE`) for a person, and nothing of it deleted.
+    Under the month's claim: a crawl set aside whose month's archive holds every file of it byte for byte
+    (:func:`delete_set_aside_if_archived`) is deleted, with its log if the log is the size that was archived, and
+    recorded ``archived``; one whose path is free is renamed back, for the run to find and decide as any crawl;
+    anything else is held (:attr:`~kingfisher_archive.ledger.Held.LEFT_ASIDE`) for a person, and nothing of it
+    deleted.
 
     :returns: the ids deleted or renamed back, and a :class:`Problem` for each crawl held.
     """
@@ -313,7 +314,7 @@ def delete_set_aside_if_archived(
         # The whole crawl (its checksum); else what a deletion cut short left, a part of the archive (read back).
         if crawls.checksum(aside) != archived.checksum and not _part_of(settings, bucket, key, archived):
             return None
-    log_bytes = ((archived.raw.get("checksums") or {}).get(layout.LOG) or {}).get("bytes")
+    log_bytes = archived.log_bytes
     if log_bytes is None and (stored := s3.identity(bucket.client, bucket.name, archived.prefix + layout.LOG)):
         log_bytes = stored[0]  # an archive from before metadata.json recorded its log's size
     deleted = []
