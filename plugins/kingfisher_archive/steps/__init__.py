@@ -19,7 +19,7 @@ What crosses from one step to the next is one of the records of :mod:`kingfisher
 
 from kingfisher_archive.records import crawl_id
 from kingfisher_archive.steps.archiving import archive, archive_and_record, month_changed
-from kingfisher_archive.steps.decision import decide, decide_source, record_decisions, redecide
+from kingfisher_archive.steps.decision import decide, record_decisions
 from kingfisher_archive.steps.finding import MAX_CRAWLS_PER_RUN, find, format_duration
 from kingfisher_archive.steps.inspection import FUTURE_TOLERANCE, inspect
 from kingfisher_archive.steps.retention import sweep
@@ -32,14 +32,12 @@ __all__ = [
     "archive_and_record",
     "crawl_id",
     "decide",
-    "decide_source",
     "find",
     "format_duration",
     "format_table",
     "inspect",
     "month_changed",
     "record_decisions",
-    "redecide",
     "summarise",
     "sweep",
 ]

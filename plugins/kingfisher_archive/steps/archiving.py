@@ -6,16 +6,18 @@ import logging
 import os
 from dataclasses import replace
 
-from kingfisher_archive import archiver, replacement
+from kingfisher_archive import archiver, deletion, replacement
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import month as months
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
+from kingfisher_archive.choice import ChecksumFailedError, redecide
+from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_from
 from kingfisher_archive.ledger import Held, Ledger, Status
+from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.decision import ChecksumFailedError, redecide
-from kingfisher_archive.steps.mending import Problem, delete_set_aside_if_archived, finish_deleting
+from kingfisher_archive.steps.mending import finish_deleting
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ def _repair(
             logger.info("%s: %s already holds this crawl, byte for byte; deleting it", plan["id"], where)
             if before_delete is not None:
                 before_delete(result)
-            result["deleted"] = archiver.delete_archived(
+            result["deleted"] = deletion.delete_archived(
                 settings.data_directory,
                 settings.logs_directory,
                 key.source_id,
@@ -188,7 +190,7 @@ def _repair(
                 log_bytes=archived.log_bytes,
             )
             return result
-    why = archiver.missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
+    why = missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
     if why is None:
         logger.info(
             "%s: %s names it, and the crawl on disk holds all of that archive: archiving it again",

@@ -13,10 +13,10 @@ from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
 from kingfisher_archive.ledger import OPEN, Held, Ledger, Status
+from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import CrawlKey, Swept
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.inspection import inspect
-from kingfisher_archive.steps.mending import Problem
 
 logger = logging.getLogger(__name__)
 
