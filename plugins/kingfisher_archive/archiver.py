@@ -17,9 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kingfisher_archive import archive_format, deletion, replacement, s3
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive.crawl import MiB
+from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_prefix, staging_prefix
+from kingfisher_archive.crawl import (
+    CrawlChangedError,
+    MiB,
+    Summary,
+    check_log_path,
+    crawl_directory,
+    parse_data_version,
+)
 from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.version import ARCHIVER
 
@@ -220,21 +226,21 @@ def archive_crawl(
     :raises kingfisher_archive.replacement.MonthInconsistentError: its ``metadata.json`` describes other data.
     :raises kingfisher_archive.replacement.RefusedError: the bucket refused the replacement (a policy, Object Lock).
     """
-    crawls.check_log_path(logs_directory, source_id, log_path, "archive")
-    key = CrawlKey(source_id, data_version, crawls.parse_data_version(data_version))
+    check_log_path(logs_directory, source_id, log_path, "archive")
+    key = CrawlKey(source_id, data_version, parse_data_version(data_version))
     crawl = _Crawl(
         client=client,
         bucket=bucket,
         storage_class=storage_class,
         source_id=source_id,
         data_version=data_version,
-        directory=crawls.crawl_directory(data_directory, source_id, data_version),
+        directory=crawl_directory(data_directory, source_id, data_version),
         log_path=log_path,
         expected=expected,
         metadata=metadata,
         label=key.id,
-        final=layout.month_prefix(source_id, key.year, key.month),
-        staging=layout.staging_prefix(source_id, data_version),
+        final=month_prefix(source_id, key.year, key.month),
+        staging=staging_prefix(source_id, data_version),
         month_held=month_held,
     )
 
@@ -312,15 +318,15 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
     started = time.monotonic()
     stream = _stream(crawl, final, exclusive=True, storage_class=crawl.storage_class)
     streamed = time.monotonic()
-    written = {final + layout.DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
+    written = {final + DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
     try:
         log = _upload_log(
-            client, bucket, final + layout.LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
+            client, bucket, final + LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
         )
-        written[final + layout.LOG] = log.etag
+        written[final + LOG] = log.etag
         body = _metadata_json(crawl, stream, log)
         promoting = time.monotonic()
-        key = final + layout.METADATA
+        key = final + METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
         written[key] = s3.md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
         written[key] = s3.put_object_once(client, bucket, key, body, crawl.storage_class)
@@ -343,7 +349,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     # Staging objects keep the server's default storage class: they live minutes.
     stream = _stream(crawl, staging, exclusive=False, storage_class=None)
     streamed = time.monotonic()
-    log = _upload_log(client, bucket, staging + layout.LOG, crawl.log_path)
+    log = _upload_log(client, bucket, staging + LOG, crawl.log_path)
     promoting = time.monotonic()
     try:
         journal = replacement.begin(
@@ -360,7 +366,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     except (
         replacement.ReplacementInProgressError,
         replacement.MonthChangedError,
-        layout.MetadataError,
+        MetadataError,
         replacement.RecoveryError,
     ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
@@ -370,11 +376,11 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
 
-def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: crawls.Summary) -> crawls.CrawlChangedError:
+def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: Summary) -> CrawlChangedError:
     """The crawl on disk is no longer the one in the archive: a file added or rewritten after it was read would be
     deleted unarchived. The archive stays (it is verified); the next run finds its metadata naming this crawl
     still on disk, and archives it again."""
-    return crawls.CrawlChangedError(
+    return CrawlChangedError(
         f"{crawl.label} was archived to s3://{crawl.bucket}/{crawl.final} but changed on disk after it was read "
         f"({stream.summary.files} files and {stream.summary.bytes} bytes then, {now.files} files and "
         f"{now.bytes} bytes now, or a file was rewritten): it was not deleted; the next run archives it again"
@@ -395,7 +401,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
         if expected.checksum is not None and tar.checksum != expected.checksum:
             changes.append(f"its checksum was {expected.checksum}, now {tar.checksum}")
         if changes:
-            raise crawls.CrawlChangedError(
+            raise CrawlChangedError(
                 f"{crawl.label} changed on disk since it was inspected ({'; '.join(changes)}): nothing was archived "
                 "or deleted; the next run inspects it again"
             )
@@ -403,7 +409,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
     return stream_crawl(
         crawl.client,
         crawl.bucket,
-        prefix + layout.DATA,
+        prefix + DATA,
         crawl.directory,
         crawl.label,
         s3.choose_part_size(expected.bytes, expected.files),
@@ -430,8 +436,8 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
         "data_files": stream.summary.files,
         "compressed_bytes": stream.compressed_bytes,
         # What the audit checks at rest without downloading, and how the upload was proved in the bucket.
-        "checksums": {layout.DATA: {"crc32": stream.crc32}, layout.LOG: {"crc32": log.crc32, "bytes": log.size}},
-        "verified_by": {layout.DATA: stream.verified_by, layout.LOG: log.verified_by},
+        "checksums": {DATA: {"crc32": stream.crc32}, LOG: {"crc32": log.crc32, "bytes": log.size}},
+        "verified_by": {DATA: stream.verified_by, LOG: log.verified_by},
         "tar_prefix": f"{crawl.label}/",
         "archived_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "archiver": ARCHIVER,

@@ -98,15 +98,11 @@ def decide_source(
     for crawl, found in sorted(named.items()):
         period = CrawlKey.of(facts_by_id[crawl]).period
         rival = next((d for d in outcome if d.archive and CrawlKey.of(facts_by_id[d.id]).period == period), None)
-        if rival is not None:
-            outcome.append(
-                policy.Verdict(
-                    crawl, False, policy.Comparison.SAME_PERIOD, compared_with=crawl, superseded_by=rival.id
-                )
+        outcome.append(
+            policy.named_by_its_month(
+                crawl, found.raw.get("reason"), found.raw.get("compared_with"), rival.id if rival else None
             )
-        else:
-            reason = found.raw.get("reason") or policy.Comparison.SAME_PERIOD
-            outcome.append(policy.Verdict(crawl, True, reason, compared_with=found.raw.get("compared_with")))
+        )
     plans = []
     winners = {d.id: d for d in outcome if d.archive}
     by_id = {d.id: d for d in outcome}

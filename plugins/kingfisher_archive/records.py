@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
-from kingfisher_archive import crawl as crawls
+from kingfisher_archive.crawl import crawl_directory, parse_data_version
 from kingfisher_archive.ledger import Status
 from kingfisher_archive.policy import Reject
 
@@ -30,7 +30,7 @@ class CrawlKey:
     @classmethod
     def of(cls, record) -> CrawlKey:
         """The key of any record that has ``source_id`` and ``data_version``; raises ValueError for a bad one."""
-        return cls(record["source_id"], record["data_version"], crawls.parse_data_version(record["data_version"]))
+        return cls(record["source_id"], record["data_version"], parse_data_version(record["data_version"]))
 
     @classmethod
     def parse(cls, record) -> CrawlKey | None:
@@ -58,7 +58,7 @@ class CrawlKey:
         return f"{self.year:04d}-{self.month:02d}"
 
     def directory(self, data_directory: str) -> str:
-        return crawls.crawl_directory(data_directory, self.source_id, self.data_version)
+        return crawl_directory(data_directory, self.source_id, self.data_version)
 
 
 def crawl_id(source_id: str, data_version: str) -> str:

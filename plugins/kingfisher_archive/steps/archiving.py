@@ -7,13 +7,19 @@ import os
 from dataclasses import replace
 
 from kingfisher_archive import archiver, deletion, replacement
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive import month as months
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
+from kingfisher_archive.bucket import DATA, ArchivedCrawl, Bucket, month_prefix, month_state
 from kingfisher_archive.choice import ChecksumFailedError, redecide
+from kingfisher_archive.crawl import (
+    DELETING_SUFFIX,
+    CrawlChangedError,
+    CrawlReadError,
+    SetAsideDiffersError,
+    UnsafeCrawlError,
+    checksum,
+)
 from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_from
 from kingfisher_archive.ledger import Held, Ledger, Status
+from kingfisher_archive.month import Holds, look
 from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
@@ -50,7 +56,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
                 "already_archived": True,
                 "deleted": deleted,
             }
-        os.rename(directory + crawls.DELETING_SUFFIX, directory)
+        os.rename(directory + DELETING_SUFFIX, directory)
         logger.warning("%s: found set aside, and not its month's archive byte for byte: renamed back", plan["id"])
         gone = False
     expected = Expected(**plan["expected"])
@@ -125,10 +131,10 @@ def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
     Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
     without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
     """
-    found = months.look(bucket, key.source_id, key.year, key.month, {key.id})
-    if found.holds == months.Holds.INCOMPLETE and found.leftovers_of is None and layout.DATA not in found.names:
+    found = look(bucket, key.source_id, key.year, key.month, {key.id})
+    if found.holds == Holds.INCOMPLETE and found.leftovers_of is None and DATA not in found.names:
         return None  # a log alone, which the upload of this crawl rewrites
-    if found.holds in (months.Holds.INCOMPLETE, months.Holds.REPLACING):
+    if found.holds in (Holds.INCOMPLETE, Holds.REPLACING):
         raise found.incomplete_error(bucket.name, whose=True)
     return found.archived
 
@@ -144,8 +150,8 @@ def _repair(
     """
     directory = key.directory(settings.data_directory)
     where = f"s3://{bucket.name}/{archived.key}"
-    data_key = archived.prefix + layout.DATA
-    if crawls.checksum(directory) == archived.checksum:
+    data_key = archived.prefix + DATA
+    if checksum(directory) == archived.checksum:
         size = archived.raw.get("compressed_bytes")
         if isinstance(size, int) and bucket.data_size(archived) == size and plan.get("keep"):
             logger.info("%s: %s already holds this crawl, byte for byte; kept on disk", plan["id"], where)
@@ -167,7 +173,7 @@ def _repair(
                 "compressed_bytes": size,
                 "checksum": archived.checksum,
                 "fingerprint": plan["expected"]["fingerprint"],
-                "prefix": layout.month_prefix(key.source_id, key.year, key.month),
+                "prefix": month_prefix(key.source_id, key.year, key.month),
                 "log": plan["log"],
                 "in_place": False,
                 "deleted": [],
@@ -182,7 +188,7 @@ def _repair(
                 key.data_version,
                 plan["log"],
                 plan["expected"]["fingerprint"],
-                lambda now: crawls.CrawlChangedError(
+                lambda now: CrawlChangedError(
                     f"{plan['id']} changed on disk since it was inspected: nothing was deleted; the next run "
                     "inspects it again"
                 ),
@@ -311,10 +317,10 @@ def archive_and_record(
 #: fail the task.
 HOLDS = (
     OSError,
-    crawls.CrawlReadError,
+    CrawlReadError,
     ChecksumFailedError,
-    crawls.UnsafeCrawlError,
-    crawls.SetAsideDiffersError,
+    UnsafeCrawlError,
+    SetAsideDiffersError,
     replacement.RefusedError,
 )
 

@@ -7,8 +7,8 @@ import os
 import re
 from datetime import UTC, datetime, timedelta
 
-from kingfisher_archive import crawl as crawls
 from kingfisher_archive import policy, scrapy_log
+from kingfisher_archive.crawl import UnsafeCrawlError, measure
 from kingfisher_archive.records import CrawlKey, CrawlRef, Inspection, crawl_id
 from kingfisher_archive.settings import Settings
 
@@ -75,14 +75,14 @@ def _inspect(settings: Settings, crawl: CrawlRef, now: datetime) -> Inspection:
     safe = True
     if exists:
         try:
-            summary = crawls.measure(directory)
+            summary = measure(directory)
             facts.update(
                 bytes=summary.bytes,
                 files=summary.files,
                 data_files=summary.data_files,
                 fingerprint=summary.fingerprint,
             )
-        except crawls.UnsafeCrawlError as e:
+        except UnsafeCrawlError as e:
             safe = False
             facts["detail"] = str(e)
 

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
+from kingfisher_archive.crawl import UnsafeCrawlError, crawl_directory, delete_local, on_disk, source_id_problem
 from kingfisher_archive.ledger import OPEN, Held, Ledger, Status
 from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import CrawlKey, Swept
@@ -66,7 +66,7 @@ def sweep(
         source_id, data_version = row["source_id"], row["data_version"]
         if row["status"] not in (Status.REJECTED, Status.NOT_ARCHIVED) or (source_id, data_version) not in loaded:
             continue
-        if crawls.source_id_problem(source_id) or (key := CrawlKey.parse(row)) is None:
+        if source_id_problem(source_id) or (key := CrawlKey.parse(row)) is None:
             continue
         if (source_id, key.period) in open_months or key.started >= cutoff:
             continue
@@ -101,7 +101,7 @@ def _sweep_one(
 ) -> Swept | None:
     """Sweep one settled crawl if it may go; ``None`` if it stays (the log says why)."""
     source_id, data_version = key.source_id, key.data_version
-    directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    directory = crawl_directory(settings.data_directory, source_id, data_version)
     if not os.path.lexists(directory):
         if not (row["facts"] or {}).get("problem"):
             return None
@@ -110,7 +110,7 @@ def _sweep_one(
         deleted = (
             []
             if dry_run
-            else crawls.delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
+            else delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
         )
         if not dry_run:
             ledger.mark_swept(source_id, data_version, run_id)
@@ -156,17 +156,15 @@ def _sweep_one(
     if dry_run:
         item["deleted"] = []
     else:
-        item["deleted"] = crawls.delete_local(
-            settings.data_directory, settings.logs_directory, source_id, data_version, log
-        )
+        item["deleted"] = delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
         ledger.mark_swept(source_id, data_version, run_id)
     return item
 
 
 def _on_disk(settings: Settings, source_id: str, data_version: str) -> bool:
     try:
-        return crawls.on_disk(settings.data_directory, source_id, data_version)
-    except (ValueError, crawls.UnsafeCrawlError):
+        return on_disk(settings.data_directory, source_id, data_version)
+    except (ValueError, UnsafeCrawlError):
         return False
     except OSError:
         return True  # cannot be looked at now: it may be there
