@@ -95,14 +95,14 @@ class UploadedLog:
     verified_by: str
 
 
-def _upload_log(client, bucket: str, key: str, path: str, **kwargs) -> UploadedLog:
-    size, crc32, proof = s3.upload_file(client, bucket, key, path, **kwargs)
+def _upload_log(client, bucket_name: str, key: str, path: str, **kwargs) -> UploadedLog:
+    size, crc32, proof = s3.upload_file(client, bucket_name, key, path, **kwargs)
     return UploadedLog(size, crc32, proof.etag, proof.method)
 
 
 def stream_crawl(
     client,
-    bucket: str,
+    bucket_name: str,
     key: str,
     directory: str,
     arcname: str,
@@ -116,7 +116,7 @@ def stream_crawl(
     """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
 
     :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client_config`).
-    :param bucket: the bucket's name.
+    :param bucket_name: the bucket's name.
     :param key: where the archive goes (``<prefix>data.tar.lz4``).
     :param directory: the crawl directory.
     :param arcname: the tar members' prefix, ``<source_id>/<data_version>``.
@@ -131,7 +131,7 @@ def stream_crawl(
     :returns: a :class:`StreamResult`, the archive verified in the bucket.
     """
     sent = progress.sent if progress else None
-    upload = s3.MultipartUpload(client, bucket, key, part_size, progress=sent, storage_class=storage_class)
+    upload = s3.MultipartUpload(client, bucket_name, key, part_size, progress=sent, storage_class=storage_class)
     try:
         lz4_writer = archive_format.LZ4Writer(upload)
         tar = archive_format.write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
@@ -142,7 +142,7 @@ def stream_crawl(
     except BaseException:
         upload.abort()
         raise
-    logger.info("s3://%s/%s: verified in the bucket by %s", bucket, key, proof.method)
+    logger.info("s3://%s/%s: verified in the bucket by %s", bucket_name, key, proof.method)
     return StreamResult(
         tar.summary,
         tar.checksum,
@@ -159,7 +159,7 @@ class _Crawl:
     """One crawl on its way into the bucket: where it is read from and where it goes."""
 
     client: object
-    bucket: str
+    bucket_name: str
     storage_class: str
     source_id: str
     data_version: str
@@ -184,7 +184,7 @@ class _Archived:
 def archive_crawl(
     *,
     client,
-    bucket: str,
+    bucket_name: str,
     storage_class: str,
     data_directory: str,
     logs_directory: str,
@@ -200,7 +200,7 @@ def archive_crawl(
     """Archive one crawl into its month and delete it locally.
 
     :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client_config`).
-    :param bucket: the bucket's name.
+    :param bucket_name: the bucket's name.
     :param storage_class: the storage class of the month's objects.
     :param data_directory: Kingfisher Collect's data directory.
     :param logs_directory: Kingfisher Collect's logs directory, which ``log_path`` must be directly under.
@@ -230,7 +230,7 @@ def archive_crawl(
     key = CrawlKey(source_id, data_version, parse_data_version(data_version))
     crawl = _Crawl(
         client=client,
-        bucket=bucket,
+        bucket_name=bucket_name,
         storage_class=storage_class,
         source_id=source_id,
         data_version=data_version,
@@ -246,16 +246,16 @@ def archive_crawl(
 
     # Leftovers of an earlier try of this task: its staging objects, and its uploads to either place (a month's
     # uploads can only be this crawl's: the ledger's claim on the month keeps every other archive task out).
-    s3.clean_staging(client, bucket, crawl.staging)
-    s3.abort_uploads(client, bucket, crawl.final)
-    in_place = s3.month_is_empty(client, bucket, crawl.final)
+    s3.clean_staging(client, bucket_name, crawl.staging)
+    s3.abort_uploads(client, bucket_name, crawl.final)
+    in_place = s3.month_is_empty(client, bucket_name, crawl.final)
     started = time.monotonic()
     logger.info(
         "%s: archiving %d bytes in %d files to s3://%s/%s (%s)",
         crawl.label,
         expected.bytes,
         expected.files,
-        bucket,
+        bucket_name,
         crawl.final,
         "an empty month: written in place" if in_place else "the month holds objects: through staging",
     )
@@ -314,14 +314,14 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
     withdraws everything this try wrote (each delete conditional on its ETag, so never a stranger's object), and
     the month is left empty, as it was found.
     """
-    client, bucket, final = crawl.client, crawl.bucket, crawl.final
+    client, bucket_name, final = crawl.client, crawl.bucket_name, crawl.final
     started = time.monotonic()
     stream = _stream(crawl, final, exclusive=True, storage_class=crawl.storage_class)
     streamed = time.monotonic()
     written = {final + DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
     try:
         log = _upload_log(
-            client, bucket, final + LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
+            client, bucket_name, final + LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
         )
         written[final + LOG] = log.etag
         body = _metadata_json(crawl, stream, log)
@@ -329,10 +329,10 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
         key = final + METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
         written[key] = s3.md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
-        written[key] = s3.put_object_once(client, bucket, key, body, crawl.storage_class)
-        s3.verify_read_back(client, bucket, key, body, written[key])
+        written[key] = s3.put_object_once(client, bucket_name, key, body, crawl.storage_class)
+        s3.verify_read_back(client, bucket_name, key, body, written[key])
     except BaseException:
-        s3.withdraw(client, bucket, written)
+        s3.withdraw(client, bucket_name, written)
         raise
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
@@ -344,17 +344,17 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     :mod:`kingfisher_archive.replacement` writes a journal beside the staged objects before it takes anything of
     the month away, so that whatever stops this try, the next try or run finishes the replacement or undoes it.
     """
-    client, bucket, final, staging = crawl.client, crawl.bucket, crawl.final, crawl.staging
+    client, bucket_name, final, staging = crawl.client, crawl.bucket_name, crawl.final, crawl.staging
     started = time.monotonic()
     # Staging objects keep the server's default storage class: they live minutes.
     stream = _stream(crawl, staging, exclusive=False, storage_class=None)
     streamed = time.monotonic()
-    log = _upload_log(client, bucket, staging + LOG, crawl.log_path)
+    log = _upload_log(client, bucket_name, staging + LOG, crawl.log_path)
     promoting = time.monotonic()
     try:
         journal = replacement.begin(
             client,
-            bucket,
+            bucket_name,
             month=final,
             crawl=crawl.label,
             staging=staging,
@@ -370,9 +370,9 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
         replacement.RecoveryError,
     ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
-        s3.clean_staging(client, bucket, staging)
+        s3.clean_staging(client, bucket_name, staging)
         raise
-    replacement.replace(client, bucket, journal, crawl.storage_class)
+    replacement.replace(client, bucket_name, journal, crawl.storage_class)
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
 
@@ -381,7 +381,7 @@ def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: Summary) -> Cr
     deleted unarchived. The archive stays (it is verified); the next run finds its metadata naming this crawl
     still on disk, and archives it again."""
     return CrawlChangedError(
-        f"{crawl.label} was archived to s3://{crawl.bucket}/{crawl.final} but changed on disk after it was read "
+        f"{crawl.label} was archived to s3://{crawl.bucket_name}/{crawl.final} but changed on disk after it was read "
         f"({stream.summary.files} files and {stream.summary.bytes} bytes then, {now.files} files and "
         f"{now.bytes} bytes now, or a file was rewritten): it was not deleted; the next run archives it again"
     )
@@ -408,7 +408,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
 
     return stream_crawl(
         crawl.client,
-        crawl.bucket,
+        crawl.bucket_name,
         prefix + DATA,
         crawl.directory,
         crawl.label,
