@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import NotRequired, TypedDict
 
 from kingfisher_archive.crawl import crawl_directory, parse_data_version
@@ -170,9 +171,24 @@ class Plan(TypedDict):
     metadata: PlanMetadata
 
 
-class ArchiveResult(TypedDict):
-    """archive -> ledger -> summarise: what was archived, and what it cost."""
+class Outcome(StrEnum):
+    """What an archive task did with its crawl: the ``kind`` of its :class:`ArchiveResult`."""
 
+    ARCHIVED = "archived"  # archived by this try (or its archive, written by an earlier try, finished)
+    KEPT = "kept"  # archived by this try, and kept on disk (a ledger.Kept reason)
+    ALREADY_ARCHIVED = "already_archived"  # archived by an earlier try or run; what was left of it done
+    DECIDED_AGAIN = "decided_again"  # not archived: its month now holds a crawl it does not beat
+    HELD = "held"  # not archived: an error of its own, or its month's archive names it and differs
+
+
+class ArchiveResult(TypedDict):
+    """archive -> ledger -> summarise: what was archived, and what it cost; or why it was not.
+
+    Built only by the constructors below, one per :class:`Outcome`; a reader switches on ``kind``. The ledger keeps
+    its :func:`figures` (the result without its kind).
+    """
+
+    kind: Outcome
     id: str
     bytes: int
     files: int
@@ -203,3 +219,48 @@ class Swept(TypedDict):
     reason: str
     bytes: int | None
     deleted: list[str]
+
+
+def archived(figures: dict, kept: str | None = None) -> ArchiveResult:
+    """A crawl this try archived: the archiver's figures; with ``kept`` (a ledger.Kept reason), kept on disk."""
+    if kept:
+        return {**figures, "kept": kept, "kind": Outcome.KEPT}
+    return {**figures, "kind": Outcome.ARCHIVED}
+
+
+def already_archived(figures: dict) -> ArchiveResult:
+    """A crawl an earlier try or run archived: the figures known of its archive, what this try deleted, and, when
+    the ledger keeps its record, ``archived_by``: the run that archived it."""
+    return {**figures, "already_archived": True, "kind": Outcome.ALREADY_ARCHIVED}
+
+
+def decided_again(plan: Plan, reason: str, compared_with: str | None, held: str) -> ArchiveResult:
+    """A planned crawl decided again under its month's claim, and not archived: its month holds ``held``, which it
+    does not beat (``reason``, ``compared_with``: the comparison's)."""
+    return {
+        "kind": Outcome.DECIDED_AGAIN,
+        "id": plan["id"],
+        "bytes": plan["expected"]["bytes"],
+        "files": plan["expected"]["files"],
+        "compressed_bytes": None,
+        "deleted": [],
+        "redecided": {"reason": reason, "compared_with": compared_with, "held": held},
+    }
+
+
+def held(plan: Plan, reason: str, detail: str) -> ArchiveResult:
+    """A planned crawl held (a ledger.Held reason, and a detail): nothing archived by this try, nothing deleted."""
+    return {
+        "kind": Outcome.HELD,
+        "id": plan["id"],
+        "bytes": plan["expected"]["bytes"],
+        "files": plan["expected"]["files"],
+        "compressed_bytes": None,
+        "deleted": [],
+        "held": {"reason": reason, "detail": detail},
+    }
+
+
+def figures(result: ArchiveResult) -> dict:
+    """What the ledger keeps of an archive task's result: all of it but its kind."""
+    return {k: v for k, v in result.items() if k != "kind"}

@@ -1,9 +1,9 @@
 """The Airflow adapter: the only module of the package that imports Airflow.
 
 Each task reads the Variables and Connections when it runs (never at import, so the DAG file parses without a
-database or network), calls one function of :mod:`kingfisher_archive.steps`, and returns a small JSON-ready
-value for XCom. Decisions go to the ledger as well, because XComs are wiped when a task is retried and the
-ledger is not.
+database or network), calls one step of :mod:`kingfisher_archive.steps` (which does the task's ledger work too),
+and returns a small JSON-ready value for XCom. Decisions go to the ledger as well, because XComs are wiped when a
+task is retried and the ledger is not.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from kingfisher_archive import alerts, errors, metrics, s3, steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import format_data_version
-from kingfisher_archive.ledger import Ledger, LedgerCorruptError, Status
+from kingfisher_archive.ledger import Ledger, LedgerCorruptError
 from kingfisher_archive.process import loaded_collections
-from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Plan, Swept
+from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Outcome, Plan, Swept
 from kingfisher_archive.settings import (
     ENCRYPTION,
     PROCESS_CONNECTION,
@@ -167,16 +167,13 @@ def find_crawls() -> list[CrawlRef]:
     finally:
         connection.close()
     logger.info("Kingfisher Process schema %s; collections closed before %s", found.schema, loaded_before or "now")
-    if params.get("dry_run") and not os.path.exists(settings.ledger):
-        settled, deleted = set(), set()
-    else:
-        ledger = Ledger(settings.ledger)
-        settled, deleted = ledger.settled(), ledger.deleted()
+    dry_run = bool(params.get("dry_run"))
+    ledger = None if dry_run and not os.path.exists(settings.ledger) else Ledger(settings.ledger)
     reevaluate = bool(params.get("reevaluate"))
-    work = steps.find(settings, found.loaded, settled, reevaluate, found.loading, deleted=deleted)
+    work = steps.find_and_record(
+        settings, found.loaded, found.loading, ledger, reevaluate, loaded_before, context.get("run_id"), dry_run
+    )
     context["ti"].xcom_push(key=WAITING, value=work["waiting"])
-    if not params.get("dry_run"):  # where `kingfisher-archive list` and the catalogue page find them
-        Ledger(settings.ledger).record_waiting(work["waiting"], loaded_before, context.get("run_id"))
     return work["crawls"]
 
 
@@ -226,7 +223,7 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
     settings = load_settings()
     ledger = Ledger(settings.ledger)
     result = steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
-    if not ({"redecided", "held"} & result.keys()) and not result.get("already_archived"):
+    if result["kind"] in (Outcome.ARCHIVED, Outcome.KEPT):  # a month's new archive
         prefix = result["prefix"].rstrip("/")
         event = {"data_version": plan["data_version"], "bytes": result["bytes"], "checksum": result.get("checksum")}
         asset = Asset(uri=f"s3://{settings.bucket}/{prefix}/", name=f"{settings.bucket}/{prefix}", group="kingfisher")
@@ -288,11 +285,7 @@ def summarise(swept: list[Swept] | None = None) -> dict:
         except LedgerCorruptError as e:  # found corrupt since "decide" wrote it: say so in the alert, then fail
             _notify(context, alerts.from_run(None, _run_url(context), *_run(context), _failed_tasks(context), str(e)))
             raise AirflowFailException(str(e)) from e
-        for d in decisions:
-            if d["status"] in (Status.TO_ARCHIVE, Status.PENDING):
-                now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
-                if row.get("status") in (Status.ARCHIVED, Status.KEPT) and row.get("result"):
-                    results[d["id"]] = row["result"]
+        results, now = steps.outcomes(ledger, decisions)
     swept = list(swept or [])
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)

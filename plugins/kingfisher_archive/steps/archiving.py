@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import replace
 
-from kingfisher_archive import archiver, deletion, replacement
+from kingfisher_archive import archiver, deletion, records, replacement
 from kingfisher_archive.bucket import DATA, ArchivedCrawl, Bucket, month_prefix, month_state
 from kingfisher_archive.choice import ChecksumFailedError, redecide
 from kingfisher_archive.crawl import (
@@ -21,7 +21,7 @@ from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_fr
 from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.month import Holds, look
 from kingfisher_archive.problem import Problem
-from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
+from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Outcome, Plan
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.mending import finish_deleting
 
@@ -48,14 +48,14 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
         deleted = delete_set_aside_if_archived(settings, bucket, key, archived, plan.get("log"))
         if deleted is not None:
             logger.info("%s is already archived; finished deleting it", plan["id"])
-            return {
+            figures = {
                 "id": plan["id"],
                 "bytes": archived.bytes,
                 "files": plan["expected"]["files"],
                 "compressed_bytes": None,
-                "already_archived": True,
                 "deleted": deleted,
             }
+            return records.already_archived(figures)
         os.rename(directory + DELETING_SUFFIX, directory)
         logger.warning("%s: found set aside, and not its month's archive byte for byte: renamed back", plan["id"])
         gone = False
@@ -85,18 +85,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
                 decision["reason"],
                 "; its directory is gone" if gone else ", kept on disk",
             )
-            return {
-                "id": plan["id"],
-                "bytes": expected.bytes,
-                "files": expected.files,
-                "compressed_bytes": None,
-                "deleted": [],
-                "redecided": {
-                    "reason": decision["reason"],
-                    "compared_with": decision.get("compared_with"),
-                    "held": held,
-                },
-            }
+            return records.decided_again(plan, decision["reason"], decision.get("compared_with"), held)
         logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision["reason"])
         metadata.update(reason=decision["reason"], compared_with=decision.get("compared_with"))
         expected = replace(expected, checksum=expected.checksum or decision["checksum"])
@@ -120,8 +109,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
     )
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
-        result["kept"] = keep
-    return result
+    return records.archived(result, keep)
 
 
 def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
@@ -155,16 +143,16 @@ def _repair(
         size = archived.raw.get("compressed_bytes")
         if isinstance(size, int) and bucket.data_size(archived) == size and plan.get("keep"):
             logger.info("%s: %s already holds this crawl, byte for byte; kept on disk", plan["id"], where)
-            return {
+            figures = {
                 "id": plan["id"],
                 "bytes": archived.bytes,
                 "files": plan["expected"]["files"],
                 "compressed_bytes": size,
                 "checksum": archived.checksum,
-                "already_archived": True,
                 "kept": plan["keep"],
                 "deleted": [],
             }
+            return records.already_archived(figures)
         if isinstance(size, int) and bucket.data_size(archived) == size:
             result = {
                 "id": plan["id"],
@@ -195,7 +183,7 @@ def _repair(
                 checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
                 log_bytes=archived.log_bytes,
             )
-            return result
+            return records.archived(result)
     why = missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
     if why is None:
         logger.info(
@@ -208,7 +196,7 @@ def _repair(
         "what is on disk is left for an operator to compare and delete"
     )
     logger.warning("%s: %s", plan["id"], detail)
-    return _held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
+    return records.held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
 
 
 def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
@@ -236,8 +224,9 @@ def archive_and_record(
     :param plan: one of :func:`~kingfisher_archive.steps.decision.decide`'s plans.
     :param claim_wait: how long to wait for a month another run is archiving into (then decide again under it).
     :param on_wait: called while waiting (a log line, say).
-    :returns: the archive's figures, or why it was not archived (``redecided`` or ``held``). A crawl another run
-        archived is not archived twice; the crawls ``pending`` on this one are settled. See docs/safety.md, 10.
+    :returns: what was done, by its ``kind`` (:class:`~kingfisher_archive.records.Outcome`): the archive's figures,
+        or why it was not archived (``redecided`` or ``held``). A crawl another run archived is not archived twice;
+        the crawls ``pending`` on this one are settled. See docs/safety.md, 10.
     :raises ClaimedError: the month was still claimed after ``claim_wait``.
     """
     key = CrawlKey.of(plan)
@@ -256,58 +245,65 @@ def archive_and_record(
             )
         except HOLDS as e:
             result = _hold(plan, key, ledger, run_id, e)
-        row = ledger.get(key.source_id, key.data_version)
-        if result.get("held") and row and row["status"] == Status.DELETING:
+        return _record(ledger, plan, key, result, run_id)
+
+
+def _record(ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult, run_id: str | None) -> ArchiveResult:
+    """Record what the archive task did with its crawl, by the result's kind, and settle the crawls ``pending`` on an
+    archived one. Returns the result, or, for a crawl the ledger already records as archived, the ledger's record."""
+    row = ledger.get(key.source_id, key.data_version)
+    match result["kind"]:
+        case Outcome.HELD if row and row["status"] == Status.DELETING:
             return result  # its archive is verified; the ledger keeps that, and the note of what stopped it
-        if "redecided" in result or "held" in result:
-            if "held" in result:
-                status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
-                compared_with = None
-            else:
-                redecided = result["redecided"]
-                status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
-                detail = f"decided again when archiving: its month held {redecided['held']}"
-            # A crawl this package deleted, chosen again: what stands at its path was written since.
-            written_again = bool(row) and (
-                row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("rewritten"))
-            )
-            if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
-                status, reason, detail = (
-                    Status.HELD,
-                    Held.WRITTEN_AGAIN,
-                    f"it would be not archived ({reason}): {detail}",
-                )
-            facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
-            if written_again:
-                facts["rewritten"] = True
-            if compared_with:
-                facts["compared_with"] = compared_with
-            ledger.record(
-                [
-                    {
-                        "source_id": key.source_id,
-                        "data_version": key.data_version,
-                        "collection_id": plan["metadata"].get("collection_id"),
-                        "status": status,
-                        "reason": reason,
-                        "facts": facts,
-                        "rewritten": written_again,
-                    }
-                ],
-                run_id,
-            )
+        case Outcome.HELD | Outcome.DECIDED_AGAIN:
+            ledger.record([_not_archived(plan, key, result, row)], run_id)
             return result
-        if result.get("already_archived") and row and row["status"] == Status.ARCHIVED and row["result"]:
+        case Outcome.ALREADY_ARCHIVED if row and row["status"] == Status.ARCHIVED and row["result"]:
             by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
             logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
-            result = {**row["result"], "already_archived": True, "archived_by": row["run_id"], **_deleted(result)}
-        elif result.get("kept"):
-            ledger.mark_kept(key.source_id, key.data_version, result, run_id)
-        else:
-            ledger.mark_archived(key.source_id, key.data_version, result, run_id)
-        if settled := ledger.settle_pending(plan["id"], run_id):
-            logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
+            result = records.already_archived({**row["result"], "archived_by": row["run_id"], **_deleted(result)})
+        case _ if result.get("kept"):
+            ledger.mark_kept(key.source_id, key.data_version, records.figures(result), run_id)
+        case _:
+            ledger.mark_archived(key.source_id, key.data_version, records.figures(result), run_id)
+    if settled := ledger.settle_pending(plan["id"], run_id):
+        logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
+
+
+def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | None) -> dict:
+    """The ledger row of a crawl its archive task held or decided again (``row``: the ledger's row of it now)."""
+    if result["kind"] == Outcome.HELD:
+        status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
+        compared_with = None
+    else:
+        redecided = result["redecided"]
+        status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
+        detail = f"decided again when archiving: its month held {redecided['held']}"
+    # A crawl this package deleted, chosen again: what stands at its path was written since.
+    written_again = bool(row) and (
+        row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("rewritten"))
+    )
+    if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
+        status, reason, detail = (
+            Status.HELD,
+            Held.WRITTEN_AGAIN,
+            f"it would be not archived ({reason}): {detail}",
+        )
+    facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
+    if written_again:
+        facts["rewritten"] = True
+    if compared_with:
+        facts["compared_with"] = compared_with
+    return {
+        "source_id": key.source_id,
+        "data_version": key.data_version,
+        "collection_id": plan["metadata"].get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "facts": facts,
+        "rewritten": written_again,
+    }
 
 
 #: What holds one crawl (never fails its task): the file system refusing a call on it (EPERM, EACCES, ENOSPC, EDQUOT,
@@ -334,19 +330,7 @@ def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: 
     logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
     if deleting:
         ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
-    return _held(plan, problem.reason, problem.detail)
-
-
-def _held(plan: Plan, reason: Held, detail: str) -> ArchiveResult:
-    """The result of an archive task that holds its crawl: nothing archived by this try, nothing deleted."""
-    return {
-        "id": plan["id"],
-        "bytes": plan["expected"]["bytes"],
-        "files": plan["expected"]["files"],
-        "compressed_bytes": None,
-        "deleted": [],
-        "held": {"reason": reason, "detail": detail},
-    }
+    return records.held(plan, problem.reason, problem.detail)
 
 
 def _deleted(result: ArchiveResult) -> dict:

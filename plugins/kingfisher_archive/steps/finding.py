@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from kingfisher_archive.bucket import reserved_source_problem
 from kingfisher_archive.crawl import crawl_directory, format_data_version, source_id_problem
+from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.records import CrawlRef, Waiting, crawl_id
 from kingfisher_archive.settings import Settings
@@ -127,3 +128,28 @@ def format_duration(value: timedelta) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min"
+
+
+def find_and_record(
+    settings: Settings,
+    collections: list[Collection],
+    loading: list[Collection],
+    ledger: Ledger | None,
+    reevaluate: bool,
+    loaded_before: datetime | None,
+    run_id: str | None,
+    dry_run: bool,
+) -> dict:
+    """:func:`find`, against what the ledger has settled and deleted, and the waiting crawls recorded in it (where
+    ``kingfisher-archive list`` and the catalogue page find them).
+
+    :param ledger: ``None`` on a dry run with no ledger yet: nothing is settled.
+    :param loaded_before: the end of the run's data interval (``None``: now), recorded with the waiting crawls.
+    :param dry_run: record nothing.
+    :returns: as :func:`find`.
+    """
+    settled, deleted = (ledger.settled(), ledger.deleted()) if ledger is not None else (set(), set())
+    work = find(settings, collections, settled, reevaluate, loading, deleted=deleted)
+    if not dry_run:
+        ledger.record_waiting(work["waiting"], loaded_before, run_id)
+    return work

@@ -21,7 +21,7 @@ from kingfisher_archive.crawl import (
 )
 from kingfisher_archive.ledger import ClaimedError, Gone, Held, Ledger, Status
 from kingfisher_archive.problem import Problem, describe
-from kingfisher_archive.records import ArchiveResult, CrawlKey
+from kingfisher_archive.records import ArchiveResult, CrawlKey, already_archived
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_i
         return None
     logger.info("%s: finished deleting it (its archive was verified by run %s): %s", key.id, row["run_id"], deleted)
     verified = {k: v for k, v in verified.items() if k != "checked"}
-    result = {**verified, "deleted": deleted, "already_archived": True, "archived_by": row["run_id"]}
+    result = already_archived({**verified, "deleted": deleted, "archived_by": row["run_id"]})
     ledger.mark_archived(key.source_id, key.data_version, {**verified, "deleted": deleted}, row["run_id"])
     if settled := ledger.settle_pending(key.id, run_id):
         logger.info("%s archived: settled %s as not archived", key.id, ", ".join(settled))
