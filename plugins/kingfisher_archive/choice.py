@@ -234,3 +234,14 @@ def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -
             "compared_with": decision.compared_with,
         },
     }
+
+
+def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
+    """Whether the month no longer holds what the decision saw (and does not hold this crawl either).
+
+    A decision is only as good as the month it was measured against, and an archive task can run long after it (a
+    cleared task, a backfill): then it is decided again (docs/safety.md, 10).
+    """
+    if archived is not None and archived.data_version == plan["data_version"]:
+        return False  # an earlier try of this crawl got that far: it is rewritten
+    return "month_held" not in plan or month_state(archived) != plan["month_held"]

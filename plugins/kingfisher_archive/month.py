@@ -31,6 +31,7 @@ from kingfisher_archive.bucket import (
     month_state,
     parse_month_prefix,
 )
+from kingfisher_archive.records import CrawlKey
 
 #: The name of a journal written before 1.2, beside its staged archive: ``staging/<source_id>/<data_version>/``.
 JOURNAL = "replacing.json"
@@ -173,3 +174,18 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
     except (*s3.STREAM_ERRORS, archive_format.RefusedMemberError):
         return None
     return None
+
+
+def archived_for(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
+    """What the crawl's month holds; a month holding only what an upload of *this* crawl left (data or a log without
+    ``metadata.json``: a try into the empty month cut short) counts as empty, since archiving rewrites it.
+
+    Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
+    without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
+    """
+    found = look(bucket, key.source_id, key.year, key.month, {key.id})
+    if found.holds == Holds.INCOMPLETE and found.leftovers_of is None and DATA not in found.names:
+        return None  # a log alone, which the upload of this crawl rewrites
+    if found.holds in (Holds.INCOMPLETE, Holds.REPLACING):
+        raise found.incomplete_error(bucket.name, whose=True)
+    return found.archived

@@ -12,16 +12,17 @@ Summarise the run          :mod:`~kingfisher_archive.steps.summary`      :func:`
 =========================  ============================================  ========================================
 
 The summary's table for the task log is :func:`format_table`. Before deciding, and under an archive task's claim,
-:mod:`~kingfisher_archive.steps.mending` finishes what earlier tries left half-done. :mod:`kingfisher_archive.tasks`
+:mod:`~kingfisher_archive.mending` finishes what earlier tries left half-done. :mod:`kingfisher_archive.tasks`
 calls these from Airflow tasks; tests and the command line call them directly.
 What crosses from one step to the next is one of the records of :mod:`kingfisher_archive.records`.
 """
 
+from kingfisher_archive.inspection import FUTURE_TOLERANCE
 from kingfisher_archive.records import crawl_id
-from kingfisher_archive.steps.archiving import archive, archive_and_record, month_changed
+from kingfisher_archive.steps.archiving import archive, archive_and_record
 from kingfisher_archive.steps.decision import decide, record_decisions
 from kingfisher_archive.steps.finding import MAX_CRAWLS_PER_RUN, find, find_and_record, format_duration
-from kingfisher_archive.steps.inspection import FUTURE_TOLERANCE, inspect
+from kingfisher_archive.steps.inspection import inspect
 from kingfisher_archive.steps.retention import sweep
 from kingfisher_archive.steps.summary import format_table, outcomes, summarise
 
@@ -37,7 +38,6 @@ __all__ = [
     "format_duration",
     "format_table",
     "inspect",
-    "month_changed",
     "outcomes",
     "record_decisions",
     "summarise",

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from kingfisher_archive import archiver, deletion, records, replacement
 from kingfisher_archive.bucket import DATA, ArchivedCrawl, Bucket, month_prefix, month_state
-from kingfisher_archive.choice import ChecksumFailedError, redecide
+from kingfisher_archive.choice import ChecksumFailedError, month_changed, redecide
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
     CrawlChangedError,
@@ -19,11 +19,11 @@ from kingfisher_archive.crawl import (
 )
 from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_from
 from kingfisher_archive.ledger import Held, Ledger, Status
-from kingfisher_archive.month import Holds, look
+from kingfisher_archive.mending import finish_deleting
+from kingfisher_archive.month import archived_for
 from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Outcome, Plan
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.mending import finish_deleting
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
     directory = key.directory(settings.data_directory)
     replacement.recover(client, settings.bucket, source_id, key.year, key.month, settings.storage_class)
     bucket = Bucket(client, settings.bucket, settings.storage_class)
-    archived = month_as_archived(bucket, key)
+    archived = archived_for(bucket, key)
     gone = not os.path.lexists(directory)
     if gone and archived is not None and archived.data_version == data_version:
         # Set aside by a try the ledger has no record of: deleted only if the archive holds it byte for byte.
@@ -110,21 +110,6 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
     return records.archived(result, keep)
-
-
-def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
-    """What the crawl's month holds; a month holding only what an upload of *this* crawl left (data or a log without
-    ``metadata.json``: a try into the empty month cut short) counts as empty, since archiving rewrites it.
-
-    Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
-    without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
-    """
-    found = look(bucket, key.source_id, key.year, key.month, {key.id})
-    if found.holds == Holds.INCOMPLETE and found.leftovers_of is None and DATA not in found.names:
-        return None  # a log alone, which the upload of this crawl rewrites
-    if found.holds in (Holds.INCOMPLETE, Holds.REPLACING):
-        raise found.incomplete_error(bucket.name, whose=True)
-    return found.archived
 
 
 def _repair(
@@ -197,17 +182,6 @@ def _repair(
     )
     logger.warning("%s: %s", plan["id"], detail)
     return records.held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
-
-
-def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
-    """Whether the month no longer holds what the decision saw (and does not hold this crawl either).
-
-    A decision is only as good as the month it was measured against, and an archive task can run long after it (a
-    cleared task, a backfill): then it is decided again (docs/safety.md, 10).
-    """
-    if archived is not None and archived.data_version == plan["data_version"]:
-        return False  # an earlier try of this crawl got that far: it is rewritten
-    return "month_held" not in plan or month_state(archived) != plan["month_held"]
 
 
 def archive_and_record(

@@ -16,9 +16,9 @@ from kingfisher_archive.bucket import (
 )
 from kingfisher_archive.choice import ChecksumFailedError, decide_source, decided
 from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
+from kingfisher_archive.mending import finish_deletes, finish_left_aside, settle_gone
 from kingfisher_archive.records import Decision, Inspection, crawl_id
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.mending import finish_deletes, finish_left_aside, settle_gone
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def decide(
 
     :param inspected: the run's inspections; failed ones are held, rejected ones recorded as such.
     :param ledger: on a real run (not a dry run), what earlier tries left half-done is finished first
-        (:mod:`~kingfisher_archive.steps.mending`), and interrupted replacements of a month the comparison needs.
+        (:mod:`~kingfisher_archive.mending`), and interrupted replacements of a month the comparison needs.
     :returns: ``{"decisions": [Decision], "to_archive": [Plan]}``; a source whose months cannot be read is held.
         See docs/safety.md, 5 and 8.
     """

@@ -12,11 +12,11 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
 from kingfisher_archive.crawl import UnsafeCrawlError, crawl_directory, delete_local, on_disk, source_id_problem
+from kingfisher_archive.inspection import inspect
 from kingfisher_archive.ledger import OPEN, Held, Ledger, Status
 from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import CrawlKey, Swept
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.inspection import inspect
 
 logger = logging.getLogger(__name__)
 
