@@ -237,27 +237,24 @@ def already_archived(figures: dict) -> ArchiveResult:
 def decided_again(plan: Plan, reason: str, compared_with: str | None, held: str) -> ArchiveResult:
     """A planned crawl decided again under its month's claim, and not archived: its month holds ``held``, which it
     does not beat (``reason``, ``compared_with``: the comparison's)."""
-    return {
-        "kind": Outcome.DECIDED_AGAIN,
-        "id": plan["id"],
-        "bytes": plan["expected"]["bytes"],
-        "files": plan["expected"]["files"],
-        "compressed_bytes": None,
-        "deleted": [],
-        "redecided": {"reason": reason, "compared_with": compared_with, "held": held},
-    }
+    why = {"reason": reason, "compared_with": compared_with, "held": held}
+    return _not_archived(plan, Outcome.DECIDED_AGAIN, redecided=why)
 
 
 def held(plan: Plan, reason: str, detail: str) -> ArchiveResult:
     """A planned crawl held (a ledger.Held reason, and a detail): nothing archived by this try, nothing deleted."""
+    return _not_archived(plan, Outcome.HELD, held={"reason": reason, "detail": detail})
+
+
+def _not_archived(plan: Plan, kind: Outcome, **why: dict) -> ArchiveResult:
     return {
-        "kind": Outcome.HELD,
+        "kind": kind,
         "id": plan["id"],
         "bytes": plan["expected"]["bytes"],
         "files": plan["expected"]["files"],
         "compressed_bytes": None,
         "deleted": [],
-        "held": {"reason": reason, "detail": detail},
+        **why,
     }
 
 
