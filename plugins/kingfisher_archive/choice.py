@@ -50,6 +50,7 @@ def decide_source(
     """
     source_facts = list(source_facts)
     facts_by_id = {f["id"]: f for f in source_facts}
+    keys = {f["id"]: CrawlKey.of(f) for f in source_facts}  # each crawl's data version, parsed once
     repairs: dict[str, str] = {}  # crawl id -> where the month names it: its metadata.json, or its data
     decisions: list[Decision] = []
 
@@ -81,7 +82,7 @@ def decide_source(
     # month), and archiving it finishes the job. Unless less is left on disk than that archive holds.
     named: dict[str, ArchivedCrawl] = {}
     for facts in list(source_facts):
-        key = CrawlKey.of(facts)
+        key = keys[facts["id"]]
         found = held_by(key.year, key.month)
         if found is None or found.id != facts["id"]:
             continue
@@ -93,11 +94,11 @@ def decide_source(
         else:
             named[facts["id"]] = found
             repairs[facts["id"]] = f"s3://{bucket.name}/{found.prefix}: its metadata.json"
-    candidates = [_candidate(settings, f, directory_gone) for f in source_facts]
+    candidates = [_candidate(settings, f, keys[f["id"]], directory_gone) for f in source_facts]
     outcome = policy.decide_source(candidates, month, before)
     for crawl, found in sorted(named.items()):
-        period = CrawlKey.of(facts_by_id[crawl]).period
-        rival = next((d for d in outcome if d.archive and CrawlKey.of(facts_by_id[d.id]).period == period), None)
+        period = keys[crawl].period
+        rival = next((d for d in outcome if d.archive and keys[d.id].period == period), None)
         outcome.append(
             policy.named_by_its_month(
                 crawl, found.raw.get("reason"), found.raw.get("compared_with"), rival.id if rival else None
@@ -123,7 +124,7 @@ def decide_source(
             extra["detail"] = "; ".join(details) or None
         decisions.append(decided(facts, status, decision.reason, **extra))
         if decision.archive:
-            plans.append(_plan(facts, decision, month_state(month_as_held(bucket, CrawlKey.of(facts)))))
+            plans.append(_plan(facts, decision, month_state(month_as_held(bucket, keys[decision.id]))))
     return decisions, plans
 
 
@@ -153,8 +154,7 @@ def _final_winner(decision: policy.Verdict, by_id: dict[str, policy.Verdict]) ->
     return winner
 
 
-def _candidate(settings: Settings, facts: Inspection, directory_gone: bool) -> policy.Candidate:
-    key = CrawlKey.of(facts)
+def _candidate(settings: Settings, facts: Inspection, key: CrawlKey, directory_gone: bool) -> policy.Candidate:
     directory = key.directory(settings.data_directory)
 
     def compute_checksum() -> str:
@@ -171,24 +171,12 @@ def _candidate(settings: Settings, facts: Inspection, directory_gone: bool) -> p
 
 
 def redecide(settings: Settings, bucket: Bucket, plan: Plan, directory_gone: bool = False) -> Decision:
-    """Decide a planned crawl again, alone, against what its month holds now (:func:`decide_source`).
+    """Decide a planned crawl again, alone, against what its month holds now (:func:`decide_source`), on what its
+    inspection found (the plan carries it).
 
     :param directory_gone: see :func:`decide_source`.
     """
-    facts: Inspection = {
-        "id": plan["id"],
-        "source_id": plan["source_id"],
-        "data_version": plan["data_version"],
-        "collection_id": plan["metadata"].get("collection_id"),
-        "reject_reason": None,
-        "error": None,
-        "log": plan["log"],
-        "reused": bool(plan.get("keep")),
-        **plan["expected"],
-        "files_count": plan["metadata"]["files_count"],
-        "errors_count": plan["metadata"]["errors_count"],
-    }
-    [decision], _ = decide_source(settings, bucket, plan["source_id"], [facts], directory_gone)
+    [decision], _ = decide_source(settings, bucket, plan["source_id"], [dict(plan["inspection"])], directory_gone)
     return decision
 
 
@@ -220,6 +208,7 @@ def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -
         "keep": Kept.INCREMENTAL_UPDATES if facts.get("reused") else None,
         # What the crawl's month held when it was chosen: archiving refuses to replace anything else.
         "month_held": month_held,
+        "inspection": dict(facts),  # what it is decided again on, if its month changes before it is archived
         "expected": {
             "bytes": facts["bytes"],
             "files": facts["files"],

@@ -30,16 +30,18 @@ logger = logging.getLogger(__name__)
 GONE = Gone.NOT_ON_DISK
 
 
-def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
+def finish_deleting(
+    settings: Settings, client, ledger: Ledger, key: CrawlKey, row: dict, run_id: str | None
+) -> ArchiveResult | None:
     """Finish deleting a crawl whose verified archive's deletion was cut short (status ``deleting``); call it under
     the month's claim.
 
+    :param key: the crawl's.
     :param row: the crawl's ledger row, whose ``result`` is the verified archive's identity.
     :returns: the archive result, the crawl recorded ``archived``; or ``None``, the crawl given back to be decided
         again, when its month no longer holds that archive (nor a better one) or the crawl changed since. Nothing of
         the crawl is read again. See docs/safety.md, 6.
     """
-    key = CrawlKey.of(row)
     verified = row["result"]
     replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
     bucket = Bucket(client, settings.bucket, settings.storage_class)
@@ -106,7 +108,7 @@ def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | Non
         try:
             with ledger.claim(key.source_id, key.period, run_id):
                 if (ledger.get(key.source_id, key.data_version) or {}).get("status") == Status.DELETING:
-                    if finish_deleting(settings, client, ledger, row, run_id) is not None:
+                    if finish_deleting(settings, client, ledger, key, row, run_id) is not None:
                         finished.append(key.id)
         except ClaimedError:
             logger.info("%s: its month is being archived by another try; left for it", key.id)

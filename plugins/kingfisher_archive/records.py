@@ -167,6 +167,7 @@ class Plan(TypedDict):
     log: str
     keep: NotRequired[str | None]  # a ledger.Kept reason: archived, and not deleted locally
     month_held: str | None  # archiving refuses to replace anything else
+    inspection: Inspection  # what inspection found (with the checksum, if deciding read it)
     expected: dict  # an Expected's fields
     metadata: PlanMetadata
 

@@ -28,15 +28,16 @@ from kingfisher_archive.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def archive(settings: Settings, client, plan: Plan, before_delete=None) -> ArchiveResult:
+def archive(settings: Settings, client, plan: Plan, before_delete=None, key: CrawlKey | None = None) -> ArchiveResult:
     """Archive one chosen crawl, on the decision as it stands now; converge if an earlier try got far.
 
     Call it under the month's claim (:func:`archive_and_record`): what the month holds then cannot change under it.
     A replacement of the month that an earlier try left half-done is finished or undone first.
 
     :param before_delete: see :func:`kingfisher_archive.archiver.archive_crawl`.
+    :param key: the plan's, if the caller has parsed it already.
     """
-    key = CrawlKey.of(plan)
+    key = key or CrawlKey.of(plan)
     source_id, data_version = key.source_id, key.data_version
     directory = key.directory(settings.data_directory)
     replacement.recover(client, settings.bucket, source_id, key.year, key.month, settings.storage_class)
@@ -207,7 +208,7 @@ def archive_and_record(
     with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):
         row = ledger.get(key.source_id, key.data_version)
         if row and row["status"] == Status.DELETING:
-            result = finish_deleting(settings, client, ledger, row, run_id)
+            result = finish_deleting(settings, client, ledger, key, row, run_id)
             if result is not None:
                 return result
         try:
@@ -216,6 +217,7 @@ def archive_and_record(
                 client,
                 plan,
                 before_delete=lambda verified: ledger.mark_deleting(key.source_id, key.data_version, verified, run_id),
+                key=key,
             )
         except HOLDS as e:
             result = _hold(plan, key, ledger, run_id, e)

@@ -50,23 +50,23 @@ def sweep(
     if not settings.retention_days:
         return []
     cutoff = now - timedelta(days=settings.retention_days)
-    rows = ledger.all()
+    rows = [(row, CrawlKey.parse(row)) for row in ledger.all()]  # each data version parsed once
     # A month is open while a crawl of it that may yet be archived is still there to be: loaded, and on disk. A row
     # whose crawl was deleted by hand, or whose Process row was deleted, keeps no month open for ever.
     open_months = {
         (r["source_id"], key.period)
-        for r in rows
+        for r, key in rows
         if r["status"] in OPEN
-        and (key := CrawlKey.parse(r))
+        and key is not None
         and (r["source_id"], r["data_version"]) in loaded
         and _on_disk(settings, r["source_id"], r["data_version"])
     }
     swept = []
-    for row in rows:
+    for row, key in rows:
         source_id, data_version = row["source_id"], row["data_version"]
         if row["status"] not in (Status.REJECTED, Status.NOT_ARCHIVED) or (source_id, data_version) not in loaded:
             continue
-        if source_id_problem(source_id) or (key := CrawlKey.parse(row)) is None:
+        if source_id_problem(source_id) or key is None:
             continue
         if (source_id, key.period) in open_months or key.started >= cutoff:
             continue
