@@ -48,7 +48,11 @@ def finish_deleting(
     archived = bucket.archived(key.source_id, key.year, key.month)
     if archived is None:
         logger.error("%s: its month is empty, though its archive was verified; not deleting it", key.id)
-        _reopen(settings, ledger, key, run_id)
+        # Given back to the run under its own name, to be decided again.
+        directory = key.directory(settings.data_directory)
+        if os.path.lexists(directory + DELETING_SUFFIX) and not os.path.lexists(directory):
+            os.rename(directory + DELETING_SUFFIX, directory)
+        ledger.reopen(key.source_id, key.data_version, run_id)
         return None
     if archived.data_version == key.data_version:
         if archived.checksum != verified["checksum"] or bucket.data_size(archived) != verified["compressed_bytes"]:
@@ -80,19 +84,10 @@ def finish_deleting(
         return None
     logger.info("%s: finished deleting it (its archive was verified by run %s): %s", key.id, row["run_id"], deleted)
     verified = {k: v for k, v in verified.items() if k != "checked"}
-    result = already_archived({**verified, "deleted": deleted, "archived_by": row["run_id"]})
     ledger.mark_archived(key.source_id, key.data_version, {**verified, "deleted": deleted}, row["run_id"])
     if settled := ledger.settle_pending(key.id, run_id):
         logger.info("%s archived: settled %s as not archived", key.id, ", ".join(settled))
-    return result
-
-
-def _reopen(settings: Settings, ledger: Ledger, key: CrawlKey, run_id: str | None) -> None:
-    """Give a crawl whose deletion cannot be finished back to the run: under its own name, to be decided again."""
-    directory = key.directory(settings.data_directory)
-    if os.path.lexists(directory + DELETING_SUFFIX) and not os.path.lexists(directory):
-        os.rename(directory + DELETING_SUFFIX, directory)
-    ledger.reopen(key.source_id, key.data_version, run_id)
+    return already_archived({**verified, "deleted": deleted, "archived_by": row["run_id"]})
 
 
 def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | None) -> tuple[list[str], list[Problem]]:
