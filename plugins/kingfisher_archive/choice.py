@@ -18,7 +18,7 @@ from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.ledger import Held, Kept, Status
 from kingfisher_archive.month import Holds, look
 from kingfisher_archive.problem import describe
-from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan
+from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan, decided
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -178,24 +178,6 @@ def redecide(settings: Settings, bucket: Bucket, plan: Plan, directory_gone: boo
     """
     [decision], _ = decide_source(settings, bucket, plan["source_id"], [dict(plan["inspection"])], directory_gone)
     return decision
-
-
-def decided(facts: Inspection, status: Status, reason: str, **extra) -> Decision:
-    """The decision for one crawl: its identity and figures from its inspection, a status and a reason."""
-    return {
-        "id": facts["id"],
-        "source_id": facts["source_id"],
-        "data_version": facts["data_version"],
-        "collection_id": facts.get("collection_id"),
-        "status": status,
-        "reason": reason,
-        "bytes": facts.get("bytes", 0),
-        "files": facts.get("files", 0),
-        "files_count": facts.get("files_count", 0),
-        "errors_count": facts.get("errors_count", 0),
-        "checksum": facts.get("checksum"),
-        **{k: v for k, v in extra.items()},
-    }
 
 
 def _plan(facts: Inspection, decision: policy.Verdict, month_held: str | None) -> Plan:

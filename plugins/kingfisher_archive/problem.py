@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kingfisher_archive.crawl import SetAsideDiffersError
 from kingfisher_archive.ledger import Held, Status
-from kingfisher_archive.records import Decision
+from kingfisher_archive.records import Decision, decided
 from kingfisher_archive.replacement import RefusedError
 
 
@@ -41,20 +41,8 @@ class Problem:
     def decision(self) -> Decision:
         """The crawl's row in the run's decisions (and so in the summary and the alert): ``held``, with why."""
         source_id, data_version = self.id.split("/", 1)
-        return {
-            "id": self.id,
-            "source_id": source_id,
-            "data_version": data_version,
-            "collection_id": None,
-            "status": Status.HELD,
-            "reason": self.reason,
-            "bytes": 0,
-            "files": 0,
-            "files_count": 0,
-            "errors_count": 0,
-            "checksum": None,
-            "detail": self.detail,
-        }
+        crawl = {"id": self.id, "source_id": source_id, "data_version": data_version}
+        return decided(crawl, Status.HELD, self.reason, detail=self.detail)
 
 
 def describe(error: BaseException) -> str:

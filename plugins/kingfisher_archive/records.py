@@ -262,3 +262,21 @@ def _not_archived(plan: Plan, kind: Outcome, **why: dict) -> ArchiveResult:
 def figures(result: ArchiveResult) -> dict:
     """What the ledger keeps of an archive task's result: all of it but its kind."""
     return {k: v for k, v in result.items() if k != "kind"}
+
+
+def decided(facts: Inspection, status: Status, reason: str, **extra) -> Decision:
+    """The decision for one crawl: its identity and figures from its inspection, a status and a reason."""
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "collection_id": facts.get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "bytes": facts.get("bytes", 0),
+        "files": facts.get("files", 0),
+        "files_count": facts.get("files_count", 0),
+        "errors_count": facts.get("errors_count", 0),
+        "checksum": facts.get("checksum"),
+        **{k: v for k, v in extra.items()},
+    }

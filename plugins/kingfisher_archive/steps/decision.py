@@ -14,10 +14,10 @@ from kingfisher_archive.bucket import (
     MonthIncompleteError,
     parse_month_prefix,
 )
-from kingfisher_archive.choice import ChecksumFailedError, decide_source, decided
+from kingfisher_archive.choice import ChecksumFailedError, decide_source
 from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
 from kingfisher_archive.mending import finish_deletes, finish_left_aside, settle_gone
-from kingfisher_archive.records import Decision, Inspection, crawl_id
+from kingfisher_archive.records import Decision, Inspection, crawl_id, decided
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
