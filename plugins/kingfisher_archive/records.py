@@ -2,7 +2,8 @@
 
 Airflow passes them between tasks through XCom and the ledger keeps some of them, so they are JSON-ready
 ``TypedDict`` dictionaries (plain dicts at run time, named and typed for a reader and a type checker) of ids,
-paths relative to nothing the next host could not see, numbers and reasons; never anything large.
+paths relative to nothing the next host could not see, numbers and reasons; never anything large. A record that
+several rooms make has its one constructor here (:func:`decided`; an :class:`ArchiveResult`'s, one per kind).
 :class:`CrawlKey` is a crawl's identity, its data version parsed once per task. Which task hands which record to
 which (a crawl still loading goes from find to the summary as a :class:`Waiting`): see docs/architecture.md, One
 crawl's path.
@@ -138,6 +139,24 @@ class Decision(TypedDict):
     pending_on: NotRequired[str]  # pending: the crawl of this run whose archive settles it
 
 
+def decided(facts: Inspection, status: Status, reason: str, **extra) -> Decision:
+    """The decision for one crawl: its identity and figures from its inspection, a status and a reason."""
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "collection_id": facts.get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "bytes": facts.get("bytes", 0),
+        "files": facts.get("files", 0),
+        "files_count": facts.get("files_count", 0),
+        "errors_count": facts.get("errors_count", 0),
+        "checksum": facts.get("checksum"),
+        **{k: v for k, v in extra.items()},
+    }
+
+
 @dataclass(frozen=True)
 class Expected:
     """What inspection saw, which archiving must find again (in a :class:`Plan`: as a dict of these fields)."""
@@ -205,8 +224,11 @@ class ArchiveResult(TypedDict):
     prefix: NotRequired[str]
     #: Decided again under the month's claim, and not archived: the month held something it does not beat.
     redecided: NotRequired[dict]
-    #: Not archived: its month's metadata.json names it, and the crawl on disk is not that archive (reason, detail).
+    #: Held, not archived (reason, detail): an error of its own, or its month's metadata.json names it and the crawl on
+    #: disk is not that archive.
     held: NotRequired[dict]
+    kept: NotRequired[str]  # archived and kept on disk: a ledger.Kept reason
+    log_bytes: NotRequired[int]  # the size of the log that was archived
     fingerprint: NotRequired[str]  # what the crawl's listing was when it was read: what its deletion checks
     log: NotRequired[str | None]
     archived_by: NotRequired[str]  # already archived: the run whose record the ledger keeps
@@ -262,21 +284,3 @@ def _not_archived(plan: Plan, kind: Outcome, **why: dict) -> ArchiveResult:
 def figures(result: ArchiveResult) -> dict:
     """What the ledger keeps of an archive task's result: all of it but its kind."""
     return {k: v for k, v in result.items() if k != "kind"}
-
-
-def decided(facts: Inspection, status: Status, reason: str, **extra) -> Decision:
-    """The decision for one crawl: its identity and figures from its inspection, a status and a reason."""
-    return {
-        "id": facts["id"],
-        "source_id": facts["source_id"],
-        "data_version": facts["data_version"],
-        "collection_id": facts.get("collection_id"),
-        "status": status,
-        "reason": reason,
-        "bytes": facts.get("bytes", 0),
-        "files": facts.get("files", 0),
-        "files_count": facts.get("files_count", 0),
-        "errors_count": facts.get("errors_count", 0),
-        "checksum": facts.get("checksum"),
-        **{k: v for k, v in extra.items()},
-    }
