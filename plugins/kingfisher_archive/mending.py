@@ -10,6 +10,7 @@ import logging
 import os
 
 from kingfisher_archive import deletion, replacement, scrapy_log
+from kingfisher_archive.archive_result import ArchiveResult, already_archived
 from kingfisher_archive.bucket import Bucket, month_state
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
@@ -21,7 +22,7 @@ from kingfisher_archive.crawl import (
 )
 from kingfisher_archive.ledger import ClaimedError, Gone, Held, Ledger, Status
 from kingfisher_archive.problem import Problem, describe
-from kingfisher_archive.records import ArchiveResult, CrawlKey, already_archived
+from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,8 @@
 Airflow passes them between tasks through XCom and the ledger keeps some of them, so they are JSON-ready
 ``TypedDict`` dictionaries (plain dicts at run time, named and typed for a reader and a type checker) of ids,
 paths relative to nothing the next host could not see, numbers and reasons; never anything large. A record that
-several rooms make has its one constructor here (:func:`decided`; an :class:`ArchiveResult`'s, one per kind).
+several rooms make has its one constructor here (:func:`decided`); an archive task's result is
+:mod:`kingfisher_archive.archive_result`'s.
 :class:`CrawlKey` is a crawl's identity, its data version parsed once per task. Which task hands which record to
 which (a crawl still loading goes from find to the summary as a :class:`Waiting`): see docs/architecture.md, One
 crawl's path.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import NotRequired, TypedDict
 
 from kingfisher_archive.crawl import crawl_directory, parse_data_version
@@ -191,49 +191,6 @@ class Plan(TypedDict):
     metadata: PlanMetadata
 
 
-class Outcome(StrEnum):
-    """What an archive task did with its crawl: the ``kind`` of its :class:`ArchiveResult`."""
-
-    ARCHIVED = "archived"  # archived by this try (or its archive, written by an earlier try, finished)
-    KEPT = "kept"  # archived by this try, and kept on disk (a ledger.Kept reason)
-    ALREADY_ARCHIVED = "already_archived"  # archived by an earlier try or run; what was left of it done
-    DECIDED_AGAIN = "decided_again"  # not archived: its month now holds a crawl it does not beat
-    HELD = "held"  # not archived: an error of its own, or its month's archive names it and differs
-
-
-class ArchiveResult(TypedDict):
-    """archive -> ledger -> summarise: what was archived, and what it cost; or why it was not.
-
-    Built only by the constructors below, one per :class:`Outcome`; a reader switches on ``kind``. The ledger keeps
-    its :func:`figures` (the result without its kind).
-    """
-
-    kind: Outcome
-    id: str
-    bytes: int
-    files: int
-    compressed_bytes: int | None  # None when an earlier try had archived it
-    deleted: list[str]
-    already_archived: NotRequired[bool]
-    checksum: NotRequired[str]
-    bytes_read: NotRequired[int]
-    seconds: NotRequired[float]
-    stream_seconds: NotRequired[float]  # read, tar, LZ4, checksum, upload
-    promote_seconds: NotRequired[float]  # server-side copies to the final keys (if any), and metadata.json
-    in_place: NotRequired[bool]  # written straight to the final keys (the month was empty), not through staging
-    prefix: NotRequired[str]
-    #: Decided again under the month's claim, and not archived: the month held something it does not beat.
-    redecided: NotRequired[dict]
-    #: Held, not archived (reason, detail): an error of its own, or its month's metadata.json names it and the crawl on
-    #: disk is not that archive.
-    held: NotRequired[dict]
-    kept: NotRequired[str]  # archived and kept on disk: a ledger.Kept reason
-    log_bytes: NotRequired[int]  # the size of the log that was archived
-    fingerprint: NotRequired[str]  # what the crawl's listing was when it was read: what its deletion checks
-    log: NotRequired[str | None]
-    archived_by: NotRequired[str]  # already archived: the run whose record the ledger keeps
-
-
 class Swept(TypedDict):
     """sweep -> summarise: an old crawl deleted (or, on a dry run, to be deleted) by local retention."""
 
@@ -242,45 +199,3 @@ class Swept(TypedDict):
     reason: str
     bytes: int | None
     deleted: list[str]
-
-
-def archived(figures: dict, kept: str | None = None) -> ArchiveResult:
-    """A crawl this try archived: the archiver's figures; with ``kept`` (a ledger.Kept reason), kept on disk."""
-    if kept:
-        return {**figures, "kept": kept, "kind": Outcome.KEPT}
-    return {**figures, "kind": Outcome.ARCHIVED}
-
-
-def already_archived(figures: dict) -> ArchiveResult:
-    """A crawl an earlier try or run archived: the figures known of its archive, what this try deleted, and, when
-    the ledger keeps its record, ``archived_by``: the run that archived it."""
-    return {**figures, "already_archived": True, "kind": Outcome.ALREADY_ARCHIVED}
-
-
-def decided_again(plan: Plan, reason: str, compared_with: str | None, held: str) -> ArchiveResult:
-    """A planned crawl decided again under its month's claim, and not archived: its month holds ``held``, which it
-    does not beat (``reason``, ``compared_with``: the comparison's)."""
-    why = {"reason": reason, "compared_with": compared_with, "held": held}
-    return _not_archived(plan, Outcome.DECIDED_AGAIN, redecided=why)
-
-
-def held(plan: Plan, reason: str, detail: str) -> ArchiveResult:
-    """A planned crawl held (a ledger.Held reason, and a detail): nothing archived by this try, nothing deleted."""
-    return _not_archived(plan, Outcome.HELD, held={"reason": reason, "detail": detail})
-
-
-def _not_archived(plan: Plan, kind: Outcome, **why: dict) -> ArchiveResult:
-    return {
-        "kind": kind,
-        "id": plan["id"],
-        "bytes": plan["expected"]["bytes"],
-        "files": plan["expected"]["files"],
-        "compressed_bytes": None,
-        "deleted": [],
-        **why,
-    }
-
-
-def figures(result: ArchiveResult) -> dict:
-    """What the ledger keeps of an archive task's result: all of it but its kind."""
-    return {k: v for k, v in result.items() if k != "kind"}

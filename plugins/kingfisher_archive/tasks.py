@@ -26,11 +26,12 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException
 
 from kingfisher_archive import alerts, errors, metrics, s3, steps
+from kingfisher_archive.archive_result import ArchiveResult, Kind
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import format_data_version
 from kingfisher_archive.ledger import Ledger, LedgerCorruptError
 from kingfisher_archive.process import loaded_collections
-from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Outcome, Plan, Swept
+from kingfisher_archive.records import CrawlKey, CrawlRef, Inspection, Plan, Swept
 from kingfisher_archive.settings import (
     ENCRYPTION,
     PROCESS_CONNECTION,
@@ -223,7 +224,7 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
     settings = load_settings()
     ledger = Ledger(settings.ledger)
     result = steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
-    if result["kind"] in (Outcome.ARCHIVED, Outcome.KEPT):  # a month's new archive
+    if result["kind"] in (Kind.ARCHIVED, Kind.KEPT):  # a month's new archive
         prefix = result["prefix"].rstrip("/")
         event = {"data_version": plan["data_version"], "bytes": result["bytes"], "checksum": result.get("checksum")}
         asset = Asset(uri=f"s3://{settings.bucket}/{prefix}/", name=f"{settings.bucket}/{prefix}", group="kingfisher")
@@ -285,7 +286,7 @@ def summarise(swept: list[Swept] | None = None) -> dict:
         except LedgerCorruptError as e:  # found corrupt since "decide" wrote it: say so in the alert, then fail
             _notify(context, alerts.from_run(None, _run_url(context), *_run(context), _failed_tasks(context), str(e)))
             raise AirflowFailException(str(e)) from e
-        results, now = steps.outcomes(ledger, decisions)
+        results, now = steps.recorded(ledger, decisions)
     swept = list(swept or [])
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)

@@ -8,7 +8,7 @@ Inspect crawl              :mod:`~kingfisher_archive.steps.inspection`   :func:`
 Decide what to archive     :mod:`~kingfisher_archive.steps.decision`     :func:`decide`, :func:`record_decisions`
 Archive crawl              :mod:`~kingfisher_archive.steps.archiving`    :func:`archive_and_record`
 Sweep old crawls           :mod:`~kingfisher_archive.steps.retention`    :func:`sweep`
-Summarise the run          :mod:`~kingfisher_archive.steps.summary`      :func:`outcomes`, :func:`summarise`
+Summarise the run          :mod:`~kingfisher_archive.steps.summary`      :func:`recorded`, :func:`summarise`
 =========================  ============================================  ========================================
 
 The summary's table for the task log is :func:`format_table`. Before deciding, and under an archive task's claim,
@@ -24,7 +24,7 @@ from kingfisher_archive.steps.decision import decide, record_decisions
 from kingfisher_archive.steps.finding import MAX_CRAWLS_PER_RUN, find, find_and_record, format_duration
 from kingfisher_archive.steps.inspection import inspect
 from kingfisher_archive.steps.retention import sweep
-from kingfisher_archive.steps.summary import format_table, outcomes, summarise
+from kingfisher_archive.steps.summary import format_table, recorded, summarise
 
 __all__ = [
     "FUTURE_TOLERANCE",
@@ -38,8 +38,8 @@ __all__ = [
     "format_duration",
     "format_table",
     "inspect",
-    "outcomes",
     "record_decisions",
+    "recorded",
     "summarise",
     "sweep",
 ]

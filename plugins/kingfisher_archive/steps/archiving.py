@@ -6,7 +6,8 @@ import logging
 import os
 from dataclasses import replace
 
-from kingfisher_archive import archiver, deletion, records, replacement
+from kingfisher_archive import archive_result, archiver, deletion, replacement
+from kingfisher_archive.archive_result import ArchiveResult, Kind
 from kingfisher_archive.bucket import DATA, ArchivedCrawl, Bucket, month_prefix, month_state
 from kingfisher_archive.choice import ChecksumFailedError, month_changed, redecide
 from kingfisher_archive.crawl import (
@@ -22,7 +23,7 @@ from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.mending import finish_deleting
 from kingfisher_archive.month import archived_for
 from kingfisher_archive.problem import Problem
-from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Outcome, Plan
+from kingfisher_archive.records import CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None, key: Cra
                 "compressed_bytes": None,
                 "deleted": deleted,
             }
-            return records.already_archived(figures)
+            return archive_result.already_archived(figures)
         os.rename(directory + DELETING_SUFFIX, directory)
         logger.warning("%s: found set aside, and not its month's archive byte for byte: renamed back", plan["id"])
         gone = False
@@ -86,7 +87,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None, key: Cra
                 decision["reason"],
                 "; its directory is gone" if gone else ", kept on disk",
             )
-            return records.decided_again(plan, decision["reason"], decision.get("compared_with"), held)
+            return archive_result.decided_again(plan, decision["reason"], decision.get("compared_with"), held)
         logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision["reason"])
         metadata.update(reason=decision["reason"], compared_with=decision.get("compared_with"))
         expected = replace(expected, checksum=expected.checksum or decision["checksum"])
@@ -110,7 +111,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None, key: Cra
     )
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
-    return records.archived(result, keep)
+    return archive_result.archived(result, keep)
 
 
 def _repair(
@@ -138,7 +139,7 @@ def _repair(
                 "kept": plan["keep"],
                 "deleted": [],
             }
-            return records.already_archived(figures)
+            return archive_result.already_archived(figures)
         if isinstance(size, int) and bucket.data_size(archived) == size:
             result = {
                 "id": plan["id"],
@@ -169,7 +170,7 @@ def _repair(
                 checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
                 log_bytes=archived.log_bytes,
             )
-            return records.archived(result)
+            return archive_result.archived(result)
     why = missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
     if why is None:
         logger.info(
@@ -182,7 +183,7 @@ def _repair(
         "what is on disk is left for an operator to compare and delete"
     )
     logger.warning("%s: %s", plan["id"], detail)
-    return records.held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
+    return archive_result.held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
 
 
 def archive_and_record(
@@ -199,7 +200,7 @@ def archive_and_record(
     :param plan: one of :func:`~kingfisher_archive.steps.decision.decide`'s plans.
     :param claim_wait: how long to wait for a month another run is archiving into (then decide again under it).
     :param on_wait: called while waiting (a log line, say).
-    :returns: what was done, by its ``kind`` (:class:`~kingfisher_archive.records.Outcome`): the archive's figures,
+    :returns: what was done, by its ``kind`` (:class:`~kingfisher_archive.archive_result.Kind`): the archive's figures,
         or why it was not archived (``redecided`` or ``held``). A crawl another run archived is not archived twice;
         the crawls ``pending`` on this one are settled. See docs/safety.md, 10.
     :raises ClaimedError: the month was still claimed after ``claim_wait``.
@@ -229,19 +230,21 @@ def _record(ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult, ru
     archived one. Returns the result, or, for a crawl the ledger already records as archived, the ledger's record."""
     row = ledger.get(key.source_id, key.data_version)
     match result["kind"]:
-        case Outcome.HELD if row and row["status"] == Status.DELETING:
+        case Kind.HELD if row and row["status"] == Status.DELETING:
             return result  # its archive is verified; the ledger keeps that, and the note of what stopped it
-        case Outcome.HELD | Outcome.DECIDED_AGAIN:
+        case Kind.HELD | Kind.DECIDED_AGAIN:
             ledger.record([_not_archived(plan, key, result, row)], run_id)
             return result
-        case Outcome.ALREADY_ARCHIVED if row and row["status"] == Status.ARCHIVED and row["result"]:
+        case Kind.ALREADY_ARCHIVED if row and row["status"] == Status.ARCHIVED and row["result"]:
             by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
             logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
-            result = records.already_archived({**row["result"], "archived_by": row["run_id"], **_deleted(result)})
+            result = archive_result.already_archived(
+                {**row["result"], "archived_by": row["run_id"], **_deleted(result)}
+            )
         case _ if result.get("kept"):
-            ledger.mark_kept(key.source_id, key.data_version, records.figures(result), run_id)
+            ledger.mark_kept(key.source_id, key.data_version, archive_result.figures(result), run_id)
         case _:
-            ledger.mark_archived(key.source_id, key.data_version, records.figures(result), run_id)
+            ledger.mark_archived(key.source_id, key.data_version, archive_result.figures(result), run_id)
     if settled := ledger.settle_pending(plan["id"], run_id):
         logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
@@ -249,7 +252,7 @@ def _record(ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult, ru
 
 def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | None) -> dict:
     """The ledger row of a crawl its archive task held or decided again (``row``: the ledger's row of it now)."""
-    if result["kind"] == Outcome.HELD:
+    if result["kind"] == Kind.HELD:
         status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
         compared_with = None
     else:
@@ -306,7 +309,7 @@ def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: 
     logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
     if deleting:
         ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
-    return records.held(plan, problem.reason, problem.detail)
+    return archive_result.held(plan, problem.reason, problem.detail)
 
 
 def _deleted(result: ArchiveResult) -> dict:

@@ -6,9 +6,10 @@ from collections import Counter
 from enum import StrEnum
 
 from kingfisher_archive import words
+from kingfisher_archive.archive_result import ArchiveResult
 from kingfisher_archive.crawl import MiB
 from kingfisher_archive.ledger import Kept, Ledger, Status
-from kingfisher_archive.records import ArchiveResult, Decision, Swept, Waiting
+from kingfisher_archive.records import Decision, Swept, Waiting
 from kingfisher_archive.vocabulary import phrased
 
 
@@ -163,7 +164,7 @@ def summarise(
     return summary
 
 
-def outcomes(ledger: Ledger, decisions: list[Decision]) -> tuple[dict[str, ArchiveResult], dict[str, dict]]:
+def recorded(ledger: Ledger, decisions: list[Decision]) -> tuple[dict[str, ArchiveResult], dict[str, dict]]:
     """What the ledger says now of the crawls the run chose to archive (or left pending): the archive results of
     those recorded ``archived`` or ``kept``, and every one's ledger row, by crawl id (:func:`summarise`'s
     ``results`` and ``ledger_rows``)."""
