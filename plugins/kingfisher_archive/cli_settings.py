@@ -24,18 +24,16 @@ from botocore.exceptions import (
 )
 
 from kingfisher_archive import s3
-from kingfisher_archive import settings as airflow_settings
 from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.settings import BUCKET, DATA_DIRECTORY, LEDGER, LOGS_DIRECTORY, S3_CONNECTION, ledger_path
 
 BUCKET_ENV = "KINGFISHER_ARCHIVE_BUCKET"
 ENDPOINT_ENV = "KINGFISHER_ARCHIVE_ENDPOINT_URL"
 DATA_DIRECTORY_ENV = "KINGFISHER_ARCHIVE_DATA_DIRECTORY"
-AIRFLOW_BUCKET_ENV = f"AIRFLOW_VAR_{airflow_settings.BUCKET.upper()}"
-AIRFLOW_CONNECTION_ENV = f"AIRFLOW_CONN_{airflow_settings.S3_CONNECTION.upper()}"
+AIRFLOW_BUCKET_ENV = f"AIRFLOW_VAR_{BUCKET.upper()}"
+AIRFLOW_CONNECTION_ENV = f"AIRFLOW_CONN_{S3_CONNECTION.upper()}"
 #: Kingfisher Collect's directories as the DAGs know them: a restore into them is always refused.
-AIRFLOW_DIRECTORY_ENVS = tuple(
-    f"AIRFLOW_VAR_{name.upper()}" for name in (airflow_settings.DATA_DIRECTORY, airflow_settings.LOGS_DIRECTORY)
-)
+AIRFLOW_DIRECTORY_ENVS = tuple(f"AIRFLOW_VAR_{name.upper()}" for name in (DATA_DIRECTORY, LOGS_DIRECTORY))
 DEFAULT_REGION = "us-east-1"
 
 _CREDENTIAL_SOURCES = {
@@ -351,11 +349,11 @@ def forbidden_directories(environ=os.environ) -> list[tuple[str, str]]:
     return found
 
 
-AIRFLOW_LEDGER_ENV = f"AIRFLOW_VAR_{airflow_settings.LEDGER.upper()}"
-AIRFLOW_DATA_DIRECTORY_ENV = f"AIRFLOW_VAR_{airflow_settings.DATA_DIRECTORY.upper()}"
+AIRFLOW_LEDGER_ENV = f"AIRFLOW_VAR_{LEDGER.upper()}"
+AIRFLOW_DATA_DIRECTORY_ENV = f"AIRFLOW_VAR_{DATA_DIRECTORY.upper()}"
 
 
-def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:
+def find_ledger(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:
     """The DAG's ledger file and where its name came from: ``--ledger``, else the DAGs' Variable in the environment,
     else the DAGs' default (``$AIRFLOW_HOME/kingfisher_archive.sqlite3``). Its directory must exist."""
     if flag:
@@ -363,7 +361,7 @@ def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.enviro
     elif use_airflow and environ.get(AIRFLOW_LEDGER_ENV, "").strip():
         path, source = environ[AIRFLOW_LEDGER_ENV].strip(), f"${AIRFLOW_LEDGER_ENV}"
     elif use_airflow and environ.get("AIRFLOW_HOME", "").strip():
-        path, source = airflow_settings.ledger_path(None, environ=environ), "$AIRFLOW_HOME (the DAGs' default)"
+        path, source = ledger_path(None, environ=environ), "$AIRFLOW_HOME (the DAGs' default)"
     else:
         raise SettingsError(
             f"no ledger: pass --ledger, or set ${AIRFLOW_LEDGER_ENV} (or $AIRFLOW_HOME), as the DAGs read it"
@@ -373,7 +371,7 @@ def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.enviro
     if not os.path.isdir(directory):
         raise SettingsError(
             f"the ledger {path} (from {source}) is in {directory}, which is not a directory: give the DAG's ledger "
-            f"file (Airflow Variable {airflow_settings.LEDGER!r})"
+            f"file (Airflow Variable {LEDGER!r})"
         )
     return path, source
 
