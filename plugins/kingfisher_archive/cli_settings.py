@@ -23,8 +23,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from kingfisher_archive import s3
 from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.s3.client import client_config
+from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET
 from kingfisher_archive.settings import BUCKET, DATA_DIRECTORY, LEDGER, LOGS_DIRECTORY, S3_CONNECTION, ledger_path
 
 BUCKET_ENV = "KINGFISHER_ARCHIVE_BUCKET"
@@ -242,7 +243,7 @@ def make_client(settings: S3Settings, overrides=None):
     kwargs = {
         "region_name": region,
         "endpoint_url": settings.endpoint_url,
-        "config": s3.client_config(base.merge(overrides) if overrides is not None else base),
+        "config": client_config(base.merge(overrides) if overrides is not None else base),
     }
     if settings.access_key:
         kwargs.update(
@@ -312,17 +313,17 @@ def check_bucket(client, settings: S3Settings) -> None:
     except ClientError as e:
         error = e.response.get("Error", {})
         code = str(error.get("Code", "")) or str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        if code in s3.NO_SUCH_BUCKET:
+        if code in NO_SUCH_BUCKET:
             raise ConnectError(
                 f"the {bucket} does not exist at {where}: check its name, or list the buckets you can see with "
                 "`aws s3 ls`"
             ) from None
-        if code in s3.CREDENTIALS_REFUSED:
+        if code in CREDENTIALS_REFUSED:
             raise ConnectError(
                 f"{where} refused {credentials} ({code}): check them, or give others (AWS_ACCESS_KEY_ID and "
                 f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ${AIRFLOW_CONNECTION_ENV})"
             ) from None
-        if code in s3.ACCESS_DENIED:
+        if code in ACCESS_DENIED:
             raise ConnectError(
                 f"{where} denied {credentials} access to the {bucket} ({code}): they need s3:ListBucket and "
                 "s3:GetObject on it"

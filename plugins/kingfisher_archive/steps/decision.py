@@ -10,11 +10,12 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import month as months
-from kingfisher_archive import policy, replacement, s3
+from kingfisher_archive import policy, replacement
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MetadataError, MonthIncompleteError, month_state
 from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.ledger import ClaimedError, Held, Kept, Ledger, Status
 from kingfisher_archive.records import CrawlKey, Decision, Inspection, Plan, crawl_id
+from kingfisher_archive.s3.errors import ACCESS_DENIED, REFUSALS, error_code
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.steps.mending import describe, finish_deletes, finish_left_aside, settle_gone
 
@@ -94,7 +95,7 @@ def decide(
                 held = Held.MONTH_INCOMPLETE, "a month it needs cannot be mended", e
                 break
             except ClientError as e:
-                if s3.error_code(e) not in (*s3.REFUSALS, *s3.ACCESS_DENIED):
+                if error_code(e) not in (*REFUSALS, *ACCESS_DENIED):
                     raise  # not this source's: the task fails, and Airflow retries it
                 held = Held.BUCKET_REFUSED, "the bucket refused to read a month it needs", e
                 break

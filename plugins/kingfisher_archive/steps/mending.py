@@ -11,12 +11,13 @@ import logging
 import os
 from dataclasses import dataclass
 
-from kingfisher_archive import archiver, replacement, s3, scrapy_log
+from kingfisher_archive import archiver, replacement, scrapy_log
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
 from kingfisher_archive.ledger import ClaimedError, Gone, Held, Ledger, Status
 from kingfisher_archive.records import ArchiveResult, CrawlKey
+from kingfisher_archive.s3.objects import identity
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def delete_set_aside_if_archived(
         if crawls.checksum(aside) != archived.checksum and not _part_of(settings, bucket, key, archived):
             return None
     log_bytes = archived.log_bytes
-    if log_bytes is None and (stored := s3.identity(bucket.client, bucket.name, archived.prefix + layout.LOG)):
+    if log_bytes is None and (stored := identity(bucket.client, bucket.name, archived.prefix + layout.LOG)):
         log_bytes = stored[0]  # an archive from before metadata.json recorded its log's size
     deleted = []
     if crawls.remove_set_aside(settings.data_directory, key.source_id, key.data_version):
