@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 import boto3  # noqa: E402
 
-from kingfisher_archive import archiver, s3  # noqa: E402
+from kingfisher_archive import archiver  # noqa: E402
+from kingfisher_archive.s3.client import client_config  # noqa: E402
 
 endpoint, key_id, secret, bucket, data, logs, source_id, data_version, log, size, files, fingerprint = sys.argv[1:13]
 client = boto3.client(
@@ -27,7 +28,7 @@ client = boto3.client(
     aws_access_key_id=key_id,
     aws_secret_access_key=secret,
     region_name="us-east-1",
-    config=s3.client_config(),
+    config=client_config(),
 )
 result = archiver.archive_crawl(
     client=client,

@@ -11,7 +11,8 @@ import tarfile
 import lz4.frame
 import pytest
 
-from kingfisher_archive import __version__, archiver, crawl, s3
+from kingfisher_archive import __version__, archiver, crawl
+from kingfisher_archive.s3.client import client_config
 from scripts.demo_kit.kingfisher_host import FILES, make_crawl, tree
 
 
@@ -133,7 +134,7 @@ def test_a_different_checksum_than_the_decision_saw_stops_the_archive(client, bu
 
 
 def test_a_crawl_bigger_than_one_part_is_uploaded_in_several_verified_parts(client, bucket, tmp_path, monkeypatch):
-    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 * crawl.MiB)
+    monkeypatch.setattr("kingfisher_archive.s3.upload.MIN_PART_SIZE", 5 * crawl.MiB)
     directory = make_crawl(tmp_path / "data", {f"{i:03X}/x.bin": os.urandom(2 * crawl.MiB) for i in range(6)})
     before = tree(directory)
     run(client, bucket, tmp_path, directory, expected_for(directory))
@@ -211,7 +212,7 @@ def test_a_long_archive_logs_percent_read_speed_and_compressed_bytes_sent(
     client, bucket, tmp_path, monkeypatch, caplog
 ):
     monkeypatch.setattr(archiver, "PROGRESS_INTERVAL", 0.0)  # a line at every read and every part, as if slow
-    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: three parts here
+    monkeypatch.setattr("kingfisher_archive.s3.upload.MIN_PART_SIZE", 5 << 20)  # S3's smallest part: three parts here
     files = {f"{i:03X}/x.json": os.urandom(1_500_000) for i in range(8)}
     directory = make_crawl(tmp_path / "data", files)
     with caplog.at_level("INFO", logger="kingfisher_archive.archiver"):
@@ -280,7 +281,7 @@ def test_the_months_objects_get_the_configured_storage_class_whichever_way_they_
 def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, bucket, tmp_path, monkeypatch):
     # Compressible blocks are reused once compressed and parts are joined from whole blocks: enough of both here
     # (about 40 MiB in 4 MiB blocks, 5 MiB parts), mixed with incompressible files, to catch a block reused early.
-    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 * crawl.MiB)
+    monkeypatch.setattr("kingfisher_archive.s3.upload.MIN_PART_SIZE", 5 * crawl.MiB)
     rng = random.Random(7)
     files = {}
     for i in range(12):
@@ -335,7 +336,7 @@ def test_each_upload_carries_its_md5_and_is_not_hashed_again_for_the_signature(c
 def test_a_connection_that_asks_for_signed_bodies_gets_them(s3_server, bucket, tmp_path):
     from botocore.config import Config
 
-    config = s3.client_config(Config(s3={"addressing_style": "path", "payload_signing_enabled": True}))
+    config = client_config(Config(s3={"addressing_style": "path", "payload_signing_enabled": True}))
     client = s3_server.client(config=config)
     sent = record_uploads(client)
     directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})

@@ -14,20 +14,27 @@ import secrets
 import pytest
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import audit, replacement, restore, s3, steps
+from kingfisher_archive import audit, replacement, restore, steps
 from kingfisher_archive import settings as config
+from kingfisher_archive.s3.client import encrypt_writes
+from kingfisher_archive.s3.delete import delete_if_match, withdraw
+from kingfisher_archive.s3.errors import MISSING, error_code
+from kingfisher_archive.s3.probe import WriteRefusedError, probe_conditional_writes
+from kingfisher_archive.s3.proof import md5_etag
+from kingfisher_archive.s3.versions import describe_bucket
+from kingfisher_archive.settings import probe_writes
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.aws_like import AwsLike
 from tests.harness.stripping_proxy import StrippingProxy
 from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, host, keys, plan_for, settings
-from tests.test_s3 import _client_via
+from tests.test_s3_probe import _client_via
 
 __all__ = ["host", "settings"]  # fixtures
 
 
 def _client(s3_server, endpoint_url, encryption=None):
     client = _client_via(s3_server, endpoint_url)
-    s3.encrypt_writes(client, encryption or {})
+    encrypt_writes(client, encryption or {})
     return client
 
 
@@ -96,8 +103,8 @@ def test_a_server_with_neither_md5_etags_nor_stored_checksums_is_read_back(aws_l
 @pytest.mark.aws(kms=True, require_kms=True)
 def test_a_bucket_demanding_an_encryption_header_fails_the_probe_naming_the_header(aws_like, bucket):
     proxy, client = aws_like
-    with pytest.raises(s3.WriteRefusedError) as raised:
-        s3.probe_conditional_writes(client, bucket)
+    with pytest.raises(WriteRefusedError) as raised:
+        probe_writes(client, bucket)
     message = str(raised.value)
     assert "refused to write" in message and "AccessDenied" in message
     assert "no x-amz-server-side-encryption header" in message
@@ -109,7 +116,7 @@ def test_a_bucket_demanding_an_encryption_header_fails_the_probe_naming_the_head
 )
 def test_with_encryption_set_every_write_and_copy_carries_it(aws_like, settings, host, bucket):
     proxy, client = aws_like
-    s3.probe_conditional_writes(client, bucket, {"ServerSideEncryption": "aws:kms"})
+    probe_conditional_writes(client, bucket, {"ServerSideEncryption": "aws:kms"})
     result = _archive_two_crawls_into_one_month(settings, host, client)
 
     assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
@@ -143,8 +150,8 @@ def test_if_match_on_a_missing_key_answered_404_as_aws_does_is_a_delete_already_
     proxy, client = aws_like
     with pytest.raises(ClientError) as raised:
         client.delete_object(Bucket=bucket, Key="scotland/2020/09/metadata.json", IfMatch='"0123"')
-    assert s3.error_code(raised.value) in s3.MISSING  # the imitation answers as AWS documents
-    s3.delete_if_match(client, bucket, "scotland/2020/09/metadata.json", '"0123"')  # and that is no error
+    assert error_code(raised.value) in MISSING  # the imitation answers as AWS documents
+    delete_if_match(client, bucket, "scotland/2020/09/metadata.json", '"0123"')  # and that is no error
 
 
 @pytest.fixture
@@ -172,8 +179,8 @@ def test_a_versioned_bucket_archives_replaces_restores_and_audits_leaving_no_sta
     settings = config.Settings(
         versioned, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD"
     )
-    assert s3.describe_bucket(client, versioned) == "versioning Enabled, Object Lock off"
-    s3.probe_conditional_writes(client, versioned)
+    assert describe_bucket(client, versioned) == "versioning Enabled, Object Lock off"
+    probe_conditional_writes(client, versioned)
     result = _archive_two_crawls_into_one_month(settings, host, client)
 
     assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
@@ -249,13 +256,13 @@ def test_a_withdrawal_that_cannot_delete_metadata_json_leaves_the_month_whole(aw
     written = {}
     for name, body in (("data.tar.lz4", b"data"), ("scrapy.log", b"log"), ("metadata.json", b"{}")):
         etag = client.put_object(Bucket=bucket, Key=month + name, Body=body)["ETag"]
-        written[month + name] = s3.md5_etag(body) if name == "metadata.json" else etag
+        written[month + name] = md5_etag(body) if name == "metadata.json" else etag
     assert written[month + "metadata.json"] != client.head_object(Bucket=bucket, Key=month + "metadata.json")["ETag"]
 
-    s3.withdraw(client, bucket, written)
+    withdraw(client, bucket, written)
 
     assert keys(client, bucket, month) == [month + "data.tar.lz4", month + "metadata.json", month + "scrapy.log"]
     del written[month + "metadata.json"]  # a try that failed before writing it: the rest is withdrawn
     client.delete_object(Bucket=bucket, Key=month + "metadata.json")
-    s3.withdraw(client, bucket, written)
+    withdraw(client, bucket, written)
     assert keys(client, bucket, month) == []

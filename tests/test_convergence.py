@@ -23,7 +23,7 @@ from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import CrawlChangedError
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.month import crawl_in
-from kingfisher_archive.s3 import client_config
+from kingfisher_archive.s3.client import client_config
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 

@@ -40,9 +40,9 @@ KINDS = {
     "replacement.RefusedError": PermanentError,
     "replacement.ReplacementInProgressError": RetryableError,
     "restore.RestoreError": RetryableError,
-    "s3.ConditionalWritesError": PermanentError,
-    "s3.VerificationError": RetryableError,
-    "s3.WriteRefusedError": PermanentError,
+    "s3.probe.ConditionalWritesError": PermanentError,
+    "s3.errors.VerificationError": RetryableError,
+    "s3.probe.WriteRefusedError": PermanentError,
     "scrapy_log.LogError": RetryableError,
     "settings.ConfigurationError": RetryableError,
 }

@@ -23,9 +23,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import crawl as crawls
-from kingfisher_archive import s3, steps
+from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
+from kingfisher_archive.s3.errors import VerificationError
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.airflow_dag import REPOSITORY
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
@@ -102,7 +103,7 @@ def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_delet
             other.put_object(Bucket=bucket, Key=key, Body=swapped["bytes"])
 
     client.meta.events.register("before-parameter-build.s3.HeadObject", swap)
-    with pytest.raises(s3.VerificationError, match=f"{checked} has the stored CRC32"):
+    with pytest.raises(VerificationError, match=f"{checked} has the stored CRC32"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
     if earlier:  # the archive being replaced is untouched
@@ -147,7 +148,7 @@ def test_an_archive_written_in_place_never_completes_over_an_object_that_appeare
             other.put_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4", Body=b"someone else's")
 
     client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", sneak_in)
-    with pytest.raises(s3.VerificationError, match="scotland/2020/09/data.tar.lz4 appeared while this crawl"):
+    with pytest.raises(VerificationError, match="scotland/2020/09/data.tar.lz4 appeared while this crawl"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
     assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == b"someone else's"
@@ -209,7 +210,7 @@ def test_a_crash_before_metadata_is_written_is_repaired_by_the_next_try(s3_serve
 def test_the_s3_server_killed_mid_upload_costs_nothing_and_the_next_try_archives(
     s3_server, host, settings, bucket, monkeypatch
 ):
-    monkeypatch.setattr(s3, "MIN_PART_SIZE", 5 * crawls.MiB)
+    monkeypatch.setattr("kingfisher_archive.s3.upload.MIN_PART_SIZE", 5 * crawls.MiB)
     incompressible = {f"{i:03X}/part.bin": os.urandom(4 * crawls.MiB) for i in range(6)}
     crawl = host.add_crawl("scotland", "20200902_052458", incompressible)
     before = crawls.checksum(crawl.directory)

@@ -17,7 +17,7 @@ from datetime import datetime
 import pytest
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import archiver, audit, replacement, s3, steps
+from kingfisher_archive import archiver, audit, replacement, steps
 from kingfisher_archive import bucket as layout
 from kingfisher_archive import settings as config
 from kingfisher_archive.bucket import Bucket
@@ -25,6 +25,8 @@ from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.month import interrupted
 from kingfisher_archive.process import Collection
 from kingfisher_archive.records import Expected
+from kingfisher_archive.s3.delete import clean_staging, purge_versions
+from kingfisher_archive.s3.objects import get_if_any
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.stripping_proxy import StrippingProxy
 from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, host, keys, plan_for, settings
@@ -105,7 +107,7 @@ def test_a_try_that_meets_a_month_another_replacement_took_metadata_json_from_do
 
     def second_try(http_response, **kwargs):  # just after the first try took the old metadata.json away
         if http_response.url.endswith(MONTH + "metadata.json") and not raised:
-            assert s3.get_if_any(other, settings.bucket, MONTH + "metadata.json") is None
+            assert get_if_any(other, settings.bucket, MONTH + "metadata.json") is None
             with pytest.raises(layout.MonthIncompleteError) as error:
                 archive_directly(settings, other, second)
             raised["error"] = error.value
@@ -170,7 +172,7 @@ def test_an_interrupted_replacement_is_reported_and_recovered_at_either_journal_
     with pytest.raises(KeyboardInterrupt):
         archive_directly(settings, client, first)
     client.meta.events.unregister("before-parameter-build.s3.CopyObject", cut_short)
-    assert s3.get_if_any(client, settings.bucket, MONTH + "metadata.json") is None
+    assert get_if_any(client, settings.bucket, MONTH + "metadata.json") is None
     key = JOURNAL
     if where == "per-crawl":  # as 1.1 wrote it: no token, beside the staged archive
         body = json.loads(client.get_object(Bucket=settings.bucket, Key=JOURNAL)["Body"].read())
@@ -221,8 +223,8 @@ def test_a_locked_version_keeps_its_delete_marker_so_nothing_deleted_comes_back(
     client.put_object(Bucket=settings.bucket, Key=key, Body=b"{}")
     client.delete_object(Bucket=settings.bucket, Key=key)
 
-    assert s3.purge_versions(client, settings.bucket, key) == 0  # the version is locked, so its marker stays
-    assert s3.get_if_any(client, settings.bucket, key) is None
+    assert purge_versions(client, settings.bucket, key) == 0  # the version is locked, so its marker stays
+    assert get_if_any(client, settings.bucket, key) is None
     assert _latest(client, settings.bucket, key) == [("marker", key)]
 
 
@@ -259,7 +261,7 @@ def test_a_replacement_the_lock_refuses_says_so_and_leaves_nothing_for_later_run
     with StrippingProxy(
         s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), refuse=refuse
     ) as proxy:
-        from tests.test_s3 import _client_via
+        from tests.test_s3_probe import _client_via
 
         with pytest.raises(replacement.RefusedError) as raised:
             steps.archive(settings, _client_via(s3_server, proxy.endpoint_url), plan)
@@ -302,7 +304,7 @@ def test_a_source_id_the_package_writes_under_is_refused_naming_it(s3_server, bu
     assert found["ignored"] == [f"collection 7: {layout.reserved_source_problem('staging')}"]
     client = s3_server.client()
     # And no repair of the package's own leftovers can be pointed at a month.
-    for clean in (s3.clean_staging, s3.purge_versions):
+    for clean in (clean_staging, purge_versions):
         with pytest.raises(ValueError, match="deletes only under staging/"):
             clean(client, bucket, MONTH)
     assert keys(client, bucket) == []

@@ -17,7 +17,6 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings
-from kingfisher_archive import settings as airflow_settings
 from kingfisher_archive.audit import audit
 from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
@@ -31,6 +30,14 @@ from kingfisher_archive.cli_settings import (
 from kingfisher_archive.errors import KingfisherArchiveError
 from kingfisher_archive.ledger import read_state
 from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
+from kingfisher_archive.settings import (
+    DEFAULT_WAITING_WARNING_DAYS,
+    LEDGER,
+    LEDGER_FILE,
+    RETENTION_DAYS,
+    WAITING_WARNING_DAYS,
+    ledger_path,
+)
 from kingfisher_archive.version import __version__
 
 PROG = "python -m kingfisher_archive"
@@ -55,9 +62,9 @@ examples:
   %(prog)s ledger rebuild --ledger /srv/airflow/kingfisher_archive.sqlite3 --data-directory /srv/data --dry-run
 """
 
-LEDGER_ENV = f"AIRFLOW_VAR_{airflow_settings.LEDGER.upper()}"
-RETENTION_DAYS_ENV = f"AIRFLOW_VAR_{airflow_settings.RETENTION_DAYS.upper()}"
-WAITING_WARNING_DAYS_ENV = f"AIRFLOW_VAR_{airflow_settings.WAITING_WARNING_DAYS.upper()}"
+LEDGER_ENV = f"AIRFLOW_VAR_{LEDGER.upper()}"
+RETENTION_DAYS_ENV = f"AIRFLOW_VAR_{RETENTION_DAYS.upper()}"
+WAITING_WARNING_DAYS_ENV = f"AIRFLOW_VAR_{WAITING_WARNING_DAYS.upper()}"
 
 EPILOG = f"""\
 environment:
@@ -66,7 +73,7 @@ environment:
   {DATA_DIRECTORY_ENV:<38} Kingfisher Collect's FILES_STORE: restore always refuses it
   {AIRFLOW_BUCKET_ENV:<38} the DAGs' bucket Variable: read after the two above
   {AIRFLOW_CONNECTION_ENV:<38} the DAGs' S3 Connection: its endpoint and credentials
-  {LEDGER_ENV:<38} list: the DAG's ledger (else $AIRFLOW_HOME/{airflow_settings.LEDGER_FILE})
+  {LEDGER_ENV:<38} list: the DAG's ledger (else $AIRFLOW_HOME/{LEDGER_FILE})
   {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_*_DIRECTORY":<38} the DAGs' data and logs directories: restore refuses them
 
 exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error
@@ -181,7 +188,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         metavar="FILE",
         help=(
             f"the DAG's SQLite ledger, opened read-only; only without SOURCE (default: where the DAG keeps it, "
-            f"${LEDGER_ENV}, else $AIRFLOW_HOME/{airflow_settings.LEDGER_FILE}, ~/airflow without $AIRFLOW_HOME; "
+            f"${LEDGER_ENV}, else $AIRFLOW_HOME/{LEDGER_FILE}, ~/airflow without $AIRFLOW_HOME; "
             "none with --no-airflow)"
         ),
     )
@@ -273,7 +280,7 @@ def _ledger_rebuild_check(args) -> None:
     from kingfisher_archive import ledger_rebuild
 
     use_airflow = not args.no_airflow
-    args.ledger, args.ledger_source = cli_settings.ledger_path(args.ledger, use_airflow=use_airflow)
+    args.ledger, args.ledger_source = cli_settings.find_ledger(args.ledger, use_airflow=use_airflow)
     args.data_directory, _ = cli_settings.data_directory(args.data_directory, use_airflow=use_airflow)
     args.ledger_state = ledger_rebuild.state_of(args.ledger)
     if not args.dry_run:
@@ -414,7 +421,7 @@ def _ledger(args) -> tuple[str | None, str, bool]:
     if args.no_airflow:
         return None, "--no-airflow", False
     variable = os.environ.get(LEDGER_ENV, "").strip()
-    path = airflow_settings.ledger_path(variable)
+    path = ledger_path(variable)
     if variable:
         return path, f"${LEDGER_ENV}", True
     where = "$AIRFLOW_HOME" if os.environ.get("AIRFLOW_HOME") else "~/airflow, as $AIRFLOW_HOME is not set"
@@ -454,7 +461,7 @@ def _catalogue(client, args) -> int:
         waiting=state["waiting"],
         last_run=state["last_run"],
         retention_days=_days(args, RETENTION_DAYS_ENV, None),
-        waiting_warning_days=_days(args, WAITING_WARNING_DAYS_ENV, airflow_settings.DEFAULT_WAITING_WARNING_DAYS),
+        waiting_warning_days=_days(args, WAITING_WARNING_DAYS_ENV, DEFAULT_WAITING_WARNING_DAYS),
     )
     found["ledger"] = path if path and not note else None
     found["ledger_note"] = note

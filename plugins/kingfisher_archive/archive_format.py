@@ -24,10 +24,19 @@ import lz4.block
 import lz4.frame
 import xxhash
 
-from kingfisher_archive import crawl as crawls
+from kingfisher_archive.crawl import (
+    CrawlChangedError,
+    CrawlReadError,
+    Entry,
+    FingerprintBuilder,
+    MiB,
+    Summary,
+    UnsafeCrawlError,
+    walk,
+)
 from kingfisher_archive.errors import PermanentError
 
-MiB = crawls.MiB
+MiB = MiB
 READ_SIZE = MiB
 #: Threads compressing LZ4 blocks: with two, both cores compress while the main thread reads and tars.
 COMPRESS_THREADS = 2
@@ -147,12 +156,12 @@ class LZ4Writer:
 
 @dataclass
 class TarResult:
-    summary: crawls.Summary
+    summary: Summary
     checksum: str
     bytes_read: int
 
 
-def _tarinfo(entry: crawls.Entry, name: str) -> tarfile.TarInfo:
+def _tarinfo(entry: Entry, name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mtime = entry.mtime_ns // 1_000_000_000
     info.mode = entry.mode & 0o7777
@@ -170,7 +179,7 @@ _OCTAL_LIMIT = 8**11
 _HEADER_TAIL = tarfile.NUL * 100 + tarfile.GNU_MAGIC + tarfile.NUL * (32 + 32 + 8 + 8 + 155 + 12)
 
 
-def _header(entry: crawls.Entry, name: str) -> bytes:
+def _header(entry: Entry, name: str) -> bytes:
     """The GNU tar header of one entry: the bytes :meth:`tarfile.TarInfo.tobuf` makes, built without its overhead.
 
     Names over 100 bytes (a GNU long-name record first) and numbers too big for octal go through tarfile itself.
@@ -210,22 +219,22 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no l
 class _Opened:
     """One file as a reader thread left it: stat'ed, and either read whole (``data``) or open for the tar thread."""
 
-    entry: crawls.Entry  # with the size, time and mode of the file that was opened
+    entry: Entry  # with the size, time and mode of the file that was opened
     data: bytes | None = None
     after: os.stat_result | None = None  # fstat once read (small files)
     fd: int | None = None  # open, not yet read (large files)
     error: BaseException | None = None
 
 
-def _read_error(entry: crawls.Entry, e: OSError) -> crawls.CrawlReadError:
-    error = crawls.CrawlReadError(
+def _read_error(entry: Entry, e: OSError) -> CrawlReadError:
+    error = CrawlReadError(
         f"cannot read {entry.relpath!r} in the crawl ({e.strerror or e}): nothing was archived or deleted"
     )
     error.__cause__ = e
     return error
 
 
-def _open_files(entries: list[crawls.Entry]) -> list[_Opened]:
+def _open_files(entries: list[Entry]) -> list[_Opened]:
     """A reader thread's task: open, stat and (when small) read a few files; stop at the first problem."""
     opened = []
     for entry in entries:
@@ -233,7 +242,7 @@ def _open_files(entries: list[crawls.Entry]) -> list[_Opened]:
             fd = os.open(entry.path, _FILE_FLAGS)
         except OSError as e:
             if e.errno == errno.ELOOP:  # became a link since it was listed
-                error = crawls.UnsafeCrawlError(f"{entry.relpath!r} in the crawl is a symbolic link")
+                error = UnsafeCrawlError(f"{entry.relpath!r} in the crawl is a symbolic link")
             else:
                 error = _read_error(entry, e)
             opened.append(_Opened(entry, error=error))
@@ -242,10 +251,10 @@ def _open_files(entries: list[crawls.Entry]) -> list[_Opened]:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                error = crawls.UnsafeCrawlError(f"{entry.relpath!r} in the crawl is not a regular file or directory")
+                error = UnsafeCrawlError(f"{entry.relpath!r} in the crawl is not a regular file or directory")
                 opened.append(_Opened(entry, error=error))
                 return opened
-            stated = crawls.Entry(entry.relpath, entry.path, False, st.st_size, st.st_mtime_ns, st.st_mode)
+            stated = Entry(entry.relpath, entry.path, False, st.st_size, st.st_mtime_ns, st.st_mode)
             if st.st_size > SMALL_FILE:
                 opened.append(_Opened(stated, fd=fd))
                 keep_open = True
@@ -264,8 +273,8 @@ def _open_files(entries: list[crawls.Entry]) -> list[_Opened]:
 def _planned(directory: str, pool: ThreadPoolExecutor) -> Iterator:
     """The crawl in walk order: each folder's :class:`~kingfisher_archive.crawl.Entry`, and for its files the
     futures of reader tasks, each a few consecutive files."""
-    batch: list[crawls.Entry] = []
-    for entry in crawls.walk(directory, stat_files=False):
+    batch: list[Entry] = []
+    for entry in walk(directory, stat_files=False):
         if entry.is_dir:
             if batch:
                 yield pool.submit(_open_files, batch)
@@ -299,7 +308,7 @@ def write_tar(directory: str, arcname: str, sink, progress=None, threads: int = 
     the size of each read. See docs/safety.md, sections 2 and 13.
     """
     hasher = xxhash.xxh3_128()
-    builder = crawls.FingerprintBuilder()
+    builder = FingerprintBuilder()
     reserve = getattr(sink, "reserve", None)  # read straight into the LZ4 block when the sink offers it
     view = None if reserve else memoryview(bytearray(READ_SIZE))  # else one buffer, reused for every read
     bytes_read = 0
@@ -317,9 +326,9 @@ def write_tar(directory: str, arcname: str, sink, progress=None, threads: int = 
         if file.data is not None:
             data, after = file.data, file.after
             if len(data) < entry.size:
-                raise crawls.CrawlChangedError(f"{entry.relpath!r} changed while it was being read: it became shorter")
+                raise CrawlChangedError(f"{entry.relpath!r} changed while it was being read: it became shorter")
             if len(data) > entry.size:
-                raise crawls.CrawlChangedError(f"{entry.relpath!r} changed while it was being read")
+                raise CrawlChangedError(f"{entry.relpath!r} changed while it was being read")
             if data:
                 hasher.update(data)
                 sink.write(data)
@@ -334,7 +343,7 @@ def write_tar(directory: str, arcname: str, sink, progress=None, threads: int = 
             finally:
                 os.close(fd)
         if after.st_size != entry.size or after.st_mtime_ns != entry.mtime_ns:
-            raise crawls.CrawlChangedError(f"{entry.relpath!r} changed while it was being read")
+            raise CrawlChangedError(f"{entry.relpath!r} changed while it was being read")
         padding = -entry.size % tarfile.BLOCKSIZE
         if padding:
             sink.write(tarfile.NUL * padding)
@@ -380,14 +389,14 @@ def write_tar(directory: str, arcname: str, sink, progress=None, threads: int = 
     return TarResult(builder.summary(), hasher.hexdigest(), bytes_read)
 
 
-def _write_folder(entry: crawls.Entry, arcname: str, builder: crawls.FingerprintBuilder, sink) -> int:
+def _write_folder(entry: Entry, arcname: str, builder: FingerprintBuilder, sink) -> int:
     builder.add(entry)
     header = _header(entry, f"{arcname}/{entry.relpath}" if entry.relpath else arcname)
     sink.write(header)
     return len(header)
 
 
-def _copy_file(fd: int, entry: crawls.Entry, hasher, sink, reserve, view, progress) -> int:
+def _copy_file(fd: int, entry: Entry, hasher, sink, reserve, view, progress) -> int:
     """Read a (large) file of ``entry.size`` bytes into the sink and the checksum; return the bytes read."""
     remaining = entry.size
     while remaining:
@@ -397,7 +406,7 @@ def _copy_file(fd: int, entry: crawls.Entry, hasher, sink, reserve, view, progre
         except OSError as e:
             raise _read_error(entry, e) from e
         if not n:
-            raise crawls.CrawlChangedError(f"{entry.relpath!r} changed while it was being read: it became shorter")
+            raise CrawlChangedError(f"{entry.relpath!r} changed while it was being read: it became shorter")
         hasher.update(target[:n])
         if reserve:
             sink.commit(n)

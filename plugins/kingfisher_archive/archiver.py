@@ -1,7 +1,7 @@
 """Archive one crawl: read it once into the bucket, verify it there, and only then delete it locally.
 
 Each byte read feeds the XXH3 checksum and the tar (:mod:`kingfisher_archive.archive_format`), which goes through
-an LZ4 frame into a multipart upload (:mod:`kingfisher_archive.s3`); nothing is written to local disk. An empty
+an LZ4 frame into a multipart upload (:mod:`kingfisher_archive.s3.upload`); nothing is written to local disk. An empty
 month is written in place (:func:`_archive_in_place`), a month that holds objects through ``staging/``
 (:func:`_archive_through_staging`); either way ``metadata.json`` comes last, and the upload is completed only if the
 crawl is unchanged since inspection. See docs/safety.md, sections 2 to 4.
@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kingfisher_archive import archive_format, deletion, replacement, s3
-from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_prefix, staging_prefix
+from kingfisher_archive import archive_format, deletion, replacement
+from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_is_empty, month_prefix, staging_prefix
 from kingfisher_archive.crawl import (
     CrawlChangedError,
     MiB,
@@ -27,6 +27,9 @@ from kingfisher_archive.crawl import (
     parse_data_version,
 )
 from kingfisher_archive.records import CrawlKey, Expected
+from kingfisher_archive.s3.delete import clean_staging, withdraw
+from kingfisher_archive.s3.proof import md5_etag, verify_read_back
+from kingfisher_archive.s3.upload import MultipartUpload, abort_uploads, choose_part_size, put_object_once, upload_file
 from kingfisher_archive.version import ARCHIVER
 
 logger = logging.getLogger(__name__)
@@ -84,7 +87,7 @@ class StreamResult(archive_format.TarResult):
     compressed_bytes: int
     etag: str  # the server's, whatever it means: the object's identity in conditions and journals
     crc32: str  # of the compressed object, as S3 spells it
-    verified_by: str  # how the bucket was found to hold it (s3.BY_CHECKSUM, s3.BY_ETAG, s3.BY_READ_BACK)
+    verified_by: str  # how the bucket was found to hold it (s3.proof's BY_CHECKSUM, BY_ETAG, BY_READ_BACK)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class UploadedLog:
 
 
 def _upload_log(client, bucket_name: str, key: str, path: str, **kwargs) -> UploadedLog:
-    size, crc32, proof = s3.upload_file(client, bucket_name, key, path, **kwargs)
+    size, crc32, proof = upload_file(client, bucket_name, key, path, **kwargs)
     return UploadedLog(size, crc32, proof.etag, proof.method)
 
 
@@ -115,23 +118,23 @@ def stream_crawl(
 ):
     """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
 
-    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client_config`).
+    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
     :param bucket_name: the bucket's name.
     :param key: where the archive goes (``<prefix>data.tar.lz4``).
     :param directory: the crawl directory.
     :param arcname: the tar members' prefix, ``<source_id>/<data_version>``.
-    :param part_size: the multipart upload's part size (:func:`kingfisher_archive.s3.choose_part_size`).
+    :param part_size: the multipart upload's part size (:func:`kingfisher_archive.s3.upload.choose_part_size`).
     :param progress: logs how far the archive has got, if given.
     :param check: called with the :class:`~kingfisher_archive.archive_format.TarResult` after the last byte is
         read and before the upload is completed; if it raises, the upload is aborted and nothing becomes visible
         at ``key``.
     :param exclusive: complete only if ``key`` is still free (see
-        :meth:`kingfisher_archive.s3.MultipartUpload.complete`).
+        :meth:`kingfisher_archive.s3.upload.MultipartUpload.complete`).
     :param storage_class: the final keys' (``None``: the server's default, for staging).
     :returns: a :class:`StreamResult`, the archive verified in the bucket.
     """
     sent = progress.sent if progress else None
-    upload = s3.MultipartUpload(client, bucket_name, key, part_size, progress=sent, storage_class=storage_class)
+    upload = MultipartUpload(client, bucket_name, key, part_size, progress=sent, storage_class=storage_class)
     try:
         lz4_writer = archive_format.LZ4Writer(upload)
         tar = archive_format.write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
@@ -199,7 +202,7 @@ def archive_crawl(
 ) -> dict:
     """Archive one crawl into its month and delete it locally.
 
-    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client_config`).
+    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
     :param bucket_name: the bucket's name.
     :param storage_class: the storage class of the month's objects.
     :param data_directory: Kingfisher Collect's data directory.
@@ -246,9 +249,9 @@ def archive_crawl(
 
     # Leftovers of an earlier try of this task: its staging objects, and its uploads to either place (a month's
     # uploads can only be this crawl's: the ledger's claim on the month keeps every other archive task out).
-    s3.clean_staging(client, bucket_name, crawl.staging)
-    s3.abort_uploads(client, bucket_name, crawl.final)
-    in_place = s3.month_is_empty(client, bucket_name, crawl.final)
+    clean_staging(client, bucket_name, crawl.staging)
+    abort_uploads(client, bucket_name, crawl.final)
+    in_place = month_is_empty(client, bucket_name, crawl.final)
     started = time.monotonic()
     logger.info(
         "%s: archiving %d bytes in %d files to s3://%s/%s (%s)",
@@ -328,11 +331,11 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
         promoting = time.monotonic()
         key = final + METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
-        written[key] = s3.md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
-        written[key] = s3.put_object_once(client, bucket_name, key, body, crawl.storage_class)
-        s3.verify_read_back(client, bucket_name, key, body, written[key])
+        written[key] = md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
+        written[key] = put_object_once(client, bucket_name, key, body, crawl.storage_class)
+        verify_read_back(client, bucket_name, key, body, written[key])
     except BaseException:
-        s3.withdraw(client, bucket_name, written)
+        withdraw(client, bucket_name, written)
         raise
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
@@ -370,7 +373,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
         replacement.RecoveryError,
     ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
-        s3.clean_staging(client, bucket_name, staging)
+        clean_staging(client, bucket_name, staging)
         raise
     replacement.replace(client, bucket_name, journal, crawl.storage_class)
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
@@ -412,7 +415,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
         prefix + DATA,
         crawl.directory,
         crawl.label,
-        s3.choose_part_size(expected.bytes, expected.files),
+        choose_part_size(expected.bytes, expected.files),
         progress=Progress(crawl.label, expected.bytes),
         check=check_unchanged,
         exclusive=exclusive,

@@ -17,12 +17,33 @@ from datetime import UTC, datetime, timedelta
 import xxhash
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive import replacement, s3
-from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, walk_key
+from kingfisher_archive import replacement
+from kingfisher_archive.archive_format import (
+    READ_SIZE,
+    CrawlMembers,
+    RefusedMemberError,
+    drain,
+    open_archive,
+    walk_key,
+)
+from kingfisher_archive.bucket import (
+    DATA,
+    LOG,
+    METADATA,
+    STAGING,
+    STREAM_ERRORS,
+    ArchivedCrawl,
+    MetadataError,
+    month_prefix,
+    parse_metadata,
+    parse_month_key,
+    reserved_source_problem,
+)
+from kingfisher_archive.crawl import source_id_problem
 from kingfisher_archive.month import JOURNAL, is_journal
 from kingfisher_archive.records import CrawlKey
+from kingfisher_archive.s3.errors import UPLOAD_GONE, error_code
+from kingfisher_archive.s3.objects import get_if_any, stream
 
 #: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
 #: one to learn the order, then one per run (a crawl in hex folders has two runs: the root files, the folders).
@@ -49,7 +70,7 @@ class _Report:
 
 def audit(
     client,
-    bucket: str,
+    bucket_name: str,
     *,
     now: datetime | None = None,
     repair: bool = False,
@@ -79,21 +100,17 @@ def audit(
     stale: list[dict] = []
     journals: dict[str, str] = {}  # journal -> the staging prefix of a replacement the next run finishes or undoes
     paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket):
+    for page in paginator.paginate(Bucket=bucket_name):
         for item in page.get("Contents", []):
             key = item["Key"]
-            if key.startswith(layout.STAGING + "/"):
+            if key.startswith(STAGING + "/"):
                 if is_journal(key):
-                    journals[key] = _staged_by(client, bucket, key)
+                    journals[key] = _staged_by(client, bucket_name, key)
                 if item["LastModified"] < cutoff:
                     stale.append(item)
                 continue
-            match = layout.parse_month_key(key)
-            if (
-                match is None
-                or crawls.source_id_problem(match.source_id)
-                or layout.reserved_source_problem(match.source_id)
-            ):
+            match = parse_month_key(key)
+            if match is None or source_id_problem(match.source_id) or reserved_source_problem(match.source_id):
                 report.warning(key, "unexpected object", "not part of the archive layout; left alone")
                 continue
             if match.prefix not in months:
@@ -103,9 +120,9 @@ def audit(
     for (source_id, year, month), prefixes in sorted(spellings.items()):
         if len(prefixes) > 1:
             report.warning(
-                layout.month_prefix(source_id, year, month),
+                month_prefix(source_id, year, month),
                 "month spelled twice",
-                f"{', '.join(sorted(prefixes))}: {layout.month_prefix(source_id, year, month)} is the one read",
+                f"{', '.join(sorted(prefixes))}: {month_prefix(source_id, year, month)} is the one read",
             )
     verified = 0
     if sample is not None and not 0 < sample <= 1:
@@ -114,7 +131,7 @@ def audit(
     if sample is not None and not verify_data and months:
         drawn = set(random.sample(sorted(months), max(1, round(len(months) * sample))))
     for prefix in sorted(months):
-        verified += _audit_month(client, bucket, prefix, months[prefix], report, prefix in drawn)
+        verified += _audit_month(client, bucket_name, prefix, months[prefix], report, prefix in drawn)
 
     for key in sorted(journals):
         report.problem(
@@ -123,12 +140,12 @@ def audit(
             "a month's replacement was cut short; the next run of the archive DAG finishes or undoes it (left alone)",
         )
     kept = (*journals, *journals.values())  # a journal and its staged archive: what finishing needs
-    _stale_staging(client, bucket, [i for i in stale if not i["Key"].startswith(kept)], report, repair)
-    _stale_uploads(client, bucket, cutoff, report, repair)
+    _stale_staging(client, bucket_name, [i for i in stale if not i["Key"].startswith(kept)], report, repair)
+    _stale_uploads(client, bucket_name, cutoff, report, repair)
 
     repaired = sum(1 for entry in report.problems if entry["repaired"])
     return {
-        "bucket": bucket,
+        "bucket": bucket_name,
         "months": len(months),
         "verified": verified,
         "at_rest": report.at_rest,
@@ -140,23 +157,25 @@ def audit(
     }
 
 
-def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], report: _Report, verify: bool) -> int:
+def _audit_month(
+    client, bucket_name: str, prefix: str, objects: dict[str, dict], report: _Report, verify: bool
+) -> int:
     """Check one month's objects; return 1 if its archive's contents were verified."""
     source_id, year, month = prefix.split("/")[:3]
     year, month = int(year), int(month)
-    metadata_key, data_key, log_key = (prefix + name for name in (layout.METADATA, layout.DATA, layout.LOG))
-    if layout.METADATA not in objects:
+    metadata_key, data_key, log_key = (prefix + name for name in (METADATA, DATA, LOG))
+    if METADATA not in objects:
         present = ", ".join(sorted(objects))
-        report.problem(metadata_key, "metadata missing", f"{present} without {layout.METADATA}")
+        report.problem(metadata_key, "metadata missing", f"{present} without {METADATA}")
         return 0
     try:
-        body = client.get_object(Bucket=bucket, Key=metadata_key)["Body"].read()
-        archived = layout.parse_metadata(metadata_key, source_id, year, month, body)
-    except layout.MetadataError as e:
+        body = client.get_object(Bucket=bucket_name, Key=metadata_key)["Body"].read()
+        archived = parse_metadata(metadata_key, source_id, year, month, body)
+    except MetadataError as e:
         report.problem(metadata_key, "metadata unreadable", str(e))
         return 0
     except ClientError as e:
-        report.problem(metadata_key, "metadata unreadable", s3.error_code(e))
+        report.problem(metadata_key, "metadata unreadable", error_code(e))
         return 0
 
     named_source = archived.raw.get("source_id")
@@ -169,10 +188,10 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
             f"it names crawl {archived.data_version}, of another month",
         )
 
-    if layout.DATA not in objects:
-        report.problem(data_key, "data object missing", f"{layout.METADATA} describes an archive that is not there")
+    if DATA not in objects:
+        report.problem(data_key, "data object missing", f"{METADATA} describes an archive that is not there")
     else:
-        size = objects[layout.DATA]["Size"]
+        size = objects[DATA]["Size"]
         expected = archived.raw.get("compressed_bytes")
         if isinstance(expected, int) and not isinstance(expected, bool) and expected != size:
             report.problem(
@@ -180,17 +199,17 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
             )
 
     checksums = archived.raw.get("checksums") if isinstance(archived.raw.get("checksums"), dict) else {}
-    for name in (layout.DATA, layout.LOG):
+    for name in (DATA, LOG):
         if name in objects:
-            _check_at_rest(client, bucket, prefix + name, checksums.get(name), report)
+            _check_at_rest(client, bucket_name, prefix + name, checksums.get(name), report)
 
-    if layout.LOG not in objects and not (
+    if LOG not in objects and not (
         archived.generation == "2020" and archived.raw.get("scrapy_log_file_found") is False
     ):
         report.warning(log_key, "log missing", "the crawl's log was not archived; the data can still be restored")
 
-    if verify and layout.DATA in objects:
-        problems, warnings = verify_archive(client, bucket, data_key, archived)
+    if verify and DATA in objects:
+        problems, warnings = verify_archive(client, bucket_name, data_key, archived)
         for problem, detail in problems:
             report.problem(data_key, problem, detail)
         for warning, detail in warnings:
@@ -199,16 +218,16 @@ def _audit_month(client, bucket: str, prefix: str, objects: dict[str, dict], rep
     return 0
 
 
-def _check_at_rest(client, bucket: str, key: str, recorded, report: _Report) -> None:
+def _check_at_rest(client, bucket_name: str, key: str, recorded, report: _Report) -> None:
     """Compare the CRC32 the server stores for ``key`` with the one ``metadata.json`` recorded, without a download."""
     crc32 = recorded.get("crc32") if isinstance(recorded, dict) else None
     if not isinstance(crc32, str):
         report.not_at_rest += 1
         return
     try:
-        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        head = client.head_object(Bucket=bucket_name, Key=key, ChecksumMode="ENABLED")
     except ClientError as e:
-        report.problem(key, "stored checksum does not match metadata", f"it cannot be asked for ({s3.error_code(e)})")
+        report.problem(key, "stored checksum does not match metadata", f"it cannot be asked for ({error_code(e)})")
         return
     stored = head.get("ChecksumCRC32")
     if not stored or "-" in stored:
@@ -231,9 +250,7 @@ class _Pass:
     order: list[str] | None = None  # the files' paths in tar order, when asked for
 
 
-def _read_files(
-    client, bucket: str, key: str, archived: layout.ArchivedCrawl, hasher=None, wanted=None, collect=False
-):
+def _read_files(client, bucket_name: str, key: str, archived: ArchivedCrawl, hasher=None, wanted=None, collect=False):
     """Stream the archive once, feeding ``hasher`` the contents of every file (or of those in ``wanted``) in tar order.
 
     Memory stays flat unless ``collect`` asks for the list of paths.
@@ -241,7 +258,7 @@ def _read_files(
     members = CrawlMembers(archived.source_id, archived.data_version)
     seen = _Pass(order=[] if collect else None)
     previous = None
-    with s3.open_archive(client, bucket, key) as (tar, compressed):
+    with open_archive(stream(client, bucket_name, key)) as (tar, compressed):
         for member in tar:
             relpath = members.relpath(member)
             if relpath is None or member.isdir():
@@ -279,19 +296,19 @@ def _unreadable(error: Exception) -> tuple[str, str]:
     if isinstance(error, RefusedMemberError):
         return ("archive member refused", str(error))
     if isinstance(error, ClientError):
-        return ("archive unreadable", s3.error_code(error))
+        return ("archive unreadable", error_code(error))
     return ("archive unreadable", str(error) or type(error).__name__)
 
 
-def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl):
+def verify_archive(client, bucket_name: str, key: str, archived: ArchivedCrawl):
     """Check an archive's contents against its metadata without extracting it.
 
     Returns ``(problems, warnings)``, each a list of ``(what, detail)``.
     """
     hasher = xxhash.xxh3_128()
     try:
-        first = _read_files(client, bucket, key, archived, hasher)
-    except (RefusedMemberError, ClientError, *s3.STREAM_ERRORS) as e:
+        first = _read_files(client, bucket_name, key, archived, hasher)
+    except (RefusedMemberError, ClientError, *STREAM_ERRORS) as e:
         return [_unreadable(e)], []
 
     differences = []
@@ -307,7 +324,7 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
     if not first.in_order:
         # A 2021-tool tar of a crawl with subfolders: learn the order, then hash one run of files per read.
         try:
-            order = _read_files(client, bucket, key, archived, collect=True).order
+            order = _read_files(client, bucket_name, key, archived, collect=True).order
             if len(set(order)) != len(order):
                 return [*problems, ("archive does not match metadata", "a file appears more than once in the tar")], []
             runs = _runs(order)
@@ -318,10 +335,10 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
                 return problems, [("checksum not verified", detail)]
             hasher = xxhash.xxh3_128()
             for run in runs:
-                again = _read_files(client, bucket, key, archived, hasher, wanted=set(run))
+                again = _read_files(client, bucket_name, key, archived, hasher, wanted=set(run))
                 if (again.files, again.bytes) != (first.files, first.bytes):
                     return [*problems, ("archive unreadable", "the archive changed while it was being verified")], []
-        except (RefusedMemberError, ClientError, *s3.STREAM_ERRORS) as e:
+        except (RefusedMemberError, ClientError, *STREAM_ERRORS) as e:
             return [*problems, _unreadable(e)], []
     actual = hasher.hexdigest()
     if actual != archived.checksum:
@@ -331,13 +348,13 @@ def verify_archive(client, bucket: str, key: str, archived: layout.ArchivedCrawl
     return problems, []
 
 
-def _staged_by(client, bucket: str, key: str) -> str:
+def _staged_by(client, bucket_name: str, key: str) -> str:
     """The staging prefix whose objects a journal's replacement needs: beside it (before 1.2), or named in it; the
     whole source's staging folder if it cannot be read (nothing of it is then repaired)."""
     if key.endswith("/" + JOURNAL):
         return key[: -len(JOURNAL)]
     try:
-        found = s3.get_if_any(client, bucket, key)
+        found = get_if_any(client, bucket_name, key)
         if found is not None:
             return replacement.Journal.parse(key, *found).staging
     except (ClientError, replacement.RecoveryError):
@@ -345,7 +362,7 @@ def _staged_by(client, bucket: str, key: str) -> str:
     return key.rsplit("/", 1)[0] + "/"
 
 
-def _stale_staging(client, bucket: str, stale: list[dict], report: _Report, repair: bool) -> None:
+def _stale_staging(client, bucket_name: str, stale: list[dict], report: _Report, repair: bool) -> None:
     entries = {}
     for item in stale:
         when = item["LastModified"].astimezone(UTC).isoformat()
@@ -357,10 +374,10 @@ def _stale_staging(client, bucket: str, stale: list[dict], report: _Report, repa
     keys = list(entries)
     for start in range(0, len(keys), DELETE_BATCH):
         batch = keys[start : start + DELETE_BATCH]
-        if not all(key.startswith(layout.STAGING + "/") for key in batch):  # nothing else is ever deleted
+        if not all(key.startswith(STAGING + "/") for key in batch):  # nothing else is ever deleted
             raise RuntimeError("refusing to delete objects outside staging/")
         response = client.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            Bucket=bucket_name, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
         )
         failed = {error["Key"]: error.get("Code", "") for error in response.get("Errors", [])}
         for key in batch:
@@ -370,9 +387,9 @@ def _stale_staging(client, bucket: str, stale: list[dict], report: _Report, repa
                 entries[key]["repaired"] = True
 
 
-def _stale_uploads(client, bucket: str, cutoff: datetime, report: _Report, repair: bool) -> None:
+def _stale_uploads(client, bucket_name: str, cutoff: datetime, report: _Report, repair: bool) -> None:
     paginator = client.get_paginator("list_multipart_uploads")
-    for page in paginator.paginate(Bucket=bucket):
+    for page in paginator.paginate(Bucket=bucket_name):
         for upload in page.get("Uploads", []):
             if upload["Initiated"] >= cutoff:
                 continue
@@ -385,10 +402,10 @@ def _stale_uploads(client, bucket: str, cutoff: datetime, report: _Report, repai
             if not repair:
                 continue
             try:
-                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                client.abort_multipart_upload(Bucket=bucket_name, Key=upload["Key"], UploadId=upload["UploadId"])
             except ClientError as e:
-                if s3.error_code(e) not in s3.UPLOAD_GONE:  # already gone: what repair wanted
-                    entry["detail"] += f" (could not abort it: {s3.error_code(e)})"
+                if error_code(e) not in UPLOAD_GONE:  # already gone: what repair wanted
+                    entry["detail"] += f" (could not abort it: {error_code(e)})"
                     continue
             entry["repaired"] = True
 

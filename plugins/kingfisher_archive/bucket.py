@@ -18,20 +18,24 @@ import json
 import re
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from kingfisher_archive import s3
+from kingfisher_archive.archive_format import FORMAT_ERRORS
 from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.policy import Candidate
+from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET, error_code
+from kingfisher_archive.s3.objects import exists, get_if_any, identity
 
 DATA = "data.tar.lz4"
 METADATA = "metadata.json"
 LOG = "scrapy.log"
 STAGING = "staging"
 #: The names under which the package writes its own objects (not a month's), each refused as a source id: ``staging``
-#: at the top of the bucket, and the probe's folder inside it (:data:`kingfisher_archive.s3.PROBE_PREFIX`), which a
-#: source of that name would share its staging prefix with.
+#: at the top of the bucket, and the probe's folder inside it (:data:`kingfisher_archive.s3.probe.PROBE_PREFIX`),
+#: which a source of that name would share its staging prefix with.
 RESERVED = {STAGING: f"the bucket's {STAGING}/ folder", "_probe": f"the probe's {STAGING}/_probe/ folder"}
+#: What a broken download, a damaged LZ4 frame or a malformed tar raise while an archive streams from the bucket.
+STREAM_ERRORS = (*FORMAT_ERRORS, BotoCoreError)
 
 _MONTH_KEY = re.compile(
     r"(?P<prefix>(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/)(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)"
@@ -115,10 +119,10 @@ def staging_prefix(source_id: str, data_version: str) -> str:
 
 def parse_month_prefix(prefix: str) -> tuple[str, int, int]:
     """``<source_id>/<YYYY>/<MM>/`` back into its parts; ``ValueError`` naming it if it is not one."""
-    match = re.fullmatch(r"(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/", prefix)
-    if not match or not 1 <= int(match["month"]) <= 12:
+    key = parse_month_key(prefix + METADATA)  # the one reader of a month's keys
+    if key is None:
         raise ValueError(f"{prefix!r} is not a month prefix (<source_id>/<YYYY>/<MM>/)")
-    return match["source"], int(match["year"]), int(match["month"])
+    return key.source_id, key.year, key.month
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class Bucket:
         self.connection_id = connection_id
         self._months: dict[str, dict[tuple[int, int], str]] = {}
         self._incomplete: dict[str, dict[tuple[int, int], list[str]]] = {}
+        self._listed: dict[str, list[tuple[MonthKey, dict]]] = {}
         self._archived: dict[tuple[str, int, int], ArchivedCrawl | None] = {}
 
     def check(self) -> None:
@@ -233,10 +238,10 @@ class Bucket:
             self.client.head_bucket(Bucket=self.name)
             self.client.list_objects_v2(Bucket=self.name, MaxKeys=1)
         except ClientError as e:
-            error, code = e.response.get("Error", {}), s3.error_code(e)
-            if code in s3.NO_SUCH_BUCKET:
+            error, code = e.response.get("Error", {}), error_code(e)
+            if code in NO_SUCH_BUCKET:
                 raise BucketError(f"The {where} does not exist") from None
-            if code in (*s3.CREDENTIALS_REFUSED, *s3.ACCESS_DENIED):
+            if code in (*CREDENTIALS_REFUSED, *ACCESS_DENIED):
                 raise BucketError(f"The {where} refused our credentials ({code}): check the connection") from None
             raise BucketError(f"The {where} cannot be used: {code} {error.get('Message', '')}".strip()) from None
         except Exception as e:  # endpoint down, DNS, TLS: say where we tried to go
@@ -247,6 +252,7 @@ class Bucket:
         if source_id not in self._months:
             found: dict[tuple[int, int], str] = {}
             others: dict[tuple[int, int], set[str]] = {}
+            listed: list[tuple[MonthKey, dict]] = []
             prefix = f"{source_id}/"
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
@@ -254,6 +260,7 @@ class Bucket:
                     match = parse_month_key(item["Key"])
                     if match is None or match.source_id != source_id:
                         continue
+                    listed.append((match, item))
                     period = (match.year, match.month)
                     if match.name != METADATA:
                         others.setdefault(period, set()).add(match.name)
@@ -261,8 +268,15 @@ class Bucket:
                     elif period not in found or match.prefix == month_prefix(source_id, *period):
                         found[period] = item["Key"]
             self._months[source_id] = found
+            self._listed[source_id] = listed
             self._incomplete[source_id] = {p: sorted(names) for p, names in others.items() if p not in found}
         return self._months[source_id]
+
+    def listing(self, source_id: str) -> list[tuple[MonthKey, dict]]:
+        """The objects of a source's months, each with its ``list_objects_v2`` entry (``Key``, ``Size``, ``ETag``), in
+        the listing's order: the one listing :meth:`months` reads."""
+        self.months(source_id)
+        return self._listed[source_id]
 
     def incomplete(self, source_id: str) -> dict[tuple[int, int], list[str]]:
         """The months of a source, as listed, that hold a data object or a log but no metadata.json."""
@@ -283,13 +297,13 @@ class Bucket:
         period = (source_id, year, month)
         if period not in self._archived:
             ours = month_prefix(source_id, year, month)
-            key, body = ours + METADATA, s3.get_if_any(self.client, self.name, ours + METADATA)
+            key, body = ours + METADATA, get_if_any(self.client, self.name, ours + METADATA)
             if body is None and (listed := self.months(source_id).get((year, month))) not in (None, key):
-                key, body = listed, s3.get_if_any(self.client, self.name, listed)  # spelled by hand with one digit
+                key, body = listed, get_if_any(self.client, self.name, listed)  # spelled by hand with one digit
             if body is not None:
                 body = body[0]
             if body is None:
-                names = [name for name in (DATA, LOG) if s3.identity(self.client, self.name, ours + name)]
+                names = [name for name in (DATA, LOG) if identity(self.client, self.name, ours + name)]
                 if names:
                     raise MonthIncompleteError(self.name, ours, names)
                 self._archived[period] = None
@@ -299,7 +313,7 @@ class Bucket:
 
     def data_size(self, archived: ArchivedCrawl) -> int | None:
         """The size of the ``data.tar.lz4`` beside an archive's metadata.json, or ``None`` if there is none."""
-        found = s3.identity(self.client, self.name, archived.prefix + DATA)
+        found = identity(self.client, self.name, archived.prefix + DATA)
         return found[0] if found else None
 
     def forget(self, source_id: str, year: int, month: int) -> None:
@@ -314,6 +328,12 @@ class Bucket:
         if not earlier:
             return None
         return self.archived(source_id, *max(earlier))
+
+
+def month_is_empty(client, bucket_name: str, prefix: str) -> bool:
+    """Whether none of the month's objects (:data:`METADATA`, :data:`DATA`, :data:`LOG`) exists under ``prefix``,
+    asked of each key (HEAD), not of a listing that may lag writes."""
+    return not any(exists(client, bucket_name, prefix + name) for name in (METADATA, DATA, LOG))
 
 
 def month_state(archived: ArchivedCrawl | None) -> str | None:

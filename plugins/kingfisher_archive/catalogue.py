@@ -31,9 +31,9 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
 from kingfisher_archive import ledger, words
+from kingfisher_archive.bucket import reserved_source_problem
+from kingfisher_archive.crawl import parse_data_version, source_id_problem
 from kingfisher_archive.ledger import Kept, Status
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.restore import list_months
@@ -104,7 +104,7 @@ def sources(client, bucket: str) -> list[str]:
     for page in paginator.paginate(Bucket=bucket, Delimiter="/"):
         for prefix in page.get("CommonPrefixes", []):
             name = prefix["Prefix"].rstrip("/")
-            if layout.reserved_source_problem(name) is None and crawls.source_id_problem(name) is None:
+            if reserved_source_problem(name) is None and source_id_problem(name) is None:
                 found.append(name)
     return sorted(found)
 
@@ -282,7 +282,7 @@ def on_disk(
             sweep_after = None
             if retention_days:
                 try:
-                    started = crawls.parse_data_version(row["data_version"]).replace(tzinfo=UTC)
+                    started = parse_data_version(row["data_version"]).replace(tzinfo=UTC)
                 except ValueError:
                     started = None
                 if started is not None:

@@ -23,19 +23,18 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from kingfisher_archive import s3
-from kingfisher_archive import settings as airflow_settings
 from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.s3.client import client_config
+from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET
+from kingfisher_archive.settings import BUCKET, DATA_DIRECTORY, LEDGER, LOGS_DIRECTORY, S3_CONNECTION, ledger_path
 
 BUCKET_ENV = "KINGFISHER_ARCHIVE_BUCKET"
 ENDPOINT_ENV = "KINGFISHER_ARCHIVE_ENDPOINT_URL"
 DATA_DIRECTORY_ENV = "KINGFISHER_ARCHIVE_DATA_DIRECTORY"
-AIRFLOW_BUCKET_ENV = f"AIRFLOW_VAR_{airflow_settings.BUCKET.upper()}"
-AIRFLOW_CONNECTION_ENV = f"AIRFLOW_CONN_{airflow_settings.S3_CONNECTION.upper()}"
+AIRFLOW_BUCKET_ENV = f"AIRFLOW_VAR_{BUCKET.upper()}"
+AIRFLOW_CONNECTION_ENV = f"AIRFLOW_CONN_{S3_CONNECTION.upper()}"
 #: Kingfisher Collect's directories as the DAGs know them: a restore into them is always refused.
-AIRFLOW_DIRECTORY_ENVS = tuple(
-    f"AIRFLOW_VAR_{name.upper()}" for name in (airflow_settings.DATA_DIRECTORY, airflow_settings.LOGS_DIRECTORY)
-)
+AIRFLOW_DIRECTORY_ENVS = tuple(f"AIRFLOW_VAR_{name.upper()}" for name in (DATA_DIRECTORY, LOGS_DIRECTORY))
 DEFAULT_REGION = "us-east-1"
 
 _CREDENTIAL_SOURCES = {
@@ -244,7 +243,7 @@ def make_client(settings: S3Settings, overrides=None):
     kwargs = {
         "region_name": region,
         "endpoint_url": settings.endpoint_url,
-        "config": s3.client_config(base.merge(overrides) if overrides is not None else base),
+        "config": client_config(base.merge(overrides) if overrides is not None else base),
     }
     if settings.access_key:
         kwargs.update(
@@ -314,17 +313,17 @@ def check_bucket(client, settings: S3Settings) -> None:
     except ClientError as e:
         error = e.response.get("Error", {})
         code = str(error.get("Code", "")) or str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        if code in s3.NO_SUCH_BUCKET:
+        if code in NO_SUCH_BUCKET:
             raise ConnectError(
                 f"the {bucket} does not exist at {where}: check its name, or list the buckets you can see with "
                 "`aws s3 ls`"
             ) from None
-        if code in s3.CREDENTIALS_REFUSED:
+        if code in CREDENTIALS_REFUSED:
             raise ConnectError(
                 f"{where} refused {credentials} ({code}): check them, or give others (AWS_ACCESS_KEY_ID and "
                 f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ${AIRFLOW_CONNECTION_ENV})"
             ) from None
-        if code in s3.ACCESS_DENIED:
+        if code in ACCESS_DENIED:
             raise ConnectError(
                 f"{where} denied {credentials} access to the {bucket} ({code}): they need s3:ListBucket and "
                 "s3:GetObject on it"
@@ -351,11 +350,11 @@ def forbidden_directories(environ=os.environ) -> list[tuple[str, str]]:
     return found
 
 
-AIRFLOW_LEDGER_ENV = f"AIRFLOW_VAR_{airflow_settings.LEDGER.upper()}"
-AIRFLOW_DATA_DIRECTORY_ENV = f"AIRFLOW_VAR_{airflow_settings.DATA_DIRECTORY.upper()}"
+AIRFLOW_LEDGER_ENV = f"AIRFLOW_VAR_{LEDGER.upper()}"
+AIRFLOW_DATA_DIRECTORY_ENV = f"AIRFLOW_VAR_{DATA_DIRECTORY.upper()}"
 
 
-def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:
+def find_ledger(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:
     """The DAG's ledger file and where its name came from: ``--ledger``, else the DAGs' Variable in the environment,
     else the DAGs' default (``$AIRFLOW_HOME/kingfisher_archive.sqlite3``). Its directory must exist."""
     if flag:
@@ -363,7 +362,7 @@ def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.enviro
     elif use_airflow and environ.get(AIRFLOW_LEDGER_ENV, "").strip():
         path, source = environ[AIRFLOW_LEDGER_ENV].strip(), f"${AIRFLOW_LEDGER_ENV}"
     elif use_airflow and environ.get("AIRFLOW_HOME", "").strip():
-        path, source = airflow_settings.ledger_path(None, environ=environ), "$AIRFLOW_HOME (the DAGs' default)"
+        path, source = ledger_path(None, environ=environ), "$AIRFLOW_HOME (the DAGs' default)"
     else:
         raise SettingsError(
             f"no ledger: pass --ledger, or set ${AIRFLOW_LEDGER_ENV} (or $AIRFLOW_HOME), as the DAGs read it"
@@ -373,7 +372,7 @@ def ledger_path(flag: str | None, *, use_airflow: bool = True, environ=os.enviro
     if not os.path.isdir(directory):
         raise SettingsError(
             f"the ledger {path} (from {source}) is in {directory}, which is not a directory: give the DAG's ledger "
-            f"file (Airflow Variable {airflow_settings.LEDGER!r})"
+            f"file (Airflow Variable {LEDGER!r})"
         )
     return path, source
 

@@ -13,7 +13,7 @@ import os
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import archive_format, s3
+from kingfisher_archive import archive_format
 from kingfisher_archive.bucket import DATA, LOG, ArchivedCrawl, Bucket
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
@@ -28,6 +28,8 @@ from kingfisher_archive.crawl import (
     walk,
 )
 from kingfisher_archive.records import CrawlKey
+from kingfisher_archive.s3.errors import MISSING, error_code
+from kingfisher_archive.s3.objects import identity, stream
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -115,9 +117,9 @@ def missing_from(client, bucket_name: str, key: str, source_id: str, data_versio
     """
     members = archive_format.CrawlMembers(source_id, data_version)
     try:
-        opened = s3.open_archive(client, bucket_name, key)
+        opened = archive_format.open_archive(stream(client, bucket_name, key))
     except ClientError as e:
-        if s3.error_code(e) in s3.MISSING:
+        if error_code(e) in MISSING:
             return None  # metadata.json without its data: no archive, nothing of it to lose
         raise
     with opened as (tar, _):
@@ -156,9 +158,9 @@ def outside(client, bucket_name: str, key: str, source_id: str, data_version: st
     on_disk = {entry.relpath: entry for entry in walk(directory) if not entry.is_dir}
     matched = set()
     try:
-        opened = s3.open_archive(client, bucket_name, key)
+        opened = archive_format.open_archive(stream(client, bucket_name, key))
     except ClientError as e:
-        if s3.error_code(e) in s3.MISSING:
+        if error_code(e) in MISSING:
             return f"there is no archive at {key}"
         raise
     with opened as (tar, _):
@@ -203,7 +205,7 @@ def delete_set_aside_if_archived(
         if checksum(aside) != archived.checksum and not _part_of(settings, bucket, key, archived):
             return None
     log_bytes = archived.log_bytes
-    if log_bytes is None and (stored := s3.identity(bucket.client, bucket.name, archived.prefix + LOG)):
+    if log_bytes is None and (stored := identity(bucket.client, bucket.name, archived.prefix + LOG)):
         log_bytes = stored[0]  # an archive from before metadata.json recorded its log's size
     deleted = []
     if remove_set_aside(settings.data_directory, key.source_id, key.data_version):

@@ -203,8 +203,8 @@ CREATE TABLE IF NOT EXISTS event (
 
 #: A claim from another host older than this is taken to be left by a process that died.
 STALE_CLAIM_SECONDS = 24 * 3600
-#: How long an archive task waits for a month another run is archiving into, and how often it looks again.
-CLAIM_WAIT_SECONDS = 6 * 3600
+#: How often an archive task waiting for a month another run is archiving into looks again (how long it waits is
+#: the caller's: tasks.CLAIM_WAIT_SECONDS).
 CLAIM_POLL_SECONDS = 5.0
 
 

@@ -23,9 +23,9 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
 
-from kingfisher_archive import crawl as crawls
 from kingfisher_archive.bucket import Bucket, MetadataError, month_prefix
 from kingfisher_archive.catalogue import sources
+from kingfisher_archive.crawl import DELETING_SUFFIX, crawl_directory, parse_data_version, source_id_problem
 from kingfisher_archive.errors import PermanentError
 from kingfisher_archive.ledger import Ledger, LedgerCorruptError, examine, move_aside
 
@@ -76,13 +76,13 @@ def _on_disk(data_directory: str) -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = {}
     for source in sorted(os.listdir(data_directory)):
         folder = os.path.join(data_directory, source)
-        if crawls.source_id_problem(source) or os.path.islink(folder) or not os.path.isdir(folder):
+        if source_id_problem(source) or os.path.islink(folder) or not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
-            kind = "deleting" if name.endswith(crawls.DELETING_SUFFIX) else "directory"
-            version = name.removesuffix(crawls.DELETING_SUFFIX)
+            kind = "deleting" if name.endswith(DELETING_SUFFIX) else "directory"
+            version = name.removesuffix(DELETING_SUFFIX)
             try:
-                crawls.parse_data_version(version)
+                parse_data_version(version)
             except ValueError:
                 continue
             found.setdefault((source, version), set()).add(kind)
@@ -122,7 +122,7 @@ def survey(client, bucket_name: str, data_directory: str) -> dict:
                 counts["unnamed"] += 1  # a 2020 archive: names no crawl, so no crawl's row to write
                 continue
             try:
-                crawls.parse_data_version(archived.data_version)
+                parse_data_version(archived.data_version)
             except ValueError:
                 people.append(
                     {
@@ -164,12 +164,12 @@ def survey(client, bucket_name: str, data_directory: str) -> dict:
             )
     counts["archived"] = len(rows)
     for (source, version), kinds in sorted(disk.items()):
-        directory = crawls.crawl_directory(data_directory, source, version)
+        directory = crawl_directory(data_directory, source, version)
         if "directory" in kinds:
             counts["crawls_on_disk"] += 1
         if "deleting" in kinds:
             counts["deleting"] += 1
-            aside = directory + crawls.DELETING_SUFFIX
+            aside = directory + DELETING_SUFFIX
             if "directory" in kinds:
                 what = (
                     f"both {directory} and {aside} are there: compare them by hand; keep the one that is the crawl "
@@ -182,7 +182,7 @@ def survey(client, bucket_name: str, data_directory: str) -> dict:
                 )
             people.append(
                 {
-                    "id": f"{source}/{version}{crawls.DELETING_SUFFIX}",
+                    "id": f"{source}/{version}{DELETING_SUFFIX}",
                     "problem": "a deletion was cut short; without its ledger row no run finishes it",
                     "what_to_do": what,
                 }

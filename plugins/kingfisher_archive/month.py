@@ -20,10 +20,11 @@ from enum import StrEnum
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import archive_format, s3
+from kingfisher_archive import archive_format
 from kingfisher_archive.bucket import (
     DATA,
     STAGING,
+    STREAM_ERRORS,
     ArchivedCrawl,
     Bucket,
     MonthIncompleteError,
@@ -32,6 +33,8 @@ from kingfisher_archive.bucket import (
     parse_month_prefix,
 )
 from kingfisher_archive.records import CrawlKey
+from kingfisher_archive.s3.errors import MISSING, error_code
+from kingfisher_archive.s3.objects import stream
 
 #: The name of a journal written before 1.2, beside its staged archive: ``staging/<source_id>/<data_version>/``.
 JOURNAL = "replacing.json"
@@ -163,15 +166,15 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
     """
     members = archive_format.CrawlMembers(source_id)
     try:
-        with s3.open_archive(client, bucket, key) as (tar, _):
+        with archive_format.open_archive(stream(client, bucket, key)) as (tar, _):
             for member in tar:
                 if members.relpath(member) is not None:
                     return f"{source_id}/{members.data_version}"
     except ClientError as e:
-        if s3.error_code(e) in s3.MISSING:
+        if error_code(e) in MISSING:
             return None
         raise
-    except (*s3.STREAM_ERRORS, archive_format.RefusedMemberError):
+    except (*STREAM_ERRORS, archive_format.RefusedMemberError):
         return None
     return None
 

@@ -90,7 +90,7 @@ V2_QUERY = r"""
 SELECT c.id, c.source_id, c.data_version, {scrapyd_job}, c.store_end_at, {completed} AS completed,
        CASE WHEN {completed} THEN NULL ELSE (
            SELECT count(*) FROM processing_step s LEFT JOIN collection_file f ON f.id = s.collection_file_id
-           WHERE s.name IN ('LOAD', 'UPGRADE')
+           WHERE s.name IN ({file_steps})
              AND (s.collection_id = c.id OR f.collection_id = c.id OR s.collection_id IN (
                  SELECT u.id FROM collection u WHERE u.transform_from_collection_id = c.id
              ))
@@ -170,6 +170,7 @@ def loaded_collections(connection, loaded_before: datetime | None = None) -> Fou
     else:
         query = V2_QUERY.format(
             loaded_before=clause,
+            file_steps=", ".join(f"'{step}'" for step in FILE_STEPS),
             scrapyd_job="c.scrapyd_job" if "scrapyd_job" in schema.columns else "NULL",
             completed="(c.completed_at IS NOT NULL)" if "completed_at" in schema.columns else "false",
         )

@@ -32,10 +32,29 @@ from dataclasses import replace as with_fields
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import s3
+from kingfisher_archive.bucket import (
+    DATA,
+    LOG,
+    METADATA,
+    STAGING,
+    MetadataError,
+    MonthIncompleteError,
+    ReservedSourceError,
+    month_prefix,
+    month_state,
+    parse_metadata,
+    parse_month_prefix,
+    staging_prefix,
+)
 from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.month import JOURNAL, crawl_in, is_journal, journal_key, journal_period, journals
+from kingfisher_archive.s3.copies import promote
+from kingfisher_archive.s3.delete import delete_if_match, purge_versions
+from kingfisher_archive.s3.errors import REFUSALS, VerificationError, error_code
+from kingfisher_archive.s3.objects import get_if_any, identity
+from kingfisher_archive.s3.proof import verify_read_back
+from kingfisher_archive.s3.upload import put_object_once
+from kingfisher_archive.s3.versions import object_lock
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +85,12 @@ class ReplacementInProgressError(RetryableError):
     read), ``month`` the month's prefix, ``crawl`` the crawl that was refused.
     """
 
-    def __init__(self, bucket: str, month: str, crawl: str, journal: str, holder: str | None) -> None:
+    def __init__(self, bucket_name: str, month: str, crawl: str, journal: str, holder: str | None) -> None:
         self.month, self.crawl, self.journal, self.holder = month, crawl, journal, holder
         super().__init__(
-            f"s3://{bucket}/{month} is being replaced by {holder or 'another crawl (its journal cannot be read)'}: "
-            f"its journal s3://{bucket}/{journal} holds the month (a replacement in progress, or cut short and left "
+            f"s3://{bucket_name}/{month} is being replaced by "
+            f"{holder or 'another crawl (its journal cannot be read)'}: its journal s3://{bucket_name}/{journal} "
+            "holds the month (a replacement in progress, or cut short and left "
             f"for the next try to finish or undo). {crawl} was not archived, the month was not touched and nothing "
             "was deleted locally; a later try decides again"
         )
@@ -80,10 +100,10 @@ class MonthChangedError(RetryableError):
     """The month is not what the caller decided against: ``expected`` (what it saw) and ``found`` (what is there),
     each a :func:`kingfisher_archive.bucket.month_state` or ``None`` for a month without ``metadata.json``."""
 
-    def __init__(self, bucket: str, month: str, crawl: str, expected, found, why: str = "") -> None:
+    def __init__(self, bucket_name: str, month: str, crawl: str, expected, found, why: str = "") -> None:
         self.month, self.crawl, self.expected, self.found = month, crawl, expected, found
         super().__init__(
-            f"s3://{bucket}/{month} holds {found or 'no metadata.json'}, not {expected or 'nothing'} as when "
+            f"s3://{bucket_name}/{month} holds {found or 'no metadata.json'}, not {expected or 'nothing'} as when "
             f"{crawl} was chosen to replace it{why}: it was not replaced, nothing was deleted locally; decide again"
         )
 
@@ -146,9 +166,9 @@ class Journal:
                 values[name] = tuple(values[name]) if values[name] is not None else None
             journal = cls(**values, token=data.get("token"), at=key, etag=etag)
             source_id, data_version = journal.crawl.split("/")
-            staging = layout.staging_prefix(source_id, data_version)
+            staging = staging_prefix(source_id, data_version)
             month_key = journal_key(journal.month)
-        except (ValueError, KeyError, TypeError, AttributeError, layout.ReservedSourceError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, ReservedSourceError) as e:
             raise RecoveryError(f"the journal s3://…/{key} cannot be read ({e}): the month needs a person") from None
         if journal.staging != staging or key not in (month_key, staging + JOURNAL):
             raise RecoveryError(
@@ -157,48 +177,50 @@ class Journal:
         return journal
 
 
-def _month_now(client, bucket: str, month: str):
+def _month_now(client, bucket_name: str, month: str):
     """The month's ``metadata.json`` (bytes, ETag), its data's and its log's (size, ETag), each ``None`` if absent."""
     return (
-        s3.get_if_any(client, bucket, month + layout.METADATA),
-        s3.identity(client, bucket, month + layout.DATA),
-        s3.identity(client, bucket, month + layout.LOG),
+        get_if_any(client, bucket_name, month + METADATA),
+        identity(client, bucket_name, month + DATA),
+        identity(client, bucket_name, month + LOG),
     )
 
 
-def _check_start(client, bucket: str, month: str, crawl: str, now, month_held) -> None:
+def _check_start(client, bucket_name: str, month: str, crawl: str, now, month_held) -> None:
     """Refuse to replace a month holding data without metadata.json (unless this crawl's own upload), one whose
     metadata.json is not the one the caller decided against, or one whose metadata.json describes other data."""
     metadata, data, log = now
-    source_id, year, month_ = layout.parse_month_prefix(month)
+    source_id, year, month_ = parse_month_prefix(month)
     if metadata is None:
-        if (data is not None and crawl_in(client, bucket, month + layout.DATA, source_id) != crawl) or (
+        if (data is not None and crawl_in(client, bucket_name, month + DATA, source_id) != crawl) or (
             data is None and log is not None
         ):
-            names = [name for name, there in ((layout.DATA, data), (layout.LOG, log)) if there]
-            raise layout.MonthIncompleteError(bucket, month, names)
+            names = [name for name, there in ((DATA, data), (LOG, log)) if there]
+            raise MonthIncompleteError(bucket_name, month, names)
         found = None
     else:
         try:
-            archived = layout.parse_metadata(month + layout.METADATA, source_id, year, month_, metadata[0])
-        except layout.MetadataError as e:
-            raise MonthChangedError(bucket, month, crawl, month_held, f"an unreadable metadata.json ({e})") from None
-        found = layout.month_state(archived)
+            archived = parse_metadata(month + METADATA, source_id, year, month_, metadata[0])
+        except MetadataError as e:
+            raise MonthChangedError(
+                bucket_name, month, crawl, month_held, f"an unreadable metadata.json ({e})"
+            ) from None
+        found = month_state(archived)
         size = archived.raw.get("compressed_bytes")
         if data is not None and isinstance(size, int) and not isinstance(size, bool) and data[0] != size:
             raise MonthInconsistentError(
-                f"s3://{bucket}/{month}metadata.json describes {archived.id} with {size} compressed bytes, and the "
-                f"data.tar.lz4 beside it holds {data[0]}: it is another archive, maybe the only copy of its crawl. "
-                f"{crawl} was not archived and nothing was deleted locally; the month needs a person (restore its "
-                "data.tar.lz4 to see which crawl it holds)"
+                f"s3://{bucket_name}/{month}metadata.json describes {archived.id} with {size} compressed bytes, and "
+                f"the data.tar.lz4 beside it holds {data[0]}: it is another archive, maybe the only copy of its "
+                f"crawl. {crawl} was not archived and nothing was deleted locally; the month needs a person (restore "
+                "its data.tar.lz4 to see which crawl it holds)"
             )
     if month_held is not UNCHECKED and found != month_held:
-        raise MonthChangedError(bucket, month, crawl, month_held, found)
+        raise MonthChangedError(bucket_name, month, crawl, month_held, found)
 
 
 def begin(
     client,
-    bucket: str,
+    bucket_name: str,
     *,
     month: str,
     crawl: str,
@@ -227,12 +249,10 @@ def begin(
     Whatever is raised, the month is untouched and this try's journal removed (conditional on its ETag).
     """
     source_id, data_version = crawl.split("/")
-    if staging != layout.staging_prefix(source_id, data_version) or month != layout.month_prefix(
-        *layout.parse_month_prefix(month)
-    ):
-        raise ValueError(f"{crawl} stages at {layout.staging_prefix(source_id, data_version)}, not {staging}")
-    before = _month_now(client, bucket, month)
-    _check_start(client, bucket, month, crawl, before, month_held)  # refused before anything is written
+    if staging != staging_prefix(source_id, data_version) or month != month_prefix(*parse_month_prefix(month)):
+        raise ValueError(f"{crawl} stages at {staging_prefix(source_id, data_version)}, not {staging}")
+    before = _month_now(client, bucket_name, month)
+    _check_start(client, bucket_name, month, crawl, before, month_held)  # refused before anything is written
     old = before[0]
     journal = Journal(
         month=month,
@@ -250,45 +270,45 @@ def begin(
     try:
         # A write the server applied whose response was lost is retried by botocore and answered 412: the key
         # then holds exactly this body (its token is this try's), and it is ours.
-        etag = s3.put_object_once(client, bucket, key, body, "STANDARD")
-    except s3.VerificationError as e:
-        raise ReplacementInProgressError(bucket, month, crawl, key, _holder(client, bucket, key)) from e
+        etag = put_object_once(client, bucket_name, key, body, "STANDARD")
+    except VerificationError as e:
+        raise ReplacementInProgressError(bucket_name, month, crawl, key, _holder(client, bucket_name, key)) from e
     journal = with_fields(journal, at=key, etag=etag)
     try:
-        s3.verify_read_back(client, bucket, key, body, etag)
-        now = _month_now(client, bucket, month)
+        verify_read_back(client, bucket_name, key, body, etag)
+        now = _month_now(client, bucket_name, month)
         if (now[0], now[1]) != (before[0], before[1]):
             raise MonthChangedError(
-                bucket, month, crawl, month_held, "other objects", " (it changed while its journal was written)"
+                bucket_name, month, crawl, month_held, "other objects", " (it changed while its journal was written)"
             )
-        _check_start(client, bucket, month, crawl, now, month_held)
+        _check_start(client, bucket_name, month, crawl, now, month_held)
     except BaseException:
-        _drop_journal(client, bucket, journal)
+        _drop_journal(client, bucket_name, journal)
         raise
     return journal
 
 
-def _holder(client, bucket: str, key: str) -> str | None:
+def _holder(client, bucket_name: str, key: str) -> str | None:
     """The crawl the journal at ``key`` names, or ``None`` if it is gone or cannot be read."""
     try:
-        found = s3.get_if_any(client, bucket, key)
+        found = get_if_any(client, bucket_name, key)
         return Journal.parse(key, found[0]).crawl if found else None
     except (ClientError, RecoveryError):
         return None
 
 
-def _drop_journal(client, bucket: str, journal: Journal) -> None:
+def _drop_journal(client, bucket_name: str, journal: Journal) -> None:
     """Remove this try's journal of a replacement that did not begin (only if it is still exactly ours)."""
     try:
-        s3.delete_if_match(client, bucket, journal.key, journal.etag)
-        s3.purge_versions(client, bucket, journal.key)
+        delete_if_match(client, bucket_name, journal.key, journal.etag)
+        purge_versions(client, bucket_name, journal.key)
     except Exception:  # noqa: BLE001 - the error that stopped the replacement matters more
         logger.warning(
-            "Could not remove the journal s3://%s/%s of a replacement that did not begin", bucket, journal.key
+            "Could not remove the journal s3://%s/%s of a replacement that did not begin", bucket_name, journal.key
         )
 
 
-def replace(client, bucket: str, journal: Journal, storage_class: str) -> None:
+def replace(client, bucket_name: str, journal: Journal, storage_class: str) -> None:
     """Take the old ``metadata.json`` away, copy the staged archive over the month, write the new one, clean up.
 
     If the server refuses to copy the data (an ``AccessDenied``, a lock), the month is put back as it was and the
@@ -296,134 +316,132 @@ def replace(client, bucket: str, journal: Journal, storage_class: str) -> None:
     """
     try:
         if journal.old_metadata is not None:
-            s3.delete_if_match(client, bucket, journal.month + layout.METADATA, journal.old_metadata_etag)
-        _finish(client, bucket, journal, storage_class, undo_if_refused=True)
+            delete_if_match(client, bucket_name, journal.month + METADATA, journal.old_metadata_etag)
+        _finish(client, bucket_name, journal, storage_class, undo_if_refused=True)
     except ClientError as e:
-        if s3.error_code(e) not in s3.REFUSALS or s3.identity(client, bucket, journal.month + layout.DATA) != (
-            journal.old_data
-        ):
+        if error_code(e) not in REFUSALS or identity(client, bucket_name, journal.month + DATA) != (journal.old_data):
             raise
         try:
-            lock = s3.object_lock(client, bucket)
+            lock = object_lock(client, bucket_name)
         except ClientError:
             lock = "unknown"
-        _clean_if_untouched(client, bucket, journal)
+        _clean_if_untouched(client, bucket_name, journal)
         message = e.response.get("Error", {}).get("Message", "")
         raise RefusedError(
-            f"The bucket {bucket!r} refused to replace s3://{bucket}/{journal.month} with {journal.crawl} "
-            f"({s3.error_code(e)} on {e.operation_name}: {message}; the bucket's Object Lock is {lock or 'off'}): "
+            f"The bucket {bucket_name!r} refused to replace s3://{bucket_name}/{journal.month} with {journal.crawl} "
+            f"({error_code(e)} on {e.operation_name}: {message}; the bucket's Object Lock is {lock or 'off'}): "
             "the month was left as it was and nothing was deleted locally. A locked month cannot be replaced until "
             "its retention ends; otherwise grant the connection's credentials what samples/iam-policy.json lists",
             month=journal.month,
             crawl=journal.crawl,
-            code=s3.error_code(e),
+            code=error_code(e),
             lock=lock,
         ) from e
 
 
-def _clean_if_untouched(client, bucket: str, journal: Journal) -> None:
+def _clean_if_untouched(client, bucket_name: str, journal: Journal) -> None:
     """After a refusal: remove the staged archive and the journal if the month holds its old metadata.json again
     (the refusal came before it was taken away, or the undo put it back), so no later try meets the journal."""
     try:
-        current = s3.get_if_any(client, bucket, journal.month + layout.METADATA)
+        current = get_if_any(client, bucket_name, journal.month + METADATA)
         text = current[0].decode("utf-8", "surrogateescape") if current else None
-        if text == journal.old_metadata and s3.identity(client, bucket, journal.month + layout.DATA) == (
-            journal.old_data
-        ):
-            _clean(client, bucket, journal)
+        if text == journal.old_metadata and identity(client, bucket_name, journal.month + DATA) == (journal.old_data):
+            _clean(client, bucket_name, journal)
     except Exception:  # noqa: BLE001 - the refusal matters more; recover() finds the journal otherwise
-        logger.warning("Could not remove the journal s3://%s/%s after a refusal", bucket, journal.key, exc_info=True)
+        logger.warning(
+            "Could not remove the journal s3://%s/%s after a refusal", bucket_name, journal.key, exc_info=True
+        )
 
 
-def _finish(client, bucket: str, journal: Journal, storage_class: str, undo_if_refused: bool = False) -> None:
+def _finish(client, bucket_name: str, journal: Journal, storage_class: str, undo_if_refused: bool = False) -> None:
     """Copy the staged data and log over the month, write the new metadata.json last, then clean staging."""
     month, staging = journal.month, journal.staging
     try:
-        s3.promote(
-            client, bucket, staging + layout.DATA, month + layout.DATA, *journal.data, storage_class=storage_class
-        )
+        promote(client, bucket_name, staging + DATA, month + DATA, *journal.data, storage_class=storage_class)
     except ClientError:
         if undo_if_refused:  # refused, so the month's data is as it was
-            _undo(client, bucket, journal, storage_class)
+            _undo(client, bucket_name, journal, storage_class)
         raise
-    s3.promote(client, bucket, staging + layout.LOG, month + layout.LOG, *journal.log, storage_class=storage_class)
-    key, body = month + layout.METADATA, journal.metadata.encode("utf-8")
-    s3.verify_read_back(client, bucket, key, body, s3.put_object_once(client, bucket, key, body, storage_class))
-    _clean(client, bucket, journal)
+    promote(client, bucket_name, staging + LOG, month + LOG, *journal.log, storage_class=storage_class)
+    key, body = month + METADATA, journal.metadata.encode("utf-8")
+    verify_read_back(client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, storage_class))
+    _clean(client, bucket_name, journal)
 
 
-def _undo(client, bucket: str, journal: Journal, storage_class: str) -> None:
+def _undo(client, bucket_name: str, journal: Journal, storage_class: str) -> None:
     """Put the month back as it was: only while its data is still the old one (same size and ETag)."""
-    if s3.identity(client, bucket, journal.month + layout.DATA) != journal.old_data:
+    if identity(client, bucket_name, journal.month + DATA) != journal.old_data:
         raise RecoveryError(
-            f"s3://{bucket}/{journal.month}data.tar.lz4 is neither the archive being replaced nor "
+            f"s3://{bucket_name}/{journal.month}data.tar.lz4 is neither the archive being replaced nor "
             f"{journal.crawl}'s staged one, and {journal.staging} no longer holds that: the month needs a person"
         )
     if journal.old_metadata is not None:
         body = journal.old_metadata.encode("utf-8", "surrogateescape")
-        key = journal.month + layout.METADATA
-        s3.verify_read_back(client, bucket, key, body, s3.put_object_once(client, bucket, key, body, storage_class))
-        logger.warning("Put s3://%s/%s back as it was", bucket, key)
-    _clean(client, bucket, journal)
+        key = journal.month + METADATA
+        verify_read_back(
+            client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, storage_class)
+        )
+        logger.warning("Put s3://%s/%s back as it was", bucket_name, key)
+    _clean(client, bucket_name, journal)
 
 
-def _clean(client, bucket: str, journal: Journal) -> None:
+def _clean(client, bucket_name: str, journal: Journal) -> None:
     """The staged objects, then the journal: a journal without its staged archive can still undo, never half-do.
 
     The journal goes only if it is the one this replacement wrote or read (``If-Match`` on its ETag): never another
     try's journal of the month. Nothing of a month is deleted here: the staged keys lie under the crawl's staging
     prefix (checked when the journal was written or read)."""
-    if not journal.staging.startswith(layout.STAGING + "/") or not is_journal(journal.key):
-        raise RecoveryError(f"refusing to clean {journal.staging} and {journal.key}: not under {layout.STAGING}/")
-    for name in (layout.DATA, layout.LOG):
-        client.delete_object(Bucket=bucket, Key=journal.staging + name)
-    s3.delete_if_match(client, bucket, journal.key, journal.etag)
-    s3.purge_versions(client, bucket, journal.staging)  # a versioned bucket's copies of them, and their markers
+    if not journal.staging.startswith(STAGING + "/") or not is_journal(journal.key):
+        raise RecoveryError(f"refusing to clean {journal.staging} and {journal.key}: not under {STAGING}/")
+    for name in (DATA, LOG):
+        client.delete_object(Bucket=bucket_name, Key=journal.staging + name)
+    delete_if_match(client, bucket_name, journal.key, journal.etag)
+    purge_versions(client, bucket_name, journal.staging)  # a versioned bucket's copies of them, and their markers
     if not journal.key.startswith(journal.staging):
-        s3.purge_versions(client, bucket, journal.key)
+        purge_versions(client, bucket_name, journal.key)
 
 
-def recover(client, bucket: str, source_id: str, year: int, month: int, storage_class: str) -> list[str]:
+def recover(client, bucket_name: str, source_id: str, year: int, month: int, storage_class: str) -> list[str]:
     """Finish or undo every interrupted replacement of one month; return what was done, in words.
 
     Call it under the month's claim. Raises :class:`RecoveryError` for a month that neither can mend.
     """
-    prefix = layout.month_prefix(source_id, year, month)
+    prefix = month_prefix(source_id, year, month)
     done = []
-    for key in journals(client, bucket, source_id):
+    for key in journals(client, bucket_name, source_id):
         if journal_period(key) != f"{year:04d}{month:02d}":
             continue
-        found = s3.get_if_any(client, bucket, key)
+        found = get_if_any(client, bucket_name, key)
         if found is None:
             continue
         journal = Journal.parse(key, *found)
         if journal.month != prefix:
             continue
-        done.append(f"{journal.crawl}: {_recover(client, bucket, journal, storage_class)}")
-        logger.warning("s3://%s/%s: an interrupted replacement by %s", bucket, prefix, done[-1])
+        done.append(f"{journal.crawl}: {_recover(client, bucket_name, journal, storage_class)}")
+        logger.warning("s3://%s/%s: an interrupted replacement by %s", bucket_name, prefix, done[-1])
     return done
 
 
-def _recover(client, bucket: str, journal: Journal, storage_class: str) -> str:
-    current = s3.get_if_any(client, bucket, journal.month + layout.METADATA)
+def _recover(client, bucket_name: str, journal: Journal, storage_class: str) -> str:
+    current = get_if_any(client, bucket_name, journal.month + METADATA)
     if current is not None:
         text = current[0].decode("utf-8", "surrogateescape")
         if text == journal.metadata:
-            _clean(client, bucket, journal)
+            _clean(client, bucket_name, journal)
             return "it had completed; its staging objects were removed"
         if text == journal.old_metadata:
-            _clean(client, bucket, journal)
+            _clean(client, bucket_name, journal)
             return "it had not begun to change the month; its staging objects were removed"
         raise RecoveryError(
-            f"s3://{bucket}/{journal.month}metadata.json is neither the one {journal.crawl} replaced nor its own: "
-            "the month needs a person"
+            f"s3://{bucket_name}/{journal.month}metadata.json is neither the one {journal.crawl} replaced nor its "
+            "own: the month needs a person"
         )
     staged = (
-        s3.identity(client, bucket, journal.staging + layout.DATA) == journal.data[:2]
-        and s3.identity(client, bucket, journal.staging + layout.LOG) == journal.log[:2]
+        identity(client, bucket_name, journal.staging + DATA) == journal.data[:2]
+        and identity(client, bucket_name, journal.staging + LOG) == journal.log[:2]
     )
     if staged:
-        _finish(client, bucket, journal, storage_class)
+        _finish(client, bucket_name, journal, storage_class)
         return "finished: the month now holds it"
-    _undo(client, bucket, journal, storage_class)
+    _undo(client, bucket_name, journal, storage_class)
     return "undone: the month holds what it held before"

@@ -22,25 +22,36 @@ import tarfile
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kingfisher_archive import archive_format, s3
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
+from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, open_archive
+from kingfisher_archive.bucket import (
+    DATA,
+    LOG,
+    METADATA,
+    STREAM_ERRORS,
+    ArchivedCrawl,
+    Bucket,
+    MetadataError,
+    month_prefix,
+    parse_metadata,
+)
+from kingfisher_archive.crawl import checksum, measure, parse_data_version, source_id_problem
 from kingfisher_archive.errors import RetryableError
+from kingfisher_archive.s3.errors import MISSING, error_code
+from kingfisher_archive.s3.objects import stream
 from kingfisher_archive.settings import RESTORE_DIRECTORY
 
 #: Suffix of the crawl directory while it is being written and before it is verified.
 INCOMPLETE = ".incomplete"
 #: Suffix of the restored log, beside the crawl directory.
 LOG_SUFFIX = ".scrapy.log"
-READ_SIZE = archive_format.READ_SIZE
 
 
 class RestoreError(RetryableError):  # retried: also raised when a read of the bucket fails
     """The month cannot be restored as asked, or what came out of the archive is not what was archived."""
 
 
-def _s3(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
+def _s3(bucket_name: str, key: str) -> str:
+    return f"s3://{bucket_name}/{key}"
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -137,7 +148,7 @@ def _destination(
 
 
 def _time(data_version: str) -> str:
-    parsed = crawls.parse_data_version(data_version)
+    parsed = parse_data_version(data_version)
     return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -168,25 +179,25 @@ def reload_command(source_id: str, data_version: str, directory: str, note: str)
     )
 
 
-def _month_metadata(client, bucket: str, source_id: str, year: int, month: int) -> tuple[str, layout.ArchivedCrawl]:
+def _month_metadata(client, bucket_name: str, source_id: str, year: int, month: int) -> tuple[str, ArchivedCrawl]:
     try:
-        key = layout.Bucket(client, bucket).months(source_id).get((year, month))
+        key = Bucket(client, bucket_name).months(source_id).get((year, month))
     except ClientError as e:
-        raise RestoreError(f"cannot list {_s3(bucket, source_id + '/')}: {s3.error_code(e)}") from None
+        raise RestoreError(f"cannot list {_s3(bucket_name, source_id + '/')}: {error_code(e)}") from None
     if key is None:
-        where = _s3(bucket, layout.month_prefix(source_id, year, month))
+        where = _s3(bucket_name, month_prefix(source_id, year, month))
         raise RestoreError(
-            f"no archive of {source_id} for {year:04d}-{month:02d}: {where} has no {layout.METADATA}; listing "
+            f"no archive of {source_id} for {year:04d}-{month:02d}: {where} has no {METADATA}; listing "
             f"{source_id}'s months shows which are archived"
         )
     try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = client.get_object(Bucket=bucket_name, Key=key)["Body"].read()
     except ClientError as e:
-        raise RestoreError(f"cannot read {_s3(bucket, key)}: {s3.error_code(e)}") from None
+        raise RestoreError(f"cannot read {_s3(bucket_name, key)}: {error_code(e)}") from None
     try:
-        return key, layout.parse_metadata(key, source_id, year, month, body)
-    except layout.MetadataError as e:
-        raise RestoreError(f"cannot restore from {_s3(bucket, key)}: {e}") from None
+        return key, parse_metadata(key, source_id, year, month, body)
+    except MetadataError as e:
+        raise RestoreError(f"cannot restore from {_s3(bucket_name, key)}: {e}") from None
 
 
 def check_target(target_directory: str, forbidden_directories=(), *, restore_directory: str | None = None) -> str:
@@ -214,7 +225,7 @@ def check_target(target_directory: str, forbidden_directories=(), *, restore_dir
 
 def restore(
     client,
-    bucket: str,
+    bucket_name: str,
     source_id: str,
     year: int,
     month: int,
@@ -227,7 +238,7 @@ def restore(
     """Restore the crawl archived for ``source_id`` in ``year``-``month`` under ``target_directory``; verify it.
 
     :param client: a boto3 S3 client.
-    :param bucket: the bucket's name.
+    :param bucket_name: the bucket's name.
     :param source_id: the crawl's source.
     :param year: the month's year.
     :param month: the month, 1 to 12.
@@ -241,24 +252,24 @@ def restore(
     :raises RestoreError: with a message for a person; what the restore wrote is removed (see docs/safety.md,
         section 14).
     """
-    problem = crawls.source_id_problem(source_id)
+    problem = source_id_problem(source_id)
     if problem:
         raise RestoreError(problem)
     if data_version is not None:
         try:
-            crawls.parse_data_version(data_version)
+            parse_data_version(data_version)
         except ValueError as e:
             raise RestoreError(str(e)) from None
     forbidden = [str(directory) for directory in forbidden_directories if directory]
     target = check_target(target_directory, forbidden, restore_directory=restore_directory)
     root = None if restore_directory is None else os.path.realpath(restore_directory)
 
-    metadata_key, archived = _month_metadata(client, bucket, source_id, year, month)
-    prefix = metadata_key[: -len(layout.METADATA)]
-    data_key = prefix + layout.DATA
+    metadata_key, archived = _month_metadata(client, bucket_name, source_id, year, month)
+    prefix = metadata_key[: -len(METADATA)]
+    data_key = prefix + DATA
     if data_version is not None and archived.data_version is not None and archived.data_version != data_version:
         raise RestoreError(
-            f"{_s3(bucket, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
+            f"{_s3(bucket_name, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
             "the month holds another crawl"
         )
     expected_version = data_version or archived.data_version
@@ -274,19 +285,19 @@ def restore(
         ) from None
     try:
         directory, version, summary, verified, restored_log = _extract(
-            client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written, root
+            client, bucket_name, source_id, target, prefix, archived, expected_version, forbidden, written, root
         )
     except BaseException:
         written.remove()
         raise
 
-    note = f"Restored from {_s3(bucket, data_key)}"
+    note = f"Restored from {_s3(bucket_name, data_key)}"
     return {
         "source_id": source_id,
         "data_version": version,
         "year": year,
         "month": month,
-        "archive": _s3(bucket, data_key),
+        "archive": _s3(bucket_name, data_key),
         "generation": archived.generation,
         "directory": directory,
         "log": restored_log,
@@ -300,13 +311,13 @@ def restore(
     }
 
 
-def _extract(client, bucket, source_id, target, prefix, archived, expected_version, forbidden, written, root):
+def _extract(client, bucket_name, source_id, target, prefix, archived, expected_version, forbidden, written, root):
     """Stream the archive into ``<source_id>/<version>.incomplete`` under ``target``, verify it, rename it."""
-    data_key = prefix + layout.DATA
-    members = archive_format.CrawlMembers(source_id, expected_version)
+    data_key = prefix + DATA
+    members = CrawlMembers(source_id, expected_version)
     staging = directory = log_path = None
     try:
-        with s3.open_archive(client, bucket, data_key) as (tar, compressed):
+        with open_archive(stream(client, bucket_name, data_key)) as (tar, compressed):
             for member in tar:
                 relpath = members.relpath(member)
                 if relpath is None:
@@ -325,26 +336,26 @@ def _extract(client, bucket, source_id, target, prefix, archived, expected_versi
                 try:
                     tar.extract(member.replace(name=name, deep=False), path=target, filter="data")
                 except tarfile.FilterError as e:
-                    archive_format.CrawlMembers.refuse(member.name, str(e))
-            archive_format.drain(compressed)
-    except (RestoreError, archive_format.RefusedMemberError) as e:
-        raise RestoreError(f"{_s3(bucket, data_key)}: {e}") from None
+                    CrawlMembers.refuse(member.name, str(e))
+            drain(compressed)
+    except (RestoreError, RefusedMemberError) as e:
+        raise RestoreError(f"{_s3(bucket_name, data_key)}: {e}") from None
     except ClientError as e:
-        code = s3.error_code(e)
-        if code in s3.MISSING:
+        code = error_code(e)
+        if code in MISSING:
             raise RestoreError(
-                f"{_s3(bucket, data_key)} is missing (the month has {layout.METADATA} but no archive)"
+                f"{_s3(bucket_name, data_key)} is missing (the month has {METADATA} but no archive)"
             ) from None
-        raise RestoreError(f"cannot read {_s3(bucket, data_key)}: {code}") from None
-    except s3.STREAM_ERRORS as e:
-        raise RestoreError(f"{_s3(bucket, data_key)} is unreadable ({e})") from None
+        raise RestoreError(f"cannot read {_s3(bucket_name, data_key)}: {code}") from None
+    except STREAM_ERRORS as e:
+        raise RestoreError(f"{_s3(bucket_name, data_key)} is unreadable ({e})") from None
     except OSError as e:
-        raise RestoreError(f"cannot write the crawl restored from {_s3(bucket, data_key)}: {e}") from e
+        raise RestoreError(f"cannot write the crawl restored from {_s3(bucket_name, data_key)}: {e}") from e
     if staging is None:
-        raise RestoreError(f"{_s3(bucket, data_key)} holds no crawl of {source_id}")
+        raise RestoreError(f"{_s3(bucket_name, data_key)} holds no crawl of {source_id}")
 
     version = members.data_version
-    summary = crawls.measure(staging)
+    summary = measure(staging)
     verified = []
     differences = []
     if summary.bytes != archived.bytes:
@@ -356,19 +367,19 @@ def _extract(client, bucket, source_id, target, prefix, archived, expected_versi
             differences.append(f"{summary.files} files, the metadata says {data_files}")
         verified.append("files")
     if archived.checksum is not None:
-        actual = crawls.checksum(staging)
+        actual = checksum(staging)
         if actual != archived.checksum:
             differences.append(f"checksum {actual}, the metadata says {archived.checksum}")
         verified.append("checksum")
     if differences:
         written.keep_staging = True  # read whole but not what was archived: left for inspection
         raise RestoreError(
-            f"the crawl restored from {_s3(bucket, data_key)} does not match {layout.METADATA}: "
+            f"the crawl restored from {_s3(bucket_name, data_key)} does not match {METADATA}: "
             f"{'; '.join(differences)}{_left(staging)}"
         )
 
     written.log = log_path + INCOMPLETE
-    restored_log = _restore_log(client, bucket, prefix + layout.LOG, log_path)
+    restored_log = _restore_log(client, bucket_name, prefix + LOG, log_path)
     if os.path.lexists(directory):
         written.keep_staging = True
         raise RestoreError(f"{directory} appeared while restoring: the verified crawl is left in {staging}")
@@ -417,14 +428,14 @@ def _left(staging: str | None) -> str:
     return ""
 
 
-def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
+def _restore_log(client, bucket_name: str, key: str, log_path: str) -> str | None:
     """Download the month's scrapy.log beside the crawl directory; ``None`` if the month has no log."""
     try:
-        response = client.get_object(Bucket=bucket, Key=key)
+        response = client.get_object(Bucket=bucket_name, Key=key)
     except ClientError as e:
-        if s3.error_code(e) in s3.MISSING:
+        if error_code(e) in MISSING:
             return None
-        raise RestoreError(f"cannot read {_s3(bucket, key)}: {s3.error_code(e)}") from None
+        raise RestoreError(f"cannot read {_s3(bucket_name, key)}: {error_code(e)}") from None
     partial = log_path + INCOMPLETE
     if os.path.lexists(partial):  # what an earlier restore of this crawl that did not finish left: ours, by its name
         os.remove(partial)
@@ -434,18 +445,18 @@ def _restore_log(client, bucket: str, key: str, log_path: str) -> str | None:
             shutil.copyfileobj(response["Body"], f, READ_SIZE)
             size = f.tell()
     except BotoCoreError as e:
-        raise RestoreError(f"cannot read {_s3(bucket, key)} ({e})") from None
+        raise RestoreError(f"cannot read {_s3(bucket_name, key)} ({e})") from None
     if size != response["ContentLength"]:
-        raise RestoreError(f"{_s3(bucket, key)} holds {response['ContentLength']} bytes, {size} arrived")
+        raise RestoreError(f"{_s3(bucket_name, key)} holds {response['ContentLength']} bytes, {size} arrived")
     os.rename(partial, log_path)
     return log_path
 
 
-def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
+def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dict]:
     """Every month of a source in the bucket, oldest first, with what its metadata says; never raises for one month.
 
     :param client: a boto3 S3 client.
-    :param bucket: the bucket's name.
+    :param bucket_name: the bucket's name.
     :param source_id: the source.
     :param read: ``read(key, etag)`` returns a metadata.json's bytes (default: a GET), so that a long-lived caller
         (the catalogue page) can keep what it read by ETag.
@@ -456,29 +467,26 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
         ``problem`` (``None`` if the month can be restored).
     :raises RestoreError: for a source id that cannot name a folder.
     """
-    problem = crawls.source_id_problem(source_id)
+    problem = source_id_problem(source_id)
     if problem:
         raise RestoreError(problem)
-    start = f"{source_id}/"
+    bucket = Bucket(client, bucket_name)
     months: dict[str, dict[str, int]] = {}
+    periods: dict[str, tuple[int, int]] = {}
     etags: dict[str, str] = {}
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=start):
-        for item in page.get("Contents", []):
-            match = layout.parse_month_key(item["Key"])
-            if match is not None and match.source_id == source_id:
-                prefix = match.prefix
-                months.setdefault(prefix, {})[match.name] = item["Size"]
-                etags[item["Key"]] = item.get("ETag", "")
+    for match, item in bucket.listing(source_id):
+        months.setdefault(match.prefix, {})[match.name] = item["Size"]
+        periods[match.prefix] = (match.year, match.month)
+        etags[item["Key"]] = item.get("ETag", "")
     if read is None:
 
         def read(key, etag):
-            return _read(client, bucket, key)
+            return _read(client, bucket_name, key)
 
-    chosen = layout.Bucket(client, bucket).months(source_id)
+    chosen = bucket.months(source_id)
     rows = []
     for prefix, objects in months.items():
-        year, month = (int(part) for part in prefix[len(start) : -1].split("/"))
+        year, month = periods[prefix]
         row = {
             "year": year,
             "month": month,
@@ -486,8 +494,8 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
             "data_version": None,
             "bytes": None,
             "files": None,
-            "compressed_bytes": objects.get(layout.DATA),
-            "log": layout.LOG in objects,
+            "compressed_bytes": objects.get(DATA),
+            "log": LOG in objects,
             "archived_at": None,
             "generation": None,
             "reason": None,
@@ -495,14 +503,14 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
             "problem": None,
         }
         problems = []
-        if layout.METADATA in objects:
-            key = prefix + layout.METADATA
+        if METADATA in objects:
+            key = prefix + METADATA
             try:
-                archived = layout.parse_metadata(key, source_id, year, month, read(key, etags.get(key, "")))
-            except layout.MetadataError as e:
+                archived = parse_metadata(key, source_id, year, month, read(key, etags.get(key, "")))
+            except MetadataError as e:
                 problems.append(f"metadata unreadable: {e}")
             except ClientError as e:
-                problems.append(f"metadata unreadable: {s3.error_code(e)}")
+                problems.append(f"metadata unreadable: {error_code(e)}")
             else:
                 data_files = archived.raw.get("data_files")
                 archived_at = archived.raw.get("archived_at")
@@ -517,10 +525,10 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
                     generation=archived.generation,
                 )
             if chosen.get((year, month)) not in (None, key):
-                problems.append(f"not restored: {chosen[(year, month)][: -len(layout.METADATA)]} is the same month")
+                problems.append(f"not restored: {chosen[(year, month)][: -len(METADATA)]} is the same month")
         else:
             problems.append("metadata missing")
-        if layout.DATA not in objects:
+        if DATA not in objects:
             problems.append("data object missing")
         row["problem"] = "; ".join(problems) or None
         rows.append(row)
@@ -528,5 +536,5 @@ def list_months(client, bucket: str, source_id: str, read=None) -> list[dict]:
     return rows
 
 
-def _read(client, bucket: str, key: str) -> bytes:
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+def _read(client, bucket_name: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket_name, Key=key)["Body"].read()

@@ -58,7 +58,7 @@ def encryption(variable: str | None, extra: object = None) -> dict:
     """The encryption settings from the Variable :data:`ENCRYPTION` (JSON) or the connection's extra
     ``"encryption"``: ``ServerSideEncryption`` (``AES256``, ``aws:kms`` or ``aws:kms:dsse``), with ``aws:kms`` an
     optional ``SSEKMSKeyId`` and ``BucketKeyEnabled``. ``{}`` when neither is set (the bucket's default applies)."""
-    from kingfisher_archive.s3 import ENCRYPTION_ALGORITHMS, ENCRYPTION_PARAMETERS
+    from kingfisher_archive.s3.client import ENCRYPTION_ALGORITHMS, ENCRYPTION_PARAMETERS
 
     where, value = (
         (f"Airflow Variable {ENCRYPTION!r}", variable)
@@ -168,3 +168,20 @@ def restore_directory(get: Callable[[str], str | None]) -> str:
             f"({socket.gethostname()}): create it (writable by the worker's account only), or fix the Variable"
         )
     return os.path.normpath(value)
+
+
+def probe_writes(client, bucket_name: str, encryption: dict | None = None) -> None:
+    """The probe of conditional writes (:func:`kingfisher_archive.s3.probe.probe_conditional_writes`), whose
+    :class:`~kingfisher_archive.s3.probe.WriteRefusedError` also says how to fix a refused write: the settings that
+    send an encryption header (:data:`ENCRYPTION`, or the S3 connection's extra), or the permission to grant."""
+    from kingfisher_archive.s3.probe import WriteRefusedError, probe_conditional_writes
+
+    try:
+        probe_conditional_writes(client, bucket_name, encryption)
+    except WriteRefusedError as e:
+        raise WriteRefusedError(
+            f"{e}: if the bucket's policy demands an encryption header, set it in the Airflow Variable {ENCRYPTION!r} "
+            '(or the S3 connection\'s extra "encryption"), e.g. {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": '
+            '"<key ARN>"}; otherwise give the connection\'s credentials s3:PutObject on the bucket '
+            "(samples/iam-policy.json); nothing was archived or deleted"
+        ) from e

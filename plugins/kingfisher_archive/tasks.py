@@ -25,13 +25,15 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from kingfisher_archive import alerts, errors, metrics, s3, steps
+from kingfisher_archive import alerts, errors, metrics, steps
 from kingfisher_archive.archive_result import ArchiveResult, Kind
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import format_data_version
 from kingfisher_archive.ledger import Ledger, LedgerCorruptError
 from kingfisher_archive.process import loaded_collections
 from kingfisher_archive.records import CrawlKey, CrawlRef, Inspection, Plan, Swept
+from kingfisher_archive.s3.client import client_config, encrypt_writes
+from kingfisher_archive.s3.versions import describe_bucket
 from kingfisher_archive.settings import (
     ENCRYPTION,
     PROCESS_CONNECTION,
@@ -41,6 +43,7 @@ from kingfisher_archive.settings import (
     Settings,
     encryption,
     load,
+    probe_writes,
     restore_directory,
 )
 
@@ -111,8 +114,8 @@ def s3_client():
 
     _check_connection(S3_CONNECTION)
     hook = S3Hook(aws_conn_id=S3_CONNECTION)
-    client = hook.get_client_type(region_name=hook.region_name, config=s3.client_config(hook.config))
-    s3.encrypt_writes(client, s3_encryption())
+    client = hook.get_client_type(region_name=hook.region_name, config=client_config(hook.config))
+    encrypt_writes(client, s3_encryption())
     return client
 
 
@@ -156,9 +159,9 @@ def find_crawls() -> list[CrawlRef]:
     settings = load_settings()
     bucket = _bucket(settings)
     bucket.check()
-    logger.info("Bucket %s: %s", bucket.name, s3.describe_bucket(bucket.client, bucket.name))
+    logger.info("Bucket %s: %s", bucket.name, describe_bucket(bucket.client, bucket.name))
     if not params.get("dry_run"):
-        s3.probe_conditional_writes(bucket.client, bucket.name, s3_encryption())
+        probe_writes(bucket.client, bucket.name, s3_encryption())
     # A run for a past logical date (a backfill) considers only what was loaded by the end of its data interval;
     # a manual run without a logical date considers everything loaded.
     loaded_before = context.get("data_interval_end")

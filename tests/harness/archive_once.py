@@ -18,7 +18,7 @@ import sys
 import boto3
 
 from kingfisher_archive import steps
-from kingfisher_archive.s3 import client_config
+from kingfisher_archive.s3.client import client_config
 from kingfisher_archive.settings import Settings
 
 

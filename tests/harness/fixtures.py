@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from botocore.config import Config
 
-from kingfisher_archive.s3 import client_config
+from kingfisher_archive.s3.client import client_config
 from scripts.demo_kit.servers import PostgresServer, S3Server, start_postgres, start_seaweedfs
 
 #: The session's servers by fixture name, for the check after a failure.

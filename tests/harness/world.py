@@ -27,7 +27,7 @@ from kingfisher_archive import policy, steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
-from kingfisher_archive.s3 import client_config
+from kingfisher_archive.s3.client import client_config
 from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost
 from tests.harness.crashes import Crash, Killed, Try, failing_reads, list_bucket

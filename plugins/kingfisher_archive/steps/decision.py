@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import replacement, s3
+from kingfisher_archive import replacement
 from kingfisher_archive.bucket import (
     Bucket,
     MetadataError,
@@ -18,6 +18,7 @@ from kingfisher_archive.choice import ChecksumFailedError, decide_source
 from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
 from kingfisher_archive.mending import finish_deletes, finish_left_aside, settle_gone
 from kingfisher_archive.records import Decision, Inspection, crawl_id, decided
+from kingfisher_archive.s3.errors import ACCESS_DENIED, REFUSALS, error_code
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def decide(
                 held = Held.MONTH_INCOMPLETE, "a month it needs cannot be mended", e
                 break
             except ClientError as e:
-                if s3.error_code(e) not in (*s3.REFUSALS, *s3.ACCESS_DENIED):
+                if error_code(e) not in (*REFUSALS, *ACCESS_DENIED):
                     raise  # not this source's: the task fails, and Airflow retries it
                 held = Held.BUCKET_REFUSED, "the bucket refused to read a month it needs", e
                 break
