@@ -24,30 +24,10 @@ from kingfisher_archive.crawl import CrawlChangedError
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.month import crawl_in
 from kingfisher_archive.s3.client import client_config
-from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 
 SMALL, BIG = "scotland/20200902_052458", "scotland/20200920_101010"
 MONTH = "scotland/2020/09/"
-
-
-@pytest.fixture
-def host(tmp_path):
-    return KingfisherHost(str(tmp_path / "host"))
-
-
-@pytest.fixture
-def bucket_name(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def settings(host, bucket_name, tmp_path):
-    return Settings(
-        bucket_name, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD"
-    )
 
 
 def fresh_bucket(client, settings) -> Bucket:
