@@ -9,8 +9,9 @@ from scripts.demo_kit.kingfisher_host import KingfisherHost
 
 pytest_plugins = ["tests.harness.fixtures", "pytester"]
 
-# Property-based and stateful tests: a fixed, bounded search in `make test` (the same examples every run), and a
-# longer random one on demand: KINGFISHER_ARCHIVE_HYPOTHESIS=long .venv/bin/pytest tests/test_model.py
+# Property-based and stateful tests: a fixed, bounded search in `make test-all` (the same examples every run), and a
+# longer random one on demand:
+# KINGFISHER_ARCHIVE_HYPOTHESIS=long .venv/bin/pytest -m "not e2e" tests/test_model.py
 hypothesis_settings.register_profile(
     "ci",
     derandomize=True,

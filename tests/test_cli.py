@@ -250,6 +250,7 @@ def test_restore_errors_are_one_line(cli, client, bucket, tmp_path):
     assert "does not exist" in message
 
 
+@pytest.mark.slow
 def test_audit_exits_1_while_a_problem_is_left_unrepaired(cli, client, bucket, tmp_path):
     archive(client, bucket, tmp_path, FILES)
     clean = cli("audit", "--bucket", bucket, "--verify-data")
@@ -315,6 +316,7 @@ def unused_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_every_mistake_a_user_can_make_is_one_line_with_an_exit_status(cli, client, bucket, s3_server, tmp_path):
     """Each bad input gives one line on stderr (no traceback) naming what was wrong, and a non-zero status."""
     archive(client, bucket, tmp_path, FILES)

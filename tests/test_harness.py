@@ -213,6 +213,7 @@ def test_and_after_that(s3_server):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["killed", "data deleted"])
 def test_a_dead_server_stops_the_session_reported_once_with_its_log(pytester, monkeypatch, how):
     pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures"]')
