@@ -97,6 +97,7 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
     assert (empty.returncode, empty.stdout) == (0, f"No archived months of mexico in s3://{bucket}/\n")
 
 
+@pytest.mark.slow
 def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_problems(cli, client, bucket, tmp_path):
     from kingfisher_archive.ledger import Ledger
 

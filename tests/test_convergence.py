@@ -94,6 +94,7 @@ def test_overlapping_runs_end_with_the_better_crawl_whichever_archives_first(hos
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix="staging/").get("KeyCount") == 0
 
 
+@pytest.mark.slow
 def test_an_archive_task_waits_for_a_month_another_run_holds_then_decides_again(host, settings, client):
     small, big = two_crawls(host)
     ledger = Ledger(settings.ledger)

@@ -63,6 +63,7 @@ def test_s3_stores_objects_byte_for_byte(s3_server):
     assert bucket in [b["Name"] for b in client.list_buckets()["Buckets"]]
 
 
+@pytest.mark.slow
 def test_s3_keeps_data_across_stop_and_kill(tmp_path):
     server = start_seaweedfs(tmp_path)
     try:

@@ -243,6 +243,7 @@ def test_a_bucket_with_default_retention_replaces_a_month_and_no_journal_or_stag
     assert audit.audit(client, settings.bucket)["problems"] == []
 
 
+@pytest.mark.slow
 def test_a_replacement_the_lock_refuses_says_so_and_leaves_nothing_for_later_runs_to_fail_on(
     s3_server, host, tmp_path
 ):
@@ -320,6 +321,7 @@ def test_a_journal_of_another_month_or_unreadable_is_not_this_month_s(settings, 
         client.head_object(Bucket=settings.bucket, Key=f"staging/scotland/{first['data_version']}/data.tar.lz4")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("refused", ["DeleteObject", "CopyObject"])
 def test_an_object_lock_refusal_fails_the_crawl_naming_the_lock_and_leaves_the_month_whole(
     s3_server, host, tmp_path, refused

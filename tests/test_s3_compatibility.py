@@ -54,6 +54,7 @@ def _archive_two_crawls_into_one_month(settings, host, client):
     return steps.archive(settings, client, plan_for(settings, client, "scotland", "20200902_052458"))
 
 
+@pytest.mark.slow
 @pytest.mark.aws(kms=True)
 def test_an_sse_kms_bucket_whose_etags_are_not_md5s_archives_restores_and_audits(
     aws_like, settings, host, bucket, tmp_path, s3_server
@@ -82,6 +83,7 @@ def test_an_sse_kms_bucket_whose_etags_are_not_md5s_archives_restores_and_audits
     assert report["at_rest"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.aws(kms=True, checksums=False)
 def test_a_server_with_neither_md5_etags_nor_stored_checksums_is_read_back(aws_like, settings, host, bucket, tmp_path):
     proxy, client = aws_like
@@ -108,6 +110,7 @@ def test_a_bucket_demanding_an_encryption_header_fails_the_probe_naming_the_head
     assert "'kingfisher_archive_encryption'" in message and '"ServerSideEncryption": "aws:kms"' in message
 
 
+@pytest.mark.slow
 @pytest.mark.aws(
     kms=True, require_kms=True, encryption={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/archive"}
 )
