@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: demo demo-shell demo-stop test lint e2e dist
+.PHONY: demo demo-shell demo-stop test test-all lint e2e dist
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
@@ -25,8 +25,14 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The quick command: ruff, then every test but the slow and e2e ones (pyproject.toml's addopts): the unit and
+# component tests and one DAG run, a few minutes. `make test-all` runs the slow ones too (what CI runs): about half
+# an hour here. docs/testing.md says which tests are slow and why.
 test: lint
 	$(VENV)/bin/pytest
+
+test-all: lint
+	$(VENV)/bin/pytest -m "not e2e"
 
 # The production layout (docker-compose.yaml's services as local processes, Celery workers standing for two hosts,
 # this machine's Redis or RabbitMQ as the broker): tests/test_deployment.py. A few minutes.

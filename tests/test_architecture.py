@@ -16,9 +16,7 @@ from kingfisher_archive import steps
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
 from scripts.demo_kit.kingfisher_host import ocds_files
-from tests.test_convergence import bucket_name, fresh_bucket, host, settings
-
-__all__ = ["bucket_name", "host", "settings"]  # fixtures
+from tests.test_convergence import fresh_bucket
 
 ARCHITECTURE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 PLUGINS = ARCHITECTURE.parent.parent / "plugins" / "kingfisher_archive"

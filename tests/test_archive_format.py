@@ -255,6 +255,7 @@ class _Digest:
         return self.size
 
 
+@pytest.mark.slow
 def test_a_file_over_8_gib_is_archived_as_tarfile_archives_it(tmp_path):
     """Sizes from 8 GiB on do not fit a tar header's octal field: GNU tar's base-256, as tarfile writes it."""
     directory = tmp_path / "data" / "scotland" / "20200902_052458"

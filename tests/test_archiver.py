@@ -184,6 +184,7 @@ def test_every_kingfisher_collect_layout_round_trips(client, bucket, tmp_path, l
     assert tree(restored / "scotland" / "20200902_052458") == before
 
 
+@pytest.mark.slow
 def test_a_crawl_of_two_hundred_thousand_small_files_round_trips(client, bucket, tmp_path):
     files = {f"{i % 4096:03X}/{i}.json": b'{"ocid": "%d"}' % i for i in range(200_000)}
     directory = make_crawl(tmp_path / "data", files)

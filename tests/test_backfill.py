@@ -39,7 +39,7 @@ from scripts.demo_kit.airflow_standalone import (
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 from tests.test_dag import NOTIFIER, SmtpServer
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 BACKFILL_DEADLINE = 900.0
 ALERT_DEADLINE = 120.0

@@ -29,7 +29,7 @@ from scripts.demo_kit.browser import CHROMIUM, Browser
 from scripts.ui_check import archived_months
 from tests.test_restore import archive, put_month
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 PASSWORD = secrets.token_urlsafe(12)
 SERVER_DEADLINE = 120.0

@@ -97,6 +97,7 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
     assert (empty.returncode, empty.stdout) == (0, f"No archived months of mexico in s3://{bucket}/\n")
 
 
+@pytest.mark.slow
 def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_problems(cli, client, bucket, tmp_path):
     from kingfisher_archive.ledger import Ledger
 
@@ -250,6 +251,7 @@ def test_restore_errors_are_one_line(cli, client, bucket, tmp_path):
     assert "does not exist" in message
 
 
+@pytest.mark.slow
 def test_audit_exits_1_while_a_problem_is_left_unrepaired(cli, client, bucket, tmp_path):
     archive(client, bucket, tmp_path, FILES)
     clean = cli("audit", "--bucket", bucket, "--verify-data")
@@ -315,6 +317,7 @@ def unused_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_every_mistake_a_user_can_make_is_one_line_with_an_exit_status(cli, client, bucket, s3_server, tmp_path):
     """Each bad input gives one line on stderr (no traceback) naming what was wrong, and a non-zero status."""
     archive(client, bucket, tmp_path, FILES)

@@ -437,6 +437,7 @@ def test_secrets_in_the_samples_are_placeholders(dotenv):
     assert passwords and all("CHANGE_ME" in password for password in passwords), passwords
 
 
+@pytest.mark.slow
 def test_airflow_reads_the_connections_and_variables_of_the_env_sample(tmp_path, dotenv):
     script = """
 import json, sys
@@ -459,6 +460,7 @@ print(json.dumps({
     assert seen["variables"] == {name: dotenv[f"AIRFLOW_VAR_{name.upper()}"] for name in VARIABLES}
 
 
+@pytest.mark.slow
 def test_the_logging_module_loads_in_airflow_and_keeps_the_archive_at_info(tmp_path, services):
     """Installed as docker-compose.yaml installs it, with Airflow turned up to DEBUG."""
     config_class = services["airflow-worker"]["environment"]["AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS"]
@@ -510,6 +512,7 @@ def test_the_airflow_cfg_snippet_uses_option_names_airflow_3_3_2_knows():
 # --- what runs at start-up ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
 def test_airflow_init_commands_run_on_airflow_3_3_2_and_can_run_again(tmp_path, services, dotenv):
     """The airflow commands of airflow-init, run twice (as every `docker compose up` does) on a sqlite database."""

@@ -24,30 +24,10 @@ from kingfisher_archive.crawl import CrawlChangedError
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.month import crawl_in
 from kingfisher_archive.s3.client import client_config
-from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
 
 SMALL, BIG = "scotland/20200902_052458", "scotland/20200920_101010"
 MONTH = "scotland/2020/09/"
-
-
-@pytest.fixture
-def host(tmp_path):
-    return KingfisherHost(str(tmp_path / "host"))
-
-
-@pytest.fixture
-def bucket_name(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def settings(host, bucket_name, tmp_path):
-    return Settings(
-        bucket_name, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD"
-    )
 
 
 def fresh_bucket(client, settings) -> Bucket:
@@ -114,6 +94,7 @@ def test_overlapping_runs_end_with_the_better_crawl_whichever_archives_first(hos
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix="staging/").get("KeyCount") == 0
 
 
+@pytest.mark.slow
 def test_an_archive_task_waits_for_a_month_another_run_holds_then_decides_again(host, settings, client):
     small, big = two_crawls(host)
     ledger = Ledger(settings.ledger)

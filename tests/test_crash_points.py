@@ -24,11 +24,11 @@ byte, or deleted while the archive it lost to is in the bucket); at the end the 
 crawls on disk and the ledger's statuses are what the fault-free run left. A deterministic sample of pairs (a crash
 in the first try, then one in the retry, at a point the retry reaches) is explored too.
 
-To stay within a few minutes, ``make test`` crashes at every point killed ``before`` it and one other way (the ways
-taken in turn along the points), and explores 8 pairs per scenario (a deterministic sample); every way at every
-point and 40 pairs per scenario (about four times as long):
+Slow (``make test-all``, not ``make test``). To stay within a few minutes, ``make test-all`` crashes at every
+point killed ``before`` it and one other way (the ways taken in turn along the points), and explores 8 pairs per
+scenario (a deterministic sample); every way at every point and 40 pairs per scenario (about four times as long):
 
-    KINGFISHER_ARCHIVE_CRASH_POINTS=all .venv/bin/pytest -rP tests/test_crash_points.py
+    KINGFISHER_ARCHIVE_CRASH_POINTS=all .venv/bin/pytest -m "not e2e" -rP tests/test_crash_points.py
 
 ``-rP`` shows how many crash states each scenario explored (a failure's message says it too, and lists each failed
 state: the crash, and how its end differs from the fault-free one).
@@ -210,6 +210,7 @@ def explore(s3_server, tmp_path_factory, name: str) -> None:
     assert not failed, report + ":\n" + "\n".join(failed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_every_crash_point_of_one_archive_ends_where_the_fault_free_run_ends(s3_server, tmp_path_factory, name):
     explore(s3_server, tmp_path_factory, name)
@@ -232,6 +233,7 @@ def test_the_scenarios_crawls_compare_as_their_comments_say():
     assert policy.compare(winner, loser) == (True, "same_period_more_bytes")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["error", "before", "lost-killed"])
 def test_a_replacement_whose_copy_of_the_data_breaks_ends_with_the_crawl_that_won(s3_server, tmp_path_factory, when):
     """January holds E, February holds A, and a bigger B of February wins. Promotion takes A's metadata.json away,
@@ -268,6 +270,7 @@ def test_a_replacement_whose_copy_of_the_data_breaks_ends_with_the_crawl_that_wo
     assert world.keys("staging/") == [] and world.uploads() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recovery", ["the retry", "the next run"])
 def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_crawl_again(
     s3_server, tmp_path_factory, recovery

@@ -92,6 +92,7 @@ WAITING = "ecuador/20210105_000000"
 EARLIER = ["uk/2020/11/data.tar.lz4", "uk/2020/11/metadata.json", "uk/2020/11/scrapy.log"]
 
 
+@pytest.mark.slow
 def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schema):
     host, airflow, client, bucket = mixed
     expected = EXPECTED[schema]
@@ -162,6 +163,7 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
     assert ledger_rows(airflow) == expected
 
 
+@pytest.mark.slow
 def test_list_shows_what_the_run_left_reading_the_dags_own_ledger_with_no_flag(mixed, schema, tmp_path):
     """`kingfisher-archive list` on the Airflow host, in the DAG's environment: no --ledger, no ledger Variable; it
     finds the ledger under $AIRFLOW_HOME where the DAG wrote it, with the crawl waiting for Kingfisher Process."""
@@ -221,6 +223,7 @@ def test_list_shows_what_the_run_left_reading_the_dags_own_ledger_with_no_flag(m
     assert bare.returncode == 2 and "no bucket: pass --bucket" in bare.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", ["v2"])
 def test_airflow_dags_test_exits_0_with_the_settings_a_newcomer_has(mixed):
     """`airflow dags test kingfisher_archive` as a newcomer types it: no KINGFISHER_ARCHIVE_* variable at all, so the
@@ -250,6 +253,7 @@ def test_airflow_dags_test_exits_0_with_the_settings_a_newcomer_has(mixed):
     assert (dag["dagrun_timeout"], dag["has_on_failure_callback"]) == (43200.0, True)
 
 
+@pytest.mark.slow
 def test_a_dry_run_reports_and_changes_nothing(mixed):
     host, airflow, client, bucket = mixed
     before_bucket, before_disk = objects(client, bucket), disk(host)
@@ -324,6 +328,7 @@ BROKEN_SETTINGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", ["v1"])
 @pytest.mark.parametrize("broken", BROKEN_SETTINGS)
 def test_a_missing_or_broken_setting_fails_the_first_task_naming_it_and_touches_nothing(mixed, broken):
@@ -344,6 +349,7 @@ def task_lines(output: str) -> str:
     return "\n".join(line for line in output.splitlines() if "Task started" in line or "task_id=" in line)
 
 
+@pytest.mark.slow
 def test_archives_restore_byte_for_byte_the_bucket_passes_its_audit_and_a_broken_month_is_named(
     mixed, schema, tmp_path
 ):
@@ -412,6 +418,7 @@ def test_archives_restore_byte_for_byte_the_bucket_passes_its_audit_and_a_broken
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", ["v1"])
 def test_local_retention_sweeps_old_crawls_that_were_loaded_but_not_kept(mixed):
     host, airflow, client, bucket = mixed
@@ -469,6 +476,7 @@ class UdpListener:
         self.socket.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", ["v2"])
 def test_a_run_sends_its_figures_to_statsd(mixed):
     host, airflow, client, bucket = mixed
@@ -565,6 +573,7 @@ NOTIFIER = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", ["v2"])
 def test_what_needs_a_person_reaches_one_in_one_message_per_run(mixed, smtp):
     host, airflow, client, bucket = mixed

@@ -15,7 +15,7 @@ import pytest
 
 from scripts.demo_kit.airflow_dag import REPOSITORY
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 DEMO = str(REPOSITORY / "scripts" / "demo.py")
 

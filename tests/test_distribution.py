@@ -154,6 +154,7 @@ def test_the_changelog_names_the_version_the_package_says():
     assert ARCHIVER == f"kingfisher-archive {__version__}"
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_package_and_the_command_and_names_no_development_tool(wheel):
     assert wheel.name == f"kingfisher_archive-{__version__}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as archive_file:
@@ -177,6 +178,7 @@ def test_the_wheel_holds_the_package_and_the_command_and_names_no_development_to
     assert not named & DEVELOPMENT_TOOLS
 
 
+@pytest.mark.slow
 def test_the_sdist_holds_what_the_wheel_is_built_from_and_the_dag_files(dist):
     sdists = sorted(dist.glob("kingfisher_archive-*.tar.gz"))
     if not sdists:
@@ -193,6 +195,7 @@ def test_the_sdist_holds_what_the_wheel_is_built_from_and_the_dag_files(dist):
     assert not {name for name in names if name.startswith(("tests/", "scripts/", "bench/", ".venv/"))}
 
 
+@pytest.mark.slow
 def test_requirements_txt_pins_versions_the_distribution_accepts(wheel):
     """requirements.txt is what a release is tested with: every requirement of the wheel and its extras is pinned
     there at a version the wheel accepts, so `pip install <wheel>[airflow] -c requirements.txt` resolves."""
@@ -219,6 +222,7 @@ def bare_venv(wheel, tmp_path_factory) -> Path:
     return root / "home" / "venvs" / "kingfisher-archive"
 
 
+@pytest.mark.slow
 def test_the_wheel_alone_lists_restores_and_audits_a_bucket_without_airflow(
     bare_venv, s3_server, client, bucket, tmp_path
 ):
@@ -306,6 +310,7 @@ def airflow_venv(wheel: Path, root: Path) -> Path:
     return venv
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
 def test_the_installed_wheel_runs_the_dag_with_nothing_in_the_plugins_folder(
     wheel, tmp_path, airflow_template, process_database, postgres_server, s3_server
@@ -383,6 +388,7 @@ print(json.dumps({"plugins": found, "errors": plugins_manager.get_import_errors(
 """
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
 def test_the_installed_wheel_brings_the_catalogue_page_with_nothing_in_the_plugins_folder(
     wheel, tmp_path, airflow_template, postgres_server, s3_server, client, bucket

@@ -27,19 +27,8 @@ from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.s3.errors import VerificationError
-from kingfisher_archive.settings import Settings
 from scripts.demo_kit.airflow_dag import REPOSITORY
-from scripts.demo_kit.kingfisher_host import KingfisherHost, ocds_files
-
-
-@pytest.fixture
-def host(tmp_path):
-    return KingfisherHost(str(tmp_path / "host"))
-
-
-@pytest.fixture
-def settings(host, bucket, tmp_path):
-    return Settings(bucket, host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD")
+from scripts.demo_kit.kingfisher_host import ocds_files
 
 
 def plan_for(settings, client, source_id, data_version):

@@ -63,6 +63,7 @@ def test_s3_stores_objects_byte_for_byte(s3_server):
     assert bucket in [b["Name"] for b in client.list_buckets()["Buckets"]]
 
 
+@pytest.mark.slow
 def test_s3_keeps_data_across_stop_and_kill(tmp_path):
     server = start_seaweedfs(tmp_path)
     try:
@@ -213,6 +214,7 @@ def test_and_after_that(s3_server):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["killed", "data deleted"])
 def test_a_dead_server_stops_the_session_reported_once_with_its_log(pytester, monkeypatch, how):
     pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures"]')

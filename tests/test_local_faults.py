@@ -23,10 +23,11 @@ fault-free run left it, or held and named (status ``held`` with a ``Held`` reaso
 touches an open month); every month the held crawls do not touch is as the fault-free run left it, staging and
 incomplete uploads alike. After a reset, nothing the bucket held is uploaded again.
 
-``make test`` explores a deterministic sample (every group of calls: the first and the last of each step's calls of
-one name on one crawl's path, each failed one way, the ways taken in turn); every call, every way:
+Slow (``make test-all``, not ``make test``). ``make test-all`` explores a deterministic sample (every group of
+calls: the first and the last of each step's calls of one name on one crawl's path, each failed one way, the ways taken
+in turn); every call, every way:
 
-    KINGFISHER_ARCHIVE_CRASH_POINTS=all .venv/bin/pytest -rP tests/test_local_faults.py
+    KINGFISHER_ARCHIVE_CRASH_POINTS=all .venv/bin/pytest -m "not e2e" -rP tests/test_local_faults.py
 
 ``-rP`` prints how many states each test explored.
 """
@@ -50,6 +51,8 @@ from kingfisher_archive.ledger import Held, Ledger
 from tests.harness.crashes import ERRNOS, Crash, FileSystem, FsFault, FsPoint, Killed, Try, explorable
 from tests.harness.world import World, month_of
 from tests.test_crash_points import SCENARIOS, Scenario, build
+
+pytestmark = pytest.mark.slow
 
 EXHAUSTIVE = os.environ.get("KINGFISHER_ARCHIVE_CRASH_POINTS") == "all"
 SCENARIO: Scenario = SCENARIOS["with the retention sweep on"]

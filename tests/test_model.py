@@ -16,9 +16,9 @@ After every step, in the bucket under test:
 At the end, once the faults stop and runs complete, the bucket holds exactly what a shadow world holds that saw
 the same loads and runs one after another, with no fault.
 
-The number of sequences is bounded for ``make test``; a longer search:
+Slow (``make test-all``, not ``make test``). The number of sequences is bounded there; a longer search:
 
-    KINGFISHER_ARCHIVE_HYPOTHESIS=long .venv/bin/pytest tests/test_model.py
+    KINGFISHER_ARCHIVE_HYPOTHESIS=long .venv/bin/pytest -m "not e2e" tests/test_model.py
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from kingfisher_archive import crawl as crawls
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.crashes import Crash, Point
 from tests.harness.world import World
+
+pytestmark = pytest.mark.slow
 
 S3_OPERATIONS = (
     "CreateMultipartUpload",

@@ -7,14 +7,13 @@ for byte and audits, and looks at what a user would: the bucket's objects and ve
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 
 import pytest
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import audit, replacement, restore, steps
+from kingfisher_archive import audit, restore, steps
 from kingfisher_archive import settings as config
 from kingfisher_archive.s3.client import encrypt_writes
 from kingfisher_archive.s3.delete import delete_if_match, withdraw
@@ -26,10 +25,8 @@ from kingfisher_archive.settings import probe_writes
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.aws_like import AwsLike
 from tests.harness.stripping_proxy import StrippingProxy
-from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, host, keys, plan_for, settings
+from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, keys, plan_for
 from tests.test_s3_probe import _client_via
-
-__all__ = ["host", "settings"]  # fixtures
 
 
 def _client(s3_server, endpoint_url, encryption=None):
@@ -57,6 +54,7 @@ def _archive_two_crawls_into_one_month(settings, host, client):
     return steps.archive(settings, client, plan_for(settings, client, "scotland", "20200902_052458"))
 
 
+@pytest.mark.slow
 @pytest.mark.aws(kms=True)
 def test_an_sse_kms_bucket_whose_etags_are_not_md5s_archives_restores_and_audits(
     aws_like, settings, host, bucket, tmp_path, s3_server
@@ -85,6 +83,7 @@ def test_an_sse_kms_bucket_whose_etags_are_not_md5s_archives_restores_and_audits
     assert report["at_rest"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.aws(kms=True, checksums=False)
 def test_a_server_with_neither_md5_etags_nor_stored_checksums_is_read_back(aws_like, settings, host, bucket, tmp_path):
     proxy, client = aws_like
@@ -111,6 +110,7 @@ def test_a_bucket_demanding_an_encryption_header_fails_the_probe_naming_the_head
     assert "'kingfisher_archive_encryption'" in message and '"ServerSideEncryption": "aws:kms"' in message
 
 
+@pytest.mark.slow
 @pytest.mark.aws(
     kms=True, require_kms=True, encryption={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/archive"}
 )
@@ -125,24 +125,6 @@ def test_with_encryption_set_every_write_and_copy_carries_it(aws_like, settings,
     for operation, path, headers in creating:
         assert headers.get("x-amz-server-side-encryption") == "aws:kms", (operation, path)
         assert headers.get("x-amz-server-side-encryption-aws-kms-key-id") == "alias/archive", (operation, path)
-
-
-def test_encryption_settings_are_read_from_the_variable_or_the_extra_and_checked():
-    kms = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k", "BucketKeyEnabled": True}
-    assert config.encryption(json.dumps(kms)) == kms
-    assert config.encryption(None, {"ServerSideEncryption": "AES256"}) == {"ServerSideEncryption": "AES256"}
-    assert config.encryption('{"ServerSideEncryption": "AES256"}', kms) == {"ServerSideEncryption": "AES256"}
-    assert config.encryption(None, None) == {}
-    for value, expected in (
-        ("not json", "Airflow Variable 'kingfisher_archive_encryption' is not JSON"),
-        ('{"ServerSideEncryption": "aws:kms", "KeyId": "k"}', "has ['KeyId']: the keys it may have are"),
-        ('{"ServerSideEncryption": "kms"}', "ServerSideEncryption 'kms': it must be one of"),
-        ('{"ServerSideEncryption": "AES256", "SSEKMSKeyId": "k"}', "SSEKMSKeyId and BucketKeyEnabled go with aws:kms"),
-    ):
-        with pytest.raises(config.ConfigurationError, match=expected.replace("[", r"\[").replace("]", r"\]")):
-            config.encryption(value)
-    with pytest.raises(config.ConfigurationError, match='the S3 connection\'s extra "encryption" must be'):
-        config.encryption(None, ["AES256"])
 
 
 @pytest.mark.aws(kms=False)
@@ -198,36 +180,6 @@ def test_a_versioned_bucket_archives_replaces_restores_and_audits_leaving_no_sta
     assert restore.restore(client, versioned, "scotland", 2020, 9, str(target))["files"] == 20
     report = audit.audit(client, versioned, verify_data=True)
     assert report["problems"] == [] and report["verified"] == 1 and report["at_rest"] == 2
-
-
-@pytest.mark.parametrize("refused", ["DeleteObject", "CopyObject"])
-def test_an_object_lock_refusal_fails_the_crawl_naming_the_lock_and_leaves_the_month_whole(
-    s3_server, host, tmp_path, refused
-):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    direct = _client(s3_server, s3_server.endpoint_url)
-    settings = config.Settings(name, host.data_directory, host.logs_directory, str(tmp_path / "l.sqlite3"), "STANDARD")
-    archive_an_earlier_crawl(settings, host, direct)
-    before = {key: direct.head_object(Bucket=name, Key=key)["ETag"] for key in keys(direct, name, "scotland/")}
-    host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
-    plan = plan_for(settings, direct, "scotland", "20200902_052458")
-
-    def refuse(method, path):  # as AWS answers a change to a version under retention, or a legal hold
-        if refused == "DeleteObject":
-            return method == "DELETE" and "/scotland/2020/09/metadata.json" in path
-        return method == "PUT" and "/scotland/2020/09/data.tar.lz4" in path
-
-    with StrippingProxy(
-        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), refuse=refuse
-    ) as proxy:
-        with pytest.raises(replacement.RefusedError) as raised:
-            steps.archive(settings, _client(s3_server, proxy.endpoint_url), plan)
-    message = str(raised.value)
-    assert f"refused to replace s3://{name}/scotland/2020/09/ with scotland/20200902_052458" in message
-    assert "the bucket's Object Lock is Enabled" in message and "the month was left as it was" in message
-    assert {key: direct.head_object(Bucket=name, Key=key)["ETag"] for key in keys(direct, name, "scotland/")} == before
-    assert os.path.isdir(os.path.join(host.data_directory, "scotland", "20200902_052458"))
 
 
 def test_the_audit_finds_an_object_whose_stored_checksum_is_not_its_metadata_s_without_downloading(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 from dataclasses import replace
 from datetime import datetime
 
@@ -33,21 +32,9 @@ DATABASE_STORE = [
 
 
 @pytest.fixture
-def host(tmp_path):
-    return KingfisherHost(str(tmp_path / "host"))
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return Bucket(s3_server.client(), name, "STANDARD")
-
-
-@pytest.fixture
-def settings(host, tmp_path, bucket):
-    ledger = str(tmp_path / "ledger.sqlite3")
-    return Settings(bucket.name, host.data_directory, host.logs_directory, ledger, "STANDARD")
+def settings(settings, bucket):
+    """The steps' settings, naming the test's bucket: every test here archives before it deletes."""
+    return replace(settings, bucket=bucket.name)
 
 
 class Killed(BaseException):

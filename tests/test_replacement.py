@@ -29,9 +29,8 @@ from kingfisher_archive.s3.delete import clean_staging, purge_versions
 from kingfisher_archive.s3.objects import get_if_any
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.stripping_proxy import StrippingProxy
-from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, host, keys, plan_for, settings
-
-__all__ = ["host", "settings"]  # fixtures
+from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, keys, plan_for
+from tests.test_s3_compatibility import _client
 
 MONTH = "scotland/2020/09/"
 JOURNAL = "staging/scotland/2020-09.replacing.json"
@@ -244,6 +243,7 @@ def test_a_bucket_with_default_retention_replaces_a_month_and_no_journal_or_stag
     assert audit.audit(client, settings.bucket)["problems"] == []
 
 
+@pytest.mark.slow
 def test_a_replacement_the_lock_refuses_says_so_and_leaves_nothing_for_later_runs_to_fail_on(
     s3_server, host, tmp_path
 ):
@@ -319,3 +319,34 @@ def test_a_journal_of_another_month_or_unreadable_is_not_this_month_s(settings, 
     assert on_disk(settings, first["id"])
     with pytest.raises(ClientError):
         client.head_object(Bucket=settings.bucket, Key=f"staging/scotland/{first['data_version']}/data.tar.lz4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refused", ["DeleteObject", "CopyObject"])
+def test_an_object_lock_refusal_fails_the_crawl_naming_the_lock_and_leaves_the_month_whole(
+    s3_server, host, tmp_path, refused
+):
+    name = f"test-{secrets.token_hex(6)}"
+    s3_server.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    direct = _client(s3_server, s3_server.endpoint_url)
+    settings = config.Settings(name, host.data_directory, host.logs_directory, str(tmp_path / "l.sqlite3"), "STANDARD")
+    archive_an_earlier_crawl(settings, host, direct)
+    before = {key: direct.head_object(Bucket=name, Key=key)["ETag"] for key in keys(direct, name, "scotland/")}
+    host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
+    plan = plan_for(settings, direct, "scotland", "20200902_052458")
+
+    def refuse(method, path):  # as AWS answers a change to a version under retention, or a legal hold
+        if refused == "DeleteObject":
+            return method == "DELETE" and "/scotland/2020/09/metadata.json" in path
+        return method == "PUT" and "/scotland/2020/09/data.tar.lz4" in path
+
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), refuse=refuse
+    ) as proxy:
+        with pytest.raises(replacement.RefusedError) as raised:
+            steps.archive(settings, _client(s3_server, proxy.endpoint_url), plan)
+    message = str(raised.value)
+    assert f"refused to replace s3://{name}/scotland/2020/09/ with scotland/20200902_052458" in message
+    assert "the bucket's Object Lock is Enabled" in message and "the month was left as it was" in message
+    assert {key: direct.head_object(Bucket=name, Key=key)["ETag"] for key in keys(direct, name, "scotland/")} == before
+    assert os.path.isdir(os.path.join(host.data_directory, "scotland", "20200902_052458"))

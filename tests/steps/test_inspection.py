@@ -1,20 +1,20 @@
-"""Inspection of a crawl that Kingfisher Collect reuses for incremental updates (its DatabaseStore is enabled).
+"""Inspecting a crawl (no Airflow): each reject reason with its detail, and reads that fail for now.
 
-Such a crawl is inspected and decided like any other; its inspection only says, with ``reused`` and
-``reused_detail``, that its directory must stay on disk.
+A crawl that Kingfisher Collect reuses for incremental updates (its DatabaseStore is enabled) is inspected and decided
+like any other; its inspection only says, with ``reused`` and ``reused_detail``, that its directory must stay on disk.
 """
 
 from __future__ import annotations
 
-import secrets
+import errno
+import os
+import shutil
 from datetime import datetime
 
 import pytest
 
 from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.settings import Settings
-from scripts.demo_kit.kingfisher_host import KingfisherHost
 
 # What Kingfisher Collect's Scrapy lists when DATABASE_URL is set (its settings name the extension at this path).
 INCREMENTAL = [
@@ -27,23 +27,6 @@ INCREMENTAL = [
     "kingfisher_scrapy.extensions.ItemCount",
     "kingfisher_scrapy.extensions.DatabaseStore",
 ]
-
-
-@pytest.fixture
-def host(tmp_path):
-    return KingfisherHost(str(tmp_path / "host"))
-
-
-@pytest.fixture
-def settings(host, tmp_path):
-    return Settings("unused", host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD")
-
-
-@pytest.fixture
-def bucket(s3_server):
-    name = f"test-{secrets.token_hex(6)}"
-    s3_server.create_bucket(name)
-    return Bucket(s3_server.client(), name, "STANDARD")
 
 
 def inspect(settings, crawl_id):
@@ -142,3 +125,93 @@ def test_a_reused_crawl_is_decided_and_planned_as_usual(host, settings, bucket):
         "honduras_portal/20240101_000000",
         "scotland/20240101_000000",
     ]
+
+
+def test_inspection_gives_each_reject_reason_with_a_detail(host, settings):
+    cases = {
+        "a/20200101_000000": dict(with_log=False),
+        "a/20200102_000000": dict(log={"finish_reason": "closespider_errorcount"}),
+        "a/20200103_000000": dict(log={"spider_arguments": {"until_date": "2020-01-01"}}),
+        "a/20200104_000000": dict(log={"files": 1, "errors": 2}),
+        "a/20200105_000000": dict(files={"scrapyd-job.txt": b"x"}),
+        "a/20200106_000000": dict(log={"finish_reason": None, "stats": False}),  # still running
+        "a/20200107_000000": dict(log={"sigint": True, "finish_reason": None, "stats": False}),
+        "a/20200108_000000": dict(),
+        "a/20200111_000000": dict(log={"files": 0}),
+    }
+    for crawl_id, options in cases.items():
+        host.add_crawl(*crawl_id.split("/"), **options)
+    os.symlink("/etc", os.path.join(host.data_directory, "a", "20200109_000000"))
+    cases["a/20200109_000000"] = {}
+    results = {}
+    for crawl_id in cases:
+        source_id, version = crawl_id.split("/")
+        facts = steps.inspect(settings, {"source_id": source_id, "data_version": version})
+        results[crawl_id] = (facts["reject_reason"], facts["detail"])
+    assert results == {
+        "a/20200101_000000": ("no_log_file", None),
+        "a/20200102_000000": ("not_finished", "the log's finish reason is 'closespider_errorcount'"),
+        "a/20200103_000000": ("not_complete", "spider arguments: until_date=2020-01-01"),
+        "a/20200104_000000": ("not_clean_enough", "2 errors (fileerror_count) for 1 files"),
+        "a/20200105_000000": ("no_data_files", None),
+        "a/20200106_000000": ("not_finished", "the log's finish reason is None"),
+        "a/20200107_000000": ("not_finished", "the log's finish reason is None"),
+        "a/20200108_000000": (None, None),
+        "a/20200111_000000": ("no_data_files", "the log records no File items and no errors"),
+        "a/20200109_000000": (
+            "unsafe_data_directory",
+            f"the crawl directory {host.data_directory}/a/20200109_000000 is a symbolic link",
+        ),
+    }
+    gone = steps.inspect(settings, {"source_id": "a", "data_version": "20200110_000000"})
+    assert gone["reject_reason"] == "no_data_directory"
+
+
+def test_a_data_version_in_the_future_is_rejected_with_the_reason(host, settings):
+    host.add_crawl("scotland", "20990101_000000")
+    facts = steps.inspect(
+        settings, {"source_id": "scotland", "data_version": "20990101_000000"}, now=datetime(2026, 11, 28, 12)
+    )
+    assert facts["reject_reason"] == "future_data_version"
+    assert facts["detail"] == "the crawl claims to start at 2099-01-01 00:00:00, after now (2026-11-28 12:00:00 UTC)"
+
+
+def test_a_spider_log_folder_that_is_a_file_means_no_log(host, settings):
+    host.add_crawl("scotland", "20200902_052458")
+    broken = os.path.join(host.logs_directory, "scotland")
+    shutil.rmtree(broken)
+    with open(broken, "w") as f:
+        f.write("not a folder")
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200902_052458"})
+    assert facts["reject_reason"] == "no_log_file"
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EIO, errno.EMFILE, errno.ENOENT])
+@pytest.mark.parametrize("when", ["matching the log", "reading the log"])
+def test_a_log_that_cannot_be_read_for_now_holds_the_crawl_and_never_rejects_it(
+    host, settings, monkeypatch, error, when
+):
+    """A read that fails for a moment (permissions, an I/O error, too many open files, the file vanishing while it is
+    read) must never settle a crawl as rejected (``no_log_file``): a rejected crawl is never archived and may be
+    swept."""
+    from kingfisher_archive import scrapy_log
+
+    crawl = host.add_crawl("a", "20200101_000000")
+    calls = []
+
+    def failing_open(path, *args, **kwargs):
+        if path == crawl.log:
+            calls.append(path)
+            if len(calls) == (1 if when == "matching the log" else 2):
+                raise OSError(error, os.strerror(error), path)
+        return open(path, *args, **kwargs)
+
+    # Matching opens the log to read its crawl time; reading opens it again to parse it.
+    monkeypatch.setattr(scrapy_log, "open", failing_open, raising=False)
+    facts = steps.inspect(settings, {"source_id": "a", "data_version": "20200101_000000"})
+    assert facts["reject_reason"] is None and calls
+    assert facts["error"] and os.strerror(error) in facts["error"]
+    monkeypatch.undo()
+    [decision] = steps.decide(settings, Bucket(None, "unused"), [facts])["decisions"]
+    assert (decision["status"], decision["reason"]) == ("held", "inspection_failed")
+    assert steps.inspect(settings, {"source_id": "a", "data_version": "20200101_000000"})["reject_reason"] is None
