@@ -32,7 +32,7 @@ client = boto3.client(
 )
 result = archiver.archive_crawl(
     client=client,
-    bucket=bucket,
+    bucket_name=bucket,
     storage_class="STANDARD",
     data_directory=data,
     logs_directory=logs,

@@ -28,7 +28,7 @@ def run(client, bucket, tmp_path, directory, expected, log_text="log\n", storage
     (tmp_path / "logs" / "scotland" / "job.log.stats").write_text("{}")
     return archiver.archive_crawl(
         client=client,
-        bucket=bucket,
+        bucket_name=bucket,
         storage_class=storage_class,
         data_directory=str(tmp_path / "data"),
         logs_directory=str(tmp_path / "logs"),

@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
-from kingfisher_archive import archiver, steps
+from kingfisher_archive import deletion, steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.crawl import CrawlChangedError
 from kingfisher_archive.ledger import Ledger
@@ -285,7 +285,7 @@ def test_a_crawl_left_smaller_than_its_archive_never_replaces_its_own_complete_a
             os.remove(path)
         raise RuntimeError("the worker was killed while deleting")
 
-    monkeypatch.setattr(archiver, "delete_archived", files_removed_then_killed)
+    monkeypatch.setattr(deletion, "delete_archived", files_removed_then_killed)
     with pytest.raises(RuntimeError, match="killed while deleting"):
         steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-1")
     monkeypatch.undo()

@@ -27,7 +27,7 @@ KINDS = {
     "crawl.CrawlChangedError": PermanentError,
     "crawl.CrawlReadError": RetryableError,
     "crawl.SetAsideDiffersError": PermanentError,
-    "steps.decision.ChecksumFailedError": RetryableError,
+    "choice.ChecksumFailedError": RetryableError,
     "crawl.UnsafeCrawlError": PermanentError,
     "ledger.ClaimedError": RetryableError,
     "ledger.LedgerCorruptError": PermanentError,

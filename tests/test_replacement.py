@@ -40,7 +40,7 @@ def archive_directly(settings, client, plan, **kwargs):
     """One try of the archive task's archiver, with no ledger and no claim: what a try that bypasses them does."""
     return archiver.archive_crawl(
         client=client,
-        bucket=settings.bucket,
+        bucket_name=settings.bucket,
         storage_class="STANDARD",
         data_directory=settings.data_directory,
         logs_directory=settings.logs_directory,

@@ -53,7 +53,7 @@ def archive(client, bucket, tmp_path, files, *, source=SOURCE, version=VERSION, 
     summary = crawl.measure(directory)
     archiver.archive_crawl(
         client=client,
-        bucket=bucket,
+        bucket_name=bucket,
         storage_class="STANDARD",
         data_directory=str(data),
         logs_directory=str(logs),

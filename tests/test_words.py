@@ -13,8 +13,8 @@ import re
 import pytest
 
 from kingfisher_archive import alerts, catalogue, ledger, policy, steps, words
+from kingfisher_archive.mending import GONE
 from kingfisher_archive.steps import summary as summaries
-from kingfisher_archive.steps.mending import GONE
 from tests.test_restore import archive, put_month
 
 VOCABULARIES = (

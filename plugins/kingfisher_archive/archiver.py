@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from botocore.exceptions import ClientError
-
-from kingfisher_archive import archive_format, replacement
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive.archive_format import open_archive
-from kingfisher_archive.bucket import month_is_empty
-from kingfisher_archive.crawl import MiB
+from kingfisher_archive import archive_format, deletion, replacement
+from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_is_empty, month_prefix, staging_prefix
+from kingfisher_archive.crawl import (
+    CrawlChangedError,
+    MiB,
+    Summary,
+    check_log_path,
+    crawl_directory,
+    parse_data_version,
+)
 from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, withdraw
-from kingfisher_archive.s3.errors import MISSING, error_code
-from kingfisher_archive.s3.objects import stream
 from kingfisher_archive.s3.proof import md5_etag, verify_read_back
 from kingfisher_archive.s3.upload import MultipartUpload, abort_uploads, choose_part_size, put_object_once, upload_file
 from kingfisher_archive.version import ARCHIVER
@@ -99,14 +98,14 @@ class UploadedLog:
     verified_by: str
 
 
-def _upload_log(client, bucket: str, key: str, path: str, **kwargs) -> UploadedLog:
-    size, crc32, proof = upload_file(client, bucket, key, path, **kwargs)
+def _upload_log(client, bucket_name: str, key: str, path: str, **kwargs) -> UploadedLog:
+    size, crc32, proof = upload_file(client, bucket_name, key, path, **kwargs)
     return UploadedLog(size, crc32, proof.etag, proof.method)
 
 
 def stream_crawl(
     client,
-    bucket: str,
+    bucket_name: str,
     key: str,
     directory: str,
     arcname: str,
@@ -120,7 +119,7 @@ def stream_crawl(
     """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
 
     :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
-    :param bucket: the bucket's name.
+    :param bucket_name: the bucket's name.
     :param key: where the archive goes (``<prefix>data.tar.lz4``).
     :param directory: the crawl directory.
     :param arcname: the tar members' prefix, ``<source_id>/<data_version>``.
@@ -135,7 +134,7 @@ def stream_crawl(
     :returns: a :class:`StreamResult`, the archive verified in the bucket.
     """
     sent = progress.sent if progress else None
-    upload = MultipartUpload(client, bucket, key, part_size, progress=sent, storage_class=storage_class)
+    upload = MultipartUpload(client, bucket_name, key, part_size, progress=sent, storage_class=storage_class)
     try:
         lz4_writer = archive_format.LZ4Writer(upload)
         tar = archive_format.write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
@@ -146,7 +145,7 @@ def stream_crawl(
     except BaseException:
         upload.abort()
         raise
-    logger.info("s3://%s/%s: verified in the bucket by %s", bucket, key, proof.method)
+    logger.info("s3://%s/%s: verified in the bucket by %s", bucket_name, key, proof.method)
     return StreamResult(
         tar.summary,
         tar.checksum,
@@ -163,7 +162,7 @@ class _Crawl:
     """One crawl on its way into the bucket: where it is read from and where it goes."""
 
     client: object
-    bucket: str
+    bucket_name: str
     storage_class: str
     source_id: str
     data_version: str
@@ -188,7 +187,7 @@ class _Archived:
 def archive_crawl(
     *,
     client,
-    bucket: str,
+    bucket_name: str,
     storage_class: str,
     data_directory: str,
     logs_directory: str,
@@ -204,7 +203,7 @@ def archive_crawl(
     """Archive one crawl into its month and delete it locally.
 
     :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
-    :param bucket: the bucket's name.
+    :param bucket_name: the bucket's name.
     :param storage_class: the storage class of the month's objects.
     :param data_directory: Kingfisher Collect's data directory.
     :param logs_directory: Kingfisher Collect's logs directory, which ``log_path`` must be directly under.
@@ -230,36 +229,36 @@ def archive_crawl(
     :raises kingfisher_archive.replacement.MonthInconsistentError: its ``metadata.json`` describes other data.
     :raises kingfisher_archive.replacement.RefusedError: the bucket refused the replacement (a policy, Object Lock).
     """
-    crawls.check_log_path(logs_directory, source_id, log_path, "archive")
-    key = CrawlKey(source_id, data_version, crawls.parse_data_version(data_version))
+    check_log_path(logs_directory, source_id, log_path, "archive")
+    key = CrawlKey(source_id, data_version, parse_data_version(data_version))
     crawl = _Crawl(
         client=client,
-        bucket=bucket,
+        bucket_name=bucket_name,
         storage_class=storage_class,
         source_id=source_id,
         data_version=data_version,
-        directory=crawls.crawl_directory(data_directory, source_id, data_version),
+        directory=crawl_directory(data_directory, source_id, data_version),
         log_path=log_path,
         expected=expected,
         metadata=metadata,
         label=key.id,
-        final=layout.month_prefix(source_id, key.year, key.month),
-        staging=layout.staging_prefix(source_id, data_version),
+        final=month_prefix(source_id, key.year, key.month),
+        staging=staging_prefix(source_id, data_version),
         month_held=month_held,
     )
 
     # Leftovers of an earlier try of this task: its staging objects, and its uploads to either place (a month's
     # uploads can only be this crawl's: the ledger's claim on the month keeps every other archive task out).
-    clean_staging(client, bucket, crawl.staging)
-    abort_uploads(client, bucket, crawl.final)
-    in_place = month_is_empty(client, bucket, crawl.final)
+    clean_staging(client, bucket_name, crawl.staging)
+    abort_uploads(client, bucket_name, crawl.final)
+    in_place = month_is_empty(client, bucket_name, crawl.final)
     started = time.monotonic()
     logger.info(
         "%s: archiving %d bytes in %d files to s3://%s/%s (%s)",
         crawl.label,
         expected.bytes,
         expected.files,
-        bucket,
+        bucket_name,
         crawl.final,
         "an empty month: written in place" if in_place else "the month holds objects: through staging",
     )
@@ -287,7 +286,7 @@ def archive_crawl(
     if delete_local_files:  # only the benchmark keeps them, to archive the same crawl again
         if before_delete is not None:
             before_delete(result)
-        result["deleted"] = delete_archived(
+        result["deleted"] = deletion.delete_archived(
             data_directory,
             logs_directory,
             source_id,
@@ -310,74 +309,6 @@ def archive_crawl(
     return result
 
 
-def delete_archived(
-    data_directory: str,
-    logs_directory: str,
-    source_id: str,
-    data_version: str,
-    log_path,
-    fingerprint: str,
-    changed,
-    checked=None,
-    already_checked: bool = False,
-    log_bytes: int | None = None,
-) -> list[str]:
-    """Delete a crawl whose archive is verified, with its log, only if it is still what was archived.
-
-    The crawl is renamed out of its writers' way (:func:`kingfisher_archive.crawl.set_aside`), or found so by a try
-    that stopped, and checked; then only what was set aside and checked is deleted. A directory standing at the
-    crawl's own path once it is set aside (Kingfisher Collect resuming the crawl) is a new crawl, never deleted here.
-
-    :param data_directory: Kingfisher Collect's data directory.
-    :param logs_directory: Kingfisher Collect's logs directory.
-    :param source_id: the crawl's source.
-    :param data_version: the crawl's ``YYYYMMDD_HHMMSS``.
-    :param log_path: the crawl's log.
-    :param fingerprint: the archived crawl's; a crawl with another is renamed back and not deleted.
-    :param changed: called with the crawl's :class:`~kingfisher_archive.crawl.Summary` when it differs; returns
-        the error raised.
-    :param checked: called once the crawl is found to be what was archived, before the first file is deleted.
-    :param already_checked: the try that renamed it aside had checked it (files may be gone since): not again.
-    :param log_bytes: the size of the log that was archived; a log of another size now is kept.
-    :returns: what was deleted.
-    :raises kingfisher_archive.crawl.SetAsideDiffersError: what is set aside is not what was archived, and the
-        crawl's path was written again meanwhile, so it cannot be renamed back: nothing is deleted.
-    """
-    directory = crawls.crawl_directory(data_directory, source_id, data_version)
-    aside = directory + crawls.DELETING_SUFFIX
-    if os.path.lexists(aside):
-        if not already_checked:
-            now = crawls.measure(aside)
-            if now.fingerprint != fingerprint:
-                if os.path.lexists(directory):
-                    raise crawls.SetAsideDiffersError(
-                        f"{aside} is not what was archived ({now.files} files and {now.bytes} bytes), and "
-                        f"{directory} was written again since it was set aside: nothing was deleted; compare the "
-                        "two with the archive and merge or delete them by hand"
-                    )
-                os.rename(aside, directory)
-                raise changed(now)
-            if checked is not None:
-                checked()
-    elif not already_checked and os.path.lexists(directory):
-        crawls.set_aside(directory, fingerprint, changed)
-        if checked is not None:
-            checked()
-    # Else nothing is aside: deleted by an earlier try (what stands at the path now was written since), or gone.
-    deleted = []
-    if crawls.remove_set_aside(data_directory, source_id, data_version):
-        deleted.append(directory)
-    removed = crawls.remove_log(logs_directory, source_id, log_path, log_bytes)
-    if log_path and not removed and os.path.lexists(log_path):
-        logger.warning("%s is not the %s-byte log that was archived: kept", log_path, log_bytes)
-    if os.path.lexists(directory):
-        logger.warning(
-            "%s was written again after it was set aside to be deleted: kept, as a new crawl for a later run",
-            directory,
-        )
-    return deleted + removed
-
-
 def _archive_in_place(crawl: _Crawl) -> _Archived:
     """An empty month: each object straight to its final key, completed only if the key is still free.
 
@@ -386,25 +317,25 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
     withdraws everything this try wrote (each delete conditional on its ETag, so never a stranger's object), and
     the month is left empty, as it was found.
     """
-    client, bucket, final = crawl.client, crawl.bucket, crawl.final
+    client, bucket_name, final = crawl.client, crawl.bucket_name, crawl.final
     started = time.monotonic()
     stream = _stream(crawl, final, exclusive=True, storage_class=crawl.storage_class)
     streamed = time.monotonic()
-    written = {final + layout.DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
+    written = {final + DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
     try:
         log = _upload_log(
-            client, bucket, final + layout.LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
+            client, bucket_name, final + LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
         )
-        written[final + layout.LOG] = log.etag
+        written[final + LOG] = log.etag
         body = _metadata_json(crawl, stream, log)
         promoting = time.monotonic()
-        key = final + layout.METADATA
+        key = final + METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
         written[key] = md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
-        written[key] = put_object_once(client, bucket, key, body, crawl.storage_class)
-        verify_read_back(client, bucket, key, body, written[key])
+        written[key] = put_object_once(client, bucket_name, key, body, crawl.storage_class)
+        verify_read_back(client, bucket_name, key, body, written[key])
     except BaseException:
-        withdraw(client, bucket, written)
+        withdraw(client, bucket_name, written)
         raise
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
@@ -416,17 +347,17 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     :mod:`kingfisher_archive.replacement` writes a journal beside the staged objects before it takes anything of
     the month away, so that whatever stops this try, the next try or run finishes the replacement or undoes it.
     """
-    client, bucket, final, staging = crawl.client, crawl.bucket, crawl.final, crawl.staging
+    client, bucket_name, final, staging = crawl.client, crawl.bucket_name, crawl.final, crawl.staging
     started = time.monotonic()
     # Staging objects keep the server's default storage class: they live minutes.
     stream = _stream(crawl, staging, exclusive=False, storage_class=None)
     streamed = time.monotonic()
-    log = _upload_log(client, bucket, staging + layout.LOG, crawl.log_path)
+    log = _upload_log(client, bucket_name, staging + LOG, crawl.log_path)
     promoting = time.monotonic()
     try:
         journal = replacement.begin(
             client,
-            bucket,
+            bucket_name,
             month=final,
             crawl=crawl.label,
             staging=staging,
@@ -438,22 +369,22 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
     except (
         replacement.ReplacementInProgressError,
         replacement.MonthChangedError,
-        layout.MetadataError,
+        MetadataError,
         replacement.RecoveryError,
     ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
-        clean_staging(client, bucket, staging)
+        clean_staging(client, bucket_name, staging)
         raise
-    replacement.replace(client, bucket, journal, crawl.storage_class)
+    replacement.replace(client, bucket_name, journal, crawl.storage_class)
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
 
-def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: crawls.Summary) -> crawls.CrawlChangedError:
+def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: Summary) -> CrawlChangedError:
     """The crawl on disk is no longer the one in the archive: a file added or rewritten after it was read would be
     deleted unarchived. The archive stays (it is verified); the next run finds its metadata naming this crawl
     still on disk, and archives it again."""
-    return crawls.CrawlChangedError(
-        f"{crawl.label} was archived to s3://{crawl.bucket}/{crawl.final} but changed on disk after it was read "
+    return CrawlChangedError(
+        f"{crawl.label} was archived to s3://{crawl.bucket_name}/{crawl.final} but changed on disk after it was read "
         f"({stream.summary.files} files and {stream.summary.bytes} bytes then, {now.files} files and "
         f"{now.bytes} bytes now, or a file was rewritten): it was not deleted; the next run archives it again"
     )
@@ -473,15 +404,15 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
         if expected.checksum is not None and tar.checksum != expected.checksum:
             changes.append(f"its checksum was {expected.checksum}, now {tar.checksum}")
         if changes:
-            raise crawls.CrawlChangedError(
+            raise CrawlChangedError(
                 f"{crawl.label} changed on disk since it was inspected ({'; '.join(changes)}): nothing was archived "
                 "or deleted; the next run inspects it again"
             )
 
     return stream_crawl(
         crawl.client,
-        crawl.bucket,
-        prefix + layout.DATA,
+        crawl.bucket_name,
+        prefix + DATA,
         crawl.directory,
         crawl.label,
         choose_part_size(expected.bytes, expected.files),
@@ -508,84 +439,11 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
         "data_files": stream.summary.files,
         "compressed_bytes": stream.compressed_bytes,
         # What the audit checks at rest without downloading, and how the upload was proved in the bucket.
-        "checksums": {layout.DATA: {"crc32": stream.crc32}, layout.LOG: {"crc32": log.crc32, "bytes": log.size}},
-        "verified_by": {layout.DATA: stream.verified_by, layout.LOG: log.verified_by},
+        "checksums": {DATA: {"crc32": stream.crc32}, LOG: {"crc32": log.crc32, "bytes": log.size}},
+        "verified_by": {DATA: stream.verified_by, LOG: log.verified_by},
         "tar_prefix": f"{crawl.label}/",
         "archived_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "archiver": ARCHIVER,
         **{k: v for k, v in crawl.metadata.items() if k not in ("files_count", "errors_count")},
     }
     return json.dumps(document, indent=2, sort_keys=False).encode("utf-8")
-
-
-def missing_from(client, bucket: str, key: str, source_id: str, data_version: str, directory: str) -> str | None:
-    """Why the crawl at ``directory`` does not hold every file of the archive at ``key`` byte for byte, if it does not.
-
-    :param client: a boto3 S3 client.
-    :param bucket: the bucket's name.
-    :param key: the archive's key (``<month>data.tar.lz4``).
-    :param source_id: the archived crawl's source.
-    :param data_version: the archived crawl's ``YYYYMMDD_HHMMSS``.
-    :param directory: the crawl on disk.
-    :returns: ``None`` if it holds them all (it may hold more), or there is no archive: then archiving it again
-        loses nothing of that archive.
-    """
-    members = archive_format.CrawlMembers(source_id, data_version)
-    try:
-        opened = open_archive(stream(client, bucket, key))
-    except ClientError as e:
-        if error_code(e) in MISSING:
-            return None  # metadata.json without its data: no archive, nothing of it to lose
-        raise
-    with opened as (tar, _):
-        for member in tar:
-            relpath = members.relpath(member)
-            if not relpath or not member.isreg():
-                continue
-            try:
-                if why := _differs(tar, member, os.path.join(directory, *relpath.split("/")), relpath):
-                    return why
-            except FileNotFoundError:
-                return f"{relpath} is archived but not on disk"
-    return None
-
-
-def _differs(tar, member, path: str, relpath: str) -> str | None:
-    """Why the file at ``path`` is not the archived ``member`` byte for byte, if it is not."""
-    with open(path, "rb") as local:
-        if (size := os.fstat(local.fileno()).st_size) != member.size:
-            return f"{relpath} is {size} bytes on disk, {member.size} archived"
-        archived = tar.extractfile(member)
-        while chunk := archived.read(MiB):
-            if local.read(len(chunk)) != chunk:
-                return f"{relpath} on disk is not the archived file"
-    return None
-
-
-def outside(client, bucket: str, key: str, source_id: str, data_version: str, directory: str) -> str | None:
-    """Why not every file at ``directory`` is in the archive at ``key`` byte for byte, if one is not: the other way
-    round from :func:`missing_from`. ``None`` means what is on disk is a part of that archive (a deletion cut short
-    left it), and deleting it loses nothing.
-
-    :raises UnsafeCrawlError: ``directory`` holds a link or a special file.
-    """
-    members = archive_format.CrawlMembers(source_id, data_version)
-    on_disk = {entry.relpath: entry for entry in crawls.walk(directory) if not entry.is_dir}
-    matched = set()
-    try:
-        opened = open_archive(stream(client, bucket, key))
-    except ClientError as e:
-        if error_code(e) in MISSING:
-            return f"there is no archive at {key}"
-        raise
-    with opened as (tar, _):
-        for member in tar:
-            relpath = members.relpath(member)
-            if not relpath or not member.isreg() or relpath not in on_disk:
-                continue
-            if why := _differs(tar, member, on_disk[relpath].path, relpath):
-                return why
-            matched.add(relpath)
-    if extra := sorted(set(on_disk) - matched):
-        return f"{extra[0]} is on disk and not in the archive" + (f" (and {len(extra) - 1} more)" if extra[1:] else "")
-    return None

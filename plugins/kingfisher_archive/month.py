@@ -21,8 +21,18 @@ from enum import StrEnum
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import archive_format
-from kingfisher_archive import bucket as layout
-from kingfisher_archive.bucket import STREAM_ERRORS, ArchivedCrawl, Bucket, MonthIncompleteError
+from kingfisher_archive.bucket import (
+    DATA,
+    STAGING,
+    STREAM_ERRORS,
+    ArchivedCrawl,
+    Bucket,
+    MonthIncompleteError,
+    month_prefix,
+    month_state,
+    parse_month_prefix,
+)
+from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.s3.errors import MISSING, error_code
 from kingfisher_archive.s3.objects import stream
 
@@ -31,9 +41,9 @@ JOURNAL = "replacing.json"
 #: The end of a month's journal's key: ``staging/<source_id>/<YYYY>-<MM>.replacing.json`` (:func:`journal_key`).
 MONTH_JOURNAL_SUFFIX = ".replacing.json"
 _MONTH_JOURNAL = re.compile(
-    rf"{layout.STAGING}/(?P<source>[^/]+)/(?P<year>\d{{4}})-(?P<month>\d{{2}}){re.escape(MONTH_JOURNAL_SUFFIX)}"
+    rf"{STAGING}/(?P<source>[^/]+)/(?P<year>\d{{4}})-(?P<month>\d{{2}}){re.escape(MONTH_JOURNAL_SUFFIX)}"
 )
-_LEGACY_JOURNAL = re.compile(rf"{layout.STAGING}/(?P<source>[^/]+)/(?P<version>[^/]+)/{re.escape(JOURNAL)}")
+_LEGACY_JOURNAL = re.compile(rf"{STAGING}/(?P<source>[^/]+)/(?P<version>[^/]+)/{re.escape(JOURNAL)}")
 
 
 class Holds(StrEnum):
@@ -61,13 +71,13 @@ class Month:
 
     @property
     def prefix(self) -> str:
-        return layout.month_prefix(self.source_id, self.year, self.month)
+        return month_prefix(self.source_id, self.year, self.month)
 
     @property
     def state(self) -> str | None:
         """What a decision saw of it, in a few words (:func:`kingfisher_archive.bucket.month_state`): an archive, or
         ``None`` for a month that counts as empty (its own leftovers included)."""
-        return layout.month_state(self.archived)
+        return month_state(self.archived)
 
     def incomplete_error(self, bucket: str, whose: bool = False) -> MonthIncompleteError:
         """The error of a month that cannot be taken as it is; ``whose`` adds whose data it holds."""
@@ -90,7 +100,7 @@ def look(bucket: Bucket, source_id: str, year: int, month: int, crawls: Collecti
         names = tuple(e.names)
         if found := _journals_of(bucket, source_id, year, month):
             return Month(source_id, year, month, Holds.REPLACING, names=names, journals=found)
-        holds = crawl_in(bucket.client, bucket.name, e.prefix + layout.DATA, source_id)
+        holds = crawl_in(bucket.client, bucket.name, e.prefix + DATA, source_id)
         period = f"{source_id}/{year:04d}{month:02d}"
         if holds is not None and holds in crawls and holds.startswith(period):
             return Month(source_id, year, month, Holds.OWN_LEFTOVERS, names=names, leftovers_of=holds)
@@ -110,8 +120,8 @@ def journal_key(month: str) -> str:
 
     Directly under ``staging/<source_id>/``, so no crawl's staging prefix (``staging/<source_id>/<data_version>/``)
     holds it, and cleaning one crawl's staging never removes it."""
-    source_id, year, month_ = layout.parse_month_prefix(month)
-    return f"{layout.STAGING}/{source_id}/{year:04d}-{month_:02d}{MONTH_JOURNAL_SUFFIX}"
+    source_id, year, month_ = parse_month_prefix(month)
+    return f"{STAGING}/{source_id}/{year:04d}-{month_:02d}{MONTH_JOURNAL_SUFFIX}"
 
 
 def is_journal(key: str) -> bool:
@@ -123,7 +133,7 @@ def journals(client, bucket: str, source_id: str) -> list[str]:
     """The keys of every replacement journal of a source (interrupted or in progress): the months' journals, and
     journals written before 1.2 beside their staged archives."""
     paginator = client.get_paginator("list_objects_v2")
-    prefix = f"{layout.STAGING}/{source_id}/"
+    prefix = f"{STAGING}/{source_id}/"
     return [
         item["Key"]
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
@@ -167,3 +177,18 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
     except (*STREAM_ERRORS, archive_format.RefusedMemberError):
         return None
     return None
+
+
+def archived_for(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
+    """What the crawl's month holds; a month holding only what an upload of *this* crawl left (data or a log without
+    ``metadata.json``: a try into the empty month cut short) counts as empty, since archiving rewrites it.
+
+    Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
+    without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
+    """
+    found = look(bucket, key.source_id, key.year, key.month, {key.id})
+    if found.holds == Holds.INCOMPLETE and found.leftovers_of is None and DATA not in found.names:
+        return None  # a log alone, which the upload of this crawl rewrites
+    if found.holds in (Holds.INCOMPLETE, Holds.REPLACING):
+        raise found.incomplete_error(bucket.name, whose=True)
+    return found.archived

@@ -215,6 +215,19 @@ class Verdict:
     superseded_by: str | None = None  # set when it won a comparison, then lost to a later crawl of its month
 
 
+def named_by_its_month(crawl: str, reason: str | None, compared_with: str | None, rival: str | None) -> Verdict:
+    """The verdict for a crawl its month's ``metadata.json`` names (archived, and not yet deleted).
+
+    :param reason: why it was archived, as its ``metadata.json`` says (``None``: not said).
+    :param compared_with: what it was measured against then.
+    :param rival: a crawl of its month this run chose over the month's archive, if any.
+    :returns: archive it (again) for the reason it was chosen; or, when ``rival`` won its month, not, superseded by it.
+    """
+    if rival is not None:
+        return Verdict(crawl, False, Comparison.SAME_PERIOD, compared_with=crawl, superseded_by=rival)
+    return Verdict(crawl, True, reason or Comparison.SAME_PERIOD, compared_with=compared_with)
+
+
 def decide_source(
     crawls: Iterable[Candidate],
     archived_month: Callable[[int, int], Candidate | None],

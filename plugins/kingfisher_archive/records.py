@@ -2,7 +2,9 @@
 
 Airflow passes them between tasks through XCom and the ledger keeps some of them, so they are JSON-ready
 ``TypedDict`` dictionaries (plain dicts at run time, named and typed for a reader and a type checker) of ids,
-paths relative to nothing the next host could not see, numbers and reasons; never anything large.
+paths relative to nothing the next host could not see, numbers and reasons; never anything large. A record that
+several rooms make has its one constructor here (:func:`decided`); an archive task's result is
+:mod:`kingfisher_archive.archive_result`'s.
 :class:`CrawlKey` is a crawl's identity, its data version parsed once per task. Which task hands which record to
 which (a crawl still loading goes from find to the summary as a :class:`Waiting`): see docs/architecture.md, One
 crawl's path.
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
-from kingfisher_archive import crawl as crawls
+from kingfisher_archive.crawl import crawl_directory, parse_data_version
 from kingfisher_archive.ledger import Status
 from kingfisher_archive.policy import Reject
 
@@ -30,7 +32,7 @@ class CrawlKey:
     @classmethod
     def of(cls, record) -> CrawlKey:
         """The key of any record that has ``source_id`` and ``data_version``; raises ValueError for a bad one."""
-        return cls(record["source_id"], record["data_version"], crawls.parse_data_version(record["data_version"]))
+        return cls(record["source_id"], record["data_version"], parse_data_version(record["data_version"]))
 
     @classmethod
     def parse(cls, record) -> CrawlKey | None:
@@ -58,7 +60,7 @@ class CrawlKey:
         return f"{self.year:04d}-{self.month:02d}"
 
     def directory(self, data_directory: str) -> str:
-        return crawls.crawl_directory(data_directory, self.source_id, self.data_version)
+        return crawl_directory(data_directory, self.source_id, self.data_version)
 
 
 def crawl_id(source_id: str, data_version: str) -> str:
@@ -137,6 +139,24 @@ class Decision(TypedDict):
     pending_on: NotRequired[str]  # pending: the crawl of this run whose archive settles it
 
 
+def decided(facts: Inspection, status: Status, reason: str, **extra) -> Decision:
+    """The decision for one crawl: its identity and figures from its inspection, a status and a reason."""
+    return {
+        "id": facts["id"],
+        "source_id": facts["source_id"],
+        "data_version": facts["data_version"],
+        "collection_id": facts.get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "bytes": facts.get("bytes", 0),
+        "files": facts.get("files", 0),
+        "files_count": facts.get("files_count", 0),
+        "errors_count": facts.get("errors_count", 0),
+        "checksum": facts.get("checksum"),
+        **{k: v for k, v in extra.items()},
+    }
+
+
 @dataclass(frozen=True)
 class Expected:
     """What inspection saw, which archiving must find again (in a :class:`Plan`: as a dict of these fields)."""
@@ -166,33 +186,9 @@ class Plan(TypedDict):
     log: str
     keep: NotRequired[str | None]  # a ledger.Kept reason: archived, and not deleted locally
     month_held: str | None  # archiving refuses to replace anything else
+    inspection: Inspection  # what inspection found (with the checksum, if deciding read it)
     expected: dict  # an Expected's fields
     metadata: PlanMetadata
-
-
-class ArchiveResult(TypedDict):
-    """archive -> ledger -> summarise: what was archived, and what it cost."""
-
-    id: str
-    bytes: int
-    files: int
-    compressed_bytes: int | None  # None when an earlier try had archived it
-    deleted: list[str]
-    already_archived: NotRequired[bool]
-    checksum: NotRequired[str]
-    bytes_read: NotRequired[int]
-    seconds: NotRequired[float]
-    stream_seconds: NotRequired[float]  # read, tar, LZ4, checksum, upload
-    promote_seconds: NotRequired[float]  # server-side copies to the final keys (if any), and metadata.json
-    in_place: NotRequired[bool]  # written straight to the final keys (the month was empty), not through staging
-    prefix: NotRequired[str]
-    #: Decided again under the month's claim, and not archived: the month held something it does not beat.
-    redecided: NotRequired[dict]
-    #: Not archived: its month's metadata.json names it, and the crawl on disk is not that archive (reason, detail).
-    held: NotRequired[dict]
-    fingerprint: NotRequired[str]  # what the crawl's listing was when it was read: what its deletion checks
-    log: NotRequired[str | None]
-    archived_by: NotRequired[str]  # already archived: the run whose record the ledger keeps
 
 
 class Swept(TypedDict):

@@ -1,9 +1,9 @@
 """The Airflow adapter: the only module of the package that imports Airflow.
 
 Each task reads the Variables and Connections when it runs (never at import, so the DAG file parses without a
-database or network), calls one function of :mod:`kingfisher_archive.steps`, and returns a small JSON-ready
-value for XCom. Decisions go to the ledger as well, because XComs are wiped when a task is retried and the
-ledger is not.
+database or network), calls one step of :mod:`kingfisher_archive.steps` (which does the task's ledger work too),
+and returns a small JSON-ready value for XCom. Decisions go to the ledger as well, because XComs are wiped when a
+task is retried and the ledger is not.
 """
 
 from __future__ import annotations
@@ -26,14 +26,26 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException
 
 from kingfisher_archive import alerts, errors, metrics, steps
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive import settings as config
+from kingfisher_archive.archive_result import ArchiveResult, Kind
 from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.ledger import Ledger, LedgerCorruptError, Status
+from kingfisher_archive.crawl import format_data_version
+from kingfisher_archive.ledger import Ledger, LedgerCorruptError
 from kingfisher_archive.process import loaded_collections
-from kingfisher_archive.records import ArchiveResult, CrawlKey, CrawlRef, Inspection, Plan, Swept
+from kingfisher_archive.records import CrawlKey, CrawlRef, Inspection, Plan, Swept
 from kingfisher_archive.s3.client import client_config, encrypt_writes
 from kingfisher_archive.s3.versions import describe_bucket
+from kingfisher_archive.settings import (
+    ENCRYPTION,
+    PROCESS_CONNECTION,
+    RETENTION_DAYS,
+    S3_CONNECTION,
+    ConfigurationError,
+    Settings,
+    encryption,
+    load,
+    probe_writes,
+    restore_directory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +90,21 @@ def _variable(name: str) -> str | None:
     return Variable.get(name, default=None)
 
 
-def load_settings(on_kingfisher_host: bool = True) -> config.Settings:
-    return config.load(_variable, on_kingfisher_host=on_kingfisher_host)
+def load_settings(on_kingfisher_host: bool = True) -> Settings:
+    return load(_variable, on_kingfisher_host=on_kingfisher_host)
 
 
 def _check_connection(conn_id: str) -> None:
     try:
         BaseHook.get_connection(conn_id)
     except Exception as e:  # the SDK raises its own not-found error; any failure means the same to the operator
-        raise config.ConfigurationError(f"Airflow Connection {conn_id!r} is not defined or unreadable ({e})") from e
+        raise ConfigurationError(f"Airflow Connection {conn_id!r} is not defined or unreadable ({e})") from e
 
 
-def encryption() -> dict:
+def s3_encryption() -> dict:
     """The server-side encryption every write and copy carries (the Variable, else the connection's extra)."""
-    extra = BaseHook.get_connection(config.S3_CONNECTION).extra_dejson.get("encryption")
-    return config.encryption(_variable(config.ENCRYPTION), extra)
+    extra = BaseHook.get_connection(S3_CONNECTION).extra_dejson.get("encryption")
+    return encryption(_variable(ENCRYPTION), extra)
 
 
 def s3_client():
@@ -100,10 +112,10 @@ def s3_client():
     sending the configured encryption on every write and copy."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    _check_connection(config.S3_CONNECTION)
-    hook = S3Hook(aws_conn_id=config.S3_CONNECTION)
+    _check_connection(S3_CONNECTION)
+    hook = S3Hook(aws_conn_id=S3_CONNECTION)
     client = hook.get_client_type(region_name=hook.region_name, config=client_config(hook.config))
-    encrypt_writes(client, encryption())
+    encrypt_writes(client, s3_encryption())
     return client
 
 
@@ -111,17 +123,17 @@ def process_connection():
     """A DB-API connection to Kingfisher Process (an empty password lets libpq's ~/.pgpass apply)."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    _check_connection(config.PROCESS_CONNECTION)
+    _check_connection(PROCESS_CONNECTION)
     try:
-        return PostgresHook(postgres_conn_id=config.PROCESS_CONNECTION).get_conn()
+        return PostgresHook(postgres_conn_id=PROCESS_CONNECTION).get_conn()
     except Exception as e:
-        raise config.ConfigurationError(
-            f"Cannot connect to Kingfisher Process with the Airflow Connection {config.PROCESS_CONNECTION!r}: {e}"
+        raise ConfigurationError(
+            f"Cannot connect to Kingfisher Process with the Airflow Connection {PROCESS_CONNECTION!r}: {e}"
         ) from e
 
 
-def _bucket(settings: config.Settings, client=None) -> Bucket:
-    return Bucket(client or s3_client(), settings.bucket, settings.storage_class, config.S3_CONNECTION)
+def _bucket(settings: Settings, client=None) -> Bucket:
+    return Bucket(client or s3_client(), settings.bucket, settings.storage_class, S3_CONNECTION)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -149,7 +161,7 @@ def find_crawls() -> list[CrawlRef]:
     bucket.check()
     logger.info("Bucket %s: %s", bucket.name, describe_bucket(bucket.client, bucket.name))
     if not params.get("dry_run"):
-        config.probe_writes(bucket.client, bucket.name, encryption())
+        probe_writes(bucket.client, bucket.name, s3_encryption())
     # A run for a past logical date (a backfill) considers only what was loaded by the end of its data interval;
     # a manual run without a logical date considers everything loaded.
     loaded_before = context.get("data_interval_end")
@@ -159,16 +171,13 @@ def find_crawls() -> list[CrawlRef]:
     finally:
         connection.close()
     logger.info("Kingfisher Process schema %s; collections closed before %s", found.schema, loaded_before or "now")
-    if params.get("dry_run") and not os.path.exists(settings.ledger):
-        settled, deleted = set(), set()
-    else:
-        ledger = Ledger(settings.ledger)
-        settled, deleted = ledger.settled(), ledger.deleted()
+    dry_run = bool(params.get("dry_run"))
+    ledger = None if dry_run and not os.path.exists(settings.ledger) else Ledger(settings.ledger)
     reevaluate = bool(params.get("reevaluate"))
-    work = steps.find(settings, found.loaded, settled, reevaluate, found.loading, deleted=deleted)
+    work = steps.find_and_record(
+        settings, found.loaded, found.loading, ledger, reevaluate, loaded_before, context.get("run_id"), dry_run
+    )
     context["ti"].xcom_push(key=WAITING, value=work["waiting"])
-    if not params.get("dry_run"):  # where `kingfisher-archive list` and the catalogue page find them
-        Ledger(settings.ledger).record_waiting(work["waiting"], loaded_before, context.get("run_id"))
     return work["crawls"]
 
 
@@ -218,7 +227,7 @@ def archive_crawl(plan: Plan) -> ArchiveResult:
     settings = load_settings()
     ledger = Ledger(settings.ledger)
     result = steps.archive_and_record(settings, s3_client(), plan, ledger, run_id, claim_wait=CLAIM_WAIT_SECONDS)
-    if not ({"redecided", "held"} & result.keys()) and not result.get("already_archived"):
+    if result["kind"] in (Kind.ARCHIVED, Kind.KEPT):  # a month's new archive
         prefix = result["prefix"].rstrip("/")
         event = {"data_version": plan["data_version"], "bytes": result["bytes"], "checksum": result.get("checksum")}
         asset = Asset(uri=f"s3://{settings.bucket}/{prefix}/", name=f"{settings.bucket}/{prefix}", group="kingfisher")
@@ -238,7 +247,7 @@ def sweep_old_crawls(archived: Sequence[ArchiveResult] | None = None) -> list[Sw
     params, run_id = context["params"], context.get("run_id")
     settings = load_settings()
     if not settings.retention_days:
-        logger.info("Local retention is off (Variable %r is not set)", config.RETENTION_DAYS)
+        logger.info("Local retention is off (Variable %r is not set)", RETENTION_DAYS)
         return []
     if params.get("dry_run") and not os.path.exists(settings.ledger):
         return []
@@ -247,7 +256,7 @@ def sweep_old_crawls(archived: Sequence[ArchiveResult] | None = None) -> list[Sw
         collections = loaded_collections(connection).loaded
     finally:
         connection.close()
-    loaded = {(c.source_id, crawls.format_data_version(c.data_version)) for c in collections}
+    loaded = {(c.source_id, format_data_version(c.data_version)) for c in collections}
     now = datetime.now(UTC).replace(tzinfo=None)
     ledger = Ledger(settings.ledger)
     return steps.sweep(settings, ledger, loaded, now, bool(params.get("dry_run")), run_id, bucket=_bucket(settings))
@@ -280,11 +289,7 @@ def summarise(swept: list[Swept] | None = None) -> dict:
         except LedgerCorruptError as e:  # found corrupt since "decide" wrote it: say so in the alert, then fail
             _notify(context, alerts.from_run(None, _run_url(context), *_run(context), _failed_tasks(context), str(e)))
             raise AirflowFailException(str(e)) from e
-        for d in decisions:
-            if d["status"] in (Status.TO_ARCHIVE, Status.PENDING):
-                now[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
-                if row.get("status") in (Status.ARCHIVED, Status.KEPT) and row.get("result"):
-                    results[d["id"]] = row["result"]
+        results, now = steps.recorded(ledger, decisions)
     swept = list(swept or [])
     waiting = context["ti"].xcom_pull(task_ids="find_crawls", key=WAITING) or []
     summary = steps.summarise(decisions, results, dry_run, swept, waiting, settings.waiting_warning_days, now)
@@ -345,7 +350,7 @@ def run_timeout(environ=os.environ) -> timedelta | None:
     try:
         seconds = float(value)
     except ValueError:
-        raise config.ConfigurationError(
+        raise ConfigurationError(
             f"{RUN_TIMEOUT_VARIABLE}={value!r}: give a number of seconds (0 turns the run timeout off)"
         ) from None
     return timedelta(seconds=seconds) if seconds > 0 else None
@@ -431,9 +436,9 @@ def _notify(context, alert: dict | None) -> None:
         try:
             cls = import_string(path)
         except ImportError as e:
-            raise config.ConfigurationError(f"Airflow Variable {alerts.NOTIFIER!r}: cannot import {path} ({e})") from e
+            raise ConfigurationError(f"Airflow Variable {alerts.NOTIFIER!r}: cannot import {path} ({e})") from e
         if not (isinstance(cls, type) and issubclass(cls, BaseNotifier)):
-            raise config.ConfigurationError(f"Airflow Variable {alerts.NOTIFIER!r}: {path} is not a BaseNotifier")
+            raise ConfigurationError(f"Airflow Variable {alerts.NOTIFIER!r}: {path} is not a BaseNotifier")
         notifier = cls(**alerts.with_defaults(kwargs, cls.template_fields))
         notifier({**context, alerts.CONTEXT_KEY: alert})
     except Exception as e:
@@ -453,7 +458,7 @@ def restore_month() -> dict:
 
     params = get_current_context()["params"]
     # First: without it the DAG would write wherever its trigger form says, so it refuses to run at all.
-    restore_directory = config.restore_directory(_variable)
+    restore_root = restore_directory(_variable)
     settings = load_settings()
     year, month = params.get("year"), params.get("month")
     data_version = (params.get("data_version") or "").strip() or None
@@ -461,11 +466,11 @@ def restore_month() -> dict:
         key = CrawlKey.of({"source_id": params["source_id"].strip(), "data_version": data_version})
         year, month = key.year, key.month
     if not year or not month:
-        raise config.ConfigurationError("Give 'year' and 'month', or a 'data_version' (YYYYMMDD_HHMMSS)")
+        raise ConfigurationError("Give 'year' and 'month', or a 'data_version' (YYYYMMDD_HHMMSS)")
     # Files restored into Kingfisher Collect's directories would be archived again, or taken for a crawl's log.
     forbidden = [settings.data_directory, settings.logs_directory]
     # Relative to the restore directory (empty: the restore directory itself), or an absolute path inside it.
-    target = restore.check_target(params.get("target_directory") or "", forbidden, restore_directory=restore_directory)
+    target = restore.check_target(params.get("target_directory") or "", forbidden, restore_directory=restore_root)
     client = s3_client()
     _bucket(settings, client).check()
     result = restore.restore(
@@ -477,7 +482,7 @@ def restore_month() -> dict:
         target,
         forbidden_directories=forbidden,
         data_version=data_version,
-        restore_directory=restore_directory,
+        restore_directory=restore_root,
     )
     logger.info(
         "Restored %s/%s (%d files, %d bytes%s) into %s\nTo load it into Kingfisher Process, run:\n%s",

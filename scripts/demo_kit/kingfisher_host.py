@@ -246,7 +246,7 @@ def archive_all(host: KingfisherHost, client, bucket: str) -> None:
         summary = crawls.measure(crawl.directory)
         archiver.archive_crawl(
             client=client,
-            bucket=bucket,
+            bucket_name=bucket,
             storage_class="STANDARD",
             data_directory=host.data_directory,
             logs_directory=host.logs_directory,

@@ -6,49 +6,59 @@ import logging
 import os
 from dataclasses import replace
 
-from kingfisher_archive import archiver, replacement
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive import month as months
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
+from kingfisher_archive import archive_result, archiver, deletion, replacement
+from kingfisher_archive.archive_result import ArchiveResult, Kind
+from kingfisher_archive.bucket import DATA, ArchivedCrawl, Bucket, month_prefix, month_state
+from kingfisher_archive.choice import ChecksumFailedError, month_changed, redecide
+from kingfisher_archive.crawl import (
+    DELETING_SUFFIX,
+    CrawlChangedError,
+    CrawlReadError,
+    SetAsideDiffersError,
+    UnsafeCrawlError,
+    checksum,
+)
+from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_from
 from kingfisher_archive.ledger import Held, Ledger, Status
-from kingfisher_archive.records import ArchiveResult, CrawlKey, Expected, Plan
+from kingfisher_archive.mending import finish_deleting
+from kingfisher_archive.month import archived_for
+from kingfisher_archive.problem import Problem
+from kingfisher_archive.records import CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.decision import ChecksumFailedError, redecide
-from kingfisher_archive.steps.mending import Problem, delete_set_aside_if_archived, finish_deleting
 
 logger = logging.getLogger(__name__)
 
 
-def archive(settings: Settings, client, plan: Plan, before_delete=None) -> ArchiveResult:
+def archive(settings: Settings, client, plan: Plan, before_delete=None, key: CrawlKey | None = None) -> ArchiveResult:
     """Archive one chosen crawl, on the decision as it stands now; converge if an earlier try got far.
 
     Call it under the month's claim (:func:`archive_and_record`): what the month holds then cannot change under it.
     A replacement of the month that an earlier try left half-done is finished or undone first.
 
     :param before_delete: see :func:`kingfisher_archive.archiver.archive_crawl`.
+    :param key: the plan's, if the caller has parsed it already.
     """
-    key = CrawlKey.of(plan)
+    key = key or CrawlKey.of(plan)
     source_id, data_version = key.source_id, key.data_version
     directory = key.directory(settings.data_directory)
     replacement.recover(client, settings.bucket, source_id, key.year, key.month, settings.storage_class)
     bucket = Bucket(client, settings.bucket, settings.storage_class)
-    archived = month_as_archived(bucket, key)
+    archived = archived_for(bucket, key)
     gone = not os.path.lexists(directory)
     if gone and archived is not None and archived.data_version == data_version:
         # Set aside by a try the ledger has no record of: deleted only if the archive holds it byte for byte.
         deleted = delete_set_aside_if_archived(settings, bucket, key, archived, plan.get("log"))
         if deleted is not None:
             logger.info("%s is already archived; finished deleting it", plan["id"])
-            return {
+            figures = {
                 "id": plan["id"],
                 "bytes": archived.bytes,
                 "files": plan["expected"]["files"],
                 "compressed_bytes": None,
-                "already_archived": True,
                 "deleted": deleted,
             }
-        os.rename(directory + crawls.DELETING_SUFFIX, directory)
+            return archive_result.already_archived(figures)
+        os.rename(directory + DELETING_SUFFIX, directory)
         logger.warning("%s: found set aside, and not its month's archive byte for byte: renamed back", plan["id"])
         gone = False
     expected = Expected(**plan["expected"])
@@ -77,18 +87,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
                 decision["reason"],
                 "; its directory is gone" if gone else ", kept on disk",
             )
-            return {
-                "id": plan["id"],
-                "bytes": expected.bytes,
-                "files": expected.files,
-                "compressed_bytes": None,
-                "deleted": [],
-                "redecided": {
-                    "reason": decision["reason"],
-                    "compared_with": decision.get("compared_with"),
-                    "held": held,
-                },
-            }
+            return archive_result.decided_again(plan, decision["reason"], decision.get("compared_with"), held)
         logger.info("%s: its month now holds %s; decided again: %s", plan["id"], held, decision["reason"])
         metadata.update(reason=decision["reason"], compared_with=decision.get("compared_with"))
         expected = replace(expected, checksum=expected.checksum or decision["checksum"])
@@ -97,7 +96,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
         metadata["kept_on_disk"] = keep
     result = archiver.archive_crawl(
         client=client,
-        bucket=settings.bucket,
+        bucket_name=settings.bucket,
         storage_class=settings.storage_class,
         data_directory=settings.data_directory,
         logs_directory=settings.logs_directory,
@@ -112,23 +111,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None) -> Archi
     )
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
-        result["kept"] = keep
-    return result
-
-
-def month_as_archived(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
-    """What the crawl's month holds; a month holding only what an upload of *this* crawl left (data or a log without
-    ``metadata.json``: a try into the empty month cut short) counts as empty, since archiving rewrites it.
-
-    Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
-    without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
-    """
-    found = months.look(bucket, key.source_id, key.year, key.month, {key.id})
-    if found.holds == months.Holds.INCOMPLETE and found.leftovers_of is None and layout.DATA not in found.names:
-        return None  # a log alone, which the upload of this crawl rewrites
-    if found.holds in (months.Holds.INCOMPLETE, months.Holds.REPLACING):
-        raise found.incomplete_error(bucket.name, whose=True)
-    return found.archived
+    return archive_result.archived(result, keep)
 
 
 def _repair(
@@ -142,21 +125,21 @@ def _repair(
     """
     directory = key.directory(settings.data_directory)
     where = f"s3://{bucket.name}/{archived.key}"
-    data_key = archived.prefix + layout.DATA
-    if crawls.checksum(directory) == archived.checksum:
+    data_key = archived.prefix + DATA
+    if checksum(directory) == archived.checksum:
         size = archived.raw.get("compressed_bytes")
         if isinstance(size, int) and bucket.data_size(archived) == size and plan.get("keep"):
             logger.info("%s: %s already holds this crawl, byte for byte; kept on disk", plan["id"], where)
-            return {
+            figures = {
                 "id": plan["id"],
                 "bytes": archived.bytes,
                 "files": plan["expected"]["files"],
                 "compressed_bytes": size,
                 "checksum": archived.checksum,
-                "already_archived": True,
                 "kept": plan["keep"],
                 "deleted": [],
             }
+            return archive_result.already_archived(figures)
         if isinstance(size, int) and bucket.data_size(archived) == size:
             result = {
                 "id": plan["id"],
@@ -165,7 +148,7 @@ def _repair(
                 "compressed_bytes": size,
                 "checksum": archived.checksum,
                 "fingerprint": plan["expected"]["fingerprint"],
-                "prefix": layout.month_prefix(key.source_id, key.year, key.month),
+                "prefix": month_prefix(key.source_id, key.year, key.month),
                 "log": plan["log"],
                 "in_place": False,
                 "deleted": [],
@@ -173,22 +156,22 @@ def _repair(
             logger.info("%s: %s already holds this crawl, byte for byte; deleting it", plan["id"], where)
             if before_delete is not None:
                 before_delete(result)
-            result["deleted"] = archiver.delete_archived(
+            result["deleted"] = deletion.delete_archived(
                 settings.data_directory,
                 settings.logs_directory,
                 key.source_id,
                 key.data_version,
                 plan["log"],
                 plan["expected"]["fingerprint"],
-                lambda now: crawls.CrawlChangedError(
+                lambda now: CrawlChangedError(
                     f"{plan['id']} changed on disk since it was inspected: nothing was deleted; the next run "
                     "inspects it again"
                 ),
                 checked=(lambda: before_delete({**result, "checked": True})) if before_delete else None,
                 log_bytes=archived.log_bytes,
             )
-            return result
-    why = archiver.missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
+            return archive_result.archived(result)
+    why = missing_from(bucket.client, bucket.name, data_key, key.source_id, key.data_version, directory)
     if why is None:
         logger.info(
             "%s: %s names it, and the crawl on disk holds all of that archive: archiving it again",
@@ -200,18 +183,7 @@ def _repair(
         "what is on disk is left for an operator to compare and delete"
     )
     logger.warning("%s: %s", plan["id"], detail)
-    return _held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
-
-
-def month_changed(plan: Plan, archived: ArchivedCrawl | None) -> bool:
-    """Whether the month no longer holds what the decision saw (and does not hold this crawl either).
-
-    A decision is only as good as the month it was measured against, and an archive task can run long after it (a
-    cleared task, a backfill): then it is decided again (docs/safety.md, 10).
-    """
-    if archived is not None and archived.data_version == plan["data_version"]:
-        return False  # an earlier try of this crawl got that far: it is rewritten
-    return "month_held" not in plan or month_state(archived) != plan["month_held"]
+    return archive_result.held(plan, Held.DIFFERS_FROM_ITS_ARCHIVE, detail)
 
 
 def archive_and_record(
@@ -228,15 +200,16 @@ def archive_and_record(
     :param plan: one of :func:`~kingfisher_archive.steps.decision.decide`'s plans.
     :param claim_wait: how long to wait for a month another run is archiving into (then decide again under it).
     :param on_wait: called while waiting (a log line, say).
-    :returns: the archive's figures, or why it was not archived (``redecided`` or ``held``). A crawl another run
-        archived is not archived twice; the crawls ``pending`` on this one are settled. See docs/safety.md, 10.
+    :returns: what was done, by its ``kind`` (:class:`~kingfisher_archive.archive_result.Kind`): the archive's figures,
+        or why it was not archived (``redecided`` or ``held``). A crawl another run archived is not archived twice;
+        the crawls ``pending`` on this one are settled. See docs/safety.md, 10.
     :raises ClaimedError: the month was still claimed after ``claim_wait``.
     """
     key = CrawlKey.of(plan)
     with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):
         row = ledger.get(key.source_id, key.data_version)
         if row and row["status"] == Status.DELETING:
-            result = finish_deleting(settings, client, ledger, row, run_id)
+            result = finish_deleting(settings, client, ledger, key, row, run_id)
             if result is not None:
                 return result
         try:
@@ -245,61 +218,71 @@ def archive_and_record(
                 client,
                 plan,
                 before_delete=lambda verified: ledger.mark_deleting(key.source_id, key.data_version, verified, run_id),
+                key=key,
             )
         except HOLDS as e:
             result = _hold(plan, key, ledger, run_id, e)
-        row = ledger.get(key.source_id, key.data_version)
-        if result.get("held") and row and row["status"] == Status.DELETING:
+        return _record(ledger, plan, key, result, run_id)
+
+
+def _record(ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult, run_id: str | None) -> ArchiveResult:
+    """Record what the archive task did with its crawl, by the result's kind, and settle the crawls ``pending`` on an
+    archived one. Returns the result, or, for a crawl the ledger already records as archived, the ledger's record."""
+    row = ledger.get(key.source_id, key.data_version)
+    match result["kind"]:
+        case Kind.HELD if row and row["status"] == Status.DELETING:
             return result  # its archive is verified; the ledger keeps that, and the note of what stopped it
-        if "redecided" in result or "held" in result:
-            if "held" in result:
-                status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
-                compared_with = None
-            else:
-                redecided = result["redecided"]
-                status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
-                detail = f"decided again when archiving: its month held {redecided['held']}"
-            # A crawl this package deleted, chosen again: what stands at its path was written since.
-            written_again = bool(row) and (
-                row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("rewritten"))
-            )
-            if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
-                status, reason, detail = (
-                    Status.HELD,
-                    Held.WRITTEN_AGAIN,
-                    f"it would be not archived ({reason}): {detail}",
-                )
-            facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
-            if written_again:
-                facts["rewritten"] = True
-            if compared_with:
-                facts["compared_with"] = compared_with
-            ledger.record(
-                [
-                    {
-                        "source_id": key.source_id,
-                        "data_version": key.data_version,
-                        "collection_id": plan["metadata"].get("collection_id"),
-                        "status": status,
-                        "reason": reason,
-                        "facts": facts,
-                        "rewritten": written_again,
-                    }
-                ],
-                run_id,
-            )
+        case Kind.HELD | Kind.DECIDED_AGAIN:
+            ledger.record([_not_archived(plan, key, result, row)], run_id)
             return result
-        if result.get("already_archived") and row and row["status"] == Status.ARCHIVED and row["result"]:
+        case Kind.ALREADY_ARCHIVED if row and row["status"] == Status.ARCHIVED and row["result"]:
             by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
             logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
-            result = {**row["result"], "already_archived": True, "archived_by": row["run_id"], **_deleted(result)}
-        elif result.get("kept"):
-            ledger.mark_kept(key.source_id, key.data_version, result, run_id)
-        else:
-            ledger.mark_archived(key.source_id, key.data_version, result, run_id)
-        if settled := ledger.settle_pending(plan["id"], run_id):
-            logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
+            result = archive_result.already_archived(
+                {**row["result"], "archived_by": row["run_id"], **_deleted(result)}
+            )
+        case _ if result.get("kept"):
+            ledger.mark_kept(key.source_id, key.data_version, archive_result.figures(result), run_id)
+        case _:
+            ledger.mark_archived(key.source_id, key.data_version, archive_result.figures(result), run_id)
+    if settled := ledger.settle_pending(plan["id"], run_id):
+        logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
+
+
+def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | None) -> dict:
+    """The ledger row of a crawl its archive task held or decided again (``row``: the ledger's row of it now)."""
+    if result["kind"] == Kind.HELD:
+        status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
+        compared_with = None
+    else:
+        redecided = result["redecided"]
+        status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
+        detail = f"decided again when archiving: its month held {redecided['held']}"
+    # A crawl this package deleted, chosen again: what stands at its path was written since.
+    written_again = bool(row) and (
+        row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("rewritten"))
+    )
+    if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
+        status, reason, detail = (
+            Status.HELD,
+            Held.WRITTEN_AGAIN,
+            f"it would be not archived ({reason}): {detail}",
+        )
+    facts = {"bytes": result["bytes"], "files": result["files"], "detail": detail}
+    if written_again:
+        facts["rewritten"] = True
+    if compared_with:
+        facts["compared_with"] = compared_with
+    return {
+        "source_id": key.source_id,
+        "data_version": key.data_version,
+        "collection_id": plan["metadata"].get("collection_id"),
+        "status": status,
+        "reason": reason,
+        "facts": facts,
+        "rewritten": written_again,
+    }
 
 
 #: What holds one crawl (never fails its task): the file system refusing a call on it (EPERM, EACCES, ENOSPC, EDQUOT,
@@ -309,10 +292,10 @@ def archive_and_record(
 #: fail the task.
 HOLDS = (
     OSError,
-    crawls.CrawlReadError,
+    CrawlReadError,
     ChecksumFailedError,
-    crawls.UnsafeCrawlError,
-    crawls.SetAsideDiffersError,
+    UnsafeCrawlError,
+    SetAsideDiffersError,
     replacement.RefusedError,
 )
 
@@ -326,19 +309,7 @@ def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: 
     logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
     if deleting:
         ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
-    return _held(plan, problem.reason, problem.detail)
-
-
-def _held(plan: Plan, reason: Held, detail: str) -> ArchiveResult:
-    """The result of an archive task that holds its crawl: nothing archived by this try, nothing deleted."""
-    return {
-        "id": plan["id"],
-        "bytes": plan["expected"]["bytes"],
-        "files": plan["expected"]["files"],
-        "compressed_bytes": None,
-        "deleted": [],
-        "held": {"reason": reason, "detail": detail},
-    }
+    return archive_result.held(plan, problem.reason, problem.detail)
 
 
 def _deleted(result: ArchiveResult) -> dict:

@@ -11,8 +11,9 @@ import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
+from kingfisher_archive.bucket import reserved_source_problem
+from kingfisher_archive.crawl import crawl_directory, format_data_version, source_id_problem
+from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.records import CrawlRef, Waiting, crawl_id
 from kingfisher_archive.settings import Settings
@@ -46,15 +47,13 @@ def find(
     ignored: list[str] = []
     counts = Counter()
     for collection in collections:
-        problem = crawls.source_id_problem(collection.source_id) or layout.reserved_source_problem(
-            collection.source_id
-        )
+        problem = source_id_problem(collection.source_id) or reserved_source_problem(collection.source_id)
         if problem:
             ignored.append(f"collection {collection.id}: {problem}")
             continue
-        data_version = crawls.format_data_version(collection.data_version)
+        data_version = format_data_version(collection.data_version)
         key = (collection.source_id, data_version)
-        directory = crawls.crawl_directory(settings.data_directory, *key)
+        directory = crawl_directory(settings.data_directory, *key)
         if not os.path.lexists(directory):
             counts["not_on_disk"] += 1
             continue
@@ -98,10 +97,10 @@ def _waiting(settings: Settings, loading: list[Collection], now: datetime) -> li
     """The crawls still on disk that Process is loading, oldest close first, with how long they have waited."""
     waiting = []
     for collection in sorted(loading, key=lambda c: (c.closed_at or now, c.id)):
-        if crawls.source_id_problem(collection.source_id):
+        if source_id_problem(collection.source_id):
             continue
-        data_version = crawls.format_data_version(collection.data_version)
-        if not os.path.lexists(crawls.crawl_directory(settings.data_directory, collection.source_id, data_version)):
+        data_version = format_data_version(collection.data_version)
+        if not os.path.lexists(crawl_directory(settings.data_directory, collection.source_id, data_version)):
             continue
         waited = max(now - (collection.closed_at or now), timedelta(0))
         waiting.append(
@@ -129,3 +128,28 @@ def format_duration(value: timedelta) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min"
+
+
+def find_and_record(
+    settings: Settings,
+    collections: list[Collection],
+    loading: list[Collection],
+    ledger: Ledger | None,
+    reevaluate: bool,
+    loaded_before: datetime | None,
+    run_id: str | None,
+    dry_run: bool,
+) -> dict:
+    """:func:`find`, against what the ledger has settled and deleted, and the waiting crawls recorded in it (where
+    ``kingfisher-archive list`` and the catalogue page find them).
+
+    :param ledger: ``None`` on a dry run with no ledger yet: nothing is settled.
+    :param loaded_before: the end of the run's data interval (``None``: now), recorded with the waiting crawls.
+    :param dry_run: record nothing.
+    :returns: as :func:`find`.
+    """
+    settled, deleted = (ledger.settled(), ledger.deleted()) if ledger is not None else (set(), set())
+    work = find(settings, collections, settled, reevaluate, loading, deleted=deleted)
+    if not dry_run:
+        ledger.record_waiting(work["waiting"], loaded_before, run_id)
+    return work

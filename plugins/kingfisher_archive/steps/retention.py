@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 
-from kingfisher_archive import crawl as crawls
 from kingfisher_archive import scrapy_log
 from kingfisher_archive.bucket import Bucket, MetadataError
+from kingfisher_archive.crawl import UnsafeCrawlError, crawl_directory, delete_local, on_disk, source_id_problem
+from kingfisher_archive.inspection import inspect
 from kingfisher_archive.ledger import OPEN, Held, Ledger, Status
+from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import CrawlKey, Swept
 from kingfisher_archive.settings import Settings
-from kingfisher_archive.steps.inspection import inspect
-from kingfisher_archive.steps.mending import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +50,23 @@ def sweep(
     if not settings.retention_days:
         return []
     cutoff = now - timedelta(days=settings.retention_days)
-    rows = ledger.all()
+    rows = [(row, CrawlKey.parse(row)) for row in ledger.all()]  # each data version parsed once
     # A month is open while a crawl of it that may yet be archived is still there to be: loaded, and on disk. A row
     # whose crawl was deleted by hand, or whose Process row was deleted, keeps no month open for ever.
     open_months = {
         (r["source_id"], key.period)
-        for r in rows
+        for r, key in rows
         if r["status"] in OPEN
-        and (key := CrawlKey.parse(r))
+        and key is not None
         and (r["source_id"], r["data_version"]) in loaded
         and _on_disk(settings, r["source_id"], r["data_version"])
     }
     swept = []
-    for row in rows:
+    for row, key in rows:
         source_id, data_version = row["source_id"], row["data_version"]
         if row["status"] not in (Status.REJECTED, Status.NOT_ARCHIVED) or (source_id, data_version) not in loaded:
             continue
-        if crawls.source_id_problem(source_id) or (key := CrawlKey.parse(row)) is None:
+        if source_id_problem(source_id) or key is None:
             continue
         if (source_id, key.period) in open_months or key.started >= cutoff:
             continue
@@ -101,7 +101,7 @@ def _sweep_one(
 ) -> Swept | None:
     """Sweep one settled crawl if it may go; ``None`` if it stays (the log says why)."""
     source_id, data_version = key.source_id, key.data_version
-    directory = crawls.crawl_directory(settings.data_directory, source_id, data_version)
+    directory = crawl_directory(settings.data_directory, source_id, data_version)
     if not os.path.lexists(directory):
         if not (row["facts"] or {}).get("problem"):
             return None
@@ -110,7 +110,7 @@ def _sweep_one(
         deleted = (
             []
             if dry_run
-            else crawls.delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
+            else delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
         )
         if not dry_run:
             ledger.mark_swept(source_id, data_version, run_id)
@@ -156,17 +156,15 @@ def _sweep_one(
     if dry_run:
         item["deleted"] = []
     else:
-        item["deleted"] = crawls.delete_local(
-            settings.data_directory, settings.logs_directory, source_id, data_version, log
-        )
+        item["deleted"] = delete_local(settings.data_directory, settings.logs_directory, source_id, data_version, log)
         ledger.mark_swept(source_id, data_version, run_id)
     return item
 
 
 def _on_disk(settings: Settings, source_id: str, data_version: str) -> bool:
     try:
-        return crawls.on_disk(settings.data_directory, source_id, data_version)
-    except (ValueError, crawls.UnsafeCrawlError):
+        return on_disk(settings.data_directory, source_id, data_version)
+    except (ValueError, UnsafeCrawlError):
         return False
     except OSError:
         return True  # cannot be looked at now: it may be there

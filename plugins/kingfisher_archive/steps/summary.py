@@ -6,9 +6,10 @@ from collections import Counter
 from enum import StrEnum
 
 from kingfisher_archive import words
+from kingfisher_archive.archive_result import ArchiveResult
 from kingfisher_archive.crawl import MiB
-from kingfisher_archive.ledger import Kept, Status
-from kingfisher_archive.records import ArchiveResult, Decision, Swept, Waiting
+from kingfisher_archive.ledger import Kept, Ledger, Status
+from kingfisher_archive.records import Decision, Swept, Waiting
 from kingfisher_archive.vocabulary import phrased
 
 
@@ -161,6 +162,19 @@ def summarise(
                     "check the collection in Kingfisher Process"
                 )
     return summary
+
+
+def recorded(ledger: Ledger, decisions: list[Decision]) -> tuple[dict[str, ArchiveResult], dict[str, dict]]:
+    """What the ledger says now of the crawls the run chose to archive (or left pending): the archive results of
+    those recorded ``archived`` or ``kept``, and every one's ledger row, by crawl id (:func:`summarise`'s
+    ``results`` and ``ledger_rows``)."""
+    results, rows = {}, {}
+    for d in decisions:
+        if d["status"] in (Status.TO_ARCHIVE, Status.PENDING):
+            rows[d["id"]] = row = ledger.get(d["source_id"], d["data_version"]) or {}
+            if row.get("status") in (Status.ARCHIVED, Status.KEPT) and row.get("result"):
+                results[d["id"]] = row["result"]
+    return results, rows
 
 
 def format_table(summary: dict) -> str:

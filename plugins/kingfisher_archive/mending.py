@@ -6,18 +6,23 @@ The *Decide what to archive* task calls :func:`finish_deletes` and :func:`settle
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-from dataclasses import dataclass
 
-from kingfisher_archive import archiver, replacement, scrapy_log
-from kingfisher_archive import bucket as layout
-from kingfisher_archive import crawl as crawls
-from kingfisher_archive.bucket import ArchivedCrawl, Bucket, month_state
+from kingfisher_archive import deletion, replacement, scrapy_log
+from kingfisher_archive.archive_result import ArchiveResult, already_archived
+from kingfisher_archive.bucket import Bucket, month_state
+from kingfisher_archive.crawl import (
+    DELETING_SUFFIX,
+    CrawlChangedError,
+    SetAsideDiffersError,
+    UnsafeCrawlError,
+    on_disk,
+    source_id_problem,
+)
 from kingfisher_archive.ledger import ClaimedError, Gone, Held, Ledger, Status
-from kingfisher_archive.records import ArchiveResult, CrawlKey
-from kingfisher_archive.s3.objects import identity
+from kingfisher_archive.problem import Problem, describe
+from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,74 +31,29 @@ logger = logging.getLogger(__name__)
 GONE = Gone.NOT_ON_DISK
 
 
-@dataclass(frozen=True)
-class Problem:
-    """What stopped one crawl (and only it) in this run: a :class:`~kingfisher_archive.ledger.Held` reason and a
-    detail naming the error, for the ledger, the summary and the alert."""
-
-    id: str
-    reason: Held
-    detail: str
-
-    @classmethod
-    def of(cls, crawl: str, error: BaseException, deleting: bool = False) -> Problem:
-        """The reason an error gives: the bucket refusing its month, a set-aside crawl that differs, a file system
-        call failing (a deletion's, when ``deleting``), or anything else while deleting."""
-        if isinstance(error, crawls.SetAsideDiffersError):
-            reason = Held.SET_ASIDE_DIFFERS
-        elif isinstance(error, replacement.RefusedError):
-            reason = Held.BUCKET_REFUSED
-        elif deleting:
-            reason = Held.DELETE_FAILED
-        else:
-            reason = Held.DISK_ERROR
-        return cls(crawl, reason, describe(error))
-
-    def decision(self) -> dict:
-        """The crawl's row in the run's decisions (and so in the summary and the alert): ``held``, with why."""
-        source_id, data_version = self.id.split("/", 1)
-        return {
-            "id": self.id,
-            "source_id": source_id,
-            "data_version": data_version,
-            "collection_id": None,
-            "status": Status.HELD,
-            "reason": self.reason,
-            "bytes": 0,
-            "files": 0,
-            "files_count": 0,
-            "errors_count": 0,
-            "checksum": None,
-            "detail": self.detail,
-        }
-
-
-def describe(error: BaseException) -> str:
-    """An error in one line: an ``OSError``'s call, errno name and path, else its message."""
-    if isinstance(error, OSError) and error.errno is not None:
-        name = errno.errorcode.get(error.errno, str(error.errno))
-        where = " ".join(str(p) for p in (error.filename, error.filename2) if p)
-        return f"{name} ({error.strerror}){': ' + where if where else ''}"
-    return f"{type(error).__name__}: {error}"
-
-
-def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_id: str | None) -> ArchiveResult | None:
+def finish_deleting(
+    settings: Settings, client, ledger: Ledger, key: CrawlKey, row: dict, run_id: str | None
+) -> ArchiveResult | None:
     """Finish deleting a crawl whose verified archive's deletion was cut short (status ``deleting``); call it under
     the month's claim.
 
+    :param key: the crawl's.
     :param row: the crawl's ledger row, whose ``result`` is the verified archive's identity.
     :returns: the archive result, the crawl recorded ``archived``; or ``None``, the crawl given back to be decided
         again, when its month no longer holds that archive (nor a better one) or the crawl changed since. Nothing of
         the crawl is read again. See docs/safety.md, 6.
     """
-    key = CrawlKey.of(row)
     verified = row["result"]
     replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
     bucket = Bucket(client, settings.bucket, settings.storage_class)
     archived = bucket.archived(key.source_id, key.year, key.month)
     if archived is None:
         logger.error("%s: its month is empty, though its archive was verified; not deleting it", key.id)
-        _reopen(settings, ledger, key, run_id)
+        # Given back to the run under its own name, to be decided again.
+        directory = key.directory(settings.data_directory)
+        if os.path.lexists(directory + DELETING_SUFFIX) and not os.path.lexists(directory):
+            os.rename(directory + DELETING_SUFFIX, directory)
+        ledger.reopen(key.source_id, key.data_version, run_id)
         return None
     if archived.data_version == key.data_version:
         if archived.checksum != verified["checksum"] or bucket.data_size(archived) != verified["compressed_bytes"]:
@@ -105,39 +65,30 @@ def finish_deleting(settings: Settings, client, ledger: Ledger, row: dict, run_i
     else:
         logger.info("%s: its month now holds %s, which replaced it", key.id, archived.id)
     try:
-        deleted = archiver.delete_archived(
+        deleted = deletion.delete_archived(
             settings.data_directory,
             settings.logs_directory,
             key.source_id,
             key.data_version,
             verified.get("log"),
             verified["fingerprint"],
-            lambda now: crawls.CrawlChangedError(f"{key.id} changed on disk after its archive was verified"),
+            lambda now: CrawlChangedError(f"{key.id} changed on disk after its archive was verified"),
             checked=lambda: ledger.mark_deleting(
                 key.source_id, key.data_version, {**verified, "checked": True}, row["run_id"]
             ),
             already_checked=bool(verified.get("checked")),
             log_bytes=verified.get("log_bytes"),
         )
-    except crawls.CrawlChangedError as e:
+    except CrawlChangedError as e:
         logger.warning("%s: %s; it is decided again", key.id, e)
         ledger.reopen(key.source_id, key.data_version, run_id)
         return None
     logger.info("%s: finished deleting it (its archive was verified by run %s): %s", key.id, row["run_id"], deleted)
     verified = {k: v for k, v in verified.items() if k != "checked"}
-    result = {**verified, "deleted": deleted, "already_archived": True, "archived_by": row["run_id"]}
     ledger.mark_archived(key.source_id, key.data_version, {**verified, "deleted": deleted}, row["run_id"])
     if settled := ledger.settle_pending(key.id, run_id):
         logger.info("%s archived: settled %s as not archived", key.id, ", ".join(settled))
-    return result
-
-
-def _reopen(settings: Settings, ledger: Ledger, key: CrawlKey, run_id: str | None) -> None:
-    """Give a crawl whose deletion cannot be finished back to the run: under its own name, to be decided again."""
-    directory = key.directory(settings.data_directory)
-    if os.path.lexists(directory + crawls.DELETING_SUFFIX) and not os.path.lexists(directory):
-        os.rename(directory + crawls.DELETING_SUFFIX, directory)
-    ledger.reopen(key.source_id, key.data_version, run_id)
+    return already_archived({**verified, "deleted": deleted, "archived_by": row["run_id"]})
 
 
 def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | None) -> tuple[list[str], list[Problem]]:
@@ -153,7 +104,7 @@ def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | Non
         try:
             with ledger.claim(key.source_id, key.period, run_id):
                 if (ledger.get(key.source_id, key.data_version) or {}).get("status") == Status.DELETING:
-                    if finish_deleting(settings, client, ledger, row, run_id) is not None:
+                    if finish_deleting(settings, client, ledger, key, row, run_id) is not None:
                         finished.append(key.id)
         except ClaimedError:
             logger.info("%s: its month is being archived by another try; left for it", key.id)
@@ -176,9 +127,9 @@ def settle_gone(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str 
             continue
         try:
             key = CrawlKey.of(row)
-            if crawls.on_disk(settings.data_directory, key.source_id, key.data_version):
+            if on_disk(settings.data_directory, key.source_id, key.data_version):
                 continue
-        except (ValueError, OSError, crawls.UnsafeCrawlError):
+        except (ValueError, OSError, UnsafeCrawlError):
             continue  # not a crawl's name, or cannot be looked at now: not gone
         try:
             archived = bucket.archived(key.source_id, key.year, key.month)
@@ -212,7 +163,7 @@ def left_aside(data_directory: str) -> list[CrawlKey]:
         logger.warning("Cannot list %s for crawls left aside: %s", data_directory, describe(e))
         return []
     for source_id in sources:
-        if crawls.source_id_problem(source_id):
+        if source_id_problem(source_id):
             continue
         try:
             names = sorted(os.listdir(os.path.join(data_directory, source_id)))
@@ -223,8 +174,8 @@ def left_aside(data_directory: str) -> list[CrawlKey]:
             continue
         for name in names:
             path = os.path.join(data_directory, source_id, name)
-            if name.endswith(crawls.DELETING_SUFFIX) and os.path.isdir(path) and not os.path.islink(path):
-                key = CrawlKey.parse({"source_id": source_id, "data_version": name[: -len(crawls.DELETING_SUFFIX)]})
+            if name.endswith(DELETING_SUFFIX) and os.path.isdir(path) and not os.path.islink(path):
+                key = CrawlKey.parse({"source_id": source_id, "data_version": name[: -len(DELETING_SUFFIX)]})
                 if key is not None:
                     found.append(key)
     return found
@@ -236,8 +187,9 @@ def finish_left_aside(
     """Finish what a deletion left aside that the ledger does not know of (a ledger lost, reset or rebuilt since).
 
     Under the month's claim: a crawl set aside whose month's archive holds every file of it byte for byte
-    (:func:`delete_set_aside_if_archived`) is deleted, with its log if the log is the size that was archived, and
-    recorded ``archived``; one whose path is free is renamed back, for the run to find and decide as any crawl;
+    (:func:`~kingfisher_archive.deletion.delete_set_aside_if_archived`) is deleted, with its log if the log is the
+    size that was archived, and recorded ``archived``; one whose path is free is renamed back, for the run to find
+    and decide as any crawl;
     anything else is held (:attr:`~kingfisher_archive.ledger.Held.LEFT_ASIDE`) for a person, and nothing of it
     deleted.
 
@@ -268,61 +220,18 @@ def _finish_left_aside(settings: Settings, bucket: Bucket, ledger: Ledger, key: 
     archived = bucket.archived(key.source_id, key.year, key.month)
     if archived is not None and archived.data_version == key.data_version:
         log = scrapy_log.find(settings.logs_directory, key.source_id, key.started)
-        deleted = delete_set_aside_if_archived(settings, bucket, key, archived, log)
+        deleted = deletion.delete_set_aside_if_archived(settings, bucket, key, archived, log)
         if deleted is not None:
             result = {"id": key.id, "bytes": archived.bytes, "checksum": archived.checksum, "deleted": deleted}
             ledger.mark_archived(key.source_id, key.data_version, result, run_id)
             ledger.settle_pending(key.id, run_id)
             return f"s3://{bucket.name}/{archived.key} holds every file of it byte for byte: deleted"
     if not os.path.lexists(directory):
-        os.rename(directory + crawls.DELETING_SUFFIX, directory)
+        os.rename(directory + DELETING_SUFFIX, directory)
         return f"its month does not hold it byte for byte: renamed back to {directory}, to be decided"
     held = f"{archived.id}'s archive" if archived is not None else "nothing"
-    raise crawls.SetAsideDiffersError(
-        f"{directory}{crawls.DELETING_SUFFIX} is not in its month's archive (the month holds {held}), and "
+    raise SetAsideDiffersError(
+        f"{directory}{DELETING_SUFFIX} is not in its month's archive (the month holds {held}), and "
         f"{directory} was written again since it was set aside: nothing was deleted; compare the two and merge or "
         "delete them by hand"
     )
-
-
-def _part_of(settings: Settings, bucket: Bucket, key: CrawlKey, archived: ArchivedCrawl) -> bool:
-    """Whether every file set aside is in the month's archive byte for byte (the archive read back)."""
-    aside = key.directory(settings.data_directory) + crawls.DELETING_SUFFIX
-    why = archiver.outside(
-        bucket.client, bucket.name, archived.prefix + layout.DATA, key.source_id, key.data_version, aside
-    )
-    if why:
-        logger.info("%s: set aside, and not a part of its month's archive: %s", key.id, why)
-    return why is None
-
-
-def delete_set_aside_if_archived(
-    settings: Settings,
-    bucket: Bucket,
-    key: CrawlKey,
-    archived: ArchivedCrawl,
-    log: str | None,
-) -> list[str] | None:
-    """Delete a crawl found set aside with no record of what was checked, if its month's archive holds every file of
-    it byte for byte (the same checksum, read from disk now, or, for what a deletion cut short left, each file found
-    in the archive read back; and the archive's data whole): with its log, if the log is the size that was archived.
-    Returns what was deleted, or ``None`` (nothing deleted) if the archive does not hold it."""
-    size = archived.raw.get("compressed_bytes")
-    aside = key.directory(settings.data_directory) + crawls.DELETING_SUFFIX
-    if os.path.lexists(aside):
-        if isinstance(size, int) and bucket.data_size(archived) != size:
-            return None
-        # The whole crawl (its checksum); else what a deletion cut short left, a part of the archive (read back).
-        if crawls.checksum(aside) != archived.checksum and not _part_of(settings, bucket, key, archived):
-            return None
-    log_bytes = archived.log_bytes
-    if log_bytes is None and (stored := identity(bucket.client, bucket.name, archived.prefix + layout.LOG)):
-        log_bytes = stored[0]  # an archive from before metadata.json recorded its log's size
-    deleted = []
-    if crawls.remove_set_aside(settings.data_directory, key.source_id, key.data_version):
-        deleted.append(key.directory(settings.data_directory))
-    if log_bytes is not None:  # else no archived log to compare it with: kept
-        deleted += crawls.remove_log(settings.logs_directory, key.source_id, log, log_bytes)
-    if log and os.path.lexists(log):
-        logger.warning("%s: kept %s: not known to be the log that was archived", key.id, log)
-    return deleted
