@@ -221,14 +221,21 @@ def archive_and_record(
                 key=key,
             )
         except HOLDS as e:
-            result = _hold(plan, key, ledger, run_id, e)
+            result = e
         return _record(ledger, plan, key, result, run_id)
 
 
-def _record(ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult, run_id: str | None) -> ArchiveResult:
+def _record(
+    ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult | BaseException, run_id: str | None
+) -> ArchiveResult:
     """Record what the archive task did with its crawl, by the result's kind, and settle the crawls ``pending`` on an
-    archived one. Returns the result, or, for a crawl the ledger already records as archived, the ledger's record."""
+    archived one. Returns the result, or, for a crawl the ledger already records as archived, the ledger's record.
+
+    :param result: or one of :data:`HOLDS` the crawl raised: the crawl is held, with the reason and detail it names.
+    """
     row = ledger.get(key.source_id, key.data_version)
+    if isinstance(result, BaseException):
+        result = _hold(plan, key, ledger, row, run_id, result)
     match result["kind"]:
         case Kind.HELD if row and row["status"] == Status.DELETING:
             return result  # its archive is verified; the ledger keeps that, and the note of what stopped it
@@ -300,10 +307,12 @@ HOLDS = (
 )
 
 
-def _hold(plan: Plan, key: CrawlKey, ledger: Ledger, run_id: str | None, error: BaseException) -> ArchiveResult:
-    """Hold one crawl on an error of its own: noted on its ledger row, which a crawl being deleted keeps (the next
-    run finishes it); else the crawl is ``held`` with the reason, and the next run decides it again."""
-    row = ledger.get(key.source_id, key.data_version)
+def _hold(
+    plan: Plan, key: CrawlKey, ledger: Ledger, row: dict | None, run_id: str | None, error: BaseException
+) -> ArchiveResult:
+    """Hold one crawl on an error of its own (``row``: its ledger row now): noted on its ledger row, which a crawl
+    being deleted keeps (the next run finishes it); else the crawl is ``held`` with the reason, and the next run
+    decides it again."""
     deleting = bool(row) and row["status"] == Status.DELETING
     problem = Problem.of(plan["id"], error, deleting=deleting)
     logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
