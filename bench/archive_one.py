@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 import boto3  # noqa: E402
 
 from kingfisher_archive import archiver  # noqa: E402
+from kingfisher_archive.records import CrawlKey  # noqa: E402
 from kingfisher_archive.s3.client import client_config  # noqa: E402
+from kingfisher_archive.settings import Settings  # noqa: E402
 
 endpoint, key_id, secret, bucket, data, logs, source_id, data_version, log, size, files, fingerprint = sys.argv[1:13]
 client = boto3.client(
@@ -30,17 +32,12 @@ client = boto3.client(
     region_name="us-east-1",
     config=client_config(),
 )
-result = archiver.archive_crawl(
-    client=client,
-    bucket_name=bucket,
-    storage_class="STANDARD",
-    data_directory=data,
-    logs_directory=logs,
-    source_id=source_id,
-    data_version=data_version,
+request = archiver.ArchiveRequest(
+    CrawlKey.of({"source_id": source_id, "data_version": data_version}),
     log_path=log,
     expected=archiver.Expected(int(size), int(files), fingerprint),
     metadata={"files_count": int(files), "errors_count": 0},
-    delete_local_files=sys.argv[13:14] == ["delete"],
+    keep_on_disk=sys.argv[13:14] != ["delete"],
 )
+result = archiver.archive_crawl(client, Settings(bucket, data, logs, "", "STANDARD"), request)  # no ledger
 print(json.dumps(result))

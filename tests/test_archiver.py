@@ -12,7 +12,9 @@ import lz4.frame
 import pytest
 
 from kingfisher_archive import __version__, archiver, crawl
+from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.s3.client import client_config
+from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import FILES, make_crawl, tree
 
 
@@ -26,18 +28,14 @@ def run(client, bucket, tmp_path, directory, expected, log_text="log\n", storage
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(log_text)
     (tmp_path / "logs" / "scotland" / "job.log.stats").write_text("{}")
-    return archiver.archive_crawl(
-        client=client,
-        bucket_name=bucket,
-        storage_class=storage_class,
-        data_directory=str(tmp_path / "data"),
-        logs_directory=str(tmp_path / "logs"),
-        source_id="scotland",
-        data_version="20200902_052458",
+    settings = Settings(bucket, str(tmp_path / "data"), str(tmp_path / "logs"), "", storage_class)  # no ledger
+    request = archiver.ArchiveRequest(
+        CrawlKey.of({"source_id": "scotland", "data_version": "20200902_052458"}),
         log_path=str(log),
         expected=expected,
         metadata={"files_count": 6, "errors_count": 1, "collection_id": 7, "reason": "new_period"},
     )
+    return archiver.archive_crawl(client, settings, request)
 
 
 def keys(client, bucket, prefix=""):

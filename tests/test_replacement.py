@@ -24,7 +24,7 @@ from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.month import interrupted
 from kingfisher_archive.process import Collection
-from kingfisher_archive.records import Expected
+from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, purge_versions
 from kingfisher_archive.s3.objects import get_if_any
 from scripts.demo_kit.kingfisher_host import ocds_files
@@ -38,20 +38,14 @@ JOURNAL = "staging/scotland/2020-09.replacing.json"
 
 def archive_directly(settings, client, plan, **kwargs):
     """One try of the archive task's archiver, with no ledger and no claim: what a try that bypasses them does."""
-    return archiver.archive_crawl(
-        client=client,
-        bucket_name=settings.bucket,
-        storage_class="STANDARD",
-        data_directory=settings.data_directory,
-        logs_directory=settings.logs_directory,
-        source_id=plan["source_id"],
-        data_version=plan["data_version"],
+    request = archiver.ArchiveRequest(
+        CrawlKey.of(plan),
         log_path=plan["log"],
         expected=Expected(**plan["expected"]),
         metadata=dict(plan["metadata"]),
         month_held=plan["month_held"],
-        **kwargs,
     )
+    return archiver.archive_crawl(client, settings, request, **kwargs)  # settings: storage class STANDARD
 
 
 def on_disk(settings, crawl_id):

@@ -12,7 +12,9 @@ import lz4.frame
 import pytest
 
 from kingfisher_archive import archiver, crawl
+from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.restore import RestoreError, list_months, restore
+from kingfisher_archive.settings import Settings
 from scripts.demo_kit.kingfisher_host import tree
 
 SOURCE = "scotland"
@@ -51,18 +53,13 @@ def archive(client, bucket, tmp_path, files, *, source=SOURCE, version=VERSION, 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(log)
     summary = crawl.measure(directory)
-    archiver.archive_crawl(
-        client=client,
-        bucket_name=bucket,
-        storage_class="STANDARD",
-        data_directory=str(data),
-        logs_directory=str(logs),
-        source_id=source,
-        data_version=version,
+    request = archiver.ArchiveRequest(
+        CrawlKey.of({"source_id": source, "data_version": version}),
         log_path=str(log_path),
         expected=archiver.Expected(summary.bytes, summary.files, summary.fingerprint),
         metadata={"files_count": 3, "errors_count": 0},
     )
+    archiver.archive_crawl(client, Settings(bucket, str(data), str(logs), "", "STANDARD"), request)  # no ledger
     assert not os.path.exists(directory)
     return before
 

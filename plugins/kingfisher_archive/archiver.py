@@ -18,18 +18,12 @@ from datetime import UTC, datetime
 
 from kingfisher_archive import archive_format, deletion, replacement
 from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_is_empty, month_prefix, staging_prefix
-from kingfisher_archive.crawl import (
-    CrawlChangedError,
-    MiB,
-    Summary,
-    check_log_path,
-    crawl_directory,
-    parse_data_version,
-)
+from kingfisher_archive.crawl import CrawlChangedError, MiB, Summary, check_log_path
 from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, withdraw
 from kingfisher_archive.s3.proof import md5_etag, verify_read_back
 from kingfisher_archive.s3.upload import MultipartUpload, abort_uploads, choose_part_size, put_object_once, upload_file
+from kingfisher_archive.settings import Settings
 from kingfisher_archive.version import ARCHIVER
 
 logger = logging.getLogger(__name__)
@@ -184,67 +178,66 @@ class _Archived:
     promote_seconds: float  # server-side copies to the final keys (if any), and metadata.json
 
 
-def archive_crawl(
-    *,
-    client,
-    bucket_name: str,
-    storage_class: str,
-    data_directory: str,
-    logs_directory: str,
-    source_id: str,
-    data_version: str,
-    log_path: str,
-    expected: Expected,
-    metadata: dict,
-    delete_local_files: bool = True,
-    before_delete=None,
-    month_held=replacement.UNCHECKED,
-) -> dict:
-    """Archive one crawl into its month and delete it locally.
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """One crawl to archive, as the archive step asks for it (where it goes comes from :class:`Settings`).
 
-    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
-    :param bucket_name: the bucket's name.
-    :param storage_class: the storage class of the month's objects.
-    :param data_directory: Kingfisher Collect's data directory.
-    :param logs_directory: Kingfisher Collect's logs directory, which ``log_path`` must be directly under.
-    :param source_id: the crawl's source.
-    :param data_version: the crawl's ``YYYYMMDD_HHMMSS``, which names its month.
-    :param log_path: the crawl's log.
+    :param key: the crawl's identity; its data version names its month.
+    :param log_path: the crawl's log, directly under the settings' ``logs_directory``.
     :param expected: what inspection saw, which the crawl must still be when the upload is completed.
     :param metadata: the facts from inspection (files and errors counts, collection id, reason) that go into
         ``metadata.json`` beside the ones measured here.
-    :param delete_local_files: ``False`` keeps the crawl (the benchmark archives it again).
-    :param before_delete: called with the result (the verified archive's identity: checksum, bytes, compressed
-        bytes, fingerprint) before the crawl is touched, and again with ``checked: True`` before its first file is
-        deleted (see docs/safety.md, section 6).
+    :param keep_on_disk: archive it and do not delete it locally: a crawl the archive step keeps (a
+        :class:`~kingfisher_archive.ledger.Kept` reason), and the benchmark, which archives the same crawl again.
     :param month_held: what the caller decided against, :func:`kingfisher_archive.bucket.month_state` of the
         month's ``metadata.json`` (``None``: none); a month that holds anything else is not replaced (see
         :func:`kingfisher_archive.replacement.begin`). :data:`~kingfisher_archive.replacement.UNCHECKED`: not checked.
+    """
+
+    key: CrawlKey
+    log_path: str
+    expected: Expected
+    metadata: dict
+    keep_on_disk: bool = False
+    month_held: object = replacement.UNCHECKED
+
+
+def archive_crawl(client, settings: Settings, request: ArchiveRequest, before_delete=None) -> dict:
+    """Archive one crawl into its month and delete it locally (unless ``request.keep_on_disk``).
+
+    :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
+    :param settings: where the crawl is read from (``data_directory``, ``logs_directory``) and where it goes
+        (``bucket``, with ``storage_class`` for the month's objects); the ledger is not used here.
+    :param request: the crawl, what inspection saw of it, and what its month held when it was chosen.
+    :param before_delete: called with the result (the verified archive's identity: checksum, bytes, compressed
+        bytes, fingerprint) before the crawl is touched, and again with ``checked: True`` before its first file is
+        deleted (see docs/safety.md, section 6).
     :returns: the figures for the run summary.
     :raises kingfisher_archive.crawl.CrawlChangedError: the crawl changed since inspection, or since it was read.
     :raises kingfisher_archive.replacement.ReplacementInProgressError: another replacement holds the month.
     :raises kingfisher_archive.bucket.MonthIncompleteError: the month holds data that is not this crawl's, or a log,
         without ``metadata.json``.
-    :raises kingfisher_archive.replacement.MonthChangedError: the month is not what ``month_held`` says.
+    :raises kingfisher_archive.replacement.MonthChangedError: the month is not what ``request.month_held`` says.
     :raises kingfisher_archive.replacement.MonthInconsistentError: its ``metadata.json`` describes other data.
     :raises kingfisher_archive.replacement.RefusedError: the bucket refused the replacement (a policy, Object Lock).
     """
-    check_log_path(logs_directory, source_id, log_path, "archive")
-    key = CrawlKey(source_id, data_version, parse_data_version(data_version))
+    key, expected, bucket_name = request.key, request.expected, settings.bucket
+    source_id, data_version, log_path = key.source_id, key.data_version, request.log_path
+    check_log_path(settings.logs_directory, source_id, log_path, "archive")
     crawl = _Crawl(
         client=client,
         bucket_name=bucket_name,
-        storage_class=storage_class,
+        storage_class=settings.storage_class,
         source_id=source_id,
         data_version=data_version,
-        directory=crawl_directory(data_directory, source_id, data_version),
+        directory=key.directory(settings.data_directory),
         log_path=log_path,
         expected=expected,
-        metadata=metadata,
+        metadata=request.metadata,
         label=key.id,
         final=month_prefix(source_id, key.year, key.month),
         staging=staging_prefix(source_id, data_version),
-        month_held=month_held,
+        month_held=request.month_held,
     )
 
     # Leftovers of an earlier try of this task: its staging objects, and its uploads to either place (a month's
@@ -283,12 +276,12 @@ def archive_crawl(
         "log_bytes": archived.log.size,
         "deleted": [],
     }
-    if delete_local_files:  # only the benchmark keeps them, to archive the same crawl again
+    if not request.keep_on_disk:
         if before_delete is not None:
             before_delete(result)
         result["deleted"] = deletion.delete_archived(
-            data_directory,
-            logs_directory,
+            settings.data_directory,
+            settings.logs_directory,
             source_id,
             data_version,
             log_path,

@@ -241,21 +241,21 @@ def archive_all(host: KingfisherHost, client, bucket: str) -> None:
     The bucket then holds what an earlier run left: ``data.tar.lz4``, ``metadata.json`` and ``scrapy.log`` per month.
     """
     from kingfisher_archive import archiver
+    from kingfisher_archive.records import CrawlKey
+    from kingfisher_archive.settings import Settings
 
+    settings = Settings(
+        bucket, host.data_directory, host.logs_directory, "", "STANDARD"
+    )  # the archiver keeps no ledger
     for crawl in host.crawls.values():
         summary = crawls.measure(crawl.directory)
-        archiver.archive_crawl(
-            client=client,
-            bucket_name=bucket,
-            storage_class="STANDARD",
-            data_directory=host.data_directory,
-            logs_directory=host.logs_directory,
-            source_id=crawl.source_id,
-            data_version=crawl.data_version,
+        request = archiver.ArchiveRequest(
+            CrawlKey.of({"source_id": crawl.source_id, "data_version": crawl.data_version}),
             log_path=crawl.log,
             expected=archiver.Expected(summary.bytes, summary.files, summary.fingerprint),
             metadata={"files_count": summary.data_files, "errors_count": 0, "reason": "new_period"},
         )
+        archiver.archive_crawl(client, settings, request)
 
 
 def tree(directory) -> dict:

@@ -1,21 +1,4 @@
-"""Fixtures of the steps' tests, which call the steps of a run directly (no Airflow).
+"""Fixtures of the steps' tests, which call the steps of a run directly (no Airflow): ``settings`` that name no
+bucket, and ``bucket``, a :class:`~kingfisher_archive.bucket.Bucket`; defined in tests/harness/step_fixtures.py."""
 
-``settings`` names no bucket ("unused"): a step that only reads the disk needs no S3 server; a test that archives
-names its bucket with ``replace(settings, bucket=bucket.name)``. ``bucket`` is a :class:`Bucket` over the harness's
-new, empty bucket, as a run's tasks read it.
-"""
-
-import pytest
-
-from kingfisher_archive.bucket import Bucket
-from kingfisher_archive.settings import Settings
-
-
-@pytest.fixture
-def settings(host, tmp_path):
-    return Settings("unused", host.data_directory, host.logs_directory, str(tmp_path / "ledger.sqlite3"), "STANDARD")
-
-
-@pytest.fixture
-def bucket(bucket, s3_server):
-    return Bucket(s3_server.client(), bucket, "STANDARD")
+from tests.harness.step_fixtures import bucket, settings  # noqa: F401

@@ -94,21 +94,15 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None, key: Cra
     keep = plan.get("keep")
     if keep:
         metadata["kept_on_disk"] = keep
-    result = archiver.archive_crawl(
-        client=client,
-        bucket_name=settings.bucket,
-        storage_class=settings.storage_class,
-        data_directory=settings.data_directory,
-        logs_directory=settings.logs_directory,
-        source_id=source_id,
-        data_version=data_version,
-        log_path=plan["log"],
-        expected=expected,
-        metadata=metadata,
-        delete_local_files=not keep,
-        before_delete=before_delete,
+    request = archiver.ArchiveRequest(
+        key,
+        plan["log"],
+        expected,
+        metadata,
+        keep_on_disk=bool(keep),
         month_held=month_state(archived),  # a replacement begins only from the month this crawl was chosen against
     )
+    result = archiver.archive_crawl(client, settings, request, before_delete=before_delete)
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
     return archive_result.archived(result, keep)

@@ -9,6 +9,10 @@ from datetime import datetime
 from kingfisher_archive import steps
 from kingfisher_archive.bucket import Bucket
 from kingfisher_archive.ledger import Ledger
+from tests.harness import step_fixtures
+
+# The steps' fixtures, as tests/steps/ has them: settings that name no bucket, and a Bucket.
+settings, bucket = step_fixtures.settings, step_fixtures.bucket
 
 
 def test_a_crawl_gone_from_disk_before_it_was_settled_keeps_no_month_open(host, settings, bucket):
