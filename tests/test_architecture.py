@@ -7,6 +7,7 @@ module of the package, and compares it with the order in which "One crawl's path
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import re
 import sys
@@ -26,20 +27,28 @@ PACKAGE = "kingfisher_archive."
 NOT_DRIVEN = {"process", "metrics", "alerts"}
 
 
+def modules() -> set[str]:
+    """The package's modules as the doc names them: ``crawl``, ``steps.decision``, ``s3.upload`` (a package's
+    ``__init__`` is not a module of its own: ``s3`` alone names none)."""
+    return {p.stem for p in PLUGINS.glob("*.py")} | {
+        f"{package}.{p.stem}" for package in ("steps", "s3") for p in (PLUGINS / package).glob("*.py")
+    } - {"__init__", "__main__", "steps.__init__", "s3.__init__"}
+
+
 def drawn_path() -> list[str]:
-    """The package's modules in the order "One crawl's path" first names them (``steps.decision.redecide`` names
-    ``steps.decision``; ``Ledger.claim`` names nothing: a module is named by its dotted path)."""
-    text = ARCHITECTURE.read_text().split("## One crawl's path", 1)[1].split("\n## ", 1)[0]
-    modules = {p.stem for p in (ARCHITECTURE.parent.parent / "plugins" / "kingfisher_archive").glob("*.py")}
-    modules |= {
-        f"steps.{p.stem}"
-        for p in (ARCHITECTURE.parent.parent / "plugins" / "kingfisher_archive" / "steps").glob("*.py")
-    }
-    order = []
-    for name in re.findall(r"`([a-z_.]+)", text):
+    """The package's modules in the order the numbered list of "One crawl's path" first names them: a dotted name
+    names its longest prefix that is a module (``steps.decision.decide`` names ``steps.decision``,
+    ``s3.proof.prove`` names ``s3.proof``; ``Ledger.claim`` names nothing). ``tasks``, which names each stage, is
+    the adapter the test stands in for."""
+    section = ARCHITECTURE.read_text().split("## One crawl's path", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("1. "))
+    stages = list(itertools.takewhile(lambda line: re.match(r"\d+\. |   ", line), lines[first:]))
+    known, order = modules(), []
+    for name in re.findall(r"`([a-z_0-9.]+)", "\n".join(stages)):
         parts = name.split(".")
-        module = ".".join(parts[:2]) if parts[0] == "steps" else parts[0]
-        if module in modules and module not in order and module != "tasks":
+        module = next((".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in known), None)
+        if module and module not in order and module != "tasks":
             order.append(module)
     return order
 
