@@ -48,11 +48,19 @@ def decide_source(
     :raises MetadataError: a month the comparison needs cannot be read (``MonthIncompleteError``: it is incomplete).
     :raises OSError: computing a checksum failed.
     """
+    decisions, chosen = _decide(settings, bucket, source_id, source_facts, directory_gone)
+    plans = [_plan(facts, verdict, month_state(month_as_held(bucket, key))) for facts, verdict, key in chosen]
+    return decisions, plans
+
+
+def _decide(
+    settings: Settings, bucket: Bucket, source_id: str, source_facts: list[Inspection], directory_gone: bool
+) -> tuple[list[Decision], list[tuple[Inspection, policy.Verdict, CrawlKey]]]:
+    """:func:`decide_source`'s decisions, and the inspection, verdict and key of each chosen crawl."""
     source_facts = list(source_facts)
     facts_by_id = {f["id"]: f for f in source_facts}
     keys = {f["id"]: CrawlKey.of(f) for f in source_facts}  # each crawl's data version, parsed once
     repairs: dict[str, str] = {}  # crawl id -> where the month names it: its metadata.json, or its data
-    decisions: list[Decision] = []
 
     def held_by(y: int, m: int) -> ArchivedCrawl | None:
         """The month's archive; a month holding only what an upload of a crawl being decided left counts as empty
@@ -81,6 +89,7 @@ def decide_source(
     # stays the month's choice (never compared with itself, nor, as if the month were empty, with an earlier
     # month), and archiving it finishes the job. Unless less is left on disk than that archive holds.
     named: dict[str, ArchivedCrawl] = {}
+    smaller: list[tuple[Inspection, str]] = []  # held: a crawl its month names with more than is left of it
     for facts in list(source_facts):
         key = keys[facts["id"]]
         found = held_by(key.year, key.month)
@@ -89,7 +98,7 @@ def decide_source(
         source_facts.remove(facts)
         if detail := _smaller_than_its_archive(bucket, facts, found):
             logger.warning("%s: %s", facts["id"], detail)
-            decisions.append(decided(facts, Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE, detail=detail))
+            smaller.append((facts, detail))
             del facts_by_id[facts["id"]]
         else:
             named[facts["id"]] = found
@@ -104,28 +113,33 @@ def decide_source(
                 crawl, found.raw.get("reason"), found.raw.get("compared_with"), rival.id if rival else None
             )
         )
-    plans = []
-    winners = {d.id: d for d in outcome if d.archive}
-    by_id = {d.id: d for d in outcome}
-    for decision in outcome:
-        facts = facts_by_id[decision.id]
-        extra = {"compared_with": decision.compared_with, "superseded_by": decision.superseded_by}
-        if decision.archive:
-            status = Status.TO_ARCHIVE
-            if decision.id in repairs:
-                extra["detail"] = f"repairs {repairs[decision.id]} names it"
-        else:
-            winner = _final_winner(decision, by_id)
-            status = Status.PENDING if winner in winners else Status.NOT_ARCHIVED
-            details = [f"superseded by {decision.superseded_by}"] if decision.superseded_by else []
-            if status == Status.PENDING:
-                extra["pending_on"] = winner
-                details.append(f"settled once {winner} is archived")
-            extra["detail"] = "; ".join(details) or None
-        decisions.append(decided(facts, status, decision.reason, **extra))
-        if decision.archive:
-            plans.append(_plan(facts, decision, month_state(month_as_held(bucket, keys[decision.id]))))
-    return decisions, plans
+    decisions = [decided(facts, Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE, detail=d) for facts, d in smaller]
+    winners, by_id = {d.id for d in outcome if d.archive}, {d.id: d for d in outcome}
+    for verdict in outcome:
+        status, reason, extra = _status(verdict, winners, by_id, repairs)
+        decisions.append(decided(facts_by_id[verdict.id], status, reason, **extra))
+    return decisions, [(facts_by_id[d.id], d, keys[d.id]) for d in outcome if d.archive]
+
+
+def _status(
+    decision: policy.Verdict, winners: set[str], by_id: dict[str, policy.Verdict], repairs: dict[str, str]
+) -> tuple[str, str, dict]:
+    """A verdict's status, reason and what else its decision records: chosen, pending on a crawl of this run that
+    is chosen (``winners``), or not archived."""
+    extra = {"compared_with": decision.compared_with, "superseded_by": decision.superseded_by}
+    if decision.archive:
+        status = Status.TO_ARCHIVE
+        if decision.id in repairs:
+            extra["detail"] = f"repairs {repairs[decision.id]} names it"
+    else:
+        winner = _final_winner(decision, by_id)
+        status = Status.PENDING if winner in winners else Status.NOT_ARCHIVED
+        details = [f"superseded by {decision.superseded_by}"] if decision.superseded_by else []
+        if status == Status.PENDING:
+            extra["pending_on"] = winner
+            details.append(f"settled once {winner} is archived")
+        extra["detail"] = "; ".join(details) or None
+    return status, decision.reason, extra
 
 
 def month_as_held(bucket: Bucket, key: CrawlKey):
@@ -176,7 +190,7 @@ def redecide(settings: Settings, bucket: Bucket, plan: Plan, directory_gone: boo
 
     :param directory_gone: see :func:`decide_source`.
     """
-    [decision], _ = decide_source(settings, bucket, plan["source_id"], [dict(plan["inspection"])], directory_gone)
+    [decision], _ = _decide(settings, bucket, plan["source_id"], [dict(plan["inspection"])], directory_gone)
     return decision
 
 

@@ -21,6 +21,7 @@ from kingfisher_archive.crawl import (
     source_id_problem,
 )
 from kingfisher_archive.ledger import ClaimedError, Gone, Held, Ledger, Status
+from kingfisher_archive.month import Month, look
 from kingfisher_archive.problem import Problem, describe
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.settings import Settings
@@ -31,12 +32,21 @@ logger = logging.getLogger(__name__)
 GONE = Gone.NOT_ON_DISK
 
 
+def month_now(settings: Settings, client, key: CrawlKey) -> tuple[Bucket, Month]:
+    """The crawl's month as it stands, once a replacement of it that an earlier try left half-done is finished or
+    undone; call it under the month's claim, and the month cannot change under the caller."""
+    replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
+    bucket = Bucket(client, settings.bucket, settings.storage_class)
+    return bucket, look(bucket, key.source_id, key.year, key.month, {key.id})
+
+
 def finish_deleting(
-    settings: Settings, client, ledger: Ledger, key: CrawlKey, row: dict, run_id: str | None
+    settings: Settings, bucket: Bucket, month: Month, ledger: Ledger, key: CrawlKey, row: dict, run_id: str | None
 ) -> ArchiveResult | None:
     """Finish deleting a crawl whose verified archive's deletion was cut short (status ``deleting``); call it under
     the month's claim.
 
+    :param month: the crawl's month, :func:`month_now`.
     :param key: the crawl's.
     :param row: the crawl's ledger row, whose ``result`` is the verified archive's identity.
     :returns: the archive result, the crawl recorded ``archived``; or ``None``, the crawl given back to be decided
@@ -44,26 +54,26 @@ def finish_deleting(
         the crawl is read again. See docs/safety.md, 6.
     """
     verified = row["result"]
-    replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
-    bucket = Bucket(client, settings.bucket, settings.storage_class)
-    archived = bucket.archived(key.source_id, key.year, key.month)
+    archived = month.archive(bucket.name)
     if archived is None:
         logger.error("%s: its month is empty, though its archive was verified; not deleting it", key.id)
         # Given back to the run under its own name, to be decided again.
         directory = key.directory(settings.data_directory)
         if os.path.lexists(directory + DELETING_SUFFIX) and not os.path.lexists(directory):
             os.rename(directory + DELETING_SUFFIX, directory)
-        ledger.reopen(key.source_id, key.data_version, run_id)
-        return None
-    if archived.data_version == key.data_version:
-        if archived.checksum != verified["checksum"] or bucket.data_size(archived) != verified["compressed_bytes"]:
+        gone = True
+    elif archived.data_version == key.data_version:
+        gone = archived.checksum != verified["checksum"] or bucket.data_size(archived) != verified["compressed_bytes"]
+        if gone:
             logger.error(
                 "%s: s3://%s/%s is not the archive recorded; not deleting it", key.id, bucket.name, archived.key
             )
-            ledger.reopen(key.source_id, key.data_version, run_id)
-            return None
     else:
         logger.info("%s: its month now holds %s, which replaced it", key.id, archived.id)
+        gone = False
+    if gone:  # the archive verified is gone: given back to the run, to be decided again
+        ledger.reopen(key.source_id, key.data_version, run_id)
+        return None
     try:
         deleted = deletion.delete_archived(
             settings.data_directory,
@@ -104,7 +114,8 @@ def finish_deletes(settings: Settings, client, ledger: Ledger, run_id: str | Non
         try:
             with ledger.claim(key.source_id, key.period, run_id):
                 if (ledger.get(key.source_id, key.data_version) or {}).get("status") == Status.DELETING:
-                    if finish_deleting(settings, client, ledger, key, row, run_id) is not None:
+                    bucket, month = month_now(settings, client, key)
+                    if finish_deleting(settings, bucket, month, ledger, key, row, run_id) is not None:
                         finished.append(key.id)
         except ClaimedError:
             logger.info("%s: its month is being archived by another try; left for it", key.id)

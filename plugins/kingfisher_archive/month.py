@@ -79,6 +79,21 @@ class Month:
         ``None`` for a month that counts as empty (its own leftovers included)."""
         return month_state(self.archived)
 
+    def archive(self, bucket: str) -> ArchivedCrawl | None:
+        """Its archive, as :meth:`~kingfisher_archive.bucket.Bucket.archived` reads it: ``None`` for an empty month;
+        :class:`~kingfisher_archive.bucket.MonthIncompleteError` for one that holds objects but no metadata.json."""
+        if self.holds in (Holds.EMPTY, Holds.WHOLE):
+            return self.archived
+        raise self.incomplete_error(bucket)
+
+    def for_its_crawl(self, bucket: str) -> ArchivedCrawl | None:
+        """What the month holds for the crawl :func:`look` was asked about (:func:`archived_for`)."""
+        if self.holds == Holds.INCOMPLETE and self.leftovers_of is None and DATA not in self.names:
+            return None  # a log alone, which the upload of this crawl rewrites
+        if self.holds in (Holds.INCOMPLETE, Holds.REPLACING):
+            raise self.incomplete_error(bucket, whose=True)
+        return self.archived
+
     def incomplete_error(self, bucket: str, whose: bool = False) -> MonthIncompleteError:
         """The error of a month that cannot be taken as it is; ``whose`` adds whose data it holds."""
         names = [*self.names]
@@ -186,9 +201,4 @@ def archived_for(bucket: Bucket, key: CrawlKey) -> ArchivedCrawl | None:
     Raises :class:`~kingfisher_archive.bucket.MonthIncompleteError` for a month holding another crawl's data
     without ``metadata.json`` and no journal to finish or undo: nothing is written over that.
     """
-    found = look(bucket, key.source_id, key.year, key.month, {key.id})
-    if found.holds == Holds.INCOMPLETE and found.leftovers_of is None and DATA not in found.names:
-        return None  # a log alone, which the upload of this crawl rewrites
-    if found.holds in (Holds.INCOMPLETE, Holds.REPLACING):
-        raise found.incomplete_error(bucket.name, whose=True)
-    return found.archived
+    return look(bucket, key.source_id, key.year, key.month, {key.id}).for_its_crawl(bucket.name)

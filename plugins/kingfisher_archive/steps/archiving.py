@@ -20,8 +20,8 @@ from kingfisher_archive.crawl import (
 )
 from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_from
 from kingfisher_archive.ledger import Held, Ledger, Status
-from kingfisher_archive.mending import finish_deleting
-from kingfisher_archive.month import archived_for
+from kingfisher_archive.mending import finish_deleting, month_now
+from kingfisher_archive.month import Month
 from kingfisher_archive.problem import Problem
 from kingfisher_archive.records import CrawlKey, Expected, Plan
 from kingfisher_archive.settings import Settings
@@ -29,21 +29,26 @@ from kingfisher_archive.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def archive(settings: Settings, client, plan: Plan, before_delete=None, key: CrawlKey | None = None) -> ArchiveResult:
+def archive(settings: Settings, client, plan: Plan, before_delete=None) -> ArchiveResult:
     """Archive one chosen crawl, on the decision as it stands now; converge if an earlier try got far.
 
     Call it under the month's claim (:func:`archive_and_record`): what the month holds then cannot change under it.
     A replacement of the month that an earlier try left half-done is finished or undone first.
 
     :param before_delete: see :func:`kingfisher_archive.archiver.archive_crawl`.
-    :param key: the plan's, if the caller has parsed it already.
     """
-    key = key or CrawlKey.of(plan)
-    source_id, data_version = key.source_id, key.data_version
+    key = CrawlKey.of(plan)
+    bucket, month = month_now(settings, client, key)
+    return _archive(settings, bucket, month, plan, key, before_delete)
+
+
+def _archive(
+    settings: Settings, bucket: Bucket, month: Month, plan: Plan, key: CrawlKey, before_delete
+) -> ArchiveResult:
+    """:func:`archive`, in the crawl's month as it stands (:func:`~kingfisher_archive.mending.month_now`)."""
+    data_version = key.data_version
     directory = key.directory(settings.data_directory)
-    replacement.recover(client, settings.bucket, source_id, key.year, key.month, settings.storage_class)
-    bucket = Bucket(client, settings.bucket, settings.storage_class)
-    archived = archived_for(bucket, key)
+    archived = month.for_its_crawl(bucket.name)
     gone = not os.path.lexists(directory)
     if gone and archived is not None and archived.data_version == data_version:
         # Set aside by a try the ledger has no record of: deleted only if the archive holds it byte for byte.
@@ -102,7 +107,7 @@ def archive(settings: Settings, client, plan: Plan, before_delete=None, key: Cra
         keep_on_disk=bool(keep),
         month_held=month_state(archived),  # a replacement begins only from the month this crawl was chosen against
     )
-    result = archiver.archive_crawl(client, settings, request, before_delete=before_delete)
+    result = archiver.archive_crawl(bucket.client, settings, request, before_delete=before_delete)
     if keep:
         logger.info("%s: archived and kept on disk (%s)", plan["id"], keep)
     return archive_result.archived(result, keep)
@@ -202,17 +207,22 @@ def archive_and_record(
     key = CrawlKey.of(plan)
     with ledger.claim(key.source_id, key.period, run_id, wait=claim_wait, on_wait=on_wait):
         row = ledger.get(key.source_id, key.data_version)
+        month = None
         if row and row["status"] == Status.DELETING:
-            result = finish_deleting(settings, client, ledger, key, row, run_id)
+            bucket, month = month_now(settings, client, key)
+            result = finish_deleting(settings, bucket, month, ledger, key, row, run_id)
             if result is not None:
                 return result
         try:
-            result = archive(
+            if month is None:  # else read above, and unchanged since: finish_deleting changes no object
+                bucket, month = month_now(settings, client, key)
+            result = _archive(
                 settings,
-                client,
+                bucket,
+                month,
                 plan,
+                key,
                 before_delete=lambda verified: ledger.mark_deleting(key.source_id, key.data_version, verified, run_id),
-                key=key,
             )
         except HOLDS as e:
             result = e
