@@ -113,11 +113,10 @@ def _decide(
                 crawl, found.raw.get("reason"), found.raw.get("compared_with"), rival.id if rival else None
             )
         )
-    decisions = [decided(facts, Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE, detail=d) for facts, d in smaller]
     winners, by_id = {d.id for d in outcome if d.archive}, {d.id: d for d in outcome}
-    for verdict in outcome:
-        status, reason, extra = _status(verdict, winners, by_id, repairs)
-        decisions.append(decided(facts_by_id[verdict.id], status, reason, **extra))
+    statuses = [(facts_by_id[d.id], *_status(d, winners, by_id, repairs)) for d in outcome]
+    decisions = [decided(facts, Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE, detail=d) for facts, d in smaller]
+    decisions += [decided(facts, status, reason, **extra) for facts, status, reason, extra in statuses]
     return decisions, [(facts_by_id[d.id], d, keys[d.id]) for d in outcome if d.archive]
 
 

@@ -127,25 +127,19 @@ def _repair(
     data_key = archived.prefix + DATA
     if checksum(directory) == archived.checksum:
         size = archived.raw.get("compressed_bytes")
-        if isinstance(size, int) and bucket.data_size(archived) == size and plan.get("keep"):
-            logger.info("%s: %s already holds this crawl, byte for byte; kept on disk", plan["id"], where)
+        if isinstance(size, int) and bucket.data_size(archived) == size:
             figures = {
                 "id": plan["id"],
                 "bytes": archived.bytes,
                 "files": plan["expected"]["files"],
                 "compressed_bytes": size,
                 "checksum": archived.checksum,
-                "kept": plan["keep"],
-                "deleted": [],
             }
-            return archive_result.already_archived(figures)
-        if isinstance(size, int) and bucket.data_size(archived) == size:
+            if plan.get("keep"):
+                logger.info("%s: %s already holds this crawl, byte for byte; kept on disk", plan["id"], where)
+                return archive_result.already_archived({**figures, "kept": plan["keep"], "deleted": []})
             result = {
-                "id": plan["id"],
-                "bytes": archived.bytes,
-                "files": plan["expected"]["files"],
-                "compressed_bytes": size,
-                "checksum": archived.checksum,
+                **figures,
                 "fingerprint": plan["expected"]["fingerprint"],
                 "prefix": month_prefix(key.source_id, key.year, key.month),
                 "log": plan["log"],
@@ -238,24 +232,29 @@ def _record(
     :param result: or one of :data:`HOLDS` the crawl raised: the crawl is held, with the reason and detail it names.
     """
     row = ledger.get(key.source_id, key.data_version)
-    if isinstance(result, BaseException):
-        result = _hold(plan, key, ledger, row, run_id, result)
-    match result["kind"]:
-        case Kind.HELD if row and row["status"] == Status.DELETING:
-            return result  # its archive is verified; the ledger keeps that, and the note of what stopped it
-        case Kind.HELD | Kind.DECIDED_AGAIN:
-            ledger.record([_not_archived(plan, key, result, row)], run_id)
-            return result
-        case Kind.ALREADY_ARCHIVED if row and row["status"] == Status.ARCHIVED and row["result"]:
-            by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
-            logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
-            result = archive_result.already_archived(
-                {**row["result"], "archived_by": row["run_id"], **_deleted(result)}
-            )
-        case _ if result.get("kept"):
-            ledger.mark_kept(key.source_id, key.data_version, archive_result.figures(result), run_id)
-        case _:
-            ledger.mark_archived(key.source_id, key.data_version, archive_result.figures(result), run_id)
+    deleting = bool(row) and row["status"] == Status.DELETING
+    problem, kept_by_ledger = None, False
+    if isinstance(result, BaseException):  # noted on a row being deleted, which the next run finishes
+        problem = Problem.of(plan["id"], result, deleting=deleting)
+        logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
+        result = archive_result.held(plan, problem.reason, problem.detail)
+    elif result["kind"] == Kind.ALREADY_ARCHIVED and row and row["status"] == Status.ARCHIVED and row["result"]:
+        by = "an earlier try of this run" if row["run_id"] == run_id else f"run {row['run_id']}"
+        logger.info("%s was archived by %s; the ledger keeps that record", plan["id"], by)
+        deleted = {"deleted": result["deleted"]} if result["deleted"] else {}
+        result = archive_result.already_archived({**row["result"], "archived_by": row["run_id"], **deleted})
+        kept_by_ledger = True
+    kind = result["kind"]
+    if kind == Kind.HELD and deleting:  # its archive is verified; the ledger keeps that, and what stopped it
+        if problem is not None:
+            ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
+        return result
+    if kind in (Kind.HELD, Kind.DECIDED_AGAIN):
+        ledger.record([_not_archived(plan, key, result, row)], run_id)
+        return result
+    if not kept_by_ledger:
+        mark = ledger.mark_kept if result.get("kept") else ledger.mark_archived
+        mark(key.source_id, key.data_version, archive_result.figures(result), run_id)
     if settled := ledger.settle_pending(plan["id"], run_id):
         logger.info("%s archived: settled %s as not archived", plan["id"], ", ".join(settled))
     return result
@@ -309,21 +308,3 @@ HOLDS = (
     SetAsideDiffersError,
     replacement.RefusedError,
 )
-
-
-def _hold(
-    plan: Plan, key: CrawlKey, ledger: Ledger, row: dict | None, run_id: str | None, error: BaseException
-) -> ArchiveResult:
-    """Hold one crawl on an error of its own (``row``: its ledger row now): noted on its ledger row, which a crawl
-    being deleted keeps (the next run finishes it); else the crawl is ``held`` with the reason, and the next run
-    decides it again."""
-    deleting = bool(row) and row["status"] == Status.DELETING
-    problem = Problem.of(plan["id"], error, deleting=deleting)
-    logger.error("%s: held (%s): %s", plan["id"], problem.reason, problem.detail)
-    if deleting:
-        ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
-    return archive_result.held(plan, problem.reason, problem.detail)
-
-
-def _deleted(result: ArchiveResult) -> dict:
-    return {"deleted": result["deleted"]} if result["deleted"] else {}
