@@ -26,7 +26,12 @@ from kingfisher_archive.policy import Candidate
 from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET, error_code
 from kingfisher_archive.s3.objects import exists, get_if_any, identity
 
-DATA = "data.tar.lz4"
+DATA_LZ4 = "data.tar.lz4"
+DATA_ZST = "data.tar.zst"
+#: Every name a month's data object has had: LZ4 (the older tools, and this package before 2.0), zstd.
+DATA_NAMES = (DATA_LZ4, DATA_ZST)
+#: The name new archives are written as.
+DATA = DATA_LZ4
 METADATA = "metadata.json"
 LOG = "scrapy.log"
 STAGING = "staging"
@@ -38,7 +43,7 @@ RESERVED = {STAGING: f"the bucket's {STAGING}/ folder", "_probe": f"the probe's 
 STREAM_ERRORS = (*FORMAT_ERRORS, BotoCoreError)
 
 _MONTH_KEY = re.compile(
-    r"(?P<prefix>(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/)(?P<name>metadata\.json|data\.tar\.lz4|scrapy\.log)"
+    r"(?P<prefix>(?P<source>[^/]+)/(?P<year>\d{4})/(?P<month>\d{1,2})/)(?P<name>metadata\.json|data\.tar\.lz4|data\.tar\.zst|scrapy\.log)"
 )
 
 
@@ -145,6 +150,18 @@ class ArchivedCrawl:
     def prefix(self) -> str:
         """The month's prefix as this metadata.json spells it (``1`` or ``01``), where its data and log lie."""
         return self.key[: -len(METADATA)]
+
+    @property
+    def data_name(self) -> str:
+        """The name of the month's data object, as metadata.json records it (``data_object``); archives written
+        before zstd (this package before 2.0, the older tools) have none and are :data:`DATA_LZ4`."""
+        name = self.raw.get("data_object")
+        return name if name in DATA_NAMES else DATA_LZ4
+
+    @property
+    def data_key(self) -> str:
+        """The key of the month's data object beside this metadata.json."""
+        return self.prefix + self.data_name
 
     @property
     def log_bytes(self) -> int | None:
