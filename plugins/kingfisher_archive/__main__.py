@@ -16,7 +16,7 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kingfisher_archive import cli_settings
+from kingfisher_archive import cli_settings, storage_cost
 from kingfisher_archive.audit import audit
 from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
@@ -63,6 +63,7 @@ examples:
 """
 
 LEDGER_ENV = f"AIRFLOW_VAR_{LEDGER.upper()}"
+STORAGE_PRICES_ENV = cli_settings.AIRFLOW_STORAGE_PRICES_ENV
 RETENTION_DAYS_ENV = f"AIRFLOW_VAR_{RETENTION_DAYS.upper()}"
 WAITING_WARNING_DAYS_ENV = f"AIRFLOW_VAR_{WAITING_WARNING_DAYS.upper()}"
 
@@ -74,6 +75,7 @@ environment:
   {AIRFLOW_BUCKET_ENV:<38} the DAGs' bucket Variable: read after the two above
   {AIRFLOW_CONNECTION_ENV:<38} the DAGs' S3 Connection: its endpoint and credentials
   {LEDGER_ENV:<38} list: the DAG's ledger (else $AIRFLOW_HOME/{LEDGER_FILE})
+  {cli_settings.STORAGE_PRICES_ENV:<38} list: the storage prices, JSON (else ${STORAGE_PRICES_ENV})
   {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_*_DIRECTORY":<38} the DAGs' data and logs directories: restore refuses them
 
 exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error
@@ -403,6 +405,9 @@ def _list(client, args) -> int:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    prices = cli_settings.storage_prices(use_airflow=not args.no_airflow)
+    stored = storage_cost.merge(row["stored"] for row in rows)
+    print(f"Stored by class: {storage_cost.bill_phrase(storage_cost.bill(stored, prices))}")
     return 0
 
 
@@ -462,6 +467,7 @@ def _catalogue(client, args) -> int:
         last_run=state["last_run"],
         retention_days=_days(args, RETENTION_DAYS_ENV, None),
         waiting_warning_days=_days(args, WAITING_WARNING_DAYS_ENV, DEFAULT_WAITING_WARNING_DAYS),
+        prices=cli_settings.storage_prices(use_airflow=not args.no_airflow),
     )
     found["ledger"] = path if path and not note else None
     found["ledger_note"] = note
@@ -518,6 +524,7 @@ def _catalogue(client, args) -> int:
         f"{_size(totals['bytes_archived'])} archived as {_size(totals['compressed_bytes'])}"
         + (f"; {_size(totals['bytes_freed'])} freed on the Kingfisher host" if not note else "")
     )
+    print(f"Stored by class: {storage_cost.bill_phrase(found['storage'])}")
     return 0
 
 

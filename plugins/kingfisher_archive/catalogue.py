@@ -6,11 +6,17 @@ that the layout's rules live in one place. Plain Python: no Airflow. It returns,
 
     {"bucket", "generated_at",
      "attention": [{"kind", "id", "what", "what_to_do"}, ...],   # what needs a person, most urgent first
-     "sources": [{"source_id", "months": [month row, ...], "bytes", "compressed_bytes", "problems": [...]}],
+     "sources": [{"source_id", "months": [month row, ...], "bytes", "compressed_bytes", "stored", "problems": [...]}],
      "periods": ["YYYY-MM", ...],              # every month that any source has, oldest first (the grid's columns)
      "retention_days", "waiting_warning_days", "last_run",
      "on_disk": {"waiting": [...], "held": [...], "kept": [...]},
-     "totals": {"bytes_archived", "compressed_bytes", "bytes_freed", "by_month": [...]}}
+     "totals": {"bytes_archived", "compressed_bytes", "bytes_freed", "by_month": [...]},
+     "storage": {"region", "as_of", "source", "usd_per_month", "bytes", "classes": [...], "unpriced": [...]}}
+
+``stored`` (a source's, and a month row's) is its objects' count, bytes and billable bytes by storage class, read
+from the same listing (each entry's ``StorageClass`` and ``Size``: no request per object); ``storage`` is the whole
+bucket's months' objects by class and the estimated monthly bill
+(:func:`kingfisher_archive.storage_cost.bill`, with the price table's region and date).
 
 Codes (``status``, ``reason``) stay codes, for machines; ``why`` (and ``outcome``, ``what``) say the same in words
 (:mod:`kingfisher_archive.words`), for people. A ``by_month`` month is when the runs archived and freed (the
@@ -31,7 +37,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from kingfisher_archive import ledger, words
+from kingfisher_archive import ledger, storage_cost, words
 from kingfisher_archive.bucket import reserved_source_problem
 from kingfisher_archive.crawl import parse_data_version, source_id_problem
 from kingfisher_archive.ledger import Kept, Status
@@ -137,6 +143,7 @@ def catalogue(
     now: datetime | None = None,
     workers: int = WORKERS,
     cache: MetadataCache | None = None,
+    prices: storage_cost.Prices = storage_cost.DEFAULT,
 ) -> dict:
     """The bucket by source and month, the crawls waiting, held or kept on disk, and the totals per month.
 
@@ -147,6 +154,7 @@ def catalogue(
     :param last_run: the ledger's record of the last run (what failed), or ``None``.
     :param only: these sources, not every source in the bucket.
     :param cache: metadata already read (by ETag), kept across calls.
+    :param prices: the price table of the estimated bill (the Variable kingfisher_archive_storage_prices's).
     """
     now = now or datetime.now(UTC)
     names = sorted(only) if only is not None else sources(client, bucket)
@@ -197,7 +205,8 @@ def catalogue(
             if when:
                 by_month[when]["bytes_archived"] += row["bytes"] or 0
                 by_month[when]["compressed_bytes"] += row["compressed_bytes"] or 0
-        result_sources.append({"source_id": name, "months": months, **total, "problems": problems})
+        stored = storage_cost.merge(row.get("stored") for row in months)
+        result_sources.append({"source_id": name, "months": months, **total, "stored": stored, "problems": problems})
 
     # Freed on the Kingfisher host: what was archived and then deleted, and what local retention swept, by the month
     # the ledger recorded it.
@@ -227,6 +236,7 @@ def catalogue(
             "bytes_freed": sum(m["bytes_freed"] for m in by_month.values()),
             "by_month": [{"month": month, **by_month[month]} for month in sorted(by_month)],
         },
+        "storage": storage_cost.bill(storage_cost.merge(s["stored"] for s in result_sources), prices),
     }
 
 

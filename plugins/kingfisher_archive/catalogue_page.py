@@ -121,6 +121,7 @@ def load(refresh: bool = False) -> dict:
             waiting_warning_days=settings.waiting_warning_days,
             last_run=state["last_run"],
             cache=_metadata,
+            prices=settings.prices,
         )
         found["ledger_note"] = ledger_note
         _cache[settings.bucket] = (time.monotonic(), found)
@@ -230,6 +231,45 @@ def _cell(source_id: str, row: dict | None) -> str:
     mark = {"archived": "A", "replaced": "R", "broken": "!"}[state]
     href = f"{URL_PREFIX}/month/{quote(source_id)}/{row['year']:04d}/{row['month']:02d}"
     return f"<td class='cell {state}' title='{_e(tip)}'><a href='{href}'>{mark}</a></td>"
+
+
+def storage_block(storage: dict | None) -> str:
+    """The bucket's months' objects by storage class, and the estimated monthly bill, with the prices' region and
+    date."""
+    if not storage:
+        return ""
+    from kingfisher_archive.storage_cost import usd
+
+    unpriced = (
+        f" No price for {_e(', '.join(storage['unpriced']))}: left out of the estimate." if storage["unpriced"] else ""
+    )
+    return (
+        "<h2 id='storage'>Stored, and what it costs</h2>"
+        f"<p>About <b>{usd(storage['usd_per_month'])} a month</b> to store {_size(storage['bytes'])}, at "
+        f"{_e(storage['region'])} prices as of {_e(storage['as_of'])} <span class='note'>({_e(storage['source'])}; "
+        "storage only: requests, restores and transfers are extra; the Variable kingfisher_archive_storage_prices "
+        f"sets other prices).{unpriced}</span></p>"
+        + _table(
+            (
+                "storage class",
+                ("objects", "num"),
+                ("stored", "num"),
+                ("USD per GB-month", "num"),
+                ("USD per month", "num"),
+            ),
+            [
+                (
+                    c["storage_class"],
+                    c["objects"],
+                    _size(c["bytes"]),
+                    "-" if c["usd_per_gb_month"] is None else f"{c['usd_per_gb_month']:g}",
+                    usd(c["usd_per_month"]),
+                )
+                for c in storage["classes"]
+            ],
+            classes=("id", "num", "num", "num", "num"),
+        )
+    )
 
 
 def attention_block(items: list[dict]) -> str:
@@ -378,6 +418,7 @@ def catalogue_page(page: int = Query(1, ge=1), refresh: bool = False) -> HTMLRes
             classes=("", "", "id", "num", "num", "", "why", "id", "why"),
         )
     )
+    parts.append(storage_block(found.get("storage")))
     parts.append("<h2>Archived and freed, by month of the runs</h2>")
     parts.append(
         _table(

@@ -23,6 +23,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from kingfisher_archive import storage_cost
 from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.s3.client import client_config
 from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET
@@ -36,6 +37,8 @@ AIRFLOW_CONNECTION_ENV = f"AIRFLOW_CONN_{S3_CONNECTION.upper()}"
 #: Kingfisher Collect's directories as the DAGs know them: a restore into them is always refused.
 AIRFLOW_DIRECTORY_ENVS = tuple(f"AIRFLOW_VAR_{name.upper()}" for name in (DATA_DIRECTORY, LOGS_DIRECTORY))
 DEFAULT_REGION = "us-east-1"
+STORAGE_PRICES_ENV = "KINGFISHER_ARCHIVE_STORAGE_PRICES"
+AIRFLOW_STORAGE_PRICES_ENV = f"AIRFLOW_VAR_{storage_cost.VARIABLE.upper()}"
 
 _CREDENTIAL_SOURCES = {
     "env": "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY",
@@ -395,3 +398,15 @@ def data_directory(flag: str | None, *, use_airflow: bool = True, environ=os.env
     if not os.path.isdir(path):
         raise SettingsError(f"the data directory {path} (from {source}) is not a directory")
     return path, source
+
+
+def storage_prices(*, use_airflow: bool = True, environ=os.environ) -> storage_cost.Prices:
+    """The price table ``list`` counts with: ``$KINGFISHER_ARCHIVE_STORAGE_PRICES``, else the DAGs' Variable in
+    the environment, else the dated defaults (:mod:`kingfisher_archive.storage_cost`); JSON as the Variable's."""
+    for name in (STORAGE_PRICES_ENV, AIRFLOW_STORAGE_PRICES_ENV if use_airflow else None):
+        if name and environ.get(name, "").strip():
+            try:
+                return storage_cost.parse(environ[name], f"${name}")
+            except storage_cost.PricesError as e:
+                raise SettingsError(str(e)) from None
+    return storage_cost.DEFAULT

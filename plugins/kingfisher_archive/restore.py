@@ -22,6 +22,7 @@ import tarfile
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kingfisher_archive import storage_cost
 from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, open_archive
 from kingfisher_archive.bucket import (
     DATA,
@@ -464,7 +465,8 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
         (``data_files``, ours only), ``compressed_bytes`` (of ``data.tar.lz4``, ``None`` if missing), ``log``
         (whether ``scrapy.log`` is there), ``archived_at`` (ours only), ``generation`` (``"2021"``, also ours, or
         ``"2020"``), ``reason`` and ``compared_with`` (why it was kept, as its metadata.json says: ours only) and
-        ``problem`` (``None`` if the month can be restored).
+        ``problem`` (``None`` if the month can be restored), ``stored`` (its objects' bytes by storage class:
+        :func:`kingfisher_archive.storage_cost.stored`).
     :raises RestoreError: for a source id that cannot name a folder.
     """
     problem = source_id_problem(source_id)
@@ -474,8 +476,10 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
     months: dict[str, dict[str, int]] = {}
     periods: dict[str, tuple[int, int]] = {}
     etags: dict[str, str] = {}
+    entries: dict[str, list[dict]] = {}
     for match, item in bucket.listing(source_id):
         months.setdefault(match.prefix, {})[match.name] = item["Size"]
+        entries.setdefault(match.prefix, []).append(item)
         periods[match.prefix] = (match.year, match.month)
         etags[item["Key"]] = item.get("ETag", "")
     if read is None:
@@ -501,6 +505,8 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
             "reason": None,
             "compared_with": None,
             "problem": None,
+            # Objects, bytes and billable bytes by storage class, from the same listing (storage_cost.stored).
+            "stored": storage_cost.stored(entries[prefix]),
         }
         problems = []
         if METADATA in objects:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kingfisher_archive import storage_cost
 from kingfisher_archive.errors import RetryableError
 
 PROCESS_CONNECTION = "kingfisher_process"
@@ -25,6 +26,8 @@ LEDGER = "kingfisher_archive_ledger"
 STORAGE_CLASS = "kingfisher_archive_storage_class"
 RETENTION_DAYS = "kingfisher_archive_retention_days"
 WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
+#: The storage price table, as JSON (:func:`kingfisher_archive.storage_cost.parse`); unset: us-east-1's, dated.
+STORAGE_PRICES = storage_cost.VARIABLE
 #: Server-side encryption sent on every write and copy, as JSON with boto3's names; the S3 connection's extra may
 #: hold the same under "encryption" (the Variable wins).
 ENCRYPTION = "kingfisher_archive_encryption"
@@ -52,6 +55,14 @@ class Settings:
     retention_days: int | None = None  # None: local retention is off
     #: Warn when a crawl has waited longer than this for Kingfisher Process to load its files.
     waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
+    #: The Variable :data:`STORAGE_PRICES` as given (JSON, checked by :func:`load`; ``""``: the defaults), kept as
+    #: text so that the settings stay plain values.
+    storage_prices: str = ""
+
+    @property
+    def prices(self) -> storage_cost.Prices:
+        """The price table the catalogue's bill and a replacement's early-deletion charge are counted with."""
+        return storage_cost.parse(self.storage_prices, f"Airflow Variable {STORAGE_PRICES!r}")
 
 
 def encryption(variable: str | None, extra: object = None) -> dict:
@@ -100,7 +111,7 @@ def load(
     ``on_kingfisher_host``: the caller reads the crawls, so their directories must be here. A task that finds
     them missing is on the wrong host (a Celery worker without the crawls), and says so instead of finding nothing.
     """
-    names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS)
+    names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS, STORAGE_PRICES)
     values = {name: (get(name) or "").strip() for name in names}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
     days = {}
@@ -120,6 +131,10 @@ def load(
                 f"({socket.gethostname()}): the tasks that read crawls must run on the Kingfisher Collect host's "
                 "worker, the one serving the queue named by KINGFISHER_ARCHIVE_QUEUE"
             )
+    try:
+        storage_cost.parse(values[STORAGE_PRICES], f"Airflow Variable {STORAGE_PRICES!r}")
+    except storage_cost.PricesError as e:
+        problems.append(str(e))
     if problems:
         raise ConfigurationError("; ".join(problems))
     return Settings(
@@ -130,6 +145,7 @@ def load(
         storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
         retention_days=days.get(RETENTION_DAYS),
         waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
+        storage_prices=values[STORAGE_PRICES],
     )
 
 
