@@ -88,13 +88,41 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
         "2021",
     ]
     assert lines[2].split() == ["2021-01", "scotland/2021/1/", "-", "-", "6", "no", "-", "metadata", "missing"]
-    assert len(lines) == 3
+    # Every object of the test server's bucket is listed in the class it was written in: STANDARD.
+    assert lines[3].startswith("Stored by class: STANDARD ")
+    assert "a month at us-east-1 prices as of " in lines[3]
+    assert len(lines) == 4
 
     as_json = cli("list", "scotland", "--json", KINGFISHER_ARCHIVE_BUCKET=bucket)
     assert [row["prefix"] for row in json.loads(as_json.stdout)] == ["scotland/2020/09/", "scotland/2021/1/"]
 
     empty = cli("list", "mexico", "--bucket", bucket)
     assert (empty.returncode, empty.stdout) == (0, f"No archived months of mexico in s3://{bucket}/\n")
+
+
+def test_list_shows_the_bytes_per_storage_class_and_the_bill_at_the_prices_set(cli, client, bucket, tmp_path):
+    archive(client, bucket, tmp_path, FILES)
+    key = "scotland/2020/09/data.tar.lz4"
+    data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=data, StorageClass="DEEP_ARCHIVE")
+    prices = '{"region": "eu-west-1", "as_of": "2026-11-01", "usd_per_gb_month": {"DEEP_ARCHIVE": 0.0018}}'
+
+    result = cli("list", "--bucket", bucket, "--no-airflow", KINGFISHER_ARCHIVE_STORAGE_PRICES=prices)
+
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("Stored by class: ")]
+    assert line.startswith("Stored by class: ")
+    assert "DEEP_ARCHIVE " in line
+    assert line.endswith("a month at eu-west-1 prices as of 2026-11-01 (storage only)")
+    storage = json.loads(cli("list", "--bucket", bucket, "--json", KINGFISHER_ARCHIVE_STORAGE_PRICES=prices).stdout)[
+        "storage"
+    ]
+    deep = next(c for c in storage["classes"] if c["storage_class"] == "DEEP_ARCHIVE")
+    assert (deep["objects"], deep["bytes"], deep["usd_per_gb_month"]) == (1, len(data), 0.0018)
+    assert storage["source"] == "$KINGFISHER_ARCHIVE_STORAGE_PRICES"
+
+    bad = cli("list", "--bucket", bucket, KINGFISHER_ARCHIVE_STORAGE_PRICES='{"usd_per_gb_month": {"GLACIER": -1}}')
+    assert "$KINGFISHER_ARCHIVE_STORAGE_PRICES has usd_per_gb_month GLACIER: -1" in one_line_error(bad, 2)
 
 
 @pytest.mark.slow
@@ -150,7 +178,8 @@ def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_prob
     )
     assert lines[7].startswith(f"2 sources, 3 months in s3://{bucket}/: ")
     assert lines[7].endswith("; 6 B freed on the Kingfisher host")
-    assert len(lines) == 8  # staging/ is not a source
+    assert lines[8].startswith("Stored by class: STANDARD ")  # what the test server lists every object in
+    assert len(lines) == 9  # staging/ is not a source
     assert "smaller_than_its_archive" not in result.stdout and "same_period" not in result.stdout
 
     as_json = json.loads(cli("list", "--json", "--bucket", bucket).stdout)

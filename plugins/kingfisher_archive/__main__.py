@@ -378,6 +378,7 @@ def _restore(client, args) -> int:
 
 
 def _list(client, args) -> int:
+    args.prices = cli_settings.storage_prices(use_airflow=not args.no_airflow)  # a bad setting: before any output
     if args.source is None:
         return _catalogue(client, args)
     rows = list_months(client, args.bucket, args.source)
@@ -405,9 +406,8 @@ def _list(client, args) -> int:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-    prices = cli_settings.storage_prices(use_airflow=not args.no_airflow)
     stored = storage_cost.merge(row["stored"] for row in rows)
-    print(f"Stored by class: {storage_cost.bill_phrase(storage_cost.bill(stored, prices))}")
+    print(f"Stored by class: {storage_cost.bill_phrase(storage_cost.bill(stored, args.prices))}")
     return 0
 
 
@@ -467,7 +467,7 @@ def _catalogue(client, args) -> int:
         last_run=state["last_run"],
         retention_days=_days(args, RETENTION_DAYS_ENV, None),
         waiting_warning_days=_days(args, WAITING_WARNING_DAYS_ENV, DEFAULT_WAITING_WARNING_DAYS),
-        prices=cli_settings.storage_prices(use_airflow=not args.no_airflow),
+        prices=args.prices,
     )
     found["ledger"] = path if path and not note else None
     found["ledger_note"] = note
