@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from kingfisher_archive import policy
+from kingfisher_archive import policy, storage_cost
 from kingfisher_archive.bucket import ArchivedCrawl, Bucket, MonthIncompleteError, month_state, parse_month_prefix
 from kingfisher_archive.crawl import UnsafeCrawlError, checksum
 from kingfisher_archive.errors import RetryableError
@@ -115,6 +115,9 @@ def _decide(
         )
     winners, by_id = {d.id for d in outcome if d.archive}, {d.id: d for d in outcome}
     statuses = [(facts_by_id[d.id], *_status(d, winners, by_id, repairs)) for d in outcome]
+    for facts, status, _, extra in statuses:
+        if status == Status.TO_ARCHIVE and (early := _early_deletion(settings, bucket, keys[facts["id"]])):
+            extra["early_deletion"] = early
     decisions = [decided(facts, Status.HELD, Held.SMALLER_THAN_ITS_ARCHIVE, detail=d) for facts, d in smaller]
     decisions += [decided(facts, status, reason, **extra) for facts, status, reason, extra in statuses]
     return decisions, [(facts_by_id[d.id], d, keys[d.id]) for d in outcome if d.archive]
@@ -139,6 +142,26 @@ def _status(
             details.append(f"settled once {winner} is archived")
         extra["detail"] = "; ".join(details) or None
     return status, decision.reason, extra
+
+
+def _early_deletion(settings: Settings, bucket: Bucket, key: CrawlKey) -> dict | None:
+    """What replacing the crawl's month pays for deleting its data object before its storage class's minimum
+    duration (:func:`kingfisher_archive.storage_cost.early_deletion`, an ``EarlyDeletion.as_dict``), or ``None``.
+
+    Read from the source's listing (the object's ``LastModified``, ``Size`` and ``StorageClass``), which the bucket
+    lists once per run: no request per object. Information, never a refusal: the replacement goes ahead.
+    """
+    try:
+        found = bucket.archived(key.source_id, key.year, key.month)  # read by the decision already
+    except MonthIncompleteError:
+        return None
+    if found is None or found.id == key.id:  # an empty month, or this crawl's own archive rewritten
+        return None
+    entry = next((item for _, item in bucket.listing(key.source_id) if item["Key"] == found.data_key), None)
+    if entry is None:
+        return None
+    early = storage_cost.early_deletion(f"s3://{bucket.name}/{found.data_key}", entry, settings.prices)
+    return early.as_dict() if early else None
 
 
 def month_as_held(bucket: Bucket, key: CrawlKey):

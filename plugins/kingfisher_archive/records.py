@@ -137,6 +137,10 @@ class Decision(TypedDict):
     superseded_by: NotRequired[str | None]
     rewritten: NotRequired[bool]  # its path was written again after this package deleted it
     pending_on: NotRequired[str]  # pending: the crawl of this run whose archive settles it
+    #: to_archive, replacing a month whose data object is younger than its storage class's minimum duration: what
+    #: deleting it early is billed (storage_cost.EarlyDeletion.as_dict: key, storage_class, bytes, days_stored,
+    #: minimum_days, days_left, usd); information, the replacement goes ahead
+    early_deletion: NotRequired[dict]
 
 
 def decided(facts: Inspection, status: Status, reason: str, **extra) -> Decision:

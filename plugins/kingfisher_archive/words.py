@@ -9,7 +9,7 @@ phrase is defined once, beside the code (:mod:`kingfisher_archive.vocabulary`); 
 
 from __future__ import annotations
 
-from kingfisher_archive import ledger, policy
+from kingfisher_archive import ledger, policy, storage_cost
 
 #: What an operator does about a held crawl, by the ledger's reason (docs/operating.md says the same).
 HELD_ADVICE = {
@@ -114,6 +114,7 @@ def why(
     superseded_by: str | None = None,
     pending_on: str | None = None,
     detail: str | None = None,
+    early_deletion: dict | None = None,
 ) -> str:
     """Why a crawl is where it is, in one phrase: "lost to 20200920_101010: same month, more data".
 
@@ -124,7 +125,15 @@ def why(
     :param superseded_by: the later crawl of its month that beat it after it had won its own comparison.
     :param pending_on: the crawl of the same run it lost to, whose archive is not verified yet.
     :param detail: what the step that decided it said (an error, the files left): added in parentheses.
+    :param early_deletion: what replacing its month pays for deleting the data object before its storage class's
+        minimum duration (a decision's ``early_deletion``): added after a semicolon, "replacing s3://... pays $0.42
+        early-deletion: 61 days left of GLACIER's 90-day minimum".
     """
+    said = _why(status, reason, crawl_id, compared_with, superseded_by, pending_on, detail)
+    return f"{said}; {storage_cost.phrase(early_deletion)}" if early_deletion else said
+
+
+def _why(status, reason, crawl_id, compared_with, superseded_by, pending_on, detail) -> str:
     extra = f" ({detail})" if detail and not str(detail).startswith("superseded by") else ""
     lost = status in (ledger.Status.NOT_ARCHIVED, ledger.Status.PENDING, ledger.Status.SWEPT)
     if superseded_by and lost:
@@ -151,6 +160,13 @@ def why(
     return phrase + extra
 
 
+def early_deletion(early: dict, dry_run: bool = False) -> str:
+    """A replacement's early-deletion charge as its own line: "replacing s3://... pays $0.42 early-deletion: 61 days
+    left of GLACIER's 90-day minimum (information: the replacement went ahead)"."""
+    went = "goes ahead on a real run" if dry_run else "went ahead"
+    return f"{storage_cost.phrase(early)} (information: the replacement {went})"
+
+
 def _unverified(status: str | None) -> str:
     return "; not settled until that archive is verified" if status == ledger.Status.PENDING else ""
 
@@ -170,4 +186,5 @@ def sentence(row: dict) -> str:
         superseded_by=get("superseded_by"),
         pending_on=get("pending_on"),
         detail=get("detail"),
+        early_deletion=get("early_deletion"),
     )

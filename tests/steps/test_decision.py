@@ -143,3 +143,61 @@ def test_planning_reads_no_data_file_content_unless_a_checksum_is_needed(host, s
         "paraguay/20200902_052458": ["held", "checksum_failed"],
         "scotland/20200902_052458": ["rejected", "not_finished"],
     }
+
+
+def test_replacing_a_month_whose_data_is_younger_than_its_class_minimum_says_what_it_pays_and_goes_ahead(
+    host, settings, bucket
+):
+    """The charge comes from the listing entry of the month's data object (its class, size and date), and the
+    replacement is still chosen: information, not a refusal. SeaweedFS lists the class each object was written in."""
+    from kingfisher_archive import words
+    from kingfisher_archive.steps.summary import format_table, summarise
+
+    host.add_crawl("scotland", "20200915_000000", ocds_files("x", 3))
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200915_000000"})
+    archived = {"id": "scotland/20200901_000000", "source_id": "scotland", "data_version": "20200901_000000"}
+    archived.update(bytes=1, checksum="0" * 32, files_count=1, errors_count=0)
+    put = bucket.client.put_object
+    put(
+        Bucket=bucket.name, Key="scotland/2020/09/metadata.json", Body=json.dumps(archived), StorageClass="STANDARD_IA"
+    )
+    put(Bucket=bucket.name, Key="scotland/2020/09/data.tar.lz4", Body=b"d" * 2000, StorageClass="GLACIER")
+    put(Bucket=bucket.name, Key="scotland/2020/09/scrapy.log", Body=b"log", StorageClass="STANDARD_IA")
+
+    decided = steps.decide(settings, bucket, [dict(facts)])
+
+    [decision] = decided["decisions"]
+    assert (decision["status"], decision["reason"]) == ("to_archive", "same_period_more_bytes")
+    assert [plan["id"] for plan in decided["to_archive"]] == ["scotland/20200915_000000"]  # it goes ahead
+    early = decision["early_deletion"]
+    key = f"s3://{bucket.name}/scotland/2020/09/data.tar.lz4"
+    assert {k: early[k] for k in ("key", "storage_class", "bytes", "minimum_days", "days_left")} == {
+        "key": key,
+        "storage_class": "GLACIER",
+        "bytes": 2000,
+        "minimum_days": 90,
+        "days_left": 90,  # written just now
+    }
+    phrase = f"replacing {key} pays under $0.0001 early-deletion: 90 days left of GLACIER's 90-day minimum"
+    assert words.sentence(decision).endswith("; " + phrase)
+
+    summary = summarise(decided["decisions"], {}, dry_run=True)
+    assert summary["early_deletions"] == [early]
+    assert summary["rows"][0]["early_deletion"] == early
+    table = format_table(summary)
+    assert phrase in table.splitlines()[1]  # the crawl's row says why, and what it pays
+    assert phrase + " (information: the replacement goes ahead on a real run)" in table.splitlines()
+
+
+def test_no_early_deletion_is_said_for_an_empty_month_or_a_class_without_a_minimum(host, settings, bucket):
+    host.add_crawl("scotland", "20200915_000000", ocds_files("x", 3))
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200915_000000"})
+    [decision] = steps.decide(settings, bucket, [dict(facts)])["decisions"]
+    assert decision["status"] == "to_archive" and "early_deletion" not in decision
+
+    archived = {"id": "scotland/20200901_000000", "source_id": "scotland", "data_version": "20200901_000000"}
+    archived.update(bytes=1, checksum="0" * 32, files_count=1, errors_count=0)
+    bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/09/metadata.json", Body=json.dumps(archived))
+    bucket.client.put_object(Bucket=bucket.name, Key="scotland/2020/09/data.tar.lz4", Body=b"d")  # STANDARD
+    [decision] = steps.decide(settings, Bucket(bucket.client, bucket.name), [dict(facts)])["decisions"]
+    assert decision["status"] == "to_archive" and "early_deletion" not in decision

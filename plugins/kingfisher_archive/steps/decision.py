@@ -137,7 +137,7 @@ def record_decisions(ledger: Ledger, decisions: list[Decision], run_id: str | No
         facts = {
             k: d[k] for k in ("bytes", "files", "files_count", "errors_count", "checksum") if d.get(k) is not None
         }
-        for k in ("detail", "compared_with", "superseded_by", "pending_on", "rewritten"):
+        for k in ("detail", "compared_with", "superseded_by", "pending_on", "rewritten", "early_deletion"):
             if d.get(k):
                 facts[k] = d[k]
         rows.append({**d, "facts": facts})

@@ -46,6 +46,7 @@ def why(row: dict) -> str:
         superseded_by=row.get("superseded_by"),
         pending_on=row.get("pending_on"),
         detail=row.get("detail"),
+        early_deletion=row.get("early_deletion"),
     )
 
 
@@ -66,7 +67,8 @@ def summarise(
         was closed gets a warning (not a failure of this run).
     :param ledger_rows: the ledger's rows, by id, of the crawls this run chose or left pending, as the archive tasks
         left them: a crawl decided again and not archived, or a pending crawl settled, is reported as it is now.
-    :returns: the counts, ``failed`` (chosen and not archived), ``warnings`` and ``rows``.
+    :returns: the counts, ``failed`` (chosen and not archived), ``warnings``, ``rows``, and ``early_deletions`` (each
+        replacement's early-deletion charge, as decided) with their total, ``early_deletion_usd``.
     """
     rows = []
     failed = []
@@ -90,6 +92,7 @@ def summarise(
         elif d["status"] == Status.TO_ARCHIVE:
             if dry_run:
                 row["status"] = WOULD_ARCHIVE
+                row["early_deletion"] = d.get("early_deletion")
             elif result is None and now.get("status") == Status.HELD:
                 # Its archive task found the month naming it, and the crawl on disk not that archive; or an error of
                 # its own (the file system, the bucket refusing its month) held it.
@@ -112,6 +115,7 @@ def summarise(
             else:
                 kept = now.get("status") == Status.KEPT or bool(result.get("kept"))
                 row["status"] = Status.KEPT if kept else Status.ARCHIVED
+                row["early_deletion"] = d.get("early_deletion")  # what the replacement paid, as decided
                 if kept:
                     row.update(reason=Kept.INCREMENTAL_UPDATES, detail=None)
                 row["bytes"] = result.get("bytes")
@@ -141,6 +145,9 @@ def summarise(
         "compressed_bytes": totals["compressed_bytes"],
         "bytes_freed": totals["bytes_freed"]
         + (0 if dry_run else sum(item.get("bytes") or 0 for item in swept if item.get("deleted"))),
+        # Replacements that deleted (or would delete) a data object before its storage class's minimum duration.
+        "early_deletions": [r["early_deletion"] for r in rows if r.get("early_deletion")],
+        "early_deletion_usd": sum(r["early_deletion"]["usd"] for r in rows if r.get("early_deletion")),
         "swept": list(swept),
         "waiting": [dict(item) for item in waiting],
         "warnings": [],
@@ -203,6 +210,8 @@ def format_table(summary: dict) -> str:
         f"Process; {mib(summary['bytes_archived'])} MiB archived as "
         f"{mib(summary['compressed_bytes'])} MiB; {mib(summary['bytes_freed'])} MiB freed on disk"
     )
+    for early in summary.get("early_deletions", []):
+        lines.append(words.early_deletion(early, summary["dry_run"]))
     for item in summary.get("swept", []):
         if item.get("problem"):
             continue  # in the warnings
