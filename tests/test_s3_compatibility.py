@@ -23,8 +23,6 @@ from kingfisher_archive.s3.proof import md5_etag
 from kingfisher_archive.s3.versions import describe_bucket
 from kingfisher_archive.settings import probe_writes
 from scripts.demo_kit.kingfisher_host import ocds_files
-from tests.harness.aws_like import AwsLike
-from tests.harness.stripping_proxy import StrippingProxy
 from tests.test_faults import archive_an_earlier_crawl, assert_month_is_consistent, keys, plan_for
 from tests.test_s3_probe import _client_via
 
@@ -33,18 +31,6 @@ def _client(s3_server, endpoint_url, encryption=None):
     client = _client_via(s3_server, endpoint_url)
     encrypt_writes(client, encryption or {})
     return client
-
-
-@pytest.fixture
-def aws_like(s3_server, bucket, request):
-    """A client through a proxy answering as AWS does for the behaviours the test's ``aws`` marker asks for."""
-    options = request.node.get_closest_marker("aws").kwargs if request.node.get_closest_marker("aws") else {}
-    encryption = options.pop("encryption", None)
-    rewrite = AwsLike(s3_server.client(), bucket, **options)
-    with StrippingProxy(
-        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), rewrite=rewrite
-    ) as proxy:
-        yield rewrite, _client(s3_server, proxy.endpoint_url, encryption)
 
 
 def _archive_two_crawls_into_one_month(settings, host, client):

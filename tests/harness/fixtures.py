@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from botocore.config import Config
 
@@ -110,3 +111,33 @@ def bucket(s3_server: S3Server) -> str:
 def client(s3_server: S3Server):
     """A boto3 S3 client for the session's server, with its credentials, configured as the archive task's."""
     return s3_server.client(config=client_config(Config(s3={"addressing_style": "path"})))
+
+
+@pytest.fixture
+def aws_like(s3_server: S3Server, bucket: str, request: pytest.FixtureRequest):
+    """``(proxy, client)``: a client, configured as the archive task's, through a proxy in front of the session's
+    server answering as Amazon S3 does for the behaviours the test's ``aws`` marker asks for (see
+    :mod:`tests.harness.aws_like`; ``encryption=`` sets the client's write encryption). ``proxy.endpoint_url`` is
+    where a subprocess (an Airflow task) reaches it."""
+    from kingfisher_archive.s3.client import encrypt_writes
+    from tests.harness.aws_like import AwsLike
+    from tests.harness.stripping_proxy import StrippingProxy
+
+    marker = request.node.get_closest_marker("aws")
+    options = dict(marker.kwargs) if marker else {}
+    encryption = options.pop("encryption", None)
+    rewrite = AwsLike(s3_server.client(), bucket, **options)
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), rewrite=rewrite
+    ) as proxy:
+        rewrite.endpoint_url = proxy.endpoint_url
+        client = boto3.client(
+            "s3",
+            endpoint_url=proxy.endpoint_url,
+            aws_access_key_id=s3_server.access_key,
+            aws_secret_access_key=s3_server.secret_key,
+            region_name=s3_server.region,
+            config=client_config(Config(s3={"addressing_style": "path"})),
+        )
+        encrypt_writes(client, encryption or {})
+        yield rewrite, client

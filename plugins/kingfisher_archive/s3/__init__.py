@@ -21,5 +21,7 @@ One module per operation, as s3transfer is laid out; callers import from the mod
 - :mod:`~kingfisher_archive.s3.delete`: conditional deletes (``delete_if_match``), the withdrawal of a failed try
   (``withdraw``), and the leftovers under ``staging/`` (``clean_staging``, ``purge_versions``).
 - :mod:`~kingfisher_archive.s3.versions`: a bucket's versioning and Object Lock (``describe_bucket``).
+- :mod:`~kingfisher_archive.s3.thawing`: objects in the archive storage classes (``GLACIER``, ``DEEP_ARCHIVE``):
+  whether one can be read now, and asking S3 for a restored copy (``thaw_state``, ``request_thaw``).
 - :mod:`~kingfisher_archive.s3.probe`: whether the server honours conditional requests (``probe_conditional_writes``).
 """

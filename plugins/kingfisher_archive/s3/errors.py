@@ -29,6 +29,10 @@ ACCESS_DENIED = ("AccessDenied", "403", "AllAccessDisabled")
 REFUSALS = ("AccessDenied", "InvalidRequest", "ObjectLocked", "MethodNotAllowed")
 #: A write or a delete a policy refuses (the code of a whole request, or of one key of a ``DeleteObjects``).
 POLICY_DENIED = ("AccessDenied",)
+#: A GET or copy of an object in an archive storage class (``GLACIER``, ``DEEP_ARCHIVE``) with no restored copy.
+FROZEN = ("InvalidObjectState",)
+#: A ``RestoreObject`` while a restore of the object is already running.
+RESTORE_IN_PROGRESS = ("RestoreAlreadyInProgress",)
 #: What a server answers when asked the Object Lock of a bucket that has none (or that it does not implement).
 NO_OBJECT_LOCK = ("ObjectLockConfigurationNotFoundError", "NotImplemented", *MISSING)
 
