@@ -170,6 +170,12 @@ def test_the_catalogue_is_refused_without_a_login_and_shows_the_bucket_to_a_user
         assert text in page, text
     assert "less is left on disk than the archive holds" in page and "metadata missing" in page
     assert "smaller_than_its_archive" not in page  # the code is for --json and the ledger, not for people
+    # The bucket's bytes by storage class and the estimated bill, with the prices' region and date.
+    storage = found["storage"]
+    assert [c["storage_class"] for c in storage["classes"]] == ["STANDARD"]  # what the test server wrote them in
+    assert storage["region"] == "us-east-1" and storage["as_of"]
+    assert "<h2 id='storage'>Stored, and what it costs</h2>" in page
+    assert "a month</b> to store " in page and f"us-east-1 prices as of {storage['as_of']}" in page
 
     status, month = request(base + "/kingfisher-archive/month/uk/2020/11", token=token)
     assert status == 200

@@ -205,3 +205,35 @@ def test_the_catalogue_counts_the_bucket_by_the_class_its_listing_reports(client
     assert by_class["STANDARD"]["bytes"] == 3
     assert "GLACIER" not in by_class  # staging/ is not a month's
     assert storage["usd_per_month"] == pytest.approx((5000 * 0.00099 + 128 * 1024 * 0.0125 + 3 * 0.023) / GB)
+
+
+@pytest.mark.aws(cold=True)
+def test_through_an_aws_like_server_cold_data_is_counted_and_priced_without_being_read(aws_like, host, settings):
+    """Against the proxy that refuses a GET of GLACIER or DEEP_ARCHIVE data as AWS does: the catalogue and a decision
+    to replace the month read only metadata.json and the listing, and say what the class costs."""
+    from kingfisher_archive import steps
+    from kingfisher_archive.bucket import Bucket
+    from scripts.demo_kit.kingfisher_host import ocds_files
+
+    proxy, client = aws_like
+    prefix = "scotland/2020/09/"
+    metadata = {"id": "scotland/20200901_000000", "source_id": "scotland", "data_version": "20200901_000000"}
+    metadata.update(bytes=1, checksum="0" * 32, files_count=1, errors_count=0)
+    name = settings.bucket
+    client.put_object(Bucket=name, Key=prefix + "data.tar.lz4", Body=b"d" * 4096, StorageClass="DEEP_ARCHIVE")
+    client.put_object(Bucket=name, Key=prefix + "metadata.json", Body=json.dumps(metadata), StorageClass="STANDARD_IA")
+    with pytest.raises(Exception, match="InvalidObjectState"):
+        client.get_object(Bucket=name, Key=prefix + "data.tar.lz4")  # the proxy is cold, as AWS is
+
+    found = catalogue(client, name)
+    by_class = {c["storage_class"]: c for c in found["storage"]["classes"]}
+    assert by_class["DEEP_ARCHIVE"]["bytes"] == 4096
+    assert by_class["DEEP_ARCHIVE"]["usd_per_month"] == pytest.approx(4096 / GB * 0.00099)
+
+    host.add_crawl("scotland", "20200915_000000", ocds_files("x", 3))
+    facts = steps.inspect(settings, {"source_id": "scotland", "data_version": "20200915_000000"})
+    [decision] = steps.decide(settings, Bucket(client, name), [dict(facts)])["decisions"]
+    assert decision["status"] == "to_archive"
+    assert decision["early_deletion"]["storage_class"] == "DEEP_ARCHIVE"
+    assert decision["early_deletion"]["days_left"] == 180
+    assert not proxy.restores  # nothing asked S3 to thaw anything

@@ -38,3 +38,32 @@ def test_the_summary_counts_outcomes_and_fails_nothing_on_a_dry_run():
     dry = steps.summarise(decisions, {}, dry_run=True)
     assert (dry["would_archive"], dry["failed"]) == (2, [])
     assert "would be archived" in steps.format_table(dry)
+
+
+def test_a_replacement_that_deleted_data_early_says_what_it_paid_in_words_and_keeps_the_figures():
+    early = {
+        "key": "s3://b/a/2020/09/data.tar.zst",
+        "storage_class": "GLACIER",
+        "bytes": 60 * 2**30,
+        "days_stored": 29,
+        "minimum_days": 90,
+        "days_left": 61,
+        "usd": 0.4392,
+    }
+    decisions = [
+        {"id": "a/1", "status": "to_archive", "reason": "same_period_more_bytes", "early_deletion": early},
+        {"id": "b/1", "status": "to_archive", "reason": "same_period_more_bytes", "early_deletion": early},
+    ]
+    results = {"a/1": {"bytes": 7, "compressed_bytes": 1, "seconds": 1.0}}  # b/1's task failed: it paid nothing
+
+    summary = steps.summarise(decisions, results, dry_run=False)
+
+    assert summary["early_deletions"] == [early] and summary["early_deletion_usd"] == 0.4392
+    phrase = (
+        "replacing s3://b/a/2020/09/data.tar.zst pays $0.44 early-deletion: 61 days left of GLACIER's 90-day minimum"
+    )
+    lines = steps.format_table(summary).splitlines()
+    assert lines[1].startswith("a/1") and lines[1].endswith(phrase)
+    assert not lines[2].endswith(phrase)  # b/1 failed
+    assert phrase + " (information: the replacement went ahead)" in lines
+    assert "early_deletion" not in "\n".join(lines)
