@@ -534,6 +534,9 @@ def test_list_months_reports_every_month_and_its_problem(client, bucket, tmp_pat
         ),
         ("scotland/2021/04/", "metadata missing"),
     ]
+    stored = rows[2].pop("stored")  # its objects by storage class, from the same listing
+    size = stored["STANDARD"]["bytes"]  # data, metadata.json and log, all STANDARD on the test server
+    assert stored == {"STANDARD": {"objects": 3, "bytes": size, "billable_bytes": size}} and size > compressed
     assert rows[2] == {
         "year": 2020,
         "month": 9,
