@@ -43,6 +43,7 @@ KINDS = {
     "s3.probe.ConditionalWritesError": PermanentError,
     "s3.errors.VerificationError": RetryableError,
     "s3.probe.WriteRefusedError": PermanentError,
+    "storage_cost.PricesError": PermanentError,
     "scrapy_log.LogError": RetryableError,
     "settings.ConfigurationError": RetryableError,
 }

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kingfisher_archive.errors import PermanentError
+
 #: The Airflow Variable that overrides the price table (JSON; :func:`parse`).
 VARIABLE = "kingfisher_archive_storage_prices"
 #: What S3 means by a listing entry without ``StorageClass``.
@@ -54,7 +56,7 @@ KEYS = ("region", "as_of", "usd_per_gb_month", "minimum_days")
 _CLASS = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
-class PricesError(ValueError):
+class PricesError(PermanentError):
     """The price table's setting cannot be understood; the message names the setting and the bad key or value."""
 
 
