@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from kingfisher_archive.restore import FrozenError, TierError, prepare, restore, thaw_progress
+from kingfisher_archive.settings import ConfigurationError, thaw_poll_seconds
 from scripts.demo_kit.kingfisher_host import tree
 from tests.test_cli import cli  # noqa: F401 - the fixture
 from tests.test_restore import SOURCE, VERSION, archive
@@ -152,3 +153,12 @@ def _finish_when_asked(proxy) -> None:
     while not proxy.restores:
         event.wait(0.05)
     proxy.finish_restores()
+
+
+def test_the_poll_interval_is_a_number_of_seconds_above_0_600_by_default():
+    assert thaw_poll_seconds(lambda name: None) == 600
+    assert thaw_poll_seconds({"kingfisher_archive_thaw_poll_seconds": " 1 "}.get) == 1
+    for wrong in ("0", "-5", "soon", "nan"):
+        with pytest.raises(ConfigurationError) as raised:
+            thaw_poll_seconds({"kingfisher_archive_thaw_poll_seconds": wrong}.get)
+        assert f"'kingfisher_archive_thaw_poll_seconds' is {wrong!r}, not a number of seconds > 0" in str(raised.value)

@@ -11,6 +11,11 @@ copy of it is written anywhere, so restoring a 100 GB crawl needs the disk space
 
 A crawl directory under its real name is always a verified one, and nothing is written outside the target. See
 docs/safety.md, section 14.
+
+A month whose data object is in a cold storage class (``GLACIER``, ``DEEP_ARCHIVE``) is read only once S3 has made
+a copy of it: :func:`prepare` asks for one (a *thaw*, :mod:`kingfisher_archive.s3.thawing`) and says when it will be
+ready, :func:`thaw_progress` says whether it is, and a restore that meets a cold object without a copy raises
+:class:`FrozenError` naming its class, its key and what to do.
 """
 
 from __future__ import annotations
