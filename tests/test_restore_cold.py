@@ -134,12 +134,15 @@ def test_the_command_line_waits_with_wait_then_restores(aws_like, cli, client, b
     before, key = plant_cold(client, bucket, tmp_path)
     target = tmp_path / "out"
     # The copy is made while the command waits: ended by another thread once the command has asked for it.
-    finisher = threading.Thread(target=_finish_when_asked, args=(proxy,), daemon=True)
+    etag = client.head_object(Bucket=bucket, Key=key)["ETag"]
+    stop = threading.Event()
+    finisher = threading.Thread(target=_finish_when_asked, args=(proxy, key, etag, stop), daemon=True)
     finisher.start()
     waited = cli(
         *_restore_args(bucket, target, "--wait", "--tier", "Expedited", "--poll-seconds", "0.2"),
         KINGFISHER_ARCHIVE_ENDPOINT_URL=proxy.endpoint_url,
     )
+    stop.set()  # if the command ended without asking
     finisher.join()
     assert waited.returncode == 0, waited.stderr
     assert "asked for a copy (Expedited, ready within 15 min" in waited.stderr
@@ -148,10 +151,11 @@ def test_the_command_line_waits_with_wait_then_restores(aws_like, cli, client, b
     assert tree(target / SOURCE / VERSION) == before
 
 
-def _finish_when_asked(proxy) -> None:
-    event = threading.Event()
-    while not proxy.restores:
-        event.wait(0.05)
+def _finish_when_asked(proxy, key, etag, stop: threading.Event) -> None:
+    """End the copy's making once it has begun (the request recorded is not enough: it is recorded first)."""
+    while proxy.restore_state(key, etag) != "ongoing":
+        if stop.wait(0.05):
+            return
     proxy.finish_restores()
 
 
