@@ -40,6 +40,8 @@ KINDS = {
     "replacement.RefusedError": PermanentError,
     "replacement.ReplacementInProgressError": RetryableError,
     "restore.RestoreError": RetryableError,
+    "restore.FrozenError": RetryableError,  # a copy may be made meanwhile: the next try may read it
+    "restore.TierError": PermanentError,
     "s3.probe.ConditionalWritesError": PermanentError,
     "s3.errors.VerificationError": RetryableError,
     "s3.probe.WriteRefusedError": PermanentError,

@@ -55,6 +55,9 @@ METHOD_ACTIONS: dict[str, set[str]] = {
     # Deleting a key (a delete marker when versioned); deleting a given version is s3:DeleteObjectVersion.
     "delete_object": {"s3:DeleteObject"},
     "delete_objects": {"s3:DeleteObject"},
+    # RestoreObject (a readable copy of a GLACIER or DEEP_ARCHIVE object): "you must have permissions to perform the
+    # s3:RestoreObject action".
+    "restore_object": {"s3:RestoreObject"},
 }
 #: Actions the policy grants for what a versioned or Object Lock bucket needs (reading its versioning state and lock
 #: configuration, listing and deleting the versions of what the package deletes), which calls being added read.
@@ -79,6 +82,7 @@ DOCUMENTED_ACTIONS = {
     "s3:DeleteObject",
     "s3:DeleteObjectVersion",
     "s3:AbortMultipartUpload",
+    "s3:RestoreObject",
     *KMS_ACTIONS,
 }
 #: Actions on the bucket itself (resource ``arn:aws:s3:::bucket``); the rest are on its objects (``bucket/*``).
@@ -207,7 +211,10 @@ def test_the_lifecycle_aborts_broken_uploads_and_expires_old_staging_versions_an
         # Current objects never expire: an archive is kept until the package replaces it.
         assert set(rule.get("Expiration", {})) <= {"ExpiredObjectDeleteMarker"}, rule["ID"]
         assert "Transitions" not in rule and "NoncurrentVersionTransitions" not in rule, rule["ID"]
-    # Expiring older versions of the months themselves is a choice each installation makes: shipped disabled.
+    # Expiring older versions of the months themselves is a choice each installation makes: shipped disabled, and
+    # never before DEEP_ARCHIVE's 180-day minimum storage duration (an earlier delete is billed for the rest).
+    (everywhere,) = [rule for rule in lifecycle_rules() if rule["Filter"] == {"Prefix": ""} and rule not in enabled]
+    assert everywhere["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 180
     for rule in enabled:
         if "NoncurrentVersionExpiration" in rule:
             assert rule["Filter"]["Prefix"].startswith("staging/"), rule["ID"]

@@ -4,7 +4,8 @@ For a person at the Kingfisher host's shell, or looking at a bucket, with nothin
 from a checkout, ``bin/kingfisher-archive``. Its settings are found by :mod:`kingfisher_archive.cli_settings`.
 Every error is one line on stderr, naming what was wrong and what to do, never a traceback. Exit status: 0
 success; 1 an error, or an audit problem left unrepaired; 2 a usage error (a setting that cannot be understood
-included). See docs/restore-and-audit.md, The command line.
+included); 75 (EX_TEMPFAIL) a restore of a month in a cold storage class whose copy S3 is still making (asked for,
+or joined): run it again later. See docs/restore-and-audit.md, The command line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -29,7 +31,17 @@ from kingfisher_archive.cli_settings import (
 )
 from kingfisher_archive.errors import KingfisherArchiveError
 from kingfisher_archive.ledger import read_state
-from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
+from kingfisher_archive.restore import (
+    ALL_TIERS,
+    DEFAULT_THAW_DAYS,
+    DEFAULT_TIER,
+    RestoreError,
+    check_target,
+    list_months,
+    prepare,
+    restore,
+    thaw_progress,
+)
 from kingfisher_archive.settings import (
     DEFAULT_WAITING_WARNING_DAYS,
     LEDGER,
@@ -78,8 +90,13 @@ environment:
   {cli_settings.STORAGE_PRICES_ENV:<38} list: the storage prices, JSON (else ${STORAGE_PRICES_ENV})
   {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_*_DIRECTORY":<38} the DAGs' data and logs directories: restore refuses them
 
-exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error
+exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error; 75 (EX_TEMPFAIL)
+  restore: the month is in a cold storage class and its copy is being made: run it again later, or add --wait
 """
+
+#: The exit status of a restore that asked S3 for a cold month's copy (or found one being made): sysexits.h's
+#: EX_TEMPFAIL, "a temporary failure: the user is invited to retry".
+EX_TEMPFAIL = 75
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,6 +130,22 @@ def _hours(value: str) -> float:
     if not hours >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of hours >= 0")
     return hours
+
+
+def _whole_days(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days >= 1")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds > 0")
+    return seconds
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -165,6 +198,35 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             f"refuse a TARGET inside DIR (repeatable); ${DATA_DIRECTORY_ENV} and the DAGs' data and logs "
             "directories are always refused, since a crawl restored into Kingfisher Collect's FILES_STORE would be "
             "archived and deleted again"
+        ),
+    )
+    command.add_argument(
+        "--tier",
+        choices=ALL_TIERS,
+        default=DEFAULT_TIER,
+        help=(
+            "a month in GLACIER or DEEP_ARCHIVE: how fast S3 makes its readable copy (default: %(default)s, the "
+            "cheapest: up to 12 h for GLACIER, 48 h for DEEP_ARCHIVE; Standard: 5 h, 12 h; Expedited: GLACIER only, "
+            "minutes)"
+        ),
+    )
+    command.add_argument(
+        "--days",
+        type=_whole_days,
+        default=DEFAULT_THAW_DAYS,
+        help="a cold month: how many days S3 keeps the readable copy (default: %(default)s)",
+    )
+    command.add_argument(
+        "--wait",
+        action="store_true",
+        help=f"a cold month: wait until its copy is ready, then restore (else exit {EX_TEMPFAIL} at once)",
+    )
+    command.add_argument(
+        "--poll-seconds",
+        type=_seconds,
+        help=(
+            "with --wait: how often to ask whether the copy is ready (default: "
+            f"${cli_settings.AIRFLOW_THAW_POLL_ENV}, else 600)"
         ),
     )
     command.set_defaults(func=_restore)
@@ -350,7 +412,33 @@ def _forbidden(args) -> list[str]:
     return list(args.forbid) + [path for path, _ in cli_settings.forbidden_directories()]
 
 
+def _thaw(client, args) -> bool:
+    """Ask for a readable copy of a month in a cold class; wait for it with ``--wait``. Whether to restore now."""
+    prepared = prepare(client, args.bucket, args.source, args.year, args.month, tier=args.tier, days=args.days)
+    if prepared.ready:
+        if prepared.keys:
+            print(f"{args.command_name}: {prepared.message}", file=sys.stderr, flush=True)
+        return True
+    if not args.wait:
+        if args.json:
+            print(json.dumps({"restored": False, "data_key": prepared.data_key, "message": prepared.message}))
+        else:
+            print(f"{prepared.message}; run this again then, or add --wait")
+        return False
+    poll = cli_settings.poll_seconds(args.poll_seconds, use_airflow=not args.no_airflow)
+    print(f"{args.command_name}: {prepared.message}; waiting (asking every {poll:g} s)", file=sys.stderr, flush=True)
+    while True:
+        ready, problem = thaw_progress(client, args.bucket, prepared.keys)
+        if problem is not None:
+            raise RestoreError(problem)
+        if ready:
+            return True
+        time.sleep(poll)
+
+
 def _restore(client, args) -> int:
+    if not _thaw(client, args):
+        return EX_TEMPFAIL
     result = restore(
         client,
         args.bucket,

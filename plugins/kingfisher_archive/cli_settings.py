@@ -27,7 +27,17 @@ from kingfisher_archive import storage_cost
 from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.s3.client import client_config
 from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET
-from kingfisher_archive.settings import BUCKET, DATA_DIRECTORY, LEDGER, LOGS_DIRECTORY, S3_CONNECTION, ledger_path
+from kingfisher_archive.settings import (
+    BUCKET,
+    DATA_DIRECTORY,
+    LEDGER,
+    LOGS_DIRECTORY,
+    S3_CONNECTION,
+    THAW_POLL_SECONDS,
+    ConfigurationError,
+    ledger_path,
+    thaw_poll_seconds,
+)
 
 BUCKET_ENV = "KINGFISHER_ARCHIVE_BUCKET"
 ENDPOINT_ENV = "KINGFISHER_ARCHIVE_ENDPOINT_URL"
@@ -354,7 +364,22 @@ def forbidden_directories(environ=os.environ) -> list[tuple[str, str]]:
 
 
 AIRFLOW_LEDGER_ENV = f"AIRFLOW_VAR_{LEDGER.upper()}"
+AIRFLOW_THAW_POLL_ENV = f"AIRFLOW_VAR_{THAW_POLL_SECONDS.upper()}"
 AIRFLOW_DATA_DIRECTORY_ENV = f"AIRFLOW_VAR_{DATA_DIRECTORY.upper()}"
+
+
+def poll_seconds(flag: float | None, *, use_airflow: bool = True, environ=os.environ) -> float:
+    """How often ``restore --wait`` asks whether a cold month's copy is ready: ``--poll-seconds``, else the DAGs'
+    Variable in the environment, else the DAGs' default."""
+    if flag is not None:
+        return flag
+    value = environ.get(AIRFLOW_THAW_POLL_ENV, "") if use_airflow else ""
+    try:
+        return thaw_poll_seconds(lambda name: value)
+    except ConfigurationError:
+        raise SettingsError(
+            f"${AIRFLOW_THAW_POLL_ENV} is {value!r}, not a number of seconds > 0: fix it, or pass --poll-seconds"
+        ) from None
 
 
 def find_ledger(flag: str | None, *, use_airflow: bool = True, environ=os.environ) -> tuple[str, str]:

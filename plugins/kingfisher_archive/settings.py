@@ -33,6 +33,9 @@ STORAGE_PRICES = storage_cost.VARIABLE
 ENCRYPTION = "kingfisher_archive_encryption"
 #: The one directory the restore DAG writes under; read by the restore task only (see :func:`restore_directory`).
 RESTORE_DIRECTORY = "kingfisher_archive_restore_directory"
+#: How often, in seconds, the restore DAG (and ``restore --wait``) asks whether a cold month's copy is ready.
+THAW_POLL_SECONDS = "kingfisher_archive_thaw_poll_seconds"
+DEFAULT_THAW_POLL_SECONDS = 600.0
 
 REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
 DEFAULT_STORAGE_CLASS = "STANDARD_IA"
@@ -184,6 +187,23 @@ def restore_directory(get: Callable[[str], str | None]) -> str:
             f"({socket.gethostname()}): create it (writable by the worker's account only), or fix the Variable"
         )
     return os.path.normpath(value)
+
+
+def thaw_poll_seconds(get: Callable[[str], str | None]) -> float:
+    """The Variable :data:`THAW_POLL_SECONDS`: a number of seconds > 0 (default :data:`DEFAULT_THAW_POLL_SECONDS`)."""
+    value = (get(THAW_POLL_SECONDS) or "").strip()
+    if not value:
+        return DEFAULT_THAW_POLL_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:  # also refuses nan
+        raise ConfigurationError(
+            f"Airflow Variable {THAW_POLL_SECONDS!r} is {value!r}, not a number of seconds > 0 "
+            f"(default {DEFAULT_THAW_POLL_SECONDS:g})"
+        )
+    return seconds
 
 
 def probe_writes(client, bucket_name: str, encryption: dict | None = None) -> None:

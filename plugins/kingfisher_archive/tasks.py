@@ -8,6 +8,7 @@ task is retried and the ledger is not.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -18,12 +19,16 @@ from airflow.sdk import (
     Asset,
     AssetAlias,
     BaseHook,
+    BaseOperator,
     TriggerRule,
     Variable,
     get_current_context,
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException
+
+# Airflow 3.3 has no airflow.sdk home for triggers: the triggerer's own base classes are the ones to subclass.
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kingfisher_archive import alerts, errors, metrics, steps
 from kingfisher_archive.archive_result import ArchiveResult, Kind
@@ -45,6 +50,7 @@ from kingfisher_archive.settings import (
     load,
     probe_writes,
     restore_directory,
+    thaw_poll_seconds,
 )
 
 logger = logging.getLogger(__name__)
@@ -450,20 +456,19 @@ def _notify(context, alert: dict | None) -> None:
 # -- restore and audit ---------------------------------------------------------------------------------------------
 
 
-@task(task_display_name="Restore a month's archive", queue=HOST_QUEUE)
-@fails_at_once
-def restore_month() -> dict:
-    """Stream one month's archive into the target directory, verify it, and print the reload command."""
+def _restore_request() -> dict:
+    """What the restore DAG's trigger form asks, checked as far as it can be before the bucket is read."""
     from kingfisher_archive import restore
 
     params = get_current_context()["params"]
     # First: without it the DAG would write wherever its trigger form says, so it refuses to run at all.
     restore_root = restore_directory(_variable)
     settings = load_settings()
+    source_id = (params.get("source_id") or "").strip()
     year, month = params.get("year"), params.get("month")
     data_version = (params.get("data_version") or "").strip() or None
     if data_version:
-        key = CrawlKey.of({"source_id": params["source_id"].strip(), "data_version": data_version})
+        key = CrawlKey.of({"source_id": source_id, "data_version": data_version})
         year, month = key.year, key.month
     if not year or not month:
         raise ConfigurationError("Give 'year' and 'month', or a 'data_version' (YYYYMMDD_HHMMSS)")
@@ -471,18 +476,146 @@ def restore_month() -> dict:
     forbidden = [settings.data_directory, settings.logs_directory]
     # Relative to the restore directory (empty: the restore directory itself), or an absolute path inside it.
     target = restore.check_target(params.get("target_directory") or "", forbidden, restore_directory=restore_root)
+    return {
+        "settings": settings,
+        "params": params,
+        "restore_root": restore_root,
+        "forbidden": forbidden,
+        "target": target,
+        "source_id": source_id,
+        "year": int(year),
+        "month": int(month),
+        "data_version": data_version,
+    }
+
+
+class ThawTrigger(BaseTrigger):
+    """Runs in the triggerer while a cold month's copy is made: asks S3 (HEAD) every ``poll_seconds`` whether every
+    object of ``keys`` can be read, from a thread (boto3 blocks), and fires once: ``{"status": "ready"}``, or
+    ``{"status": "failed", "message": ...}`` when waiting cannot help (an object gone, a copy expired), or
+    ``{"status": "error", "message": ...}`` when the bucket could not be asked (the task's retries apply)."""
+
+    def __init__(self, bucket: str, keys: list[str], poll_seconds: float) -> None:
+        super().__init__()
+        self.bucket = bucket
+        self.keys = list(keys)
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"bucket": self.bucket, "keys": self.keys, "poll_seconds": self.poll_seconds},
+        )
+
+    async def run(self):
+        from kingfisher_archive import restore
+
+        try:
+            client = await asyncio.to_thread(s3_client)
+        except Exception as e:  # the connection: reported by the task, which Airflow retries
+            yield TriggerEvent({"status": "error", "message": f"cannot reach the bucket: {e}"})
+            return
+        polls = 0
+        while True:
+            try:
+                ready, problem = await asyncio.to_thread(restore.thaw_progress, client, self.bucket, self.keys)
+            except Exception as e:  # S3's answer or the network: reported by the task, which Airflow retries
+                yield TriggerEvent({"status": "error", "message": f"cannot ask s3://{self.bucket} ({e})"})
+                return
+            polls += 1
+            if problem is not None:
+                yield TriggerEvent({"status": "failed", "message": problem, "polls": polls})
+                return
+            if ready:
+                yield TriggerEvent({"status": "ready", "keys": self.keys, "polls": polls})
+                return
+            self.log.info("Not readable yet: %s; asking again in %g s", ", ".join(self.keys), self.poll_seconds)
+            await asyncio.sleep(self.poll_seconds)
+
+
+#: Beyond the most a thaw takes (thawing.HOURS), how long the thaw task waits before it fails.
+THAW_MARGIN = timedelta(hours=24)
+
+
+class ThawMonthOperator(BaseOperator):
+    """The restore DAG's first task: ask S3 for a readable copy of a month in a cold storage class, and wait for it
+    without holding a worker slot (deferred to :class:`ThawTrigger`). A month in no cold class, or whose copy is
+    readable already, goes straight through."""
+
+    def execute(self, context):
+        from kingfisher_archive import restore
+
+        try:
+            asked = _restore_request()
+            params, settings = asked["params"], asked["settings"]
+            client = s3_client()
+            _bucket(settings, client).check()
+            prepared = restore.prepare(
+                client,
+                settings.bucket,
+                asked["source_id"],
+                asked["year"],
+                asked["month"],
+                tier=params.get("tier") or restore.DEFAULT_TIER,
+                days=int(params.get("days") or restore.DEFAULT_THAW_DAYS),
+            )
+            poll_seconds = thaw_poll_seconds(_variable)
+        except errors.PermanentError as e:
+            raise AirflowFailException(str(e)) from e
+        logger.info("%s", prepared.message)
+        result = {
+            "data_key": prepared.data_key,
+            "storage_class": prepared.storage_class,
+            "tier": prepared.tier,
+            "days": prepared.days,
+            "asked_at": prepared.asked_at.isoformat() if prepared.asked_at else None,
+            "message": prepared.message,
+        }
+        if prepared.ready:
+            return {**result, "deferred": False}
+        logger.info(
+            "Deferring until the copy is ready: the triggerer asks every %g s (Airflow Variable %r)",
+            poll_seconds,
+            "kingfisher_archive_thaw_poll_seconds",
+        )
+        self.defer(
+            trigger=ThawTrigger(settings.bucket, list(prepared.keys), poll_seconds),
+            method_name="execute_complete",
+            timeout=timedelta(hours=prepared.hours or 0) + THAW_MARGIN,
+        )
+
+    def execute_complete(self, context, event=None):
+        from kingfisher_archive import restore
+
+        event = event or {}
+        if event.get("status") == "failed":
+            raise AirflowFailException(event["message"])
+        if event.get("status") != "ready":
+            raise restore.RestoreError(event.get("message") or f"the thaw's trigger ended without an answer: {event}")
+        logger.info("The copy is readable (asked %d times while deferred): restoring next", event.get("polls", 0))
+        return {"data_keys": event.get("keys"), "deferred": True}
+
+
+@task(task_display_name="Restore a month's archive", queue=HOST_QUEUE)
+@fails_at_once
+def restore_month() -> dict:
+    """Stream one month's archive into the target directory, verify it, and print the reload command."""
+    from kingfisher_archive import restore
+
+    asked = _restore_request()
+    settings = asked["settings"]
     client = s3_client()
     _bucket(settings, client).check()
     result = restore.restore(
         client,
         settings.bucket,
-        params["source_id"].strip(),
-        int(year),
-        int(month),
-        target,
-        forbidden_directories=forbidden,
-        data_version=data_version,
-        restore_directory=restore_root,
+        asked["source_id"],
+        asked["year"],
+        asked["month"],
+        asked["target"],
+        forbidden_directories=asked["forbidden"],
+        data_version=asked["data_version"],
+        restore_directory=asked["restore_root"],
     )
     logger.info(
         "Restored %s/%s (%d files, %d bytes%s) into %s\nTo load it into Kingfisher Process, run:\n%s",
