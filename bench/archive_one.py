@@ -6,9 +6,12 @@ With a 13th argument ``delete``, the crawl is deleted once verified, as the DAG'
 
 ``--codec NAME`` (anywhere on the line; ``lz4``, ``zstd``, ``zstd:3``, ...) passes the codec, and a level after a
 colon, to whatever setting the package offers for them: a field of :class:`Settings` whose name has ``codec`` in
-it, and one with ``level`` in it for the level. Without ``--codec`` the package's default is used. A package that
-offers no codec setting archives as it always does; asked for another codec than that, this exits 3 with a
-one-line message (bench/run.py shows such a column as "not yet").
+it, and one with ``level`` in it for the level. A package with no codec setting writes the one codec it knows
+(zstd if ``archive_format`` has a ``ZstdWriter``, else LZ4); asked for another, this exits 3 with a one-line
+message (bench/run.py shows such a column as "not yet"). Without ``--codec`` the package's defaults are used.
+
+``--plugins DIR`` imports the package from ``DIR`` (a checkout's ``plugins/``) instead of this one's: bench/run.py
+compares the archive step of two versions of the package that way (today's LZ4 one and a zstd one).
 
 What inspection saw (bytes, files, fingerprint) comes on the command line, as the DAG's archive task gets it from
 the decision: inspecting is another task, and it is not timed here.
@@ -22,11 +25,29 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+
+def option(argv: list[str], name: str) -> str | None:
+    """Take ``name VALUE`` out of ``argv``; the value, or None."""
+    if name not in argv:
+        return None
+    at = argv.index(name)
+    if at + 1 >= len(argv):
+        sys.exit(f"{name} needs a value")
+    value = argv[at + 1]
+    del argv[at : at + 2]
+    return value
+
+
+argv = sys.argv[1:]
+codec = option(argv, "--codec")
+plugins = option(argv, "--plugins") or str(Path(__file__).resolve().parents[1] / "plugins")
+if not (Path(plugins) / "kingfisher_archive").is_dir():
+    sys.exit(f"--plugins {plugins}: no kingfisher_archive package there")
+sys.path.insert(0, plugins)
 
 import boto3  # noqa: E402
 
-from kingfisher_archive import archiver  # noqa: E402
+from kingfisher_archive import archive_format, archiver  # noqa: E402
 from kingfisher_archive.records import CrawlKey  # noqa: E402
 from kingfisher_archive.s3.client import client_config  # noqa: E402
 from kingfisher_archive.settings import Settings  # noqa: E402
@@ -42,12 +63,14 @@ def with_codec(settings: Settings, codec: str | None) -> Settings:
     fields = {field.name: field for field in dataclasses.fields(Settings)}
     codec_field = next((f for f in fields if "codec" in f), None)
     level_field = next((f for f in fields if "level" in f), None)
+    changes = {}
     if codec_field is None:
-        if name == "lz4" and not level:  # what the package writes when it knows no other codec
-            return settings
-        print(f"this package offers no codec setting (Settings has none), so it cannot archive as {codec!r}")
-        sys.exit(NOT_OFFERED)
-    changes = {codec_field: name}
+        writes = "zstd" if hasattr(archive_format, "ZstdWriter") else "lz4"
+        if name != writes:
+            print(f"this package writes {writes} and has no codec setting, so it cannot archive as {codec!r}")
+            sys.exit(NOT_OFFERED)
+    else:
+        changes[codec_field] = name
     if level:
         if level_field is None:
             print(f"this package offers no codec level setting (Settings has none), so it cannot use {codec!r}")
@@ -56,14 +79,6 @@ def with_codec(settings: Settings, codec: str | None) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
-argv = sys.argv[1:]
-codec = None
-if "--codec" in argv:
-    at = argv.index("--codec")
-    if at + 1 >= len(argv):
-        sys.exit("--codec needs a value: lz4, zstd or zstd:LEVEL")
-    codec = argv[at + 1]
-    del argv[at : at + 2]
 endpoint, key_id, secret, bucket, data, logs, source_id, data_version, log, size, files, fingerprint = argv[:12]
 settings = with_codec(Settings(bucket, data, logs, "", "STANDARD"), codec)  # no ledger
 client = boto3.client(

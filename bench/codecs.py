@@ -13,7 +13,9 @@ archive holds), then each codec compresses that tar, fed 1 MiB at a time into a 
 - zstd levels 1, 2, 3, 6 and 9 through the ``zstandard`` package, one thread, content checksum on (as
   ``zstd`` writes by default);
 - zstd with ``threads=2`` at levels 1 and 3 (zstd's own worker threads; its speed is wall clock);
-- the package's own zstd writer, when ``archive_format`` has one (``ZstdWriter``), at the levels it is given.
+- the package's own zstd writer, when ``archive_format`` has one (``ZstdWriter``), at levels 1 and 3, as the
+  archive step runs it (its default threads: wall clock counts); ``--plugins DIR`` takes the package from
+  another checkout's ``plugins/``.
 
 Speed is megabytes (10^6 bytes) of tar per CPU-second of the compressing process (user + system, all its threads),
 so that other work on a shared machine changes it little; wall-clock MB/s is printed beside it. Each codec runs
@@ -39,7 +41,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins"), str(Path(__file__).resolve().parent)]
+# --plugins DIR: the package from another checkout's plugins/ (its ZstdWriter, say); read before the imports.
+PLUGINS = sys.argv[sys.argv.index("--plugins") + 1] if "--plugins" in sys.argv[:-1] else str(ROOT / "plugins")
+sys.path[:0] = [PLUGINS, str(Path(__file__).resolve().parent)]
 
 import corpus  # noqa: E402
 
@@ -186,6 +190,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-layouts", action="store_true", help="skip the indented / compact ratios")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plugins", type=Path, help="import the package from this checkout's plugins/")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")

