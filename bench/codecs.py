@@ -43,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # --plugins DIR: the package from another checkout's plugins/ (its ZstdWriter, say); read before the imports.
 PLUGINS = sys.argv[sys.argv.index("--plugins") + 1] if "--plugins" in sys.argv[:-1] else str(ROOT / "plugins")
+if not (Path(PLUGINS) / "kingfisher_archive").is_dir():
+    sys.exit(f"--plugins {PLUGINS}: no kingfisher_archive package there")
 sys.path[:0] = [PLUGINS, str(Path(__file__).resolve().parent)]
 
 import corpus  # noqa: E402
