@@ -255,6 +255,9 @@ def ours(
     ]  # fmt: skip
     try:
         seconds, rss, stdout, cpu = run_measured(command, env=env)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
         if delete:
             shutil.rmtree(data.parent, ignore_errors=True)
