@@ -67,11 +67,11 @@ class Settings:
     logs_directory: str
     ledger: str
     storage_class: str = DEFAULT_STORAGE_CLASS
-    #: ``metadata.json``'s and ``scrapy.log``'s class; ``None``: :func:`metadata_class_for` the data's class.
-    metadata_storage_class: str | None = None
     retention_days: int | None = None  # None: local retention is off
     #: Warn when a crawl has waited longer than this for Kingfisher Process to load its files.
     waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
+    #: ``metadata.json``'s and ``scrapy.log``'s class; ``None``: :func:`metadata_class_for` the data's class.
+    metadata_storage_class: str | None = None
 
     @property
     def metadata_class(self) -> str:
