@@ -40,6 +40,8 @@ METHOD_ACTIONS: dict[str, set[str]] = {
     "head_object": {"s3:GetObject"},
     "get_object_attributes": {"s3:GetObjectAttributes"},
     "put_object": {"s3:PutObject"},
+    # RestoreObject: a readable copy of a GLACIER or DEEP_ARCHIVE object (s3.thawing).
+    "restore_object": {"s3:RestoreObject"},
     # CreateMultipartUpload, UploadPart and CompleteMultipartUpload are all s3:PutObject.
     "create_multipart_upload": {"s3:PutObject"},
     "upload_part": {"s3:PutObject"},
@@ -79,6 +81,7 @@ DOCUMENTED_ACTIONS = {
     "s3:DeleteObject",
     "s3:DeleteObjectVersion",
     "s3:AbortMultipartUpload",
+    "s3:RestoreObject",
     *KMS_ACTIONS,
 }
 #: Actions on the bucket itself (resource ``arn:aws:s3:::bucket``); the rest are on its objects (``bucket/*``).
