@@ -22,6 +22,7 @@ from kingfisher_archive.bucket import (
     DATA,
     LOG,
     METADATA,
+    ArchiveFrozenError,
     MetadataError,
     month_is_empty,
     month_prefix,
@@ -393,6 +394,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
         replacement.MonthChangedError,
         MetadataError,
         replacement.RecoveryError,
+        ArchiveFrozenError,  # the month's data must be read to learn whose it is, and it is cold: held until thawed
     ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
         clean_staging(client, bucket_name, staging)
