@@ -219,3 +219,22 @@ def test_the_metadata_class_must_read_at_once_and_every_class_must_be_known(tmp_
     message = str(raised.value)
     assert "'kingfisher_archive_storage_class' is 'FROZEN_SOLID'" in message
     assert "STANDARD_IA" in message and "DEEP_ARCHIVE" in message
+
+
+@pytest.mark.aws(cold=True, kms=False, restore_seconds=3600)
+def test_the_command_line_audit_says_a_cold_month_is_thawing_and_verifies_it_once_thawed(
+    aws_like, cli, settings, host, bucket
+):
+    proxy, client = aws_like
+    _archive(_cold(settings, "GLACIER"), host, client, EARLIER, ocds_files("small", 2))
+
+    thawing = cli("audit", "--bucket", bucket, "--verify-data", KINGFISHER_ARCHIVE_ENDPOINT_URL=proxy.endpoint_url)
+    assert thawing.returncode == 0, thawing.stdout + thawing.stderr
+    lines = thawing.stdout.splitlines()
+    assert lines[0].startswith(f"thawing  {MONTH}data.tar.lz4: not verified yet: thawing: verify again after 12 h")
+    assert lines[-1].endswith("0 archives verified, 1 cold archive thawing")
+    assert proxy.refused_cold == []
+
+    proxy.finish_restores()
+    verified = cli("audit", "--bucket", bucket, "--verify-data", KINGFISHER_ARCHIVE_ENDPOINT_URL=proxy.endpoint_url)
+    assert verified.returncode == 0 and verified.stdout.splitlines()[-1].endswith("1 archive verified")
