@@ -5,7 +5,6 @@ import os
 import shlex
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,46 +15,6 @@ from scripts.demo_kit.kingfisher_host import tree
 from tests.test_restore import archive, put_month
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def cli(s3_server, tmp_path):
-    """Run the command with credentials from the environment only, as boto3's chain finds them."""
-
-    def run(*args, secret_key=None, **env_extra):
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "KINGFISHER_ARCHIVE_", "AIRFLOW_"))
-            and key.lower() not in ("http_proxy", "https_proxy")
-        }
-        env.update(
-            PYTHONPATH=str(ROOT / "plugins"),
-            AWS_ACCESS_KEY_ID=s3_server.access_key,
-            AWS_SECRET_ACCESS_KEY=secret_key or s3_server.secret_key,
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-            KINGFISHER_ARCHIVE_ENDPOINT_URL=s3_server.endpoint_url,
-            NO_PROXY="127.0.0.1,localhost",
-            AWS_EC2_METADATA_DISABLED="true",  # without credentials, boto3 must not look for an instance role
-            AIRFLOW_HOME=str(tmp_path / "no-airflow-home"),  # never the ledger of this machine's ~/airflow
-        )
-        for key, value in env_extra.items():  # None removes a variable
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return subprocess.run(
-            [sys.executable, "-m", "kingfisher_archive", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 def one_line_error(result, returncode=1):

@@ -27,6 +27,7 @@ KINDS = {
     "crawl.CrawlChangedError": PermanentError,
     "crawl.CrawlReadError": RetryableError,
     "crawl.SetAsideDiffersError": PermanentError,
+    "bucket.ArchiveFrozenError": RetryableError,  # held, and the thaw asked for makes the next run read it
     "choice.ChecksumFailedError": RetryableError,
     "crawl.UnsafeCrawlError": PermanentError,
     "ledger.ClaimedError": RetryableError,
@@ -44,6 +45,8 @@ KINDS = {
     "restore.TierError": PermanentError,
     "s3.probe.ConditionalWritesError": PermanentError,
     "s3.errors.VerificationError": RetryableError,
+    # The in-place upload is withdrawn; a retry goes the same way until the setting changes, but it is a failed proof.
+    "s3.proof.ColdProofError": RetryableError,
     "s3.probe.WriteRefusedError": PermanentError,
     "storage_cost.PricesError": PermanentError,
     "scrapy_log.LogError": RetryableError,

@@ -11,7 +11,6 @@ from scripts.demo_kit.kingfisher_host import tree
 from tests import test_cli
 from tests.test_restore import archive, put_month, write_tree
 
-cli = test_cli.cli  # the fixture: the command in a subprocess, against the test's S3 server
 one_line_error = test_cli.one_line_error
 GARBAGE = b"this is not a database" * 100
 

@@ -10,7 +10,6 @@ import pytest
 from kingfisher_archive.restore import FrozenError, TierError, prepare, restore, thaw_progress
 from kingfisher_archive.settings import ConfigurationError, thaw_poll_seconds
 from scripts.demo_kit.kingfisher_host import tree
-from tests.test_cli import cli  # noqa: F401 - the fixture
 from tests.test_restore import SOURCE, VERSION, archive
 
 FILES = {"a.json": b'{"ocid": "ocds-1"}\n', "sub/b.json": b'{"ocid": "ocds-2"}\n' * 100}
@@ -129,7 +128,7 @@ def test_the_command_line_asks_for_a_copy_says_when_to_come_back_and_exits_75(
 
 
 @pytest.mark.aws(cold=True, kms=False, restore_seconds=3600)
-def test_the_command_line_waits_with_wait_then_restores(aws_like, cli, client, bucket, tmp_path):  # noqa: F811
+def test_the_command_line_waits_with_wait_then_restores(aws_like, cli, client, bucket, tmp_path):
     proxy, _ = aws_like
     before, key = plant_cold(client, bucket, tmp_path)
     target = tmp_path / "out"

@@ -659,6 +659,8 @@ def _audit(client, args) -> int:
         for entry in result["warnings"]:
             detail = f" ({entry['detail']})" if entry["detail"] else ""
             print(f"warning  {entry['key']}: {entry['warning']}{detail}")
+        for entry in result["thawing"]:
+            print(f"thawing  {entry['key']}: not verified yet: {entry['detail']}")
         print(
             f"{plural(result['months'], 'month')} in s3://{args.bucket}/: "
             f"{plural(len(result['problems']), 'problem')} "
@@ -666,6 +668,7 @@ def _audit(client, args) -> int:
             f"{plural(len(result['warnings']), 'warning')}"
             + f", {plural(result['at_rest'], 'object')} checked at rest"
             + (f", {plural(result['verified'], 'archive')} verified" if args.verify_data or args.sample else "")
+            + (f", {plural(len(result['thawing']), 'cold archive')} thawing" if result["thawing"] else "")
         )
     return 1 if result["unrepaired"] else 0
 

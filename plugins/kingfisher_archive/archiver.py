@@ -17,11 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kingfisher_archive import archive_format, deletion, replacement
-from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_is_empty, month_prefix, staging_prefix
+from kingfisher_archive.bucket import (
+    CRAWL_METADATA,
+    DATA,
+    LOG,
+    METADATA,
+    ArchiveFrozenError,
+    MetadataError,
+    month_is_empty,
+    month_prefix,
+    staging_prefix,
+)
 from kingfisher_archive.crawl import CrawlChangedError, MiB, Summary, check_log_path
 from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, withdraw
-from kingfisher_archive.s3.proof import md5_etag, verify_read_back
+from kingfisher_archive.s3.proof import ColdProofError, md5_etag, verify_read_back
 from kingfisher_archive.s3.upload import MultipartUpload, abort_uploads, choose_part_size, put_object_once, upload_file
 from kingfisher_archive.settings import Settings
 from kingfisher_archive.version import ARCHIVER
@@ -109,6 +119,7 @@ def stream_crawl(
     check=None,
     exclusive: bool = False,
     storage_class: str | None = None,
+    crawl: str | None = None,
 ):
     """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
 
@@ -125,10 +136,20 @@ def stream_crawl(
     :param exclusive: complete only if ``key`` is still free (see
         :meth:`kingfisher_archive.s3.upload.MultipartUpload.complete`).
     :param storage_class: the final keys' (``None``: the server's default, for staging).
+    :param crawl: the crawl's id, written into the object's user metadata (``x-amz-meta-crawl``), where
+        :func:`kingfisher_archive.month.crawl_in` reads it by HEAD, never reading a cold archive.
     :returns: a :class:`StreamResult`, the archive verified in the bucket.
     """
     sent = progress.sent if progress else None
-    upload = MultipartUpload(client, bucket_name, key, part_size, progress=sent, storage_class=storage_class)
+    upload = MultipartUpload(
+        client,
+        bucket_name,
+        key,
+        part_size,
+        progress=sent,
+        storage_class=storage_class,
+        metadata={CRAWL_METADATA: crawl} if crawl else None,
+    )
     try:
         lz4_writer = archive_format.LZ4Writer(upload)
         tar = archive_format.write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
@@ -136,6 +157,13 @@ def stream_crawl(
         if check is not None:
             check(tar)
         proof = upload.complete(exclusive=exclusive)
+    except ColdProofError as e:
+        # Completed, and only a read-back could prove it: withdrawn (exactly it), so the month is left as found.
+        withdraw(client, bucket_name, {key: e.etag})
+        raise ColdProofError(
+            f"{e}: it was deleted again and nothing was deleted locally; on this server choose a data class that "
+            "reads at once (GLACIER_IR, STANDARD_IA) in the Airflow Variable 'kingfisher_archive_storage_class'"
+        ) from e
     except BaseException:
         upload.abort()
         raise
@@ -157,7 +185,8 @@ class _Crawl:
 
     client: object
     bucket_name: str
-    storage_class: str
+    storage_class: str  # the data's
+    metadata_class: str  # metadata.json's and scrapy.log's: one that reads at once
     source_id: str
     data_version: str
     directory: str
@@ -228,6 +257,7 @@ def archive_crawl(client, settings: Settings, request: ArchiveRequest, before_de
         client=client,
         bucket_name=bucket_name,
         storage_class=settings.storage_class,
+        metadata_class=settings.metadata_class,
         source_id=source_id,
         data_version=data_version,
         directory=key.directory(settings.data_directory),
@@ -317,7 +347,7 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
     written = {final + DATA: stream.etag}  # what this try made visible: withdrawn if a later step fails
     try:
         log = _upload_log(
-            client, bucket_name, final + LOG, crawl.log_path, exclusive=True, storage_class=crawl.storage_class
+            client, bucket_name, final + LOG, crawl.log_path, exclusive=True, storage_class=crawl.metadata_class
         )
         written[final + LOG] = log.etag
         body = _metadata_json(crawl, stream, log)
@@ -325,7 +355,7 @@ def _archive_in_place(crawl: _Crawl) -> _Archived:
         key = final + METADATA
         # Withdrawn too if this try fails from here on, even when the response to the write is what was lost.
         written[key] = md5_etag(body)  # an encrypted object's ETag is not this: the withdrawal then stops there
-        written[key] = put_object_once(client, bucket_name, key, body, crawl.storage_class)
+        written[key] = put_object_once(client, bucket_name, key, body, crawl.metadata_class)
         verify_read_back(client, bucket_name, key, body, written[key])
     except BaseException:
         withdraw(client, bucket_name, written)
@@ -364,11 +394,12 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
         replacement.MonthChangedError,
         MetadataError,
         replacement.RecoveryError,
+        ArchiveFrozenError,  # the month's data must be read to learn whose it is, and it is cold: held until thawed
     ):
         # The replacement did not begin (its journal is removed): this try's staged archive goes too.
         clean_staging(client, bucket_name, staging)
         raise
-    replacement.replace(client, bucket_name, journal, crawl.storage_class)
+    replacement.replace(client, bucket_name, journal, crawl.storage_class, crawl.metadata_class)
     return _Archived(stream, log, streamed - started, time.monotonic() - promoting)
 
 
@@ -413,6 +444,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
         check=check_unchanged,
         exclusive=exclusive,
         storage_class=storage_class,
+        crawl=crawl.label,
     )
 
 
@@ -431,6 +463,7 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
         # Keys the 2021 tool did not write:
         "data_files": stream.summary.files,
         "compressed_bytes": stream.compressed_bytes,
+        "storage_class": crawl.storage_class,  # the data object's: GLACIER and DEEP_ARCHIVE need a thaw to be read
         # What the audit checks at rest without downloading, and how the upload was proved in the bucket.
         "checksums": {DATA: {"crc32": stream.crc32}, LOG: {"crc32": log.crc32, "bytes": log.size}},
         "verified_by": {DATA: stream.verified_by, LOG: log.verified_by},

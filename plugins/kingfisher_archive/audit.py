@@ -32,6 +32,8 @@ from kingfisher_archive.bucket import (
     METADATA,
     STAGING,
     STREAM_ERRORS,
+    THAW_DAYS,
+    THAW_TIER,
     ArchivedCrawl,
     MetadataError,
     month_prefix,
@@ -44,6 +46,7 @@ from kingfisher_archive.month import JOURNAL, is_journal
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.s3.errors import UPLOAD_GONE, error_code
 from kingfisher_archive.s3.objects import get_if_any, stream
+from kingfisher_archive.s3.thawing import HOURS, is_cold, request_thaw, thaw_state
 
 #: Most reads of one archive to verify its checksum when its tar order is not the checksum's order: the first,
 #: one to learn the order, then one per run (a crawl in hex folders has two runs: the root files, the folders).
@@ -58,6 +61,7 @@ class _Report:
         self.warnings: list[dict] = []
         self.at_rest = 0  # objects whose stored CRC32 was compared with metadata.json
         self.not_at_rest = 0  # objects with no recorded or no stored CRC32
+        self.thawing: list[dict] = []  # cold archives a verification needs to read: a thaw was asked for
 
     def problem(self, key: str, problem: str, detail: str = "") -> dict:
         entry = {"key": key, "problem": problem, "detail": detail, "repaired": False}
@@ -87,7 +91,10 @@ def audit(
     :returns: ``{"bucket", "months", "verified", "at_rest", "not_at_rest", "problems", "warnings", "repaired",
         "unrepaired"}``; a problem is ``{key, problem, detail, repaired}``, a warning ``{key, warning, detail}``.
         ``verified`` counts the archives whose contents were checked, ``at_rest`` the objects whose stored CRC32 was
-        compared with ``metadata.json``, ``not_at_rest`` those that could not be.
+        compared with ``metadata.json``, ``not_at_rest`` those that could not be. ``thawing`` lists the archives to
+        verify that are cold (``GLACIER``, ``DEEP_ARCHIVE``) and not yet readable: a thaw was asked for, and each is
+        ``{key, storage_class, detail}`` ("thawing: verify again after ..."), neither verified nor a problem. Nothing
+        else reads a data object: the audit at rest HEADs it and reads ``metadata.json``, which is never cold.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
@@ -152,6 +159,7 @@ def audit(
         "not_at_rest": report.not_at_rest,
         "problems": report.problems,
         "warnings": report.warnings,
+        "thawing": report.thawing,
         "repaired": repaired,
         "unrepaired": len(report.problems) - repaired,
     }
@@ -208,6 +216,21 @@ def _audit_month(
     ):
         report.warning(log_key, "log missing", "the crawl's log was not archived; the data can still be restored")
 
+    if verify and DATA in objects and is_cold(objects[DATA].get("StorageClass")):
+        thaw = thaw_state(client, bucket_name, data_key)
+        if not thaw.readable:
+            thaw = request_thaw(client, bucket_name, data_key, THAW_DAYS, THAW_TIER)
+            hours = HOURS.get((thaw.storage_class, THAW_TIER))
+            after = f"{hours:g} h" if hours else "a few hours"
+            report.thawing.append(
+                {
+                    "key": data_key,
+                    "storage_class": thaw.storage_class,
+                    "detail": f"thawing: verify again after {after} (a {THAW_TIER} copy of this "
+                    f"{thaw.storage_class} archive was asked for, kept {THAW_DAYS} days)",
+                }
+            )
+            return 0
     if verify and DATA in objects:
         problems, warnings = verify_archive(client, bucket_name, data_key, archived)
         for problem, detail in problems:

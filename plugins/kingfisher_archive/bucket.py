@@ -24,7 +24,8 @@ from kingfisher_archive.archive_format import FORMAT_ERRORS
 from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.policy import Candidate
 from kingfisher_archive.s3.errors import ACCESS_DENIED, CREDENTIALS_REFUSED, NO_SUCH_BUCKET, error_code
-from kingfisher_archive.s3.objects import exists, get_if_any, identity
+from kingfisher_archive.s3.objects import exists, get_if_any, identity, stream
+from kingfisher_archive.s3.thawing import HOURS, Thaw, request_thaw, thaw_of
 
 DATA_LZ4 = "data.tar.lz4"
 DATA_ZST = "data.tar.zst"
@@ -33,6 +34,12 @@ DATA_NAMES = (DATA_LZ4, DATA_ZST)
 #: The name new archives are written as.
 DATA = DATA_LZ4
 METADATA = "metadata.json"
+#: The user metadata (``x-amz-meta-crawl``) of a data object written since 2.0: the crawl it holds, read by HEAD.
+CRAWL_METADATA = "crawl"
+#: What is asked for when a cold archive's bytes are needed (by the archive path or the audit): the cheapest tier,
+#: and a copy lasting long enough for the daily run after it is ready.
+THAW_TIER = "Bulk"
+THAW_DAYS = 7
 LOG = "scrapy.log"
 STAGING = "staging"
 #: The names under which the package writes its own objects (not a month's), each refused as a source id: ``staging``
@@ -87,6 +94,33 @@ class MonthIncompleteError(MetadataError):
             f"s3://{bucket}/{prefix} holds {' and '.join(names)} but no metadata.json (a replacement or an upload "
             "that was cut short): it is neither empty nor comparable until it is made whole"
         )
+
+
+class ArchiveFrozenError(RetryableError):
+    """A month's data is in a cold class (``GLACIER``, ``DEEP_ARCHIVE``) and its bytes are needed: a thaw was asked
+    for (:func:`open_data`), and whoever needs them holds until it is ready."""
+
+    def __init__(self, bucket: str, key: str, thaw: Thaw) -> None:
+        self.key = key
+        self.thaw = thaw
+        self.hours = HOURS.get((thaw.storage_class, THAW_TIER))
+        within = f"ready within {self.hours:g} h" if self.hours else "ready in hours"
+        super().__init__(
+            f"s3://{bucket}/{key} is in {thaw.storage_class}: a readable copy was asked for ({THAW_TIER} tier, "
+            f"{within}, kept {THAW_DAYS} days); the next run after that continues"
+        )
+
+
+def open_data(client, bucket_name: str, key: str):
+    """The stream of a month's data object, if it can be read now (one HEAD first: a cold object is never GET).
+
+    A cold one not thawed gets a thaw asked for (:data:`THAW_TIER`; one already running is joined), and raises
+    :class:`ArchiveFrozenError`; ``ClientError`` (:data:`~kingfisher_archive.s3.errors.MISSING`) if it is not there.
+    """
+    thaw = thaw_of(client.head_object(Bucket=bucket_name, Key=key))
+    if not thaw.readable:
+        raise ArchiveFrozenError(bucket_name, key, request_thaw(client, bucket_name, key, THAW_DAYS, THAW_TIER))
+    return stream(client, bucket_name, key)
 
 
 class ReservedSourceError(PermanentError):

@@ -14,7 +14,7 @@ import os
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import archive_format
-from kingfisher_archive.bucket import DATA, LOG, ArchivedCrawl, Bucket
+from kingfisher_archive.bucket import DATA, LOG, ArchivedCrawl, Bucket, open_data
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
     MiB,
@@ -29,7 +29,7 @@ from kingfisher_archive.crawl import (
 )
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.s3.errors import MISSING, error_code
-from kingfisher_archive.s3.objects import identity, stream
+from kingfisher_archive.s3.objects import identity
 from kingfisher_archive.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def missing_from(client, bucket_name: str, key: str, source_id: str, data_versio
     """
     members = archive_format.CrawlMembers(source_id, data_version)
     try:
-        opened = archive_format.open_archive(stream(client, bucket_name, key))
+        opened = archive_format.open_archive(open_data(client, bucket_name, key))
     except ClientError as e:
         if error_code(e) in MISSING:
             return None  # metadata.json without its data: no archive, nothing of it to lose
@@ -158,7 +158,7 @@ def outside(client, bucket_name: str, key: str, source_id: str, data_version: st
     on_disk = {entry.relpath: entry for entry in walk(directory) if not entry.is_dir}
     matched = set()
     try:
-        opened = archive_format.open_archive(stream(client, bucket_name, key))
+        opened = archive_format.open_archive(open_data(client, bucket_name, key))
     except ClientError as e:
         if error_code(e) in MISSING:
             return f"there is no archive at {key}"

@@ -105,6 +105,13 @@ class Held(StrEnum):
     )
     #: The bucket refused to change its month (Object Lock, a legal hold, a policy); the month was left as it was.
     BUCKET_REFUSED = "bucket_refused", "the bucket refused to change or read its month (a lock or a policy)"
+    #: Its month's archive is in a cold class (GLACIER, DEEP_ARCHIVE) and its bytes are needed (to learn which crawl
+    #: an older archive holds, or to compare it with the crawl on disk): a readable copy was asked for.
+    ARCHIVE_THAWING = (
+        "archive_thawing",
+        "its month's archive is in GLACIER or DEEP_ARCHIVE: a copy was asked for (ready within 48 h); the next run "
+        "after that continues",
+    )
     #: Its folder was written again after the crawl was archived and deleted (or swept), and what stands there now
     #: would be settled unarchived (rejected, or not better): held instead, so that it is never swept.
     WRITTEN_AGAIN = (

@@ -11,7 +11,7 @@ import os
 
 from kingfisher_archive import deletion, replacement, scrapy_log
 from kingfisher_archive.archive_result import ArchiveResult, already_archived
-from kingfisher_archive.bucket import Bucket, month_state
+from kingfisher_archive.bucket import ArchiveFrozenError, Bucket, month_state
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
     CrawlChangedError,
@@ -35,7 +35,9 @@ GONE = Gone.NOT_ON_DISK
 def month_now(settings: Settings, client, key: CrawlKey) -> tuple[Bucket, Month]:
     """The crawl's month as it stands, once a replacement of it that an earlier try left half-done is finished or
     undone; call it under the month's claim, and the month cannot change under the caller."""
-    replacement.recover(client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class)
+    replacement.recover(
+        client, settings.bucket, key.source_id, key.year, key.month, settings.storage_class, settings.metadata_class
+    )
     bucket = Bucket(client, settings.bucket, settings.storage_class)
     return bucket, look(bucket, key.source_id, key.year, key.month, {key.id})
 
@@ -219,7 +221,10 @@ def finish_left_aside(
         except ClaimedError:
             logger.info("%s: set aside, and its month is being archived by another try; left for it", key.id)
         except Exception as e:  # one crawl's trouble stays that crawl's
-            problem = Problem(key.id, Held.DISK_ERROR if isinstance(e, OSError) else Held.LEFT_ASIDE, describe(e))
+            reason = Held.DISK_ERROR if isinstance(e, OSError) else Held.LEFT_ASIDE
+            problem = Problem(
+                key.id, Held.ARCHIVE_THAWING if isinstance(e, ArchiveFrozenError) else reason, describe(e)
+            )
             logger.error("%s: set aside, and it could not be finished: %s", key.id, problem.detail)
             problems.append(problem)
     return done, problems

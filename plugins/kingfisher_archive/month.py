@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from kingfisher_archive import archive_format
 from kingfisher_archive.bucket import (
+    CRAWL_METADATA,
     DATA,
     STAGING,
     STREAM_ERRORS,
@@ -30,11 +31,11 @@ from kingfisher_archive.bucket import (
     MonthIncompleteError,
     month_prefix,
     month_state,
+    open_data,
     parse_month_prefix,
 )
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.s3.errors import MISSING, error_code
-from kingfisher_archive.s3.objects import stream
 
 #: The name of a journal written before 1.2, beside its staged archive: ``staging/<source_id>/<data_version>/``.
 JOURNAL = "replacing.json"
@@ -171,7 +172,10 @@ def interrupted(client, bucket: str, source_id: str, year: int, month: int) -> b
 
 
 def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
-    """The crawl an archive holds, ``<source_id>/<data_version>``, from its first members (the tar names it).
+    """The crawl an archive holds, ``<source_id>/<data_version>``: from the data object's user metadata
+    (``x-amz-meta-crawl``, one HEAD), else, for an archive written before 2.0, from its first members (the tar names
+    it); a cold one of those gets a thaw asked for instead, and raises
+    :class:`~kingfisher_archive.bucket.ArchiveFrozenError`.
 
     :param client: a boto3 S3 client.
     :param bucket: the bucket's name.
@@ -181,7 +185,15 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
     """
     members = archive_format.CrawlMembers(source_id)
     try:
-        with archive_format.open_archive(stream(client, bucket, key)) as (tar, _):
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if error_code(e) in MISSING:
+            return None
+        raise
+    if named := (head.get("Metadata") or {}).get(CRAWL_METADATA):
+        return named if named.startswith(f"{source_id}/") and "/" not in named[len(source_id) + 1 :] else None
+    try:
+        with archive_format.open_archive(open_data(client, bucket, key)) as (tar, _):
             for member in tar:
                 if members.relpath(member) is not None:
                     return f"{source_id}/{members.data_version}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+from kingfisher_archive.bucket import ArchiveFrozenError
 from kingfisher_archive.crawl import SetAsideDiffersError
 from kingfisher_archive.ledger import Held, Status
 from kingfisher_archive.records import Decision, decided
@@ -26,9 +27,12 @@ class Problem:
 
     @classmethod
     def of(cls, crawl: str, error: BaseException, deleting: bool = False) -> Problem:
-        """The reason an error gives: the bucket refusing its month, a set-aside crawl that differs, a file system
-        call failing (a deletion's, when ``deleting``), or anything else while deleting."""
-        if isinstance(error, SetAsideDiffersError):
+        """The reason an error gives: its month's archive cold and thawing, the bucket refusing its month, a set-aside
+        crawl that differs, a file system call failing (a deletion's, when ``deleting``), or anything else while
+        deleting."""
+        if isinstance(error, ArchiveFrozenError):
+            reason = Held.ARCHIVE_THAWING
+        elif isinstance(error, SetAsideDiffersError):
             reason = Held.SET_ASIDE_DIFFERS
         elif isinstance(error, RefusedError):
             reason = Held.BUCKET_REFUSED

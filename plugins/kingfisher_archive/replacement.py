@@ -308,16 +308,21 @@ def _drop_journal(client, bucket_name: str, journal: Journal) -> None:
         )
 
 
-def replace(client, bucket_name: str, journal: Journal, storage_class: str) -> None:
+def replace(
+    client, bucket_name: str, journal: Journal, storage_class: str, metadata_storage_class: str | None = None
+) -> None:
     """Take the old ``metadata.json`` away, copy the staged archive over the month, write the new one, clean up.
 
     If the server refuses to copy the data (an ``AccessDenied``, a lock), the month is put back as it was and the
-    error raised. Any other failure leaves the journal for :func:`recover`.
+    error raised. Any other failure leaves the journal for :func:`recover`. The data goes into ``storage_class``,
+    the log and ``metadata.json`` into ``metadata_storage_class`` (``None``: the same); nothing cold is read or
+    copied from.
     """
+    classes = _Classes(storage_class, metadata_storage_class or storage_class)
     try:
         if journal.old_metadata is not None:
             delete_if_match(client, bucket_name, journal.month + METADATA, journal.old_metadata_etag)
-        _finish(client, bucket_name, journal, storage_class, undo_if_refused=True)
+        _finish(client, bucket_name, journal, classes, undo_if_refused=True)
     except ClientError as e:
         if error_code(e) not in REFUSALS or identity(client, bucket_name, journal.month + DATA) != (journal.old_data):
             raise
@@ -353,22 +358,30 @@ def _clean_if_untouched(client, bucket_name: str, journal: Journal) -> None:
         )
 
 
-def _finish(client, bucket_name: str, journal: Journal, storage_class: str, undo_if_refused: bool = False) -> None:
-    """Copy the staged data and log over the month, write the new metadata.json last, then clean staging."""
+@dataclass(frozen=True)
+class _Classes:
+    data: str
+    metadata: str  # metadata.json's and scrapy.log's
+
+
+def _finish(client, bucket_name: str, journal: Journal, classes: _Classes, undo_if_refused: bool = False) -> None:
+    """Copy the staged data and log over the month, write the new metadata.json last, then clean staging.
+
+    Each copy's source is a staged object (never cold); the old month's objects are only deleted or overwritten."""
     month, staging = journal.month, journal.staging
     try:
-        promote(client, bucket_name, staging + DATA, month + DATA, *journal.data, storage_class=storage_class)
+        promote(client, bucket_name, staging + DATA, month + DATA, *journal.data, storage_class=classes.data)
     except ClientError:
         if undo_if_refused:  # refused, so the month's data is as it was
-            _undo(client, bucket_name, journal, storage_class)
+            _undo(client, bucket_name, journal, classes)
         raise
-    promote(client, bucket_name, staging + LOG, month + LOG, *journal.log, storage_class=storage_class)
+    promote(client, bucket_name, staging + LOG, month + LOG, *journal.log, storage_class=classes.metadata)
     key, body = month + METADATA, journal.metadata.encode("utf-8")
-    verify_read_back(client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, storage_class))
+    verify_read_back(client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, classes.metadata))
     _clean(client, bucket_name, journal)
 
 
-def _undo(client, bucket_name: str, journal: Journal, storage_class: str) -> None:
+def _undo(client, bucket_name: str, journal: Journal, classes: _Classes) -> None:
     """Put the month back as it was: only while its data is still the old one (same size and ETag)."""
     if identity(client, bucket_name, journal.month + DATA) != journal.old_data:
         raise RecoveryError(
@@ -379,7 +392,7 @@ def _undo(client, bucket_name: str, journal: Journal, storage_class: str) -> Non
         body = journal.old_metadata.encode("utf-8", "surrogateescape")
         key = journal.month + METADATA
         verify_read_back(
-            client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, storage_class)
+            client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, classes.metadata)
         )
         logger.warning("Put s3://%s/%s back as it was", bucket_name, key)
     _clean(client, bucket_name, journal)
@@ -401,8 +414,19 @@ def _clean(client, bucket_name: str, journal: Journal) -> None:
         purge_versions(client, bucket_name, journal.key)
 
 
-def recover(client, bucket_name: str, source_id: str, year: int, month: int, storage_class: str) -> list[str]:
+def recover(
+    client,
+    bucket_name: str,
+    source_id: str,
+    year: int,
+    month: int,
+    storage_class: str,
+    metadata_storage_class: str | None = None,
+) -> list[str]:
     """Finish or undo every interrupted replacement of one month; return what was done, in words.
+
+    The data goes into ``storage_class``, the log and ``metadata.json`` into ``metadata_storage_class`` (``None``:
+    the same), as :func:`replace` puts them.
 
     Call it under the month's claim. Raises :class:`RecoveryError` for a month that neither can mend.
     """
@@ -417,12 +441,13 @@ def recover(client, bucket_name: str, source_id: str, year: int, month: int, sto
         journal = Journal.parse(key, *found)
         if journal.month != prefix:
             continue
-        done.append(f"{journal.crawl}: {_recover(client, bucket_name, journal, storage_class)}")
+        classes = _Classes(storage_class, metadata_storage_class or storage_class)
+        done.append(f"{journal.crawl}: {_recover(client, bucket_name, journal, classes)}")
         logger.warning("s3://%s/%s: an interrupted replacement by %s", bucket_name, prefix, done[-1])
     return done
 
 
-def _recover(client, bucket_name: str, journal: Journal, storage_class: str) -> str:
+def _recover(client, bucket_name: str, journal: Journal, classes: _Classes) -> str:
     current = get_if_any(client, bucket_name, journal.month + METADATA)
     if current is not None:
         text = current[0].decode("utf-8", "surrogateescape")
@@ -441,7 +466,7 @@ def _recover(client, bucket_name: str, journal: Journal, storage_class: str) -> 
         and identity(client, bucket_name, journal.staging + LOG) == journal.log[:2]
     )
     if staged:
-        _finish(client, bucket_name, journal, storage_class)
+        _finish(client, bucket_name, journal, classes)
         return "finished: the month now holds it"
-    _undo(client, bucket_name, journal, storage_class)
+    _undo(client, bucket_name, journal, classes)
     return "undone: the month holds what it held before"

@@ -24,6 +24,8 @@ DATA_DIRECTORY = "kingfisher_archive_data_directory"
 LOGS_DIRECTORY = "kingfisher_archive_logs_directory"
 LEDGER = "kingfisher_archive_ledger"
 STORAGE_CLASS = "kingfisher_archive_storage_class"
+#: The class of each month's ``metadata.json`` and ``scrapy.log``: read by every decision, so never a cold one.
+METADATA_STORAGE_CLASS = "kingfisher_archive_metadata_storage_class"
 RETENTION_DAYS = "kingfisher_archive_retention_days"
 WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
 #: The storage price table, as JSON (:func:`kingfisher_archive.storage_cost.parse`); unset: us-east-1's, dated.
@@ -39,6 +41,22 @@ DEFAULT_THAW_POLL_SECONDS = 600.0
 
 REQUIRED = (BUCKET, DATA_DIRECTORY, LOGS_DIRECTORY)
 DEFAULT_STORAGE_CLASS = "STANDARD_IA"
+#: S3's storage classes (the ``StorageClass`` of ``PutObject``), as the S3 API reference lists them.
+KNOWN_STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+#: The classes whose objects cannot be read until a restore has made a copy (hours): never the metadata's.
+COLD_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 LEDGER_FILE = "kingfisher_archive.sqlite3"
 #: Loading a big crawl takes Kingfisher Process hours, rarely more than a day; three days means something is stuck.
 DEFAULT_WAITING_WARNING_DAYS = 3
@@ -66,6 +84,40 @@ class Settings:
     def prices(self) -> storage_cost.Prices:
         """The price table the catalogue's bill and a replacement's early-deletion charge are counted with."""
         return storage_cost.parse(self.storage_prices, f"Airflow Variable {STORAGE_PRICES!r}")
+
+    #: ``metadata.json``'s and ``scrapy.log``'s class; ``None``: :func:`metadata_class_for` the data's class.
+    metadata_storage_class: str | None = None
+
+    @property
+    def metadata_class(self) -> str:
+        """The class ``metadata.json`` and ``scrapy.log`` are written in."""
+        return self.metadata_storage_class or metadata_class_for(self.storage_class)
+
+
+def metadata_class_for(storage_class: str) -> str:
+    """The metadata's class when its Variable is not set: the data's, if that reads at once (so a server that knows
+    only ``STANDARD`` is asked for nothing else), else :data:`DEFAULT_STORAGE_CLASS`."""
+    return DEFAULT_STORAGE_CLASS if storage_class in COLD_STORAGE_CLASSES else storage_class
+
+
+def storage_class_problems(
+    storage_class: str, metadata_storage_class: str, where: str = "Airflow Variable"
+) -> list[str]:
+    """What is wrong with the two classes, one message each, naming the setting (empty: nothing)."""
+    problems = []
+    for name, value in ((STORAGE_CLASS, storage_class), (METADATA_STORAGE_CLASS, metadata_storage_class)):
+        if value and value not in KNOWN_STORAGE_CLASSES:
+            problems.append(
+                f"{where} {name!r} is {value!r}, not a storage class S3 knows: one of "
+                + ", ".join(KNOWN_STORAGE_CLASSES)
+            )
+    if metadata_storage_class in COLD_STORAGE_CLASSES:
+        problems.append(
+            f"{where} {METADATA_STORAGE_CLASS!r} is {metadata_storage_class!r}, which cannot be read for hours after "
+            "a write: metadata.json and scrapy.log are read by every run; choose a class that reads at once "
+            "(STANDARD_IA, GLACIER_IR, ...)"
+        )
+    return problems
 
 
 def encryption(variable: str | None, extra: object = None) -> dict:
@@ -114,9 +166,18 @@ def load(
     ``on_kingfisher_host``: the caller reads the crawls, so their directories must be here. A task that finds
     them missing is on the wrong host (a Celery worker without the crawls), and says so instead of finding nothing.
     """
-    names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS, STORAGE_PRICES)
+    names = (
+        *REQUIRED,
+        LEDGER,
+        STORAGE_CLASS,
+        METADATA_STORAGE_CLASS,
+        RETENTION_DAYS,
+        WAITING_WARNING_DAYS,
+        STORAGE_PRICES,
+    )
     values = {name: (get(name) or "").strip() for name in names}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
+    problems += storage_class_problems(values[STORAGE_CLASS], values[METADATA_STORAGE_CLASS])
     days = {}
     for name in (RETENTION_DAYS, WAITING_WARNING_DAYS):
         if values[name]:
@@ -146,6 +207,7 @@ def load(
         logs_directory=os.path.abspath(values[LOGS_DIRECTORY]),
         ledger=ledger_path(values[LEDGER], airflow_home),
         storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
+        metadata_storage_class=values[METADATA_STORAGE_CLASS] or None,
         retention_days=days.get(RETENTION_DAYS),
         waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
         storage_prices=values[STORAGE_PRICES],

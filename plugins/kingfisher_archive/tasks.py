@@ -654,13 +654,15 @@ def audit_bucket() -> dict:
         for p in report["problems"]
     ]
     lines += [f"{w['key']}: warning: {w['warning']} {w.get('detail') or ''}".rstrip() for w in report["warnings"]]
+    lines += [f"{t['key']}: not verified yet: {t['detail']}" for t in report["thawing"]]
     logger.info(
-        "Audited %s of s3://%s: %s (%d repaired), %s\n%s",
+        "Audited %s of s3://%s: %s (%d repaired), %s, %s\n%s",
         _plural(report["months"], "month"),
         settings.bucket,
         _plural(len(report["problems"]), "problem"),
         report["repaired"],
         _plural(len(report["warnings"]), "warning"),
+        _plural(len(report["thawing"]), "cold archive") + " thawing (verify again later)",
         "\n".join(lines) or "nothing to report",
     )
     if report["unrepaired"]:

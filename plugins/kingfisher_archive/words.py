@@ -50,6 +50,10 @@ HELD_ADVICE = {
         "the month is locked (Object Lock, a legal hold) or the credentials lack a permission: wait for the "
         "retention to end, or grant what samples/iam-policy.json lists; the next run looks again"
     ),
+    ledger.Held.ARCHIVE_THAWING: (
+        "nothing: S3 is making a readable copy of the month's cold archive (the detail says how long); the next run "
+        "after that continues"
+    ),
     ledger.Held.WRITTEN_AGAIN: (
         "Kingfisher Collect (or a person) wrote into the crawl's folder after it was archived and deleted: archive "
         "what is new by hand, or delete it; it is never swept"

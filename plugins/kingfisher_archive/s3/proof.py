@@ -42,6 +42,14 @@ BY_ETAG = "etag-md5"  # the ETag equals the MD5 we computed (unencrypted or SSE-
 BY_READ_BACK = "read-back"  # neither: the object was downloaded and its CRC32 computed
 
 
+BY_COPY = "copy-of-verified"  # a server-side copy of an object proved so, found the same size; nothing read back
+
+
+class ColdProofError(VerificationError):
+    """The object is in a cold class and only reading it back could prove it (the server stores no CRC32 and its
+    ETag is not an MD5): it is not read, since S3 refuses the read until it is thawed, hours later."""
+
+
 @dataclass(frozen=True)
 class Proof:
     """An object proved to hold our bytes: its ETag (its identity from now on: conditions and journals use it,
@@ -51,12 +59,22 @@ class Proof:
     method: str
 
 
-def prove(client, bucket_name: str, key: str, size: int, crc32: str | None, md5_etag: str | None = None) -> Proof:
+def prove(
+    client,
+    bucket_name: str,
+    key: str,
+    size: int,
+    crc32: str | None,
+    md5_etag: str | None = None,
+    *,
+    readable: bool = True,
+) -> Proof:
     """Check that ``key`` holds exactly ``size`` bytes whose CRC32 is ``crc32``, not trusting the ETag to be an MD5.
 
     By the stored full-object CRC32 (``ChecksumMode=ENABLED``; it holds under SSE-S3, SSE-KMS and SSE-C), else an
     ETag equal to ``md5_etag`` (unencrypted or SSE-S3), else the object read back; a stored checksum of another
-    algorithm or a composite one (``...-N``) falls through. Raises :class:`VerificationError` if it does not.
+    algorithm or a composite one (``...-N``) falls through. Raises :class:`VerificationError` if it does not, and
+    :class:`ColdProofError` instead of reading back an object that is not ``readable`` (GLACIER, DEEP_ARCHIVE).
     """
     where = f"s3://{bucket_name}/{key}"
     head = client.head_object(Bucket=bucket_name, Key=key, ChecksumMode="ENABLED")
@@ -71,6 +89,14 @@ def prove(client, bucket_name: str, key: str, size: int, crc32: str | None, md5_
         return Proof(head["ETag"], BY_ETAG)
     if crc32 is None:
         raise VerificationError(f"{where}: nothing to prove it by (no CRC32 of ours and its ETag is not our MD5)")
+    if not readable:
+        error = ColdProofError(
+            f"{where} is in {head.get('StorageClass') or 'a cold class'}, and this server stores no CRC32 and gives "
+            "ETags that are not MD5s (encryption?): only reading it back could prove it, and a cold object cannot be "
+            "read for hours"
+        )
+        error.etag = head["ETag"]
+        raise error
     value, read = 0, 0
     body = client.get_object(Bucket=bucket_name, Key=key, IfMatch=head["ETag"])["Body"]
     while chunk := body.read(READ_SIZE):

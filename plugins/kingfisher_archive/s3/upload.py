@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from kingfisher_archive.s3.errors import PRECONDITION_FAILED, UPLOAD_GONE, VerificationError, error_code
 from kingfisher_archive.s3.objects import get_if_any
 from kingfisher_archive.s3.proof import READ_SIZE, MiB, Proof, crc32_b64, md5_b64, prove
+from kingfisher_archive.s3.thawing import is_cold
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,14 @@ class MultipartUpload:
     """
 
     def __init__(
-        self, client, bucket_name: str, key: str, part_size: int, progress=None, storage_class: str | None = None
+        self,
+        client,
+        bucket_name: str,
+        key: str,
+        part_size: int,
+        progress=None,
+        storage_class: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.bucket_name = bucket_name
@@ -87,7 +95,11 @@ class MultipartUpload:
         self._crc32 = 0  # of the whole object, in the order written
         #: The whole object's CRC32 (S3's spelling), once :meth:`complete` has been called.
         self.crc32: str | None = None
+        #: The object's class: a proof never reads back an object of a cold one (see :func:`prove`).
+        self.storage_class = storage_class
         extra = {"StorageClass": storage_class} if storage_class else {}
+        if metadata:
+            extra["Metadata"] = metadata  # x-amz-meta-*: copied with the object (CopyObject's MetadataDirective COPY)
         self.upload_id = client.create_multipart_upload(
             Bucket=bucket_name, Key=key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT", **extra
         )["UploadId"]
@@ -204,14 +216,25 @@ class MultipartUpload:
             if code not in (*PRECONDITION_FAILED, *UPLOAD_GONE):
                 raise
             try:
-                proof = prove(self.client, self.bucket_name, self.key, self.size, self.crc32, etag)
+                proof = self._prove(etag)
             except (ClientError, VerificationError):
                 raise e from None
             logger.warning(
                 "%s: the server had completed this upload already (a lost response); it holds our bytes", self.key
             )
             return proof
-        return prove(self.client, self.bucket_name, self.key, self.size, self.crc32, etag)
+        return self._prove(etag)
+
+    def _prove(self, etag: str) -> Proof:
+        return prove(
+            self.client,
+            self.bucket_name,
+            self.key,
+            self.size,
+            self.crc32,
+            etag,
+            readable=not is_cold(self.storage_class),
+        )
 
     def abort(self) -> None:
         """Give the upload up: nothing becomes visible, and the server frees the parts."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from kingfisher_archive import archive_result, archiver, deletion, replacement
 from kingfisher_archive.archive_result import ArchiveResult, Kind
-from kingfisher_archive.bucket import DATA, ArchivedCrawl, Bucket, month_prefix, month_state
+from kingfisher_archive.bucket import DATA, ArchivedCrawl, ArchiveFrozenError, Bucket, month_prefix, month_state
 from kingfisher_archive.choice import ChecksumFailedError, month_changed, redecide
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
@@ -301,6 +301,7 @@ def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | 
 #: the bucket refusing to change its month. Errors Airflow should retry (the S3 server away, the ledger locked) still
 #: fail the task.
 HOLDS = (
+    ArchiveFrozenError,
     OSError,
     CrawlReadError,
     ChecksumFailedError,

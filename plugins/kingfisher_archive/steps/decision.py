@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from kingfisher_archive import replacement
 from kingfisher_archive.bucket import (
+    ArchiveFrozenError,
     Bucket,
     MetadataError,
     MonthIncompleteError,
@@ -77,6 +78,9 @@ def decide(
                 failed = next(f for f in source_facts if f["id"] == e.crawl)
                 decisions.append(decided(failed, Status.HELD, Held.CHECKSUM_FAILED, detail=str(e)))
                 source_facts = [f for f in source_facts if f is not failed]
+            except ArchiveFrozenError as e:
+                held = Held.ARCHIVE_THAWING, "a month it needs is cold", e
+                break
             except MonthIncompleteError as e:
                 recoveries += 1
                 if ledger is None or recoveries == 3 or not _recover(settings, bucket, ledger, run_id, e):
@@ -119,7 +123,9 @@ def _recover(settings: Settings, bucket: Bucket, ledger: Ledger, run_id: str | N
     source_id, year, month = parse_month_prefix(error.prefix)
     try:
         with ledger.claim(source_id, f"{year:04d}-{month:02d}", run_id):
-            done = replacement.recover(bucket.client, bucket.name, source_id, year, month, settings.storage_class)
+            done = replacement.recover(
+                bucket.client, bucket.name, source_id, year, month, settings.storage_class, settings.metadata_class
+            )
     except ClaimedError:
         return False  # another try is writing the month right now: that is why it is incomplete
     except replacement.RecoveryError as e:
