@@ -25,6 +25,8 @@ LEDGER = "kingfisher_archive_ledger"
 STORAGE_CLASS = "kingfisher_archive_storage_class"
 RETENTION_DAYS = "kingfisher_archive_retention_days"
 WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
+#: The zstd level new archives are compressed at (1-19).
+COMPRESSION_LEVEL = "kingfisher_archive_compression_level"
 #: Server-side encryption sent on every write and copy, as JSON with boto3's names; the S3 connection's extra may
 #: hold the same under "encryption" (the Variable wins).
 ENCRYPTION = "kingfisher_archive_encryption"
@@ -36,6 +38,10 @@ DEFAULT_STORAGE_CLASS = "STANDARD_IA"
 LEDGER_FILE = "kingfisher_archive.sqlite3"
 #: Loading a big crawl takes Kingfisher Process hours, rarely more than a day; three days means something is stuck.
 DEFAULT_WAITING_WARNING_DAYS = 3
+#: zstd's own default level: about LZ4's speed, the same crawl in about half LZ4's bytes (docs/performance.md).
+DEFAULT_COMPRESSION_LEVEL = 3
+#: The levels the Variable may name (zstd's, without the ``--ultra`` ones, which need far more memory).
+COMPRESSION_LEVELS = range(1, 20)
 
 
 class ConfigurationError(RetryableError):  # retried: also raised when Kingfisher Process is unreachable
@@ -52,6 +58,8 @@ class Settings:
     retention_days: int | None = None  # None: local retention is off
     #: Warn when a crawl has waited longer than this for Kingfisher Process to load its files.
     waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
+    #: The zstd level of new archives (``data.tar.zst``).
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
 
 
 def encryption(variable: str | None, extra: object = None) -> dict:
@@ -100,7 +108,7 @@ def load(
     ``on_kingfisher_host``: the caller reads the crawls, so their directories must be here. A task that finds
     them missing is on the wrong host (a Celery worker without the crawls), and says so instead of finding nothing.
     """
-    names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS)
+    names = (*REQUIRED, LEDGER, STORAGE_CLASS, RETENTION_DAYS, WAITING_WARNING_DAYS, COMPRESSION_LEVEL)
     values = {name: (get(name) or "").strip() for name in names}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
     days = {}
@@ -112,6 +120,17 @@ def load(
                 days[name] = 0
             if days[name] < 1:
                 problems.append(f"Airflow Variable {name!r} is {values[name]!r}, not a whole number of days >= 1")
+    level = DEFAULT_COMPRESSION_LEVEL
+    if values[COMPRESSION_LEVEL]:
+        try:
+            level = int(values[COMPRESSION_LEVEL])
+        except ValueError:
+            level = 0
+        if level not in COMPRESSION_LEVELS:
+            problems.append(
+                f"Airflow Variable {COMPRESSION_LEVEL!r} is {values[COMPRESSION_LEVEL]!r}, not a zstd level from "
+                f"{COMPRESSION_LEVELS.start} to {COMPRESSION_LEVELS.stop - 1}"
+            )
     for name in (DATA_DIRECTORY, LOGS_DIRECTORY) if on_kingfisher_host else ():
         path = values[name]
         if path and not os.path.isdir(path):
@@ -130,6 +149,7 @@ def load(
         storage_class=values[STORAGE_CLASS] or DEFAULT_STORAGE_CLASS,
         retention_days=days.get(RETENTION_DAYS),
         waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
+        compression_level=level,
     )
 
 
