@@ -45,8 +45,8 @@ PROG = "python -m kingfisher_archive"
 EXTERNAL_ERRORS = (ClientError, BotoCoreError, OSError)
 
 DESCRIPTION = """\
-Restore, list and audit a Kingfisher Archive bucket (<source>/<YYYY>/<MM>/data.tar.lz4, metadata.json,
-scrapy.log).
+Restore, list and audit a Kingfisher Archive bucket (<source>/<YYYY>/<MM>/data.tar.zst or data.tar.lz4,
+metadata.json, scrapy.log).
 
 Where the bucket, endpoint and credentials come from, first found wins: the flags; the KINGFISHER_ARCHIVE_*
 environment variables below; the DAGs' Airflow settings in the environment (AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET,
