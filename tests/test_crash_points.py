@@ -287,7 +287,7 @@ def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_craw
     # Half the crawl is still on disk: renamed aside (before the last walk) as <data_version>.deleting.
     assert os.path.isdir(directory + ".deleting") and not world.host.exists(E.id), "half the crawl is still on disk"
     month = world.objects(month_of(E.id))
-    assert set(month) == {month_of(E.id) + name for name in ("data.tar.lz4", "metadata.json", "scrapy.log")}
+    assert set(month) == {month_of(E.id) + name for name in ("data.tar.zst", "metadata.json", "scrapy.log")}
     world.failed, tries, calls = [], len(world.tries), len(world.calls)
 
     if recovery == "the retry":
@@ -300,7 +300,7 @@ def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_craw
     uploads = [call for call in made if "Upload" in call or "PutObject" in call or "CopyObject" in call]
     assert uploads == [], f"the crawl was uploaded again: {made}"
     read = [*(call for attempt in recovered for call in attempt.reads), *world.calls[calls:]]
-    got = [key for operation, key in read if operation == "GetObject" and key.endswith("data.tar.lz4")]
+    got = [key for operation, key in read if operation == "GetObject" and key.endswith("data.tar.zst")]
     assert got == [], "the archive's data was read again"
     row = world.ledger.get(SOURCE, E.data_version)
     assert (row["status"], row["reason"]) not in (("held", "smaller_than_its_archive"),)
