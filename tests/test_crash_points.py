@@ -1,7 +1,8 @@
 """Every crash, wherever it lands in an archive, ends where the fault-free run ends (issue 21).
 
 A systematic crash-point explorer, in the spirit of ALICE and CrashMonkey. For each scenario of one archive (into
-an empty month; replacing a month, with an earlier month present; a new month after an earlier one; with the
+an empty month; replacing a month, with an earlier month present; the same with the months archived as before 2.0, in
+``data.tar.lz4``, so that the replacement changes the data object's name; a new month after an earlier one; with the
 retention sweep on and a loser waiting for the winner), the archive task is first run fault-free while recording
 every mutating call it makes, in order: its S3 calls (CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 PutObject, CopyObject, UploadPartCopy, DeleteObject, DeleteObjects, AbortMultipartUpload), its ledger writes, and
@@ -20,7 +21,7 @@ Then recovery happens as in production: the failed archive task is retried (a ne
 the run's sweep runs once its archive tasks succeeded, and the next two runs (find, inspect, decide, record,
 archive, sweep) run fault-free. After every step no crawl is lost (on disk, or in its month's archive byte for
 byte, or deleted while the archive it lost to is in the bucket); at the end the bucket's months (each
-``metadata.json`` describing the ``data.tar.lz4`` beside it), ``staging/``, the incomplete multipart uploads, the
+``metadata.json`` describing the data object it names, the month's only one), ``staging/``, the incomplete multipart uploads, the
 crawls on disk and the ledger's statuses are what the fault-free run left. A deterministic sample of pairs (a crash
 in the first try, then one in the retry, at a point the retry reaches) is explored too.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pytest
@@ -45,7 +47,7 @@ import pytest
 from kingfisher_archive import policy
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.crashes import WHENS, Crash, Killed, Point, explorable
-from tests.harness.world import SOURCE, World, month_of
+from tests.harness.world import SOURCE, World, month_of, writing_lz4
 
 EXHAUSTIVE = os.environ.get("KINGFISHER_ARCHIVE_CRASH_POINTS") == "all"
 #: Pairs of crashes explored per scenario (a deterministic sample).
@@ -83,11 +85,13 @@ class Scenario:
     loads: tuple[Crawl, ...]  # then loaded, for the run under test
     target: Crawl  # the crawl whose archive task crashes
     retention_days: int | None = None
+    lz4_history: bool = False  # the history archived as before 2.0: data.tar.lz4 months, which the target replaces
 
 
 SCENARIOS = {
     "into an empty month": Scenario((), (E,), E),
     "replacing a month": Scenario(((E,), (A,)), (B,), B),
+    "replacing an LZ4 month by a zstd archive": Scenario(((E,), (A,)), (B,), B, lz4_history=True),
     "a new month after an earlier one": Scenario(((E,),), (A,), A),
     "with the retention sweep on": Scenario(((E,),), (L, W), W, retention_days=1),
 }
@@ -105,8 +109,11 @@ def build(s3_server, tmp_path_factory, scenario: Scenario, history: World | None
     for batch in scenario.history:
         for crawl in batch:
             load(world, crawl)
-        world.run()
+        with writing_lz4() if scenario.lz4_history else nullcontext():
+            world.run()
         assert world.failed == [], "the scenario's history must run without failures"
+    if scenario.lz4_history:
+        assert {key.rsplit("/", 1)[1] for key in world.keys() if "/data.tar." in key} == {"data.tar.lz4"}
     for crawl in scenario.loads:
         load(world, crawl)
     return world

@@ -362,6 +362,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
             log=(log.size, log.etag, log.crc32),
             metadata=_metadata_json(crawl, stream, log),
             month_held=crawl.month_held,
+            data_name=DATA,
         )
     except (
         replacement.ReplacementInProgressError,

@@ -14,10 +14,12 @@ import os
 import secrets
 import shutil
 import tarfile
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import lz4.frame
+import pytest
 import xxhash
 import zstandard
 from botocore.config import Config
@@ -36,6 +38,29 @@ from tests.harness.crashes import Crash, Killed, Try, failing_reads, list_bucket
 SOURCE = "scotland"
 #: What the sweep takes as now: every crawl of 2020 is older than its retention.
 NOW = datetime(2026, 11, 28)
+
+
+@contextmanager
+def writing_lz4() -> Iterator[None]:
+    """Archive as this package did before 2.0 (the older tools' format): ``data.tar.lz4`` in one LZ4 frame, and a
+    ``metadata.json`` that names no data object, codec or level. For histories whose months later runs replace."""
+    from kingfisher_archive import archive_format, archiver
+
+    metadata_json = archiver._metadata_json
+
+    def older_metadata(*args) -> bytes:
+        document = json.loads(metadata_json(*args))
+        for key in ("data_object", "codec", "compression_level"):
+            del document[key]
+        document["checksums"] = {DATA_LZ4: document["checksums"].pop("data.tar.zst"), **document["checksums"]}
+        document["verified_by"] = {DATA_LZ4: document["verified_by"].pop("data.tar.zst"), **document["verified_by"]}
+        return json.dumps(document, indent=2).encode("utf-8")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(archiver, "DATA", DATA_LZ4)
+        patch.setattr(archiver, "_metadata_json", older_metadata)
+        patch.setattr(archive_format, "ZstdWriter", lambda sink, level: archive_format.LZ4Writer(sink))
+        yield
 
 
 def decompress(data: bytes) -> bytes:
