@@ -22,8 +22,8 @@ the run's sweep runs once its archive tasks succeeded, and the next two runs (fi
 archive, sweep) run fault-free. After every step no crawl is lost (on disk, or in its month's archive byte for
 byte, or deleted while the archive it lost to is in the bucket); at the end the bucket's months (each
 ``metadata.json`` describing the data object it names, the month's only one), ``staging/``, the incomplete multipart
-uploads, the crawls on disk and the ledger's statuses are what the fault-free run left. A deterministic sample of pairs (a crash
-in the first try, then one in the retry, at a point the retry reaches) is explored too.
+uploads, the crawls on disk and the ledger's statuses are what the fault-free run left. A deterministic sample of
+pairs (a crash in the first try, then one in the retry, at a point the retry reaches) is explored too.
 
 Slow (``make test-all``, not ``make test``). To stay within a few minutes, ``make test-all`` crashes at every
 point killed ``before`` it and one other way (the ways taken in turn along the points), and explores 8 pairs per
