@@ -76,7 +76,8 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["MONTH", "PREFIX", "DATA", "VERSION", "BYTES", "COMPRESSED", "LOG", "GEN", "PROBLEM"]
+    header = ["MONTH", "PREFIX", "DATA", "VERSION", "BYTES", "COMPRESSED", "CODEC", "LOG", "GEN", "PROBLEM"]
+    assert lines[0].split() == header
     compressed = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["ContentLength"]
     assert lines[1].split() == [
         "2020-09",
@@ -84,10 +85,12 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
         "20200902_052458",
         "3010",
         str(compressed),
+        "zstd",
         "yes",
         "2021",
     ]
-    assert lines[2].split() == ["2021-01", "scotland/2021/1/", "-", "-", "6", "no", "-", "metadata", "missing"]
+    # Data without metadata.json, as the older tools named it: LZ4.
+    assert lines[2].split() == ["2021-01", "scotland/2021/1/", "-", "-", "6", "lz4", "no", "-", "metadata", "missing"]
     assert len(lines) == 3
 
     as_json = cli("list", "scotland", "--json", KINGFISHER_ARCHIVE_BUCKET=bucket)

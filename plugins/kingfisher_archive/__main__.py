@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings
 from kingfisher_archive.audit import audit
+from kingfisher_archive.bucket import CODECS
 from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
@@ -385,7 +386,7 @@ def _list(client, args) -> int:
     if not rows:
         print(f"No archived months of {args.source} in s3://{args.bucket}/")
         return 0
-    header = ("MONTH", "PREFIX", "DATA VERSION", "BYTES", "COMPRESSED", "LOG", "GEN", "PROBLEM")
+    header = ("MONTH", "PREFIX", "DATA VERSION", "BYTES", "COMPRESSED", "CODEC", "LOG", "GEN", "PROBLEM")
     table = [header]
     for row in rows:
         table.append(
@@ -395,6 +396,7 @@ def _list(client, args) -> int:
                 row["data_version"] or "-",
                 "-" if row["bytes"] is None else str(row["bytes"]),
                 "-" if row["compressed_bytes"] is None else str(row["compressed_bytes"]),
+                "-" if row["compressed_bytes"] is None else CODECS[row["data_object"]],
                 "yes" if row["log"] else "no",
                 row["generation"] or "-",
                 row["problem"] or "",

@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kingfisher_archive import archive_format, deletion, replacement
-from kingfisher_archive.bucket import DATA, LOG, METADATA, MetadataError, month_is_empty, month_prefix, staging_prefix
+from kingfisher_archive.bucket import (
+    CODECS,
+    DATA,
+    LOG,
+    METADATA,
+    MetadataError,
+    month_is_empty,
+    month_prefix,
+    staging_prefix,
+)
 from kingfisher_archive.crawl import CrawlChangedError, MiB, Summary, check_log_path
 from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, withdraw
@@ -439,7 +448,7 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
         "compressed_bytes": stream.compressed_bytes,
         # The data object's name and how it is compressed (none: data.tar.lz4, LZ4, as the older tools wrote).
         "data_object": DATA,
-        "codec": "zstd",
+        "codec": CODECS[DATA],
         "compression_level": crawl.compression_level,
         # What the audit checks at rest without downloading, and how the upload was proved in the bucket.
         "checksums": {DATA: {"crc32": stream.crc32}, LOG: {"crc32": log.crc32, "bytes": log.size}},

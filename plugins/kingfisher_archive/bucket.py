@@ -33,6 +33,8 @@ DATA_ZST = "data.tar.zst"
 DATA_NAMES = (DATA_LZ4, DATA_ZST)
 #: The name new archives are written as.
 DATA = DATA_ZST
+#: The codec of each data object's name, as ``metadata.json`` (``codec``) and ``list`` say it.
+CODECS = {DATA_LZ4: "lz4", DATA_ZST: "zstd"}
 METADATA = "metadata.json"
 LOG = "scrapy.log"
 STAGING = "staging"
