@@ -246,7 +246,7 @@ def test_a_replacement_whose_copy_of_the_data_breaks_ends_with_the_crawl_that_wo
     """January holds E, February holds A, and a bigger B of February wins. Promotion takes A's metadata.json away,
     then the CopyObject of B's data from staging breaks: a connection error (not a ClientError, so nothing puts
     A's metadata back), or the process is killed just before the copy or just after it. February is left with a
-    data.tar.lz4 and no metadata.json. What must not follow: the retry compares B with January instead
+    data.tar.zst and no metadata.json. What must not follow: the retry compares B with January instead
     (``2020_1_not_distinct_maybe``), the sweep deletes B, and a later, worse C of February replaces the data
     unchecked. February must end holding B (A may be superseded: that is what B winning means)."""
     world = World(s3_server, str(tmp_path_factory.mktemp("copy")), retention_days=1)
