@@ -60,12 +60,14 @@ VERSION = re.compile(r"\d{8}_\d{6}")
 MAX_DIRECTORIES_ABOVE = 64
 #: Names are UTF-8; bytes that are not (some crawls' file names) survive the round trip unchanged.
 TAR_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
-#: What a damaged LZ4 frame or zstd stream, or a malformed tar, raise while streaming.
-FORMAT_ERRORS = (tarfile.TarError, EOFError, RuntimeError, zstandard.ZstdError)
 
 
-class ArchiveFormatError(RuntimeError):
+class ArchiveFormatError(PermanentError):
     """The compressed stream is neither LZ4 nor zstd, or it ends before its last frame does."""
+
+
+#: What a damaged LZ4 frame or zstd stream, or a malformed tar, raise while streaming.
+FORMAT_ERRORS = (tarfile.TarError, EOFError, RuntimeError, zstandard.ZstdError, ArchiveFormatError)
 
 
 class RefusedMemberError(PermanentError):
