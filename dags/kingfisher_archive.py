@@ -3,8 +3,9 @@
 
 Moves the crawls that [Kingfisher Collect](https://kingfisher-collect.readthedocs.io/) downloaded into the S3
 bucket, once [Kingfisher Process](https://kingfisher-process.readthedocs.io/) has loaded them, and deletes them
-from the Kingfisher host. The bucket keeps **one good crawl per source per calendar month** (tar + LZ4,
-`metadata.json`, the Scrapy log) under `<source_id>/<YYYY>/<MM>/`.
+from the Kingfisher host. The bucket keeps **one good crawl per source per calendar month** (tar +
+zstd, `data.tar.zst`, or LZ4 for months written before 2.0, `data.tar.lz4`; `metadata.json`, the Scrapy log)
+under `<source_id>/<YYYY>/<MM>/`.
 
 Each run:
 

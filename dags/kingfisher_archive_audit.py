@@ -2,7 +2,8 @@
 # Kingfisher Archive: audit
 
 Walks the whole bucket and reports, by key: a month whose `metadata.json` is missing or unreadable, whose
-`data.tar.lz4` is missing or not the size its metadata says, leftovers under `staging/` older than a day, and
+data object (the one `metadata.json` names: `data.tar.zst`, or `data.tar.lz4` before 2.0) is missing or not the size
+its metadata says, or has a second data object beside it, leftovers under `staging/` older than a day, and
 incomplete multipart uploads older than a day. The run fails when it finds a problem it did not repair.
 
 - `repair` deletes the stale staging objects and aborts the stale multipart uploads, and nothing else.

@@ -5,10 +5,11 @@ Gets one month's archived crawl back out of the bucket, to reload it into Kingfi
 
 Trigger it with the **source id** and the **year and month** (or the crawl's **data version**, `YYYYMMDD_HHMMSS`),
 and a **target directory** under the restore directory, the Airflow Variable `kingfisher_archive_restore_directory`
-(relative to it, or an absolute path inside it; empty: the restore directory itself). It streams `data.tar.lz4`
-through LZ4 and tar into `<target>/<source_id>/<data_version>/` (no temporary copy), puts the log beside it as
-`<data_version>.scrapy.log`, and verifies the restored files against `metadata.json` (bytes, files, and the XXH3
-checksum when the archive has one). The task log ends with the Kingfisher Process command to run next.
+(relative to it, or an absolute path inside it; empty: the restore directory itself). It streams the month's
+`data.tar.zst` (or, for a month written before 2.0, `data.tar.lz4`) through zstd (or LZ4) and tar into
+`<target>/<source_id>/<data_version>/` (no temporary copy), puts the log beside it as `<data_version>.scrapy.log`,
+and verifies the restored files against `metadata.json` (bytes, files, and the XXH3 checksum when the archive has
+one). The task log ends with the Kingfisher Process command to run next.
 
 It writes nothing outside the restore directory and never through a symbolic link, and refuses to run while the
 Variable is unset; it never restores over a crawl already in the target. It refuses to restore into Kingfisher

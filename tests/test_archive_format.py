@@ -1,4 +1,5 @@
-"""The archive format: the tar stream and the LZ4 frame, checked against tarfile and the lz4 command."""
+"""The archive format: the tar stream, the zstd stream and the LZ4 frame, checked against tarfile and the zstd and lz4
+commands."""
 
 import hashlib
 import io
@@ -11,6 +12,7 @@ import tempfile
 
 import lz4.frame
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +44,85 @@ def test_the_lz4_frame_is_one_standard_frame_with_independent_blocks(tmp_path):
         assert subprocess.run(["lz4", "-d", "-c"], input=frame, capture_output=True).stdout == data
         result = subprocess.run(["lz4", "-d", "-c"], input=bytes(damaged), capture_output=True)
         assert result.returncode != 0
+
+
+def _zstd_archive(data: bytes, level: int = 3) -> bytes:
+    sink = io.BytesIO()
+    writer = archive_format.ZstdWriter(sink, level=level)
+    for i in range(0, len(data), 777_777):
+        writer.write(data[i : i + 777_777])
+    writer.close()
+    return sink.getvalue()
+
+
+def _read_archive(data: bytes) -> dict[str, bytes]:
+    """Every member's bytes, read as every reader of the bucket reads (the end of the stream checked too)."""
+    found = {}
+    with archive_format.open_archive(io.BytesIO(data)) as (tar, stream):
+        for member in tar:
+            found[member.name] = tar.extractfile(member).read() if member.isfile() else None
+        archive_format.drain(stream)
+    return found
+
+
+@pytest.fixture(scope="module")
+def a_tar():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for i in range(30):
+            content = b'{"ocid": "ocds-%d", "amount": %d}\n' % (i, i * 7919) * 3000 + os.urandom(300)
+            info = tarfile.TarInfo(f"scotland/20200902_052458/{i:03X}.json")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def test_the_zstd_stream_is_standard_with_content_checksums_and_read_by_zstd(a_tar):
+    data = a_tar + os.urandom(3 * archive_format.ZSTD_BUFFER_SIZE)  # several buffers, some incompressible
+    archive = _zstd_archive(data)
+    assert archive[:4] == archive_format.ZSTD_MAGIC
+    frame = zstandard.get_frame_parameters(archive)
+    assert frame.has_checksum
+    assert subprocess.run(["zstd", "-dc"], input=archive, capture_output=True, check=True).stdout == data
+    assert subprocess.run(["zstd", "-t"], input=archive, capture_output=True).returncode == 0
+
+
+def test_both_codecs_are_read_by_their_first_bytes_and_zstd_across_frames(a_tar):
+    lz4_sink = io.BytesIO()
+    writer = archive_format.LZ4Writer(lz4_sink)
+    writer.write(a_tar)
+    writer.close()
+    expected = _read_archive(_zstd_archive(a_tar))
+    assert len(expected) == 30
+    assert _read_archive(lz4_sink.getvalue()) == expected
+    # Frames one after another (what `zstd` writes of concatenated input, or pzstd), and a skippable frame between.
+    half = len(a_tar) // 2
+    skippable = b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"notes"
+    framed = _zstd_archive(a_tar[:half], level=1) + skippable + _zstd_archive(a_tar[half:], level=1)
+    assert _read_archive(framed) == expected
+    with pytest.raises(archive_format.FORMAT_ERRORS, match="neither LZ4 .* nor zstd"):
+        _read_archive(b"PK\x03\x04 a zip file")
+
+
+@pytest.mark.parametrize("cut", [4, 9, 1000, "half", -5, -1])
+def test_a_truncated_zstd_archive_raises_a_format_error_naming_zstd(a_tar, cut):
+    archive = _zstd_archive(a_tar)
+    end = len(archive) // 2 if cut == "half" else cut
+    with pytest.raises(archive_format.FORMAT_ERRORS, match="(?i)zstd|tar|unexpected end"):
+        _read_archive(archive[:end])
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9, -3])
+def test_a_flipped_byte_in_a_zstd_archive_raises_a_format_error(a_tar, where):
+    archive = bytearray(_zstd_archive(a_tar))
+    archive[int(len(archive) * where) if where > 0 else where] ^= 0x20
+    with pytest.raises(archive_format.FORMAT_ERRORS):
+        _read_archive(bytes(archive))
+
+
+def test_the_zstd_level_is_checked():
+    with pytest.raises(ValueError, match="zstd level 20 is not one of 1-19"):
+        archive_format.ZstdWriter(io.BytesIO(), level=20)
 
 
 def test_the_tar_stream_is_byte_for_byte_what_tarfile_writes(tmp_path):
@@ -215,6 +296,20 @@ def test_every_archive_is_what_tarfile_writes_and_stock_decoders_read_it_back(la
         result = archive_format.write_tar(directory, arcname, plain)
         assert plain.getvalue() == _tarfile_bytes(directory, arcname)
         assert result.checksum == crawl.checksum(directory)
+
+        compressed = io.BytesIO()
+        writer = archive_format.ZstdWriter(compressed, level=1)
+        archive_format.write_tar(directory, arcname, writer)
+        writer.close()
+        stream_bytes = compressed.getvalue()
+        assert subprocess.run(["zstd", "-dc"], input=stream_bytes, capture_output=True, check=True).stdout == (
+            plain.getvalue()
+        )
+        with archive_format.open_archive(io.BytesIO(stream_bytes)) as (tar, stream):
+            assert {member.name for member in tar} == {
+                member.name for member in tarfile.open(fileobj=io.BytesIO(plain.getvalue()))
+            }
+            archive_format.drain(stream)
 
         compressed = io.BytesIO()
         writer = archive_format.LZ4Writer(compressed)

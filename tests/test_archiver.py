@@ -4,11 +4,11 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import tarfile
+import tempfile
+from pathlib import Path
 
-import lz4.frame
 import pytest
 
 from kingfisher_archive import __version__, archiver, crawl
@@ -42,15 +42,25 @@ def keys(client, bucket, prefix=""):
     return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
-def extract_with_the_lz4_command(archive_bytes, target):
-    """What the README promises a person restoring by hand: `lz4 -d | tar x`."""
-    lz4_command = shutil.which("lz4")
-    if lz4_command:
-        tar_bytes = subprocess.run([lz4_command, "-d", "-c"], input=archive_bytes, capture_output=True, check=True)
-        tar_bytes = tar_bytes.stdout
-    else:  # the same standard frame, read by the library
-        tar_bytes = lz4.frame.decompress(archive_bytes)
-    subprocess.run(["tar", "xf", "-", "-C", str(target)], input=tar_bytes, check=True)
+def unzstd(archive_bytes):
+    """The tar inside a zstd archive, as the stock ``zstd -dc`` reads it (content checksums checked)."""
+    return subprocess.run(["zstd", "-dc"], input=archive_bytes, capture_output=True, check=True).stdout
+
+
+def extract_with_stock_tools(archive_bytes, target):
+    """What the README promises a person restoring by hand: `zstd -dc data.tar.zst | tar x`, and `tar --zstd -xf`."""
+    subprocess.run(["tar", "xf", "-", "-C", str(target)], input=unzstd(archive_bytes), check=True)
+    with tempfile.TemporaryDirectory() as other:
+        archive, piped, by_tar = Path(other, "data.tar.zst"), Path(other, "piped"), Path(other, "by_tar")
+        archive.write_bytes(archive_bytes)
+        piped.mkdir()
+        by_tar.mkdir()
+        zstd = subprocess.Popen(["zstd", "-dc", str(archive)], stdout=subprocess.PIPE)  # zstd -dc data.tar.zst | tar x
+        subprocess.run(["tar", "xf", "-", "-C", str(piped)], stdin=zstd.stdout, check=True)
+        zstd.stdout.close()
+        assert zstd.wait() == 0
+        subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(by_tar)], check=True)
+        assert tree(by_tar) == tree(piped)  # both stock ways give the same files
 
 
 def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket, tmp_path):
@@ -61,7 +71,7 @@ def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket
     result = run(client, bucket, tmp_path, directory, expected_for(directory))
 
     assert keys(client, bucket) == [
-        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/data.tar.zst",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
     ]
@@ -76,18 +86,21 @@ def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket
     }
     assert (metadata["errors_count"], metadata["reject_reason"], metadata["collection_id"]) == (1, None, 7)
     assert metadata["archiver"] == f"kingfisher-archive {__version__}"  # the distribution and version that wrote it
+    # The data object's name, its codec and level; its checksums keyed by that name.
+    assert (metadata["data_object"], metadata["codec"], metadata["compression_level"]) == ("data.tar.zst", "zstd", 3)
+    assert set(metadata["checksums"]) == {"data.tar.zst", "scrapy.log"}
     log = client.get_object(Bucket=bucket, Key="scotland/2020/09/scrapy.log")["Body"].read()
     assert log == b"log\n"
 
     restored = tmp_path / "restored"
     restored.mkdir()
-    archive_bytes = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
+    archive_bytes = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read()
     assert len(archive_bytes) == result["compressed_bytes"]
-    extract_with_the_lz4_command(archive_bytes, restored)
+    extract_with_stock_tools(archive_bytes, restored)
     assert tree(restored / "scotland" / "20200902_052458") == before
 
     # Relative member names, the crawl's own path first.
-    with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(archive_bytes))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(unzstd(archive_bytes))) as tar:
         names = tar.getnames()
     assert names[0] == "scotland/20200902_052458"
     assert all(name.startswith("scotland/20200902_052458") for name in names)
@@ -136,12 +149,12 @@ def test_a_crawl_bigger_than_one_part_is_uploaded_in_several_verified_parts(clie
     directory = make_crawl(tmp_path / "data", {f"{i:03X}/x.bin": os.urandom(2 * crawl.MiB) for i in range(6)})
     before = tree(directory)
     run(client, bucket, tmp_path, directory, expected_for(directory))
-    head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")
     assert head["ContentLength"] > 10 * crawl.MiB
     restored = tmp_path / "restored"
     restored.mkdir()
-    extract_with_the_lz4_command(
-        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
+    extract_with_stock_tools(
+        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read(), restored
     )
     assert tree(restored / "scotland" / "20200902_052458") == before
 
@@ -176,8 +189,8 @@ def test_every_kingfisher_collect_layout_round_trips(client, bucket, tmp_path, l
     assert result["checksum"] == checksum
     restored = tmp_path / "restored"
     restored.mkdir()
-    extract_with_the_lz4_command(
-        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
+    extract_with_stock_tools(
+        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read(), restored
     )
     assert tree(restored / "scotland" / "20200902_052458") == before
 
@@ -189,8 +202,8 @@ def test_a_crawl_of_two_hundred_thousand_small_files_round_trips(client, bucket,
     checksum = crawl.checksum(directory)
     result = run(client, bucket, tmp_path, directory, expected_for(directory))
     assert (result["files"], result["checksum"]) == (200_000, checksum)
-    archive_bytes = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
-    with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(archive_bytes))) as tar:
+    archive_bytes = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(unzstd(archive_bytes))) as tar:
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
         assert len(members) == 200_000
         sample = tar.extractfile(members["scotland/20200902_052458/FFF/12287.json"]).read()
@@ -233,7 +246,7 @@ def test_an_empty_month_is_written_in_place_and_a_month_holding_objects_through_
     directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
     first = run(client, bucket, tmp_path, directory, expected_for(directory))
     assert first["in_place"] is True
-    assert uploaded == ["scotland/2020/09/data.tar.lz4", "scotland/2020/09/scrapy.log"] and copied == []
+    assert uploaded == ["scotland/2020/09/data.tar.zst", "scotland/2020/09/scrapy.log"] and copied == []
 
     # The month now holds an archive: the next one goes through staging, so the old one stays whole until then.
     uploaded.clear()
@@ -241,12 +254,12 @@ def test_an_empty_month_is_written_in_place_and_a_month_holding_objects_through_
     second = run(client, bucket, tmp_path, directory, expected_for(directory), log_text="second log\n")
     assert second["in_place"] is False
     assert uploaded == [
-        "staging/scotland/20200902_052458/data.tar.lz4",
+        "staging/scotland/20200902_052458/data.tar.zst",
         "staging/scotland/20200902_052458/scrapy.log",
     ]
     assert len(copied) == 2
     assert keys(client, bucket) == [
-        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/data.tar.zst",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
     ]
@@ -263,7 +276,7 @@ def test_the_months_objects_get_the_configured_storage_class_whichever_way_they_
     directory = make_crawl(tmp_path / "data", {"a.json": b"1" * 100})
     assert run(client, bucket, tmp_path, directory, expected_for(directory), storage_class="STANDARD_IA")["in_place"]
     assert classes() == {
-        "scotland/2020/09/data.tar.lz4": "STANDARD_IA",
+        "scotland/2020/09/data.tar.zst": "STANDARD_IA",
         "scotland/2020/09/metadata.json": "STANDARD_IA",
         "scotland/2020/09/scrapy.log": "STANDARD_IA",
     }
@@ -271,15 +284,15 @@ def test_the_months_objects_get_the_configured_storage_class_whichever_way_they_
     result = run(client, bucket, tmp_path, directory, expected_for(directory), storage_class="REDUCED_REDUNDANCY")
     assert result["in_place"] is False
     assert classes() == {
-        "scotland/2020/09/data.tar.lz4": "REDUCED_REDUNDANCY",
+        "scotland/2020/09/data.tar.zst": "REDUCED_REDUNDANCY",
         "scotland/2020/09/metadata.json": "REDUCED_REDUNDANCY",
         "scotland/2020/09/scrapy.log": "REDUCED_REDUNDANCY",
     }
 
 
-def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, bucket, tmp_path, monkeypatch):
-    # Compressible blocks are reused once compressed and parts are joined from whole blocks: enough of both here
-    # (about 40 MiB in 4 MiB blocks, 5 MiB parts), mixed with incompressible files, to catch a block reused early.
+def test_a_crawl_of_many_buffers_and_parts_round_trips_byte_for_byte(client, bucket, tmp_path, monkeypatch):
+    # The tar buffer is reused once compressed and parts are joined from compressed output: enough of both here
+    # (about 40 MiB in 4 MiB buffers, 5 MiB parts), mixed with incompressible files, to catch a buffer reused early.
     monkeypatch.setattr("kingfisher_archive.s3.upload.MIN_PART_SIZE", 5 * crawl.MiB)
     rng = random.Random(7)
     files = {}
@@ -291,12 +304,12 @@ def test_a_crawl_of_many_lz4_blocks_and_parts_round_trips_byte_for_byte(client, 
     before = tree(directory)
     result = run(client, bucket, tmp_path, directory, expected_for(directory))
     assert result["bytes"] > 40 * crawl.MiB and result["compressed_bytes"] < result["bytes"] / 2
-    parts = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["ETag"].strip('"').split("-")[1]
+    parts = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["ETag"].strip('"').split("-")[1]
     assert int(parts) > 2
     restored = tmp_path / "restored"
     restored.mkdir()
-    extract_with_the_lz4_command(
-        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read(), restored
+    extract_with_stock_tools(
+        client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read(), restored
     )
     assert tree(restored / "scotland" / "20200902_052458") == before
 
@@ -327,8 +340,8 @@ def test_each_upload_carries_its_md5_and_is_not_hashed_again_for_the_signature(c
         assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD", name
         assert [h for h in headers if h.startswith("x-amz-checksum-")] == ["x-amz-checksum-crc32"], name
     # The server took them (it checks signatures): the archive is there and reads back.
-    archive = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
-    extract_with_the_lz4_command(archive, tmp_path)
+    archive = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read()
+    extract_with_stock_tools(archive, tmp_path)
     assert (tmp_path / "scotland" / "20200902_052458" / "FFF" / "c.json").read_bytes() == FILES["FFF/c.json"]
 
 
@@ -343,7 +356,7 @@ def test_a_connection_that_asks_for_signed_bodies_gets_them(s3_server, bucket, t
 
     assert sent and all(len(headers["x-amz-content-sha256"]) == 64 for _, headers in sent)
     assert keys(client, bucket) == [
-        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/data.tar.zst",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
     ]

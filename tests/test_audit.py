@@ -55,7 +55,7 @@ def put_later_than(client, bucket, key, moment):
         time.sleep(0.05)
 
 
-def copy_month(client, bucket, source, target, names=("data.tar.lz4", "metadata.json", "scrapy.log")):
+def copy_month(client, bucket, source, target, names=("data.tar.zst", "metadata.json", "scrapy.log")):
     for name in names:
         client.copy_object(Bucket=bucket, Key=target + name, CopySource={"Bucket": bucket, "Key": source + name})
 
@@ -68,7 +68,7 @@ def messy_bucket(client, bucket, tmp_path):
     put_month(client, bucket, "scotland/2020/10/", metadata=metadata, log=b"log")  # no data
     put_month(client, bucket, "scotland/2020/11/", data=b"an archive nobody described")  # no metadata
     put_month(client, bucket, "scotland/2020/12/", data=b"x", metadata=b"{not json", log=b"log")
-    copy_month(client, bucket, "scotland/2020/09/", "scotland/2021/02/", names=("data.tar.lz4", "metadata.json"))
+    copy_month(client, bucket, "scotland/2020/09/", "scotland/2021/02/", names=("data.tar.zst", "metadata.json"))
     # A 2020 archive whose tool said it found no log: no warning about the log.
     old = {"database_id": 1, "data_md5": "0" * 32, "data_size": 5, "scrapy_log_file_found": False}
     put_month(client, bucket, "scotland/2019/05/", data=b"x", metadata=old)
@@ -90,7 +90,7 @@ def messy_bucket(client, bucket, tmp_path):
 
 
 EXPECTED_PROBLEMS = [
-    ("mexico/2021/01/data.tar.lz4", "data size does not match metadata"),
+    ("mexico/2021/01/data.tar.zst", "data size does not match metadata"),
     ("scotland/2020/10/data.tar.lz4", "data object missing"),
     ("scotland/2020/11/metadata.json", "metadata missing"),
     ("scotland/2020/12/metadata.json", "metadata unreadable"),
@@ -116,8 +116,8 @@ def test_every_problem_is_reported_once_and_exactly(client, bucket, tmp_path):
     assert [(w["key"], w["warning"]) for w in result["warnings"]] == EXPECTED_WARNINGS
     assert (result["months"], result["repaired"], result["unrepaired"], result["verified"]) == (8, 0, 8, 0)
     details = {p["key"]: p["detail"] for p in result["problems"]}
-    size = client.head_object(Bucket=bucket, Key="mexico/2021/01/data.tar.lz4")["ContentLength"]
-    assert details["mexico/2021/01/data.tar.lz4"] == f"{size} bytes, compressed_bytes says {size + 1}"
+    size = client.head_object(Bucket=bucket, Key="mexico/2021/01/data.tar.zst")["ContentLength"]
+    assert details["mexico/2021/01/data.tar.zst"] == f"{size} bytes, compressed_bytes says {size + 1}"
     assert "not valid JSON" in details["scotland/2020/12/metadata.json"]
     assert details["scotland/2021/02/metadata.json"] == "it names crawl 20200902_052458, of another month"
     assert details["scotland/2020/11/metadata.json"] == "data.tar.lz4 without metadata.json"
@@ -179,9 +179,9 @@ def test_verify_data_reads_every_archive_and_finds_damage(client, bucket, tmp_pa
     archive(client, bucket, tmp_path / "good", {"a.json": b"{}", "000/b.json": b"[]", "scrapyd-job.txt": b"j"})
 
     archive(client, bucket, tmp_path / "peru", {"a.json": os.urandom(4000)}, source="peru", version="20210201_000000")
-    data = bytearray(client.get_object(Bucket=bucket, Key="peru/2021/02/data.tar.lz4")["Body"].read())
+    data = bytearray(client.get_object(Bucket=bucket, Key="peru/2021/02/data.tar.zst")["Body"].read())
     data[len(data) // 2] ^= 0xFF  # same size: only reading it shows the damage
-    put_month(client, bucket, "peru/2021/02/", data=bytes(data))
+    put_month(client, bucket, "peru/2021/02/", data=bytes(data), data_name="data.tar.zst")
 
     # Same names and sizes, other bytes: only the checksum can tell.
     wrong = archive_2021(client, bucket, tmp_path, "chile", "20210301_000000", {"a.json": b"AAAA"})
@@ -215,7 +215,7 @@ def test_verify_data_reads_every_archive_and_finds_damage(client, bucket, tmp_pa
         ("chile/2021/03/data.tar.lz4", "checksum mismatch"),
         ("ghana/2019/05/data.tar.lz4", "archive does not match metadata"),
         ("kenya/2021/05/data.tar.lz4", "checksum mismatch"),
-        ("peru/2021/02/data.tar.lz4", "archive unreadable"),
+        ("peru/2021/02/data.tar.zst", "archive unreadable"),
         ("zambia/2021/07/data.tar.lz4", "archive member refused"),
     ]
     assert [(w["key"], w["warning"]) for w in result["warnings"]] == [

@@ -35,18 +35,21 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["MONTH", "PREFIX", "DATA", "VERSION", "BYTES", "COMPRESSED", "LOG", "GEN", "PROBLEM"]
-    compressed = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["ContentLength"]
+    header = ["MONTH", "PREFIX", "DATA", "VERSION", "BYTES", "COMPRESSED", "CODEC", "LOG", "GEN", "PROBLEM"]
+    assert lines[0].split() == header
+    compressed = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["ContentLength"]
     assert lines[1].split() == [
         "2020-09",
         "scotland/2020/09/",
         "20200902_052458",
         "3010",
         str(compressed),
+        "zstd",
         "yes",
         "2021",
     ]
-    assert lines[2].split() == ["2021-01", "scotland/2021/1/", "-", "-", "6", "no", "-", "metadata", "missing"]
+    # Data without metadata.json, as the older tools named it: LZ4.
+    assert lines[2].split() == ["2021-01", "scotland/2021/1/", "-", "-", "6", "lz4", "no", "-", "metadata", "missing"]
     # Every object of the test server's bucket is listed in the class it was written in: STANDARD.
     assert lines[3].startswith("Stored by class: STANDARD ")
     assert "a month at us-east-1 prices as of " in lines[3]
@@ -121,7 +124,9 @@ def test_list_without_a_source_lists_every_source_with_its_months_sizes_and_prob
     assert lines[0].split() == ["SOURCE", "MONTHS", "FIRST", "LAST", "BYTES", "COMPRESSED", "PROBLEMS"]
     sizes = {
         source: sum(
-            client.head_object(Bucket=bucket, Key=f"{prefix}data.tar.lz4")["ContentLength"] for prefix in prefixes
+            item["Size"]
+            for prefix in prefixes
+            for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix + "data.tar.")["Contents"]
         )
         for source, prefixes in {"scotland": ["scotland/2020/09/"], "uk": ["uk/2020/11/", "uk/2020/12/"]}.items()
     }
@@ -190,7 +195,7 @@ def test_restore_round_trips_byte_for_byte_and_prints_the_reload_command(cli, cl
     assert tree(directory) == before
     assert (target / "scotland" / "20200902_052458.scrapy.log").read_bytes() == b"the log\n"
     lines = result.stdout.splitlines()
-    assert lines[0] == f"Restored scotland/20200902_052458 from s3://{bucket}/scotland/2020/09/data.tar.lz4"
+    assert lines[0] == f"Restored scotland/20200902_052458 from s3://{bucket}/scotland/2020/09/data.tar.zst"
     assert "verified: bytes, files, checksum" in lines[1]
     assert lines[-2] == "Load it into Kingfisher Process, from Kingfisher Process's directory:"
     assert shlex.split(lines[-1]) == [
@@ -202,7 +207,7 @@ def test_restore_round_trips_byte_for_byte_and_prints_the_reload_command(cli, cl
         "--time",
         "2020-09-02 05:24:58",
         "--note",
-        f"Restored from s3://{bucket}/scotland/2020/09/data.tar.lz4",
+        f"Restored from s3://{bucket}/scotland/2020/09/data.tar.zst",
         str(directory),
     ]
 

@@ -134,7 +134,7 @@ def test_a_month_left_holding_only_metadata_naming_the_crawl_is_repaired_not_com
     assert result["prefix"] == MONTH and not os.path.exists(crawl.directory)
     metadata = json.loads(client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read())
     assert metadata["checksum"] == result["checksum"] != "0" * 32
-    data = client.head_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")
+    data = client.head_object(Bucket=settings.bucket, Key=MONTH + "data.tar.zst")
     assert data["ContentLength"] == metadata["compressed_bytes"]
 
 
@@ -170,7 +170,7 @@ def test_the_sweep_keeps_a_crawl_whose_winner_is_no_longer_in_the_bucket(host, s
     settings = replace(settings, retention_days=1)
     plans, _ = run_decide(settings, client, ledger, [SMALL, BIG], "run-1")
     steps.archive_and_record(settings, client, plans[BIG], ledger, "run-1")
-    client.delete_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")  # the ledger no longer tells the truth
+    client.delete_object(Bucket=settings.bucket, Key=MONTH + "data.tar.zst")  # the ledger no longer tells the truth
     loaded = {("scotland", "20200902_052458")}
     assert (
         steps.sweep(settings, ledger, loaded, datetime(2026, 11, 28), False, bucket=fresh_bucket(client, settings))
@@ -248,7 +248,7 @@ def test_a_deletion_cut_short_is_finished_by_the_next_run_without_reading_the_cr
     assert not os.path.exists(crawl.directory)  # renamed aside before the last walk, and half deleted
     assert os.path.isdir(crawl.directory + ".deleting") and os.path.exists(crawl.log)
     metadata = client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read()
-    data = client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read()
+    data = client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.zst")["Body"].read()
 
     requests = []
     client.meta.events.register(
@@ -262,9 +262,11 @@ def test_a_deletion_cut_short_is_finished_by_the_next_run_without_reading_the_cr
     assert row["result"]["checksum"] == json.loads(metadata)["checksum"]
     assert not os.path.exists(crawl.directory + ".deleting") and not os.path.exists(crawl.log)
     assert not any(name in ("PutObject", "UploadPart", "CopyObject", "DeleteObject") for name, _ in requests)
-    assert requests and not any(name == "GetObject" and params["Key"].endswith(".lz4") for name, params in requests)
+    assert requests and not any(
+        name == "GetObject" and params["Key"].endswith((".lz4", ".zst")) for name, params in requests
+    )
     assert client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read() == metadata
-    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read() == data
+    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.zst")["Body"].read() == data
     assert ("scotland", "20200902_052458") in ledger.settled()
 
 
@@ -290,7 +292,7 @@ def test_a_crawl_left_smaller_than_its_archive_never_replaces_its_own_complete_a
         steps.archive_and_record(settings, client, plans[SMALL], ledger, "run-1")
     monkeypatch.undo()
     archived = json.loads(client.get_object(Bucket=settings.bucket, Key=MONTH + "metadata.json")["Body"].read())
-    data = client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read()
+    data = client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.zst")["Body"].read()
 
     plans, decided = run_decide(settings, client, ledger, [SMALL], "run-2")
     assert plans == {}
@@ -302,7 +304,7 @@ def test_a_crawl_left_smaller_than_its_archive_never_replaces_its_own_complete_a
         "archive is kept, and what is on disk is left for an operator to check and delete"
     )
     assert month_holds(client, settings) == SMALL
-    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.lz4")["Body"].read() == data
+    assert client.get_object(Bucket=settings.bucket, Key=MONTH + "data.tar.zst")["Body"].read() == data
     assert os.path.isdir(crawl.directory)
 
 
@@ -358,7 +360,7 @@ def test_a_replacement_whose_copy_fails_with_a_connection_error_ends_as_the_faul
 
     metadata = json.loads(client.get_object(Bucket=settings.bucket, Key=february + "metadata.json")["Body"].read())
     assert metadata["id"] == b_id and metadata["compared_with"] == a_id
-    assert crawl_in(client, settings.bucket, february + "data.tar.lz4", "scotland") == b_id
+    assert crawl_in(client, settings.bucket, february + "data.tar.zst", "scotland") == b_id
     assert not os.path.exists(b.directory)
     assert ledger.get("scotland", "20200220_000000")["status"] == "archived"
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix="staging/").get("KeyCount") == 0

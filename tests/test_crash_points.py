@@ -1,7 +1,8 @@
 """Every crash, wherever it lands in an archive, ends where the fault-free run ends (issue 21).
 
 A systematic crash-point explorer, in the spirit of ALICE and CrashMonkey. For each scenario of one archive (into
-an empty month; replacing a month, with an earlier month present; a new month after an earlier one; with the
+an empty month; replacing a month, with an earlier month present; the same with the months archived as before 2.0, in
+``data.tar.lz4``, so that the replacement changes the data object's name; a new month after an earlier one; with the
 retention sweep on and a loser waiting for the winner), the archive task is first run fault-free while recording
 every mutating call it makes, in order: its S3 calls (CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 PutObject, CopyObject, UploadPartCopy, DeleteObject, DeleteObjects, AbortMultipartUpload), its ledger writes, and
@@ -20,9 +21,9 @@ Then recovery happens as in production: the failed archive task is retried (a ne
 the run's sweep runs once its archive tasks succeeded, and the next two runs (find, inspect, decide, record,
 archive, sweep) run fault-free. After every step no crawl is lost (on disk, or in its month's archive byte for
 byte, or deleted while the archive it lost to is in the bucket); at the end the bucket's months (each
-``metadata.json`` describing the ``data.tar.lz4`` beside it), ``staging/``, the incomplete multipart uploads, the
-crawls on disk and the ledger's statuses are what the fault-free run left. A deterministic sample of pairs (a crash
-in the first try, then one in the retry, at a point the retry reaches) is explored too.
+``metadata.json`` describing the data object it names, the month's only one), ``staging/``, the incomplete multipart
+uploads, the crawls on disk and the ledger's statuses are what the fault-free run left. A deterministic sample of
+pairs (a crash in the first try, then one in the retry, at a point the retry reaches) is explored too.
 
 Slow (``make test-all``, not ``make test``). To stay within a few minutes, ``make test-all`` crashes at every
 point killed ``before`` it and one other way (the ways taken in turn along the points), and explores 8 pairs per
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pytest
@@ -45,7 +47,7 @@ import pytest
 from kingfisher_archive import policy
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.crashes import WHENS, Crash, Killed, Point, explorable
-from tests.harness.world import SOURCE, World, month_of
+from tests.harness.world import SOURCE, World, month_of, writing_lz4
 
 EXHAUSTIVE = os.environ.get("KINGFISHER_ARCHIVE_CRASH_POINTS") == "all"
 #: Pairs of crashes explored per scenario (a deterministic sample).
@@ -83,11 +85,13 @@ class Scenario:
     loads: tuple[Crawl, ...]  # then loaded, for the run under test
     target: Crawl  # the crawl whose archive task crashes
     retention_days: int | None = None
+    lz4_history: bool = False  # the history archived as before 2.0: data.tar.lz4 months, which the target replaces
 
 
 SCENARIOS = {
     "into an empty month": Scenario((), (E,), E),
     "replacing a month": Scenario(((E,), (A,)), (B,), B),
+    "replacing an LZ4 month by a zstd archive": Scenario(((E,), (A,)), (B,), B, lz4_history=True),
     "a new month after an earlier one": Scenario(((E,),), (A,), A),
     "with the retention sweep on": Scenario(((E,),), (L, W), W, retention_days=1),
 }
@@ -105,8 +109,11 @@ def build(s3_server, tmp_path_factory, scenario: Scenario, history: World | None
     for batch in scenario.history:
         for crawl in batch:
             load(world, crawl)
-        world.run()
+        with writing_lz4() if scenario.lz4_history else nullcontext():
+            world.run()
         assert world.failed == [], "the scenario's history must run without failures"
+    if scenario.lz4_history:
+        assert {key.rsplit("/", 1)[1] for key in world.keys() if "/data.tar." in key} == {"data.tar.lz4"}
     for crawl in scenario.loads:
         load(world, crawl)
     return world
@@ -239,7 +246,7 @@ def test_a_replacement_whose_copy_of_the_data_breaks_ends_with_the_crawl_that_wo
     """January holds E, February holds A, and a bigger B of February wins. Promotion takes A's metadata.json away,
     then the CopyObject of B's data from staging breaks: a connection error (not a ClientError, so nothing puts
     A's metadata back), or the process is killed just before the copy or just after it. February is left with a
-    data.tar.lz4 and no metadata.json. What must not follow: the retry compares B with January instead
+    data.tar.zst and no metadata.json. What must not follow: the retry compares B with January instead
     (``2020_1_not_distinct_maybe``), the sweep deletes B, and a later, worse C of February replaces the data
     unchecked. February must end holding B (A may be superseded: that is what B winning means)."""
     world = World(s3_server, str(tmp_path_factory.mktemp("copy")), retention_days=1)
@@ -287,7 +294,7 @@ def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_craw
     # Half the crawl is still on disk: renamed aside (before the last walk) as <data_version>.deleting.
     assert os.path.isdir(directory + ".deleting") and not world.host.exists(E.id), "half the crawl is still on disk"
     month = world.objects(month_of(E.id))
-    assert set(month) == {month_of(E.id) + name for name in ("data.tar.lz4", "metadata.json", "scrapy.log")}
+    assert set(month) == {month_of(E.id) + name for name in ("data.tar.zst", "metadata.json", "scrapy.log")}
     world.failed, tries, calls = [], len(world.tries), len(world.calls)
 
     if recovery == "the retry":
@@ -300,7 +307,7 @@ def test_an_interrupted_delete_is_finished_without_reading_or_uploading_the_craw
     uploads = [call for call in made if "Upload" in call or "PutObject" in call or "CopyObject" in call]
     assert uploads == [], f"the crawl was uploaded again: {made}"
     read = [*(call for attempt in recovered for call in attempt.reads), *world.calls[calls:]]
-    got = [key for operation, key in read if operation == "GetObject" and key.endswith("data.tar.lz4")]
+    got = [key for operation, key in read if operation == "GetObject" and key.endswith("data.tar.zst")]
     assert got == [], "the archive's data was read again"
     row = world.ledger.get(SOURCE, E.data_version)
     assert (row["status"], row["reason"]) not in (("held", "smaller_than_its_archive"),)

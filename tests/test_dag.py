@@ -89,7 +89,7 @@ EXPECTED = {"v1": EXPECTED_V1, "v2": EXPECTED_V2}
 # v2: closed by Kingfisher Collect while Process is still loading its files.
 WAITING = "ecuador/20210105_000000"
 # What an earlier run archived: uk/20201105_000000, identical to uk/20201201_000000 on the host.
-EARLIER = ["uk/2020/11/data.tar.lz4", "uk/2020/11/metadata.json", "uk/2020/11/scrapy.log"]
+EARLIER = ["uk/2020/11/data.tar.zst", "uk/2020/11/metadata.json", "uk/2020/11/scrapy.log"]
 
 
 @pytest.mark.slow
@@ -102,8 +102,8 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
 
     archived_prefixes = ["kenya/2020/12/"] if schema == "v2" else []
     assert sorted(objects(client, bucket)) == [
-        *(prefix + name for prefix in archived_prefixes for name in ("data.tar.lz4", "metadata.json", "scrapy.log")),
-        "scotland/2020/09/data.tar.lz4",
+        *(prefix + name for prefix in archived_prefixes for name in ("data.tar.zst", "metadata.json", "scrapy.log")),
+        "scotland/2020/09/data.tar.zst",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
         *EARLIER,
@@ -155,7 +155,7 @@ def test_a_run_archives_what_deserves_it_and_leaves_everything_else(mixed, schem
     if schema == "v2":
         assert not host.exists(WAITING) and not host.log_exists(WAITING)
         assert before_disk.pop(WAITING) is True
-        for name in ("data.tar.lz4", "metadata.json", "scrapy.log"):
+        for name in ("data.tar.zst", "metadata.json", "scrapy.log"):
             assert objects(client, bucket).pop(f"ecuador/2021/01/{name}")
         assert "waiting for Kingfisher Process:" not in second.output
     assert {k: v for k, v in objects(client, bucket).items() if not k.startswith("ecuador/")} == before_bucket
@@ -406,15 +406,15 @@ def test_archives_restore_byte_for_byte_the_bucket_passes_its_audit_and_a_broken
     assert (clean["problems"], clean["warnings"]) == ([], [])
     assert clean["verified"] == clean["months"] == len(archived) + 1
 
-    # A month broken on purpose (its data.tar.lz4 lost): the audit DAG fails, naming that month and nothing else.
-    client.delete_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    # A month broken on purpose (its data.tar.zst lost): the audit DAG fails, naming that month and nothing else.
+    client.delete_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")
     audit_run = airflow.run(dag_id="kingfisher_archive_audit", logical_date="2026-11-28")
     assert not audit_run.succeeded
     assert "The audit found 1 problem it did not repair" in audit_run.output
     reported = [line for line in audit_run.output.splitlines() if line.startswith(("uk/", "scotland/", "kenya/"))]
     assert len(reported) == 1, reported
     assert reported[0].startswith(
-        "scotland/2020/09/data.tar.lz4: data object missing (metadata.json describes an archive that is not there)"
+        "scotland/2020/09/data.tar.zst: data object missing (metadata.json describes an archive that is not there)"
     )
 
 
@@ -440,7 +440,7 @@ def test_local_retention_sweeps_old_crawls_that_were_loaded_but_not_kept(mixed):
     # Never what Process has not loaded (not loaded, unknown, sample, deleted).
     assert all(host.exists(c) for c in host.crawls if c.startswith("moldova"))
     assert sorted(objects(client, bucket))[:3] == [
-        "scotland/2020/09/data.tar.lz4",
+        "scotland/2020/09/data.tar.zst",
         "scotland/2020/09/metadata.json",
         "scotland/2020/09/scrapy.log",
     ]
@@ -501,7 +501,7 @@ def test_a_run_sends_its_figures_to_statsd(mixed):
             ours.setdefault(name.removeprefix("airflow.kingfisher_archive."), []).append(rest)
     archived = ["kenya/2020/12/", "scotland/2020/09/"]
     metadata = [json.loads(client.get_object(Bucket=bucket, Key=p + "metadata.json")["Body"].read()) for p in archived]
-    uploaded = sum(client.head_object(Bucket=bucket, Key=p + "data.tar.lz4")["ContentLength"] for p in archived)
+    uploaded = sum(client.head_object(Bucket=bucket, Key=p + "data.tar.zst")["ContentLength"] for p in archived)
     kept = sum(1 for status, _ in EXPECTED_V2.values() if status in ("rejected", "not_archived"))
     assert {name: values for name, values in ours.items() if name != "oldest_wait_days"} | {
         "throughput_mb_per_second": [v.split("|")[1] for v in ours["throughput_mb_per_second"]]
@@ -604,13 +604,13 @@ def test_what_needs_a_person_reaches_one_in_one_message_per_run(mixed, smtp):
     assert "Task find_crawls failed" in body
 
     # The audit finds a broken month: one message naming it.
-    client.delete_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    client.delete_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")
     audit = airflow.run(dag_id="kingfisher_archive_audit", logical_date="2026-11-28")
     assert not audit.succeeded
     assert len(smtp.messages) == 3
     subject, body = smtp.bodies()[2]
     assert subject.startswith("Kingfisher Archive: the audit (kingfisher_archive_audit run ")
-    assert "scotland/2020/09/data.tar.lz4: data object missing" in body
+    assert "scotland/2020/09/data.tar.zst: data object missing" in body
 
 
 @pytest.mark.parametrize("schema", ["v2"])

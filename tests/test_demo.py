@@ -59,7 +59,7 @@ def test_the_demo_leaves_a_bucket_to_explore_with_the_commands_it_prints_and_sto
         assert (
             f"{'scotland/20200902_052458':<32} {'not archived':<13} lost to 20200920_101010: same month, more data"
         ) in out
-        assert "s3://kingfisher-archive-demo/uk/2020/11/data.tar.lz4" in out
+        assert "s3://kingfisher-archive-demo/uk/2020/11/data.tar.zst" in out
 
         # The demo's shell has the DAG's own defaults: no run timeout or deadline setting is needed for the
         # `airflow dags test` it prints (below) to exit 0.

@@ -1,8 +1,8 @@
 """The distribution as people install it: the wheel built from this checkout, installed into virtualenvs of its own.
 
-- with ``pipx install``, into a virtualenv with nothing but the wheel and its dependencies (boto3, lz4, xxhash): the
-  ``kingfisher-archive`` command lists, restores byte for byte and audits a bucket on the real S3 server, with no
-  Airflow anywhere;
+- with ``pipx install``, into a virtualenv with nothing but the wheel and its dependencies (boto3, lz4, xxhash,
+  zstandard): the ``kingfisher-archive`` command lists, restores byte for byte and audits a bucket on the real S3
+  server, with no Airflow anywhere;
 - into a virtualenv that has Airflow 3.3 and the providers (those of this checkout's ``.venv``, seen through a
   ``.pth`` file, so that Airflow is not installed again), with ``--no-deps``: ``airflow dags test`` runs the DAG
   from ``dags/`` with an empty plugins folder, so the package it imports is the installed wheel's.
@@ -45,7 +45,7 @@ from tests.test_restore import SOURCE, VERSION, archive
 
 WHEEL_ENV = "KINGFISHER_ARCHIVE_WHEEL"
 PACKAGE = REPOSITORY / "plugins" / "kingfisher_archive"
-#: What the command line may bring into a virtualenv: boto3, lz4 and xxhash, and what boto3 needs.
+#: What the command line may bring into a virtualenv: boto3, lz4, xxhash and zstandard, and what boto3 needs.
 BARE_DISTRIBUTIONS = {
     "kingfisher-archive",
     "boto3",
@@ -57,6 +57,7 @@ BARE_DISTRIBUTIONS = {
     "urllib3",
     "lz4",
     "xxhash",
+    "zstandard",
 }
 #: What pipx shares with every virtualenv it makes (setuptools too, on some Pythons).
 VENV_DISTRIBUTIONS = {"pip", "setuptools"}
@@ -72,7 +73,7 @@ DEVELOPMENT_TOOLS = {
     "build",
     "pipx",
 }
-ARCHIVE_NAMES = ("data.tar.lz4", "metadata.json", "scrapy.log")
+ARCHIVE_NAMES = ("data.tar.zst", "metadata.json", "scrapy.log")
 FILES = {"a.json": b"[]", "000/b.json": b'{"b": 1}', "FFF/c.json": os.urandom(3000), "empty": None}
 
 
@@ -169,7 +170,7 @@ def test_the_wheel_holds_the_package_and_the_command_and_names_no_development_to
 
     metadata = wheel_metadata(wheel)
     assert (metadata["Name"], metadata["Version"]) == ("kingfisher-archive", __version__)
-    assert set(requirements(metadata)) == {"boto3", "lz4", "xxhash"}
+    assert set(requirements(metadata)) == {"boto3", "lz4", "xxhash", "zstandard"}
     assert set(metadata.get_all("Provides-Extra")) == {"airflow", "celery"}
     airflow = requirements(metadata, "airflow")
     assert {"apache-airflow", "apache-airflow-providers-amazon", "apache-airflow-providers-postgres"} <= set(airflow)
@@ -269,7 +270,7 @@ def test_the_wheel_alone_lists_restores_and_audits_a_bucket_without_airflow(
     )
     restore = [command, "restore", SOURCE, "2020", "9", str(target), "--bucket", bucket]
     restored = check(run([*restore, "--endpoint-url", s3_server.endpoint_url], env=aws_env, cwd=work))
-    assert restored.splitlines()[0] == f"Restored {SOURCE}/{VERSION} from s3://{bucket}/scotland/2020/09/data.tar.lz4"
+    assert restored.splitlines()[0] == f"Restored {SOURCE}/{VERSION} from s3://{bucket}/scotland/2020/09/data.tar.zst"
     assert tree(target / SOURCE / VERSION) == before
     assert (target / SOURCE / f"{VERSION}.scrapy.log").read_bytes() == b"the log\n"
 

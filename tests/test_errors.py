@@ -17,6 +17,7 @@ from kingfisher_archive.ledger import LedgerError
 
 #: The kind of each error, as docs/operating.md's table of what Airflow retries lists it.
 KINDS = {
+    "archive_format.ArchiveFormatError": PermanentError,
     "archive_format.RefusedMemberError": PermanentError,
     "bucket.BucketError": RetryableError,
     "bucket.MetadataError": RetryableError,

@@ -16,7 +16,6 @@ import sys
 import tarfile
 from dataclasses import asdict
 
-import lz4.frame
 import pytest
 import xxhash
 from botocore.config import Config
@@ -29,6 +28,7 @@ from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.s3.errors import VerificationError
 from scripts.demo_kit.airflow_dag import REPOSITORY
 from scripts.demo_kit.kingfisher_host import ocds_files
+from tests.harness.world import decompress
 
 
 def plan_for(settings, client, source_id, data_version):
@@ -49,12 +49,16 @@ def uploads(client, bucket):
 
 
 def assert_month_is_consistent(client, bucket, prefix):
-    """metadata.json describes the data.tar.lz4 beside it: same crawl, same checksum over the same bytes."""
+    """metadata.json describes the data object it names (none named: data.tar.lz4), the month's only one: same crawl,
+    same checksum over the same bytes."""
     metadata = json.loads(client.get_object(Bucket=bucket, Key=prefix + "metadata.json")["Body"].read())
-    data = client.get_object(Bucket=bucket, Key=prefix + "data.tar.lz4")["Body"].read()
+    named = metadata.get("data_object", "data.tar.lz4")
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    assert [key for key in listed if key.rsplit("/", 1)[1].startswith("data.tar.")] == [prefix + named]
+    data = client.get_object(Bucket=bucket, Key=prefix + named)["Body"].read()
     assert len(data) == metadata["compressed_bytes"]
     hasher = xxhash.xxh3_128()
-    with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(data))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(decompress(data))) as tar:
         members = tar.getmembers()
         assert members[0].name == metadata["id"]
         for member in members:
@@ -68,7 +72,7 @@ def archive_an_earlier_crawl(settings, host, client):
     """Fill the month with a smaller crawl, so the crawl under test replaces it (through staging)."""
     host.add_crawl("scotland", "20200901_000000", ocds_files("small", 2))
     steps.archive(settings, client, plan_for(settings, client, "scotland", "20200901_000000"))
-    return client.get_object(Bucket=settings.bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
+    return client.get_object(Bucket=settings.bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read()
 
 
 @pytest.mark.parametrize("month", ["empty", "replaced"])
@@ -80,7 +84,7 @@ def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_delet
     crawl = host.add_crawl("scotland", "20200902_052458", ocds_files("big", 20))
     plan = plan_for(settings, client, "scotland", "20200902_052458")
     # In an empty month the archive is written in place; in a month that holds one, through staging.
-    checked = "staging/scotland/20200902_052458/data.tar.lz4" if earlier else "scotland/2020/09/data.tar.lz4"
+    checked = "staging/scotland/20200902_052458/data.tar.zst" if earlier else "scotland/2020/09/data.tar.zst"
     other = s3_server.client()
     swapped = {}
 
@@ -96,7 +100,7 @@ def test_bytes_that_differ_from_what_we_sent_are_caught_before_anything_is_delet
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
     if earlier:  # the archive being replaced is untouched
-        assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == earlier
+        assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read() == earlier
         assert assert_month_is_consistent(client, bucket, "scotland/2020/09/")["id"] == "scotland/20200901_000000"
     else:  # no metadata.json describes the stranger's bytes, and they are not ours to delete
         assert [k for k in keys(client, bucket) if not k.startswith("staging/")] == [checked]
@@ -113,14 +117,14 @@ def test_promotion_copies_only_the_object_that_was_verified(s3_server, host, set
     def swap(params, **kwargs):
         # The promotion's copy names the verified ETag (CopySourceIfMatch); replace the object just before it is sent.
         source = str(params.get("CopySource", ""))  # "<bucket>/<key>" by now
-        if params.get("CopySourceIfMatch") and source.endswith("staging/scotland/20200902_052458/data.tar.lz4"):
+        if params.get("CopySourceIfMatch") and source.endswith("staging/scotland/20200902_052458/data.tar.zst"):
             other.put_object(Bucket=bucket, Key=source.split("/", 1)[1], Body=b"not the archive")
 
     client.meta.events.register("before-parameter-build.s3.CopyObject", swap)
     with pytest.raises(ClientError, match="412|PreconditionFailed"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
-    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == earlier
+    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read() == earlier
     assert assert_month_is_consistent(client, bucket, "scotland/2020/09/")["id"] == "scotland/20200901_000000"
 
 
@@ -133,15 +137,15 @@ def test_an_archive_written_in_place_never_completes_over_an_object_that_appeare
     other = s3_server.client()
 
     def sneak_in(params, **kwargs):
-        if params.get("Key") == "scotland/2020/09/data.tar.lz4":
-            other.put_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4", Body=b"someone else's")
+        if params.get("Key") == "scotland/2020/09/data.tar.zst":
+            other.put_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst", Body=b"someone else's")
 
     client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", sneak_in)
-    with pytest.raises(VerificationError, match="scotland/2020/09/data.tar.lz4 appeared while this crawl"):
+    with pytest.raises(VerificationError, match="scotland/2020/09/data.tar.zst appeared while this crawl"):
         steps.archive(settings, client, plan)
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
-    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read() == b"someone else's"
-    assert keys(client, bucket, "scotland/") == ["scotland/2020/09/data.tar.lz4"]
+    assert client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read() == b"someone else's"
+    assert keys(client, bucket, "scotland/") == ["scotland/2020/09/data.tar.zst"]
     assert uploads(client, bucket) == []
 
 
@@ -280,7 +284,7 @@ def test_a_worker_killed_before_metadata_in_an_empty_month_is_repaired_by_the_re
     killed = run_archive_process(settings, plan, s3_server, die="before_metadata")
     assert killed.returncode == -9, killed.stderr
     # Killed with no chance to clean up: data and log in the month, nothing describing them, nothing deleted.
-    assert keys(client, bucket) == ["scotland/2020/09/data.tar.lz4", "scotland/2020/09/scrapy.log"]
+    assert keys(client, bucket) == ["scotland/2020/09/data.tar.zst", "scotland/2020/09/scrapy.log"]
     assert os.path.isdir(crawl.directory) and os.path.exists(crawl.log)
 
     retry = run_archive_process(settings, plan, s3_server)  # the month is not empty now: through staging

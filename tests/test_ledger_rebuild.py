@@ -91,7 +91,7 @@ def test_a_corrupt_ledger_fails_the_tasks_open_and_a_rebuild_records_the_archive
     assert sorted(rows) == ["scotland/20200902_052458", "uk/20201105_000000"]
     for crawl_id, prefix in (("scotland/20200902_052458", "scotland/2020/09/"), ("uk/20201105_000000", "uk/2020/11/")):
         metadata = json.loads(client.get_object(Bucket=bucket, Key=prefix + "metadata.json")["Body"].read())
-        size = client.head_object(Bucket=bucket, Key=prefix + "data.tar.lz4")["ContentLength"]
+        size = client.head_object(Bucket=bucket, Key=prefix + "data.tar.zst")["ContentLength"]
         row = rows[crawl_id]
         assert (row["status"], row["reason"], row["updated_at"]) == (
             "archived",

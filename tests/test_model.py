@@ -9,7 +9,7 @@ Failed archive tasks may be cleared and retried.
 
 After every step, in the bucket under test:
 
-- every ``metadata.json`` describes the ``data.tar.lz4`` beside it (same crawl, same size, same checksum);
+- every ``metadata.json`` describes the data object it names (same crawl, same size, same checksum);
 - every crawl loaded is on disk, or in its month's archive (byte for byte), or was deleted by the policy while its
   month (or the month of the archive it lost to) holds an archive.
 

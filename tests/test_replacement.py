@@ -108,7 +108,7 @@ def test_a_try_that_meets_a_month_another_replacement_took_metadata_json_from_do
     client.meta.events.register("after-call.s3.DeleteObject", second_try)
     archive_directly(settings, client, first)
 
-    assert f"s3://{settings.bucket}/{MONTH} holds data.tar.lz4 and scrapy.log but no metadata.json" in str(
+    assert f"s3://{settings.bucket}/{MONTH} holds data.tar.zst and scrapy.log but no metadata.json" in str(
         raised["error"]
     )
     metadata = assert_month_is_consistent(client, settings.bucket, MONTH)
@@ -312,7 +312,7 @@ def test_a_journal_of_another_month_or_unreadable_is_not_this_month_s(settings, 
     assert raised.value.holder is None and "its journal cannot be read" in str(raised.value)
     assert on_disk(settings, first["id"])
     with pytest.raises(ClientError):
-        client.head_object(Bucket=settings.bucket, Key=f"staging/scotland/{first['data_version']}/data.tar.lz4")
+        client.head_object(Bucket=settings.bucket, Key=f"staging/scotland/{first['data_version']}/data.tar.zst")
 
 
 @pytest.mark.slow
@@ -332,7 +332,7 @@ def test_an_object_lock_refusal_fails_the_crawl_naming_the_lock_and_leaves_the_m
     def refuse(method, path):  # as AWS answers a change to a version under retention, or a legal hold
         if refused == "DeleteObject":
             return method == "DELETE" and "/scotland/2020/09/metadata.json" in path
-        return method == "PUT" and "/scotland/2020/09/data.tar.lz4" in path
+        return method == "PUT" and "/scotland/2020/09/data.tar.zst" in path
 
     with StrippingProxy(
         s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), refuse=refuse

@@ -119,9 +119,10 @@ def metadata_2021(directory, source=SOURCE, version=VERSION):
     }
 
 
-def put_month(client, bucket, prefix, data=None, metadata=None, log=None):
+def put_month(client, bucket, prefix, data=None, metadata=None, log=None, data_name="data.tar.lz4"):
+    """Plant a month as the older tools wrote it (``data.tar.lz4``), or under ``data_name``."""
     if data is not None:
-        client.put_object(Bucket=bucket, Key=prefix + "data.tar.lz4", Body=data)
+        client.put_object(Bucket=bucket, Key=prefix + data_name, Body=data)
     if metadata is not None:
         body = metadata if isinstance(metadata, bytes) else json.dumps(metadata).encode()
         client.put_object(Bucket=bucket, Key=prefix + "metadata.json", Body=body)
@@ -171,7 +172,7 @@ def test_every_layout_restores_byte_for_byte_beside_its_log(client, bucket, tmp_
         "--time",
         "2020-09-02 05:24:58",
         "--note",
-        f"Restored from s3://{bucket}/scotland/2020/09/data.tar.lz4",
+        f"Restored from s3://{bucket}/scotland/2020/09/data.tar.zst",
         str(directory),
     ]
 
@@ -397,12 +398,29 @@ def test_bytes_or_files_that_differ_from_the_metadata_fail_the_restore(
 
 def test_a_damaged_archive_fails_as_unreadable(client, bucket, tmp_path):
     archive(client, bucket, tmp_path, {"a.json": os.urandom(5000)})
-    data = bytearray(client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read())
+    data = bytearray(client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read())
     data[len(data) // 2] ^= 0xFF
-    put_month(client, bucket, "scotland/2020/09/", data=bytes(data))
-    with pytest.raises(RestoreError, match="data.tar.lz4 is unreadable"):
+    put_month(client, bucket, "scotland/2020/09/", data=bytes(data), data_name="data.tar.zst")
+    with pytest.raises(RestoreError, match="data.tar.zst is unreadable"):
         restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "target"))
     assert not (tmp_path / "target").exists()  # what was read before the damage is removed, and the target
+
+
+@pytest.mark.parametrize("damage", ["a flipped byte", "truncated"])
+def test_a_damaged_or_truncated_lz4_archive_of_the_older_tools_fails_as_unreadable(client, bucket, tmp_path, damage):
+    crawl_files = write_tree(tmp_path / "crawl", {"a.json": os.urandom(5000)})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        add_like_tarfile(tar, str(crawl_files), f"{SOURCE}/{VERSION}")
+    data = bytearray(lz4.frame.compress(buffer.getvalue(), block_checksum=True))
+    if damage == "truncated":
+        del data[-20:]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    put_month(client, bucket, "scotland/2020/09/", data=bytes(data), metadata=metadata_2021(crawl_files))
+    with pytest.raises(RestoreError, match="data.tar.lz4 is unreadable"):
+        restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "target"))
+    assert not (tmp_path / "target").exists()
 
 
 def test_a_failed_restore_removes_only_what_it_created(client, bucket, tmp_path):
@@ -442,8 +460,8 @@ def test_an_object_that_is_not_an_archive_fails_as_unreadable(client, bucket, tm
 
 def test_a_truncated_archive_fails_as_unreadable(client, bucket, tmp_path):
     archive(client, bucket, tmp_path, {"a.json": os.urandom(5000)})
-    data = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["Body"].read()
-    put_month(client, bucket, "scotland/2020/09/", data=data[:-20])
+    data = client.get_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["Body"].read()
+    put_month(client, bucket, "scotland/2020/09/", data=data[:-20], data_name="data.tar.zst")
     with pytest.raises(RestoreError, match="unreadable"):
         restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "target"))
 
@@ -477,7 +495,7 @@ def test_a_crawl_already_in_the_target_is_never_overwritten(client, bucket, tmp_
 
 def test_a_month_spelled_without_its_zero_is_found(client, bucket, tmp_path):
     before = archive(client, bucket, tmp_path, {"a.json": b"{}"})
-    for name in ("data.tar.lz4", "metadata.json", "scrapy.log"):
+    for name in ("data.tar.zst", "metadata.json", "scrapy.log"):
         client.copy_object(
             Bucket=bucket,
             Key=f"scotland/2020/9/{name}",
@@ -485,7 +503,7 @@ def test_a_month_spelled_without_its_zero_is_found(client, bucket, tmp_path):
         )
         client.delete_object(Bucket=bucket, Key=f"scotland/2020/09/{name}")
     result = restore(client, bucket, SOURCE, 2020, 9, str(tmp_path / "target"))
-    assert result["archive"] == f"s3://{bucket}/scotland/2020/9/data.tar.lz4"
+    assert result["archive"] == f"s3://{bucket}/scotland/2020/9/data.tar.zst"
     assert tree(result["directory"]) == before
 
 
@@ -511,7 +529,7 @@ def test_missing_months_and_objects_are_named(client, bucket, tmp_path):
 
 def test_list_months_reports_every_month_and_its_problem(client, bucket, tmp_path):
     archive(client, bucket, tmp_path, {"a.json": b"{}"})
-    compressed = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")["ContentLength"]
+    compressed = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")["ContentLength"]
     put_month(client, bucket, "scotland/2019/1/", data=b"x", metadata={"data_size": 5, "data_md5": "0" * 32})
     put_month(client, bucket, "scotland/2019/01/", data=b"xy", metadata={"bytes": 6, "checksum": "1" * 32})
     put_month(client, bucket, "scotland/2021/03/", metadata=b"[]")
@@ -544,6 +562,7 @@ def test_list_months_reports_every_month_and_its_problem(client, bucket, tmp_pat
         "data_version": VERSION,
         "bytes": 2,
         "files": 1,
+        "data_object": "data.tar.zst",
         "compressed_bytes": compressed,
         "log": True,
         "generation": "2021",

@@ -49,14 +49,14 @@ def test_an_sse_kms_bucket_whose_etags_are_not_md5s_archives_restores_and_audits
     result = _archive_two_crawls_into_one_month(settings, host, client)
 
     assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
-    head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4")
+    head = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst")
     assert head["ServerSideEncryption"] == "aws:kms"
     metadata = assert_month_is_consistent(client, bucket, "scotland/2020/09/")
     assert metadata["id"] == "scotland/20200902_052458"
     # Proved by the CRC32 the server stores, since the ETags say nothing about the bytes.
-    assert metadata["verified_by"] == {"data.tar.lz4": "crc32", "scrapy.log": "crc32"}
-    stored = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.lz4", ChecksumMode="ENABLED")
-    assert stored["ChecksumCRC32"] == metadata["checksums"]["data.tar.lz4"]["crc32"]
+    assert metadata["verified_by"] == {"data.tar.zst": "crc32", "scrapy.log": "crc32"}
+    stored = client.head_object(Bucket=bucket, Key="scotland/2020/09/data.tar.zst", ChecksumMode="ENABLED")
+    assert stored["ChecksumCRC32"] == metadata["checksums"]["data.tar.zst"]["crc32"]
     assert keys(client, bucket, "staging/") == []
     assert not os.path.exists(os.path.join(host.data_directory, "scotland", "20200902_052458"))
 
@@ -77,7 +77,7 @@ def test_a_server_with_neither_md5_etags_nor_stored_checksums_is_read_back(aws_l
 
     assert result["id"] == "scotland/20200902_052458" and result["deleted"], result
     metadata = assert_month_is_consistent(client, bucket, "scotland/2020/09/")
-    assert metadata["verified_by"] == {"data.tar.lz4": "read-back", "scrapy.log": "read-back"}
+    assert metadata["verified_by"] == {"data.tar.zst": "read-back", "scrapy.log": "read-back"}
     report = audit.audit(client, bucket)
     assert report["problems"] == [] and report["at_rest"] == 0 and report["not_at_rest"] == 2
     target = tmp_path / "restored"
@@ -157,9 +157,9 @@ def test_a_versioned_bucket_archives_replaces_restores_and_audits_leaving_no_sta
     assert _versions(client, versioned, "staging/") == []
     # ...while the replaced month keeps its old versions, for the operator's lifecycle rule to expire (the docs).
     month = _versions(client, versioned, "scotland/2020/09/")
-    assert ("version", "scotland/2020/09/data.tar.lz4", False) in month
+    assert ("version", "scotland/2020/09/data.tar.zst", False) in month
     assert [entry for entry in month if entry[2]] == [
-        ("version", f"scotland/2020/09/{name}", True) for name in ("data.tar.lz4", "metadata.json", "scrapy.log")
+        ("version", f"scotland/2020/09/{name}", True) for name in ("data.tar.zst", "metadata.json", "scrapy.log")
     ]
     target = tmp_path / "restored"
     target.mkdir()

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import cli_settings, storage_cost
 from kingfisher_archive.audit import audit
+from kingfisher_archive.bucket import CODECS
 from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
@@ -57,8 +58,8 @@ PROG = "python -m kingfisher_archive"
 EXTERNAL_ERRORS = (ClientError, BotoCoreError, OSError)
 
 DESCRIPTION = """\
-Restore, list and audit a Kingfisher Archive bucket (<source>/<YYYY>/<MM>/data.tar.lz4, metadata.json,
-scrapy.log).
+Restore, list and audit a Kingfisher Archive bucket (<source>/<YYYY>/<MM>/data.tar.zst or data.tar.lz4,
+metadata.json, scrapy.log).
 
 Where the bucket, endpoint and credentials come from, first found wins: the flags; the KINGFISHER_ARCHIVE_*
 environment variables below; the DAGs' Airflow settings in the environment (AIRFLOW_VAR_KINGFISHER_ARCHIVE_BUCKET,
@@ -476,7 +477,7 @@ def _list(client, args) -> int:
     if not rows:
         print(f"No archived months of {args.source} in s3://{args.bucket}/")
         return 0
-    header = ("MONTH", "PREFIX", "DATA VERSION", "BYTES", "COMPRESSED", "LOG", "GEN", "PROBLEM")
+    header = ("MONTH", "PREFIX", "DATA VERSION", "BYTES", "COMPRESSED", "CODEC", "LOG", "GEN", "PROBLEM")
     table = [header]
     for row in rows:
         table.append(
@@ -486,6 +487,7 @@ def _list(client, args) -> int:
                 row["data_version"] or "-",
                 "-" if row["bytes"] is None else str(row["bytes"]),
                 "-" if row["compressed_bytes"] is None else str(row["compressed_bytes"]),
+                "-" if row["compressed_bytes"] is None else CODECS[row["data_object"]],
                 "yes" if row["log"] else "no",
                 row["generation"] or "-",
                 row["problem"] or "",

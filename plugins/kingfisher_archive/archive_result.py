@@ -33,7 +33,7 @@ class ArchiveResult(TypedDict):
     checksum: NotRequired[str]
     bytes_read: NotRequired[int]
     seconds: NotRequired[float]
-    stream_seconds: NotRequired[float]  # read, tar, LZ4, checksum, upload
+    stream_seconds: NotRequired[float]  # read, tar, zstd, checksum, upload
     promote_seconds: NotRequired[float]  # server-side copies to the final keys (if any), and metadata.json
     in_place: NotRequired[bool]  # written straight to the final keys (the month was empty), not through staging
     prefix: NotRequired[str]

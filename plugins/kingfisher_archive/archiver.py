@@ -1,7 +1,7 @@
 """Archive one crawl: read it once into the bucket, verify it there, and only then delete it locally.
 
 Each byte read feeds the XXH3 checksum and the tar (:mod:`kingfisher_archive.archive_format`), which goes through
-an LZ4 frame into a multipart upload (:mod:`kingfisher_archive.s3.upload`); nothing is written to local disk. An empty
+a zstd stream into a multipart upload (:mod:`kingfisher_archive.s3.upload`); nothing is written to local disk. An empty
 month is written in place (:func:`_archive_in_place`), a month that holds objects through ``staging/``
 (:func:`_archive_through_staging`); either way ``metadata.json`` comes last, and the upload is completed only if the
 crawl is unchanged since inspection. See docs/safety.md, sections 2 to 4.
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from kingfisher_archive import archive_format, deletion, replacement
 from kingfisher_archive.bucket import (
+    CODECS,
     CRAWL_METADATA,
     DATA,
     LOG,
@@ -33,7 +34,7 @@ from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, withdraw
 from kingfisher_archive.s3.proof import ColdProofError, md5_etag, verify_read_back
 from kingfisher_archive.s3.upload import MultipartUpload, abort_uploads, choose_part_size, put_object_once, upload_file
-from kingfisher_archive.settings import Settings
+from kingfisher_archive.settings import DEFAULT_COMPRESSION_LEVEL, Settings
 from kingfisher_archive.version import ARCHIVER
 
 logger = logging.getLogger(__name__)
@@ -120,12 +121,13 @@ def stream_crawl(
     exclusive: bool = False,
     storage_class: str | None = None,
     crawl: str | None = None,
+    level: int = DEFAULT_COMPRESSION_LEVEL,
 ):
-    """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside an LZ4 frame; read each byte once.
+    """Upload the crawl at ``directory`` as ``<arcname>/...`` in a tar inside a zstd stream; read each byte once.
 
     :param client: a boto3 S3 client (see :func:`kingfisher_archive.s3.client.client_config`).
     :param bucket_name: the bucket's name.
-    :param key: where the archive goes (``<prefix>data.tar.lz4``).
+    :param key: where the archive goes (``<prefix>data.tar.zst``).
     :param directory: the crawl directory.
     :param arcname: the tar members' prefix, ``<source_id>/<data_version>``.
     :param part_size: the multipart upload's part size (:func:`kingfisher_archive.s3.upload.choose_part_size`).
@@ -138,6 +140,7 @@ def stream_crawl(
     :param storage_class: the final keys' (``None``: the server's default, for staging).
     :param crawl: the crawl's id, written into the object's user metadata (``x-amz-meta-crawl``), where
         :func:`kingfisher_archive.month.crawl_in` reads it by HEAD, never reading a cold archive.
+    :param level: the zstd level.
     :returns: a :class:`StreamResult`, the archive verified in the bucket.
     """
     sent = progress.sent if progress else None
@@ -151,9 +154,9 @@ def stream_crawl(
         metadata={CRAWL_METADATA: crawl} if crawl else None,
     )
     try:
-        lz4_writer = archive_format.LZ4Writer(upload)
-        tar = archive_format.write_tar(directory, arcname, lz4_writer, progress=progress.read if progress else None)
-        lz4_writer.close()
+        writer = archive_format.ZstdWriter(upload, level)
+        tar = archive_format.write_tar(directory, arcname, writer, progress=progress.read if progress else None)
+        writer.close()
         if check is not None:
             check(tar)
         proof = upload.complete(exclusive=exclusive)
@@ -187,6 +190,7 @@ class _Crawl:
     bucket_name: str
     storage_class: str  # the data's
     metadata_class: str  # metadata.json's and scrapy.log's: one that reads at once
+    compression_level: int
     source_id: str
     data_version: str
     directory: str
@@ -203,7 +207,7 @@ class _Crawl:
 class _Archived:
     stream: StreamResult
     log: UploadedLog
-    stream_seconds: float  # read, tar, LZ4, checksum, upload
+    stream_seconds: float  # read, tar, zstd, checksum, upload
     promote_seconds: float  # server-side copies to the final keys (if any), and metadata.json
 
 
@@ -258,6 +262,7 @@ def archive_crawl(client, settings: Settings, request: ArchiveRequest, before_de
         bucket_name=bucket_name,
         storage_class=settings.storage_class,
         metadata_class=settings.metadata_class,
+        compression_level=settings.compression_level,
         source_id=source_id,
         data_version=data_version,
         directory=key.directory(settings.data_directory),
@@ -388,6 +393,7 @@ def _archive_through_staging(crawl: _Crawl) -> _Archived:
             log=(log.size, log.etag, log.crc32),
             metadata=_metadata_json(crawl, stream, log),
             month_held=crawl.month_held,
+            data_name=DATA,
         )
     except (
         replacement.ReplacementInProgressError,
@@ -415,7 +421,7 @@ def _changed_since_read(crawl: _Crawl, stream: StreamResult, now: Summary) -> Cr
 
 
 def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | None) -> StreamResult:
-    """Upload the crawl's data to ``<prefix>data.tar.lz4``, completed only if the crawl is found unchanged."""
+    """Upload the crawl's data to ``<prefix>data.tar.zst``, completed only if the crawl is found unchanged."""
     expected = crawl.expected
 
     def check_unchanged(tar: archive_format.TarResult) -> None:
@@ -445,6 +451,7 @@ def _stream(crawl: _Crawl, prefix: str, exclusive: bool, storage_class: str | No
         exclusive=exclusive,
         storage_class=storage_class,
         crawl=crawl.label,
+        level=crawl.compression_level,
     )
 
 
@@ -464,6 +471,10 @@ def _metadata_json(crawl: _Crawl, stream: StreamResult, log: UploadedLog) -> byt
         "data_files": stream.summary.files,
         "compressed_bytes": stream.compressed_bytes,
         "storage_class": crawl.storage_class,  # the data object's: GLACIER and DEEP_ARCHIVE need a thaw to be read
+        # The data object's name and how it is compressed (none: data.tar.lz4, LZ4, as the older tools wrote).
+        "data_object": DATA,
+        "codec": CODECS[DATA],
+        "compression_level": crawl.compression_level,
         # What the audit checks at rest without downloading, and how the upload was proved in the bucket.
         "checksums": {DATA: {"crc32": stream.crc32}, LOG: {"crc32": log.crc32, "bytes": log.size}},
         "verified_by": {DATA: stream.verified_by, LOG: log.verified_by},

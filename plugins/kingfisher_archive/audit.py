@@ -27,7 +27,7 @@ from kingfisher_archive.archive_format import (
     walk_key,
 )
 from kingfisher_archive.bucket import (
-    DATA,
+    DATA_NAMES,
     LOG,
     METADATA,
     STAGING,
@@ -171,7 +171,7 @@ def _audit_month(
     """Check one month's objects; return 1 if its archive's contents were verified."""
     source_id, year, month = prefix.split("/")[:3]
     year, month = int(year), int(month)
-    metadata_key, data_key, log_key = (prefix + name for name in (METADATA, DATA, LOG))
+    metadata_key, log_key = prefix + METADATA, prefix + LOG
     if METADATA not in objects:
         present = ", ".join(sorted(objects))
         report.problem(metadata_key, "metadata missing", f"{present} without {METADATA}")
@@ -185,6 +185,14 @@ def _audit_month(
     except ClientError as e:
         report.problem(metadata_key, "metadata unreadable", error_code(e))
         return 0
+    data, data_key = archived.data_name, archived.data_key  # the name metadata.json gives (none: data.tar.lz4)
+    for other in DATA_NAMES:
+        if other != data and other in objects:
+            report.problem(
+                prefix + other,
+                "second data object",
+                f"{METADATA} describes {data}; this may be the only copy of another crawl (left alone)",
+            )
 
     named_source = archived.raw.get("source_id")
     if isinstance(named_source, str) and named_source != source_id:
@@ -196,10 +204,10 @@ def _audit_month(
             f"it names crawl {archived.data_version}, of another month",
         )
 
-    if DATA not in objects:
+    if data not in objects:
         report.problem(data_key, "data object missing", f"{METADATA} describes an archive that is not there")
     else:
-        size = objects[DATA]["Size"]
+        size = objects[data]["Size"]
         expected = archived.raw.get("compressed_bytes")
         if isinstance(expected, int) and not isinstance(expected, bool) and expected != size:
             report.problem(
@@ -207,7 +215,7 @@ def _audit_month(
             )
 
     checksums = archived.raw.get("checksums") if isinstance(archived.raw.get("checksums"), dict) else {}
-    for name in (DATA, LOG):
+    for name in (data, LOG):
         if name in objects:
             _check_at_rest(client, bucket_name, prefix + name, checksums.get(name), report)
 
@@ -216,7 +224,7 @@ def _audit_month(
     ):
         report.warning(log_key, "log missing", "the crawl's log was not archived; the data can still be restored")
 
-    if verify and DATA in objects and is_cold(objects[DATA].get("StorageClass")):
+    if verify and data in objects and is_cold(objects[data].get("StorageClass")):
         thaw = thaw_state(client, bucket_name, data_key)
         if not thaw.readable:
             thaw = request_thaw(client, bucket_name, data_key, THAW_DAYS, THAW_TIER)
@@ -231,7 +239,7 @@ def _audit_month(
                 }
             )
             return 0
-    if verify and DATA in objects:
+    if verify and data in objects:
         problems, warnings = verify_archive(client, bucket_name, data_key, archived)
         for problem, detail in problems:
             report.problem(data_key, problem, detail)

@@ -2,7 +2,8 @@
 
 Layout, exactly as the older tools wrote it (real buckets hold years of it)::
 
-    <source_id>/<YYYY>/<MM>/data.tar.lz4    tar of the crawl directory, in an LZ4 frame
+    <source_id>/<YYYY>/<MM>/data.tar.zst    tar of the crawl directory, in zstd frames (new archives)
+    <source_id>/<YYYY>/<MM>/data.tar.lz4    or in an LZ4 frame (the older tools, this package before 2.0)
     <source_id>/<YYYY>/<MM>/metadata.json   what was archived
     <source_id>/<YYYY>/<MM>/scrapy.log      the crawl's log
     staging/...                             in-flight uploads; leftovers mean an upload broke
@@ -32,7 +33,9 @@ DATA_ZST = "data.tar.zst"
 #: Every name a month's data object has had: LZ4 (the older tools, and this package before 2.0), zstd.
 DATA_NAMES = (DATA_LZ4, DATA_ZST)
 #: The name new archives are written as.
-DATA = DATA_LZ4
+DATA = DATA_ZST
+#: The codec of each data object's name, as ``metadata.json`` (``codec``) and ``list`` say it.
+CODECS = {DATA_LZ4: "lz4", DATA_ZST: "zstd"}
 METADATA = "metadata.json"
 #: The user metadata (``x-amz-meta-crawl``) of a data object written since 2.0: the crawl it holds, read by HEAD.
 CRAWL_METADATA = "crawl"
@@ -46,7 +49,8 @@ STAGING = "staging"
 #: at the top of the bucket, and the probe's folder inside it (:data:`kingfisher_archive.s3.probe.PROBE_PREFIX`),
 #: which a source of that name would share its staging prefix with.
 RESERVED = {STAGING: f"the bucket's {STAGING}/ folder", "_probe": f"the probe's {STAGING}/_probe/ folder"}
-#: What a broken download, a damaged LZ4 frame or a malformed tar raise while an archive streams from the bucket.
+#: What a broken download, a damaged LZ4 frame or zstd stream, or a malformed tar raise while an archive streams
+#: from the bucket.
 STREAM_ERRORS = (*FORMAT_ERRORS, BotoCoreError)
 
 _MONTH_KEY = re.compile(
@@ -61,12 +65,12 @@ class MonthKey:
     source_id: str
     year: int
     month: int
-    name: str  # DATA, METADATA or LOG
+    name: str  # one of DATA_NAMES, METADATA or LOG
     prefix: str  # <source_id>/<YYYY>/<M or MM>/, as spelled
 
 
 def parse_month_key(key: str) -> MonthKey | None:
-    """The month object ``key`` is (``<source_id>/<YYYY>/<MM>/`` and one of :data:`DATA`, :data:`METADATA`,
+    """The month object ``key`` is (``<source_id>/<YYYY>/<MM>/`` and one of :data:`DATA_NAMES`, :data:`METADATA`,
     :data:`LOG`; a month ``1`` to ``12``, spelled with one digit or two), or ``None`` for anything else. The one
     reader of a month's keys: the bucket's listing, the audit and ``list`` go through it."""
     match = _MONTH_KEY.fullmatch(key)
@@ -84,8 +88,8 @@ class MetadataError(RetryableError):  # retried: MonthIncompleteError can be a r
 
 
 class MonthIncompleteError(MetadataError):
-    """A month holds a ``data.tar.lz4`` or ``scrapy.log`` but no ``metadata.json``: it is not empty, and it cannot be
-    compared with until it is made whole (see :mod:`kingfisher_archive.replacement`)."""
+    """A month holds a data object (``data.tar.zst``, ``data.tar.lz4``) or ``scrapy.log`` but no ``metadata.json``: it
+    is not empty, and it cannot be compared with until it is made whole (see :mod:`kingfisher_archive.replacement`)."""
 
     def __init__(self, bucket: str, prefix: str, names: list[str]) -> None:
         self.prefix = prefix
@@ -354,7 +358,7 @@ class Bucket:
             if body is not None:
                 body = body[0]
             if body is None:
-                names = [name for name in (DATA, LOG) if identity(self.client, self.name, ours + name)]
+                names = [name for name in (*DATA_NAMES, LOG) if identity(self.client, self.name, ours + name)]
                 if names:
                     raise MonthIncompleteError(self.name, ours, names)
                 self._archived[period] = None
@@ -363,8 +367,9 @@ class Bucket:
         return self._archived[period]
 
     def data_size(self, archived: ArchivedCrawl) -> int | None:
-        """The size of the ``data.tar.lz4`` beside an archive's metadata.json, or ``None`` if there is none."""
-        found = identity(self.client, self.name, archived.prefix + DATA)
+        """The size of the data object its metadata.json names (:attr:`ArchivedCrawl.data_key`), or ``None`` if
+        there is none."""
+        found = identity(self.client, self.name, archived.data_key)
         return found[0] if found else None
 
     def forget(self, source_id: str, year: int, month: int) -> None:
@@ -382,9 +387,9 @@ class Bucket:
 
 
 def month_is_empty(client, bucket_name: str, prefix: str) -> bool:
-    """Whether none of the month's objects (:data:`METADATA`, :data:`DATA`, :data:`LOG`) exists under ``prefix``,
-    asked of each key (HEAD), not of a listing that may lag writes."""
-    return not any(exists(client, bucket_name, prefix + name) for name in (METADATA, DATA, LOG))
+    """Whether none of the month's objects (:data:`METADATA`, each of :data:`DATA_NAMES`, :data:`LOG`) exists under
+    ``prefix``, asked of each key (HEAD), not of a listing that may lag writes."""
+    return not any(exists(client, bucket_name, prefix + name) for name in (METADATA, *DATA_NAMES, LOG))
 
 
 def month_state(archived: ArchivedCrawl | None) -> str | None:

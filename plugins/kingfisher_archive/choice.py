@@ -67,7 +67,7 @@ def _decide(
         (not while a journal says a replacement of it was cut short: that is finished or undone first)."""
         found = look(bucket, source_id, y, m, facts_by_id)
         if found.holds == Holds.OWN_LEFTOVERS:
-            repairs[found.leftovers_of] = f"s3://{bucket.name}/{found.prefix}: its data.tar.lz4"
+            repairs[found.leftovers_of] = f"s3://{bucket.name}/{found.prefix}: its data object"
         elif found.holds in (Holds.INCOMPLETE, Holds.REPLACING):
             raise found.incomplete_error(bucket.name)
         return found.archived

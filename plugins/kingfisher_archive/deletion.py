@@ -14,7 +14,7 @@ import os
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import archive_format
-from kingfisher_archive.bucket import DATA, LOG, ArchivedCrawl, Bucket, open_data
+from kingfisher_archive.bucket import LOG, ArchivedCrawl, Bucket, open_data
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
     MiB,
@@ -108,7 +108,7 @@ def missing_from(client, bucket_name: str, key: str, source_id: str, data_versio
 
     :param client: a boto3 S3 client.
     :param bucket_name: the bucket's name.
-    :param key: the archive's key (``<month>data.tar.lz4``).
+    :param key: the archive's key (:attr:`~kingfisher_archive.bucket.ArchivedCrawl.data_key`: either codec).
     :param source_id: the archived crawl's source.
     :param data_version: the archived crawl's ``YYYYMMDD_HHMMSS``.
     :param directory: the crawl on disk.
@@ -179,7 +179,7 @@ def outside(client, bucket_name: str, key: str, source_id: str, data_version: st
 def _part_of(settings: Settings, bucket: Bucket, key: CrawlKey, archived: ArchivedCrawl) -> bool:
     """Whether every file set aside is in the month's archive byte for byte (the archive read back)."""
     aside = key.directory(settings.data_directory) + DELETING_SUFFIX
-    why = outside(bucket.client, bucket.name, archived.prefix + DATA, key.source_id, key.data_version, aside)
+    why = outside(bucket.client, bucket.name, archived.data_key, key.source_id, key.data_version, aside)
     if why:
         logger.info("%s: set aside, and not a part of its month's archive: %s", key.id, why)
     return why is None

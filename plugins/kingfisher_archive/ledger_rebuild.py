@@ -5,7 +5,8 @@ runs: its claims cannot be read back, so only a person can say that none is live
 takes the ledger's place only when it is complete:
 
 - ``archived`` (reason ``rebuilt_from_bucket``, with the archive's bytes and checksum as its result) for every month
-  whose ``metadata.json`` names a crawl (``data_version``) that is not on disk, and whose ``data.tar.lz4`` is there;
+  whose ``metadata.json`` names a crawl (``data_version``) that is not on disk, and whose data object (the one it
+  names: ``data.tar.zst``, or ``data.tar.lz4``) is there;
 - nothing for a crawl directory on disk: it is unsettled, and the next run inspects it (one its month names is
   deleted only if it has the archive's checksum: docs/safety.md, 7);
 - nothing for a ``<data_version>.deleting`` directory (a deletion cut short): the DAG does not look at it without
@@ -141,7 +142,7 @@ def survey(client, bucket_name: str, data_directory: str) -> dict:
                 people.append(
                     {
                         "id": archived.id,
-                        "problem": f"{archived.key} names it, but {prefix}data.tar.lz4 is missing; not recorded",
+                        "problem": f"{archived.key} names it, but {archived.data_key} is missing; not recorded",
                         "what_to_do": audit,
                     }
                 )

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from kingfisher_archive import archive_format
 from kingfisher_archive.bucket import (
     CRAWL_METADATA,
-    DATA,
+    DATA_NAMES,
     STAGING,
     STREAM_ERRORS,
     ArchivedCrawl,
@@ -89,7 +89,7 @@ class Month:
 
     def for_its_crawl(self, bucket: str) -> ArchivedCrawl | None:
         """What the month holds for the crawl :func:`look` was asked about (:func:`archived_for`)."""
-        if self.holds == Holds.INCOMPLETE and self.leftovers_of is None and DATA not in self.names:
+        if self.holds == Holds.INCOMPLETE and self.leftovers_of is None and not set(DATA_NAMES) & set(self.names):
             return None  # a log alone, which the upload of this crawl rewrites
         if self.holds in (Holds.INCOMPLETE, Holds.REPLACING):
             raise self.incomplete_error(bucket, whose=True)
@@ -116,7 +116,11 @@ def look(bucket: Bucket, source_id: str, year: int, month: int, crawls: Collecti
         names = tuple(e.names)
         if found := _journals_of(bucket, source_id, year, month):
             return Month(source_id, year, month, Holds.REPLACING, names=names, journals=found)
-        holds = crawl_in(bucket.client, bucket.name, e.prefix + DATA, source_id)
+        # Whose data it is, by every data object's tar (an LZ4 and a zstd one of different crawls: nobody's).
+        holders = {
+            crawl_in(bucket.client, bucket.name, e.prefix + name, source_id) for name in DATA_NAMES if name in names
+        }
+        holds = holders.pop() if len(holders) == 1 else None
         period = f"{source_id}/{year:04d}{month:02d}"
         if holds is not None and holds in crawls and holds.startswith(period):
             return Month(source_id, year, month, Holds.OWN_LEFTOVERS, names=names, leftovers_of=holds)
@@ -179,7 +183,7 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
 
     :param client: a boto3 S3 client.
     :param bucket: the bucket's name.
-    :param key: the archive's key (``<month>data.tar.lz4``).
+    :param key: the archive's key (``<month>data.tar.zst`` or ``<month>data.tar.lz4``: either codec is read).
     :param source_id: the source whose crawl it must hold.
     :returns: ``None`` if the object is not there or is not an archive of a crawl of ``source_id``.
     """

@@ -10,14 +10,22 @@ replacement was cut short to one of its two whole states, or raises :class:`Reco
 written before 1.2 lie beside their staged archive (``staging/<source_id>/<data_version>/replacing.json``) and are
 recovered all the same. See docs/safety.md, section 4.
 
+The month's data object may change its name (an LZ4 month, ``data.tar.lz4``, replaced by a zstd archive,
+``data.tar.zst``): the journal records the staged data's name and the old data's name (journals written before 2.0
+have neither: both were ``data.tar.lz4``). The old data under another name is deleted, conditional on its ETag, only
+once the new ``metadata.json`` is in place; an undo deletes the promoted copy under the new name before it puts the
+old ``metadata.json`` back. So beside a ``metadata.json`` there is one data object, but for the moments a journal
+covers.
+
 What :func:`begin` and :func:`replace` raise, for the archive task to act on:
 
 - :class:`ReplacementInProgressError` (retryable): another replacement's journal holds the month; nothing of the
   month was touched.
 - :class:`kingfisher_archive.bucket.MonthIncompleteError` (retryable): under the journal, the month holds a
-  ``data.tar.lz4`` (not this crawl's) or a ``scrapy.log`` but no ``metadata.json``: it is never a starting point.
+  data object (not this crawl's, or two) or a ``scrapy.log`` but no ``metadata.json``: it is never a starting point.
 - :class:`MonthChangedError` (retryable): the month's ``metadata.json`` is not the one the caller decided against.
-- :class:`MonthInconsistentError` (permanent): the month's ``metadata.json`` does not describe the data beside it.
+- :class:`MonthInconsistentError` (permanent): the month's ``metadata.json`` does not describe the data beside it
+  (another size, or a second data object under the other name).
 - :class:`RefusedError` (permanent): the bucket refused a change (a policy, Object Lock); the month is as it was,
   with ``reason``, ``lock`` and ``code`` to hold the crawl by.
 """
@@ -34,6 +42,8 @@ from botocore.exceptions import ClientError
 
 from kingfisher_archive.bucket import (
     DATA,
+    DATA_LZ4,
+    DATA_NAMES,
     LOG,
     METADATA,
     STAGING,
@@ -74,7 +84,7 @@ class RecoveryError(PermanentError):
 
 
 class MonthInconsistentError(RecoveryError):
-    """The month's ``metadata.json`` does not describe the ``data.tar.lz4`` beside it: nothing is written over it."""
+    """The month's ``metadata.json`` does not describe the data object beside it: nothing is written over it."""
 
 
 class ReplacementInProgressError(RetryableError):
@@ -136,13 +146,15 @@ class Journal:
     month: str  # the month's prefix, <source_id>/<YYYY>/<MM>/
     crawl: str  # the crawl replacing it, <source_id>/<data_version>
     staging: str  # where its verified archive waits
-    data: tuple  # the staged data.tar.lz4: size, ETag, CRC32 (journals written before 1.1 have no CRC32)
+    data: tuple  # the staged data object: size, ETag, CRC32 (journals written before 1.1 have no CRC32)
     log: tuple  # the staged scrapy.log: the same
     metadata: str  # the new metadata.json, as written
     old_metadata: str | None  # the month's metadata.json before, as it was (None: there was none)
     old_metadata_etag: str | None
-    old_data: tuple[int, str] | None  # the month's data.tar.lz4 before: size, ETag (None: there was none)
+    old_data: tuple[int, str] | None  # the month's data object before: size, ETag (None: there was none)
     token: str | None = None  # the try that wrote it (journals written before 1.2 have none)
+    data_name: str = DATA_LZ4  # the staged data's name, staged and in the month (journals before 2.0: LZ4)
+    old_data_name: str = DATA_LZ4  # the month's data object's name before (journals before 2.0: LZ4)
     # Not written: where the journal was read or written (a month's key, or one beside its staged archive before
     # 1.2), and its ETag there, which its removal is conditional on.
     at: str | None = field(default=None, compare=False)
@@ -158,13 +170,17 @@ class Journal:
 
     @classmethod
     def parse(cls, key: str, body: bytes, etag: str | None = None) -> Journal:
-        required = [f.name for f in fields(cls) if f.name not in ("token", "at", "etag")]
+        optional = ("token", "data_name", "old_data_name", "at", "etag")
+        required = [f.name for f in fields(cls) if f.name not in optional]
         try:
             data = json.loads(body)
             values = {name: data[name] for name in required}
             for name in ("data", "log", "old_data"):
                 values[name] = tuple(values[name]) if values[name] is not None else None
-            journal = cls(**values, token=data.get("token"), at=key, etag=etag)
+            names = {name: data.get(name, DATA_LZ4) for name in ("data_name", "old_data_name")}
+            if not set(names.values()) <= set(DATA_NAMES):
+                raise ValueError(f"data object names {sorted(names.values())}, not among {list(DATA_NAMES)}")
+            journal = cls(**values, token=data.get("token"), **names, at=key, etag=etag)
             source_id, data_version = journal.crawl.split("/")
             staging = staging_prefix(source_id, data_version)
             month_key = journal_key(journal.month)
@@ -178,44 +194,50 @@ class Journal:
 
 
 def _month_now(client, bucket_name: str, month: str):
-    """The month's ``metadata.json`` (bytes, ETag), its data's and its log's (size, ETag), each ``None`` if absent."""
-    return (
-        get_if_any(client, bucket_name, month + METADATA),
-        identity(client, bucket_name, month + DATA),
-        identity(client, bucket_name, month + LOG),
-    )
+    """The month's ``metadata.json`` (bytes, ETag), its data objects' (each name of
+    :data:`~kingfisher_archive.bucket.DATA_NAMES` present, with its size and ETag) and its log's (size, ETag), each
+    ``None`` (or, for the data, empty) if absent."""
+    data = {name: found for name in DATA_NAMES if (found := identity(client, bucket_name, month + name))}
+    return get_if_any(client, bucket_name, month + METADATA), data, identity(client, bucket_name, month + LOG)
 
 
-def _check_start(client, bucket_name: str, month: str, crawl: str, now, month_held) -> None:
-    """Refuse to replace a month holding data without metadata.json (unless this crawl's own upload), one whose
-    metadata.json is not the one the caller decided against, or one whose metadata.json describes other data."""
+def _check_start(client, bucket_name: str, month: str, crawl: str, now, month_held) -> str:
+    """Refuse to replace a month holding data without metadata.json (unless this crawl's own upload, under one
+    name), one whose metadata.json is not the one the caller decided against, or one whose metadata.json describes
+    other data (another size, or a second data object beside it). Return the name of the month's data object (the
+    one its metadata.json names; without one, the one there; :data:`DATA_LZ4` if none)."""
     metadata, data, log = now
     source_id, year, month_ = parse_month_prefix(month)
     if metadata is None:
-        if (data is not None and crawl_in(client, bucket_name, month + DATA, source_id) != crawl) or (
-            data is None and log is not None
+        if (
+            len(data) > 1
+            or any(crawl_in(client, bucket_name, month + name, source_id) != crawl for name in data)
+            or (not data and log is not None)
         ):
-            names = [name for name, there in ((DATA, data), (LOG, log)) if there]
-            raise MonthIncompleteError(bucket_name, month, names)
-        found = None
-    else:
-        try:
-            archived = parse_metadata(month + METADATA, source_id, year, month_, metadata[0])
-        except MetadataError as e:
-            raise MonthChangedError(
-                bucket_name, month, crawl, month_held, f"an unreadable metadata.json ({e})"
-            ) from None
-        found = month_state(archived)
-        size = archived.raw.get("compressed_bytes")
-        if data is not None and isinstance(size, int) and not isinstance(size, bool) and data[0] != size:
-            raise MonthInconsistentError(
-                f"s3://{bucket_name}/{month}metadata.json describes {archived.id} with {size} compressed bytes, and "
-                f"the data.tar.lz4 beside it holds {data[0]}: it is another archive, maybe the only copy of its "
-                f"crawl. {crawl} was not archived and nothing was deleted locally; the month needs a person (restore "
-                "its data.tar.lz4 to see which crawl it holds)"
-            )
+            raise MonthIncompleteError(bucket_name, month, [*data, *([LOG] if log else [])])
+        return next(iter(data), DATA_LZ4)
+    try:
+        archived = parse_metadata(month + METADATA, source_id, year, month_, metadata[0])
+    except MetadataError as e:
+        raise MonthChangedError(bucket_name, month, crawl, month_held, f"an unreadable metadata.json ({e})") from None
+    found, name = month_state(archived), archived.data_name
+    size = archived.raw.get("compressed_bytes")
+    if name in data and isinstance(size, int) and not isinstance(size, bool) and data[name][0] != size:
+        raise MonthInconsistentError(
+            f"s3://{bucket_name}/{month}metadata.json describes {archived.id} with {size} compressed bytes, and "
+            f"the {name} beside it holds {data[name][0]}: it is another archive, maybe the only copy of its "
+            f"crawl. {crawl} was not archived and nothing was deleted locally; the month needs a person (restore "
+            f"its {name} to see which crawl it holds)"
+        )
+    if strays := [other for other in data if other != name]:
+        raise MonthInconsistentError(
+            f"s3://{bucket_name}/{month}metadata.json describes {archived.id} in {name}, and the month also holds "
+            f"{' and '.join(strays)}: maybe the only copy of another crawl. {crawl} was not archived and nothing was "
+            f"deleted locally; the month needs a person (restore {' and '.join(strays)} to see which crawl it holds)"
+        )
     if month_held is not UNCHECKED and found != month_held:
         raise MonthChangedError(bucket_name, month, crawl, month_held, found)
+    return name
 
 
 def begin(
@@ -229,6 +251,7 @@ def begin(
     log,
     metadata: bytes,
     month_held=UNCHECKED,
+    data_name: str = DATA,
 ) -> Journal:
     """Write the journal of a replacement of ``month`` by the archive staged at ``staging``; return it.
 
@@ -245,6 +268,7 @@ def begin(
         ``metadata.json``.
     :raises MonthChangedError: the month's ``metadata.json`` is not what ``month_held`` says.
     :raises MonthInconsistentError: the month's ``metadata.json`` does not describe the data beside it.
+    :param data_name: the staged data object's name (``staging + data_name``), the name it gets in the month.
 
     Whatever is raised, the month is untouched and this try's journal removed (conditional on its ETag).
     """
@@ -252,7 +276,7 @@ def begin(
     if staging != staging_prefix(source_id, data_version) or month != month_prefix(*parse_month_prefix(month)):
         raise ValueError(f"{crawl} stages at {staging_prefix(source_id, data_version)}, not {staging}")
     before = _month_now(client, bucket_name, month)
-    _check_start(client, bucket_name, month, crawl, before, month_held)  # refused before anything is written
+    old_data_name = _check_start(client, bucket_name, month, crawl, before, month_held)  # before anything is written
     old = before[0]
     journal = Journal(
         month=month,
@@ -263,8 +287,10 @@ def begin(
         metadata=metadata.decode("utf-8"),
         old_metadata=old[0].decode("utf-8", "surrogateescape") if old else None,
         old_metadata_etag=old[1] if old else None,
-        old_data=before[1],
+        old_data=before[1].get(old_data_name),
         token=os.urandom(12).hex(),
+        data_name=data_name,
+        old_data_name=old_data_name,
     )
     key, body = journal.key, journal.body()
     try:
@@ -324,7 +350,7 @@ def replace(
             delete_if_match(client, bucket_name, journal.month + METADATA, journal.old_metadata_etag)
         _finish(client, bucket_name, journal, classes, undo_if_refused=True)
     except ClientError as e:
-        if error_code(e) not in REFUSALS or identity(client, bucket_name, journal.month + DATA) != (journal.old_data):
+        if error_code(e) not in REFUSALS or not _old_data_there(client, bucket_name, journal):
             raise
         try:
             lock = object_lock(client, bucket_name)
@@ -350,7 +376,7 @@ def _clean_if_untouched(client, bucket_name: str, journal: Journal) -> None:
     try:
         current = get_if_any(client, bucket_name, journal.month + METADATA)
         text = current[0].decode("utf-8", "surrogateescape") if current else None
-        if text == journal.old_metadata and identity(client, bucket_name, journal.month + DATA) == (journal.old_data):
+        if text == journal.old_metadata and _old_data_there(client, bucket_name, journal):
             _clean(client, bucket_name, journal)
     except Exception:  # noqa: BLE001 - the refusal matters more; recover() finds the journal otherwise
         logger.warning(
@@ -368,9 +394,9 @@ def _finish(client, bucket_name: str, journal: Journal, classes: _Classes, undo_
     """Copy the staged data and log over the month, write the new metadata.json last, then clean staging.
 
     Each copy's source is a staged object (never cold); the old month's objects are only deleted or overwritten."""
-    month, staging = journal.month, journal.staging
+    month, staging, name = journal.month, journal.staging, journal.data_name
     try:
-        promote(client, bucket_name, staging + DATA, month + DATA, *journal.data, storage_class=classes.data)
+        promote(client, bucket_name, staging + name, month + name, *journal.data, storage_class=classes.data)
     except ClientError:
         if undo_if_refused:  # refused, so the month's data is as it was
             _undo(client, bucket_name, journal, classes)
@@ -378,16 +404,52 @@ def _finish(client, bucket_name: str, journal: Journal, classes: _Classes, undo_
     promote(client, bucket_name, staging + LOG, month + LOG, *journal.log, storage_class=classes.metadata)
     key, body = month + METADATA, journal.metadata.encode("utf-8")
     verify_read_back(client, bucket_name, key, body, put_object_once(client, bucket_name, key, body, classes.metadata))
+    _drop_old_data(client, bucket_name, journal)
     _clean(client, bucket_name, journal)
+
+
+def _renamed(journal: Journal) -> bool:
+    """Whether the month's data changes its name (an LZ4 month replaced by a zstd archive)."""
+    return journal.data_name != journal.old_data_name
+
+
+def _old_data_there(client, bucket_name: str, journal: Journal) -> bool:
+    """Whether the month's data is still the old one (same size and ETag; none if there was none)."""
+    return identity(client, bucket_name, journal.month + journal.old_data_name) == journal.old_data
+
+
+def _drop_old_data(client, bucket_name: str, journal: Journal) -> None:
+    """Once the new metadata.json is in place: delete the old data left under its other name, only if it is still
+    the object the journal recorded (``If-Match``; already gone is fine)."""
+    if _renamed(journal) and journal.old_data is not None:
+        delete_if_match(client, bucket_name, journal.month + journal.old_data_name, journal.old_data[1])
+
+
+def _drop_promoted(client, bucket_name: str, journal: Journal) -> None:
+    """Undoing a renamed replacement: delete the copy of the staged data promoted under its new name (the journal
+    held the month, and :func:`begin` found no object under that name), only if it is that size."""
+    if not _renamed(journal):
+        return
+    key = journal.month + journal.data_name
+    found = identity(client, bucket_name, key)
+    if found is None:
+        return
+    if found[0] != journal.data[0]:
+        raise RecoveryError(
+            f"s3://{bucket_name}/{key} is not the copy of {journal.crawl}'s staged archive ({found[0]} bytes, not "
+            f"{journal.data[0]}): the month needs a person"
+        )
+    delete_if_match(client, bucket_name, key, found[1])
 
 
 def _undo(client, bucket_name: str, journal: Journal, classes: _Classes) -> None:
     """Put the month back as it was: only while its data is still the old one (same size and ETag)."""
-    if identity(client, bucket_name, journal.month + DATA) != journal.old_data:
+    if not _old_data_there(client, bucket_name, journal):
         raise RecoveryError(
-            f"s3://{bucket_name}/{journal.month}data.tar.lz4 is neither the archive being replaced nor "
+            f"s3://{bucket_name}/{journal.month}{journal.old_data_name} is neither the archive being replaced nor "
             f"{journal.crawl}'s staged one, and {journal.staging} no longer holds that: the month needs a person"
         )
+    _drop_promoted(client, bucket_name, journal)
     if journal.old_metadata is not None:
         body = journal.old_metadata.encode("utf-8", "surrogateescape")
         key = journal.month + METADATA
@@ -406,7 +468,7 @@ def _clean(client, bucket_name: str, journal: Journal) -> None:
     prefix (checked when the journal was written or read)."""
     if not journal.staging.startswith(STAGING + "/") or not is_journal(journal.key):
         raise RecoveryError(f"refusing to clean {journal.staging} and {journal.key}: not under {STAGING}/")
-    for name in (DATA, LOG):
+    for name in (journal.data_name, LOG):
         client.delete_object(Bucket=bucket_name, Key=journal.staging + name)
     delete_if_match(client, bucket_name, journal.key, journal.etag)
     purge_versions(client, bucket_name, journal.staging)  # a versioned bucket's copies of them, and their markers
@@ -452,9 +514,11 @@ def _recover(client, bucket_name: str, journal: Journal, classes: _Classes) -> s
     if current is not None:
         text = current[0].decode("utf-8", "surrogateescape")
         if text == journal.metadata:
+            _drop_old_data(client, bucket_name, journal)
             _clean(client, bucket_name, journal)
             return "it had completed; its staging objects were removed"
         if text == journal.old_metadata:
+            _drop_promoted(client, bucket_name, journal)
             _clean(client, bucket_name, journal)
             return "it had not begun to change the month; its staging objects were removed"
         raise RecoveryError(
@@ -462,7 +526,7 @@ def _recover(client, bucket_name: str, journal: Journal, classes: _Classes) -> s
             "own: the month needs a person"
         )
     staged = (
-        identity(client, bucket_name, journal.staging + DATA) == journal.data[:2]
+        identity(client, bucket_name, journal.staging + journal.data_name) == journal.data[:2]
         and identity(client, bucket_name, journal.staging + LOG) == journal.log[:2]
     )
     if staged:

@@ -1,6 +1,6 @@
 """Get a crawl back: stream one month's archive out of the bucket into a directory, verify it, say how to reload it.
 
-The archive is read once, as a stream (``get_object`` -> LZ4 -> ``tarfile`` in stream mode ``r|`` -> disk): no
+The archive is read once, as a stream (``get_object`` -> zstd or LZ4 -> ``tarfile`` in stream mode ``r|`` -> disk): no
 copy of it is written anywhere, so restoring a 100 GB crawl needs the disk space of the crawl and nothing more. For
 ``restore(..., target_directory=T)`` of source ``S`` whose archived crawl is ``V``::
 
@@ -33,6 +33,7 @@ from kingfisher_archive import storage_cost
 from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, open_archive
 from kingfisher_archive.bucket import (
     DATA,
+    DATA_NAMES,
     LOG,
     METADATA,
     STREAM_ERRORS,
@@ -291,7 +292,7 @@ def restore(
 
     metadata_key, archived = _month_metadata(client, bucket_name, source_id, year, month)
     prefix = metadata_key[: -len(METADATA)]
-    data_key = prefix + DATA
+    data_key = prefix + archived.data_name
     if data_version is not None and archived.data_version is not None and archived.data_version != data_version:
         raise RestoreError(
             f"{_s3(bucket_name, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
@@ -338,7 +339,7 @@ def restore(
 
 def _extract(client, bucket_name, source_id, target, prefix, archived, expected_version, forbidden, written, root):
     """Stream the archive into ``<source_id>/<version>.incomplete`` under ``target``, verify it, rename it."""
-    data_key = prefix + DATA
+    data_key = prefix + archived.data_name
     members = CrawlMembers(source_id, expected_version)
     staging = directory = log_path = None
     try:
@@ -639,7 +640,8 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
     :param read: ``read(key, etag)`` returns a metadata.json's bytes (default: a GET), so that a long-lived caller
         (the catalogue page) can keep what it read by ETag.
     :returns: one row per month: ``year``, ``month``, ``prefix``, ``data_version``, ``bytes``, ``files``
-        (``data_files``, ours only), ``compressed_bytes`` (of ``data.tar.lz4``, ``None`` if missing), ``log``
+        (``data_files``, ours only), ``data_object`` (the data object's name: the one ``metadata.json`` names, else
+        the one there), ``compressed_bytes`` (of that object, ``None`` if missing), ``log``
         (whether ``scrapy.log`` is there), ``archived_at`` (ours only), ``generation`` (``"2021"``, also ours, or
         ``"2020"``), ``reason`` and ``compared_with`` (why it was kept, as its metadata.json says: ours only) and
         ``problem`` (``None`` if the month can be restored), ``stored`` (its objects' bytes by storage class:
@@ -668,6 +670,8 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
     rows = []
     for prefix, objects in months.items():
         year, month = periods[prefix]
+        # The data object: the one metadata.json names (set below); without one, whichever is there.
+        data = next((name for name in DATA_NAMES if name in objects), DATA)
         row = {
             "year": year,
             "month": month,
@@ -675,7 +679,8 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
             "data_version": None,
             "bytes": None,
             "files": None,
-            "compressed_bytes": objects.get(DATA),
+            "data_object": data,
+            "compressed_bytes": objects.get(data),
             "log": LOG in objects,
             "archived_at": None,
             "generation": None,
@@ -698,7 +703,10 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
                 data_files = archived.raw.get("data_files")
                 archived_at = archived.raw.get("archived_at")
                 reason, compared_with = archived.raw.get("reason"), archived.raw.get("compared_with")
+                data = archived.data_name
                 row.update(
+                    data_object=data,
+                    compressed_bytes=objects.get(data),
                     reason=reason if isinstance(reason, str) else None,
                     compared_with=compared_with if isinstance(compared_with, str) else None,
                     archived_at=archived_at if isinstance(archived_at, str) else None,
@@ -711,7 +719,7 @@ def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dic
                 problems.append(f"not restored: {chosen[(year, month)][: -len(METADATA)]} is the same month")
         else:
             problems.append("metadata missing")
-        if DATA not in objects:
+        if data not in objects:
             problems.append("data object missing")
         row["problem"] = "; ".join(problems) or None
         rows.append(row)

@@ -30,6 +30,8 @@ RETENTION_DAYS = "kingfisher_archive_retention_days"
 WAITING_WARNING_DAYS = "kingfisher_archive_waiting_warning_days"
 #: The storage price table, as JSON (:func:`kingfisher_archive.storage_cost.parse`); unset: us-east-1's, dated.
 STORAGE_PRICES = storage_cost.VARIABLE
+#: The zstd level new archives are compressed at (1-19).
+COMPRESSION_LEVEL = "kingfisher_archive_compression_level"
 #: Server-side encryption sent on every write and copy, as JSON with boto3's names; the S3 connection's extra may
 #: hold the same under "encryption" (the Variable wins).
 ENCRYPTION = "kingfisher_archive_encryption"
@@ -60,6 +62,12 @@ COLD_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 LEDGER_FILE = "kingfisher_archive.sqlite3"
 #: Loading a big crawl takes Kingfisher Process hours, rarely more than a day; three days means something is stuck.
 DEFAULT_WAITING_WARNING_DAYS = 3
+#: zstd level 1: the archive step as fast as today's LZ4 one and as ``tar | zstd -1 | upload``, the same crawl in
+#: about 42% fewer bytes than LZ4; level 3 saves 9% more but was slower than LZ4 in 3 runs of 4 (docs/performance.md,
+#: Codecs).
+DEFAULT_COMPRESSION_LEVEL = 1
+#: The levels the Variable may name (zstd's, without the ``--ultra`` ones, which need far more memory).
+COMPRESSION_LEVELS = range(1, 20)
 
 
 class ConfigurationError(RetryableError):  # retried: also raised when Kingfisher Process is unreachable
@@ -76,6 +84,8 @@ class Settings:
     retention_days: int | None = None  # None: local retention is off
     #: Warn when a crawl has waited longer than this for Kingfisher Process to load its files.
     waiting_warning_days: int = DEFAULT_WAITING_WARNING_DAYS
+    #: The zstd level of new archives (``data.tar.zst``).
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
     #: The Variable :data:`STORAGE_PRICES` as given (JSON, checked by :func:`load`; ``""``: the defaults), kept as
     #: text so that the settings stay plain values.
     storage_prices: str = ""
@@ -174,6 +184,7 @@ def load(
         RETENTION_DAYS,
         WAITING_WARNING_DAYS,
         STORAGE_PRICES,
+        COMPRESSION_LEVEL,
     )
     values = {name: (get(name) or "").strip() for name in names}
     problems = [f"Airflow Variable {name!r} is not set" for name in REQUIRED if not values[name]]
@@ -187,6 +198,17 @@ def load(
                 days[name] = 0
             if days[name] < 1:
                 problems.append(f"Airflow Variable {name!r} is {values[name]!r}, not a whole number of days >= 1")
+    level = DEFAULT_COMPRESSION_LEVEL
+    if values[COMPRESSION_LEVEL]:
+        try:
+            level = int(values[COMPRESSION_LEVEL])
+        except ValueError:
+            level = 0
+        if level not in COMPRESSION_LEVELS:
+            problems.append(
+                f"Airflow Variable {COMPRESSION_LEVEL!r} is {values[COMPRESSION_LEVEL]!r}, not a zstd level from "
+                f"{COMPRESSION_LEVELS.start} to {COMPRESSION_LEVELS.stop - 1}"
+            )
     for name in (DATA_DIRECTORY, LOGS_DIRECTORY) if on_kingfisher_host else ():
         path = values[name]
         if path and not os.path.isdir(path):
@@ -211,6 +233,7 @@ def load(
         retention_days=days.get(RETENTION_DAYS),
         waiting_warning_days=days.get(WAITING_WARNING_DAYS, DEFAULT_WAITING_WARNING_DAYS),
         storage_prices=values[STORAGE_PRICES],
+        compression_level=level,
     )
 
 

@@ -14,17 +14,20 @@ import os
 import secrets
 import shutil
 import tarfile
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import lz4.frame
+import pytest
 import xxhash
+import zstandard
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive import policy, steps
-from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.bucket import DATA_LZ4, DATA_NAMES, Bucket
 from kingfisher_archive.ledger import Ledger
 from kingfisher_archive.process import Collection
 from kingfisher_archive.s3.client import client_config
@@ -35,6 +38,34 @@ from tests.harness.crashes import Crash, Killed, Try, failing_reads, list_bucket
 SOURCE = "scotland"
 #: What the sweep takes as now: every crawl of 2020 is older than its retention.
 NOW = datetime(2026, 11, 28)
+
+
+@contextmanager
+def writing_lz4() -> Iterator[None]:
+    """Archive as this package did before 2.0 (the older tools' format): ``data.tar.lz4`` in one LZ4 frame, and a
+    ``metadata.json`` that names no data object, codec or level. For histories whose months later runs replace."""
+    from kingfisher_archive import archive_format, archiver
+
+    metadata_json = archiver._metadata_json
+
+    def older_metadata(*args) -> bytes:
+        document = json.loads(metadata_json(*args))
+        for key in ("data_object", "codec", "compression_level"):  # checksums and verified_by: keyed by DATA_LZ4
+            del document[key]
+        return json.dumps(document, indent=2).encode("utf-8")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(archiver, "DATA", DATA_LZ4)
+        patch.setattr(archiver, "_metadata_json", older_metadata)
+        patch.setattr(archive_format, "ZstdWriter", lambda sink, level: archive_format.LZ4Writer(sink))
+        yield
+
+
+def decompress(data: bytes) -> bytes:
+    """An archive's tar, by the stock libraries (not the package's reader): LZ4 or zstd, as the first bytes say."""
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
+    return lz4.frame.decompress(data)
 
 
 def month_of(crawl_id: str) -> str:
@@ -211,18 +242,48 @@ class World:
         self._cache[(key, response["ETag"])] = body
         return body
 
-    def data(self, prefix: str) -> tuple[str, str] | None:
-        """The crawl a month's data.tar.lz4 holds (its tar's first member) and the checksum of its files."""
-        if self._view is not None and prefix + "data.tar.lz4" not in self._view:
+    def _data_objects(self, prefix: str) -> list[str]:
+        """The names of the month's data objects (``data.tar.zst``, ``data.tar.lz4``) that are there."""
+        if self._view is not None:
+            return [name for name in DATA_NAMES if prefix + name in self._view]
+        found = []
+        for name in DATA_NAMES:
+            try:
+                self.look.head_object(Bucket=self.bucket, Key=prefix + name)
+            except ClientError:
+                continue
+            found.append(name)
+        return found
+
+    def _named(self, prefix: str) -> str | None:
+        """The data object the month's metadata.json names (none named: data.tar.lz4), if it has one."""
+        if self._view is not None and prefix + "metadata.json" not in self._view:
             return None
         try:
-            data = self._read(prefix + "data.tar.lz4")
+            name = json.loads(self._read(prefix + "metadata.json")).get("data_object", DATA_LZ4)
+        except (ClientError, ValueError, AttributeError):
+            return None
+        return name if name in DATA_NAMES else DATA_LZ4
+
+    def data(self, prefix: str, name: str | None = None) -> tuple[str, str] | None:
+        """The crawl a month's data object holds (its tar's first member) and the checksum of its files: the object
+        ``name``, else the one its metadata.json names, else the one there (zstd first)."""
+        if name is None:
+            there = self._data_objects(prefix)
+            named = self._named(prefix)
+            name = named if named in there else next(iter(there), None)
+            if name is None:
+                return None
+        if self._view is not None and prefix + name not in self._view:
+            return None
+        try:
+            data = self._read(prefix + name)
         except ClientError:
             return None
         if ("tar", data) in self._cache:
             return self._cache[("tar", data)]
         hasher = xxhash.xxh3_128()
-        with tarfile.open(fileobj=io.BytesIO(lz4.frame.decompress(data))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(decompress(data))) as tar:
             members = tar.getmembers()
             for member in members:
                 if member.isfile():
@@ -230,23 +291,29 @@ class World:
         self._cache[("tar", data)] = found = (members[0].name, hasher.hexdigest())
         return found
 
+    def every_data(self, prefix: str) -> list[tuple[str, str]]:
+        """What each of the month's data objects holds (two only while a replacement across names is under way)."""
+        return [found for name in self._data_objects(prefix) if (found := self.data(prefix, name))]
+
     def data_names(self, prefix: str) -> str | None:
-        """The crawl a month's data.tar.lz4 holds, read from the tar itself (None: no data)."""
+        """The crawl a month's data object holds, read from the tar itself (None: no data)."""
         found = self.data(prefix)
         return found[0] if found else None
 
     def check_month(self, prefix: str, crawl_id: str) -> str:
-        """Its metadata.json describes its data.tar.lz4: same crawl, size and checksum. Returns the checksum."""
+        """Its metadata.json describes the data object it names: same crawl, size and checksum. Returns the
+        checksum."""
         metadata = json.loads(self._read(prefix + "metadata.json"))
+        named = metadata.get("data_object", DATA_LZ4)
         try:
-            if self._view is not None and prefix + "data.tar.lz4" in self._view:
-                size = self._view[prefix + "data.tar.lz4"][1]
+            if self._view is not None and prefix + named in self._view:
+                size = self._view[prefix + named][1]
             else:
-                size = self.look.head_object(Bucket=self.bucket, Key=prefix + "data.tar.lz4")["ContentLength"]
+                size = self.look.head_object(Bucket=self.bucket, Key=prefix + named)["ContentLength"]
         except ClientError as e:
-            raise AssertionError(f"{prefix}metadata.json names {crawl_id} but there is no data.tar.lz4") from e
-        assert size == metadata["compressed_bytes"], f"{prefix}: data.tar.lz4 is not the size its metadata says"
-        name, checksum = self.data(prefix)
+            raise AssertionError(f"{prefix}metadata.json names {crawl_id} but there is no {named}") from e
+        assert size == metadata["compressed_bytes"], f"{prefix}: {named} is not the size its metadata says"
+        name, checksum = self.data(prefix, named)
         assert name == crawl_id, f"{prefix}: the tar holds {name}, not {crawl_id}"
         assert checksum == metadata["checksum"], f"{prefix}: the data is not what metadata.json says"
         return metadata["checksum"]
@@ -269,6 +336,8 @@ class World:
         for prefix, crawl_id in months.items():
             try:
                 consistent[prefix] = crawl_id is not None and bool(self.check_month(prefix, crawl_id))
+                if crawl_id is not None and len(there := self._data_objects(prefix)) != 1:
+                    consistent[prefix] = f"{prefix} holds {there} beside its metadata.json"
             except AssertionError as e:
                 consistent[prefix] = str(e)
         return {
@@ -283,8 +352,9 @@ class World:
     def unsafe(self) -> list[str]:
         """What breaks the safety invariants now: a ``metadata.json`` that does not describe the data beside it, and
         a crawl loaded that is lost: not on disk, not in its month's archive byte for byte, and not deleted while the
-        archive it lost to is in the bucket. (A promotion cut short may leave a month's data.tar.lz4 without its
-        metadata.json: that data is a whole archive, restorable by hand, and counts for the crawl it holds.)"""
+        archive it lost to is in the bucket. (A promotion cut short may leave a month's data object without its
+        metadata.json, or beside another under the other name: each is a whole archive, restorable by hand, and
+        counts for the crawl it holds.)"""
         with self._viewing():
             return self._unsafe()
 
@@ -305,8 +375,8 @@ class World:
                 continue  # set aside to be deleted, whole
             prefix = month_of(crawl_id)
             held = self.data(prefix) if prefix in months else None
-            if held == (crawl_id, checksum):
-                continue  # in its month's data.tar.lz4, byte for byte (with or without its metadata.json)
+            if prefix in months and (crawl_id, checksum) in self.every_data(prefix):
+                continue  # in its month's data object, byte for byte (with or without its metadata.json)
             if held is not None and months[prefix] in (None, held[0]):
                 continue  # its month holds a whole archive of another crawl, which replaced it (or it lost to)
             row = self.ledger.get(*crawl_id.split("/")) or {}

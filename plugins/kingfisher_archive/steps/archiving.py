@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from kingfisher_archive import archive_result, archiver, deletion, replacement
 from kingfisher_archive.archive_result import ArchiveResult, Kind
-from kingfisher_archive.bucket import DATA, ArchivedCrawl, ArchiveFrozenError, Bucket, month_prefix, month_state
+from kingfisher_archive.bucket import ArchivedCrawl, ArchiveFrozenError, Bucket, month_prefix, month_state
 from kingfisher_archive.choice import ChecksumFailedError, month_changed, redecide
 from kingfisher_archive.crawl import (
     DELETING_SUFFIX,
@@ -124,7 +124,7 @@ def _repair(
     """
     directory = key.directory(settings.data_directory)
     where = f"s3://{bucket.name}/{archived.key}"
-    data_key = archived.prefix + DATA
+    data_key = archived.data_key
     if checksum(directory) == archived.checksum:
         size = archived.raw.get("compressed_bytes")
         if isinstance(size, int) and bucket.data_size(archived) == size:

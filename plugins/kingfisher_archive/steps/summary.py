@@ -190,7 +190,7 @@ def format_table(summary: dict) -> str:
     def mib(value) -> str:
         return f"{value / MiB:.1f}" if value is not None else ""
 
-    header = f"{'crawl':<40} {'outcome':<27} {'MiB':>9} {'LZ4 MiB':>9} {'ratio':>5} {'MB/s':>6}"
+    header = f"{'crawl':<40} {'outcome':<27} {'MiB':>9} {'zstd MiB':>9} {'ratio':>5} {'MB/s':>6}"
     lines = [header + "  why"]
     for row in summary["rows"]:
         lines.append(
