@@ -87,7 +87,7 @@ def test_a_crawl_round_trips_byte_for_byte_and_is_deleted_locally(client, bucket
     assert (metadata["errors_count"], metadata["reject_reason"], metadata["collection_id"]) == (1, None, 7)
     assert metadata["archiver"] == f"kingfisher-archive {__version__}"  # the distribution and version that wrote it
     # The data object's name, its codec and level; its checksums keyed by that name.
-    assert (metadata["data_object"], metadata["codec"], metadata["compression_level"]) == ("data.tar.zst", "zstd", 3)
+    assert (metadata["data_object"], metadata["codec"], metadata["compression_level"]) == ("data.tar.zst", "zstd", 1)
     assert set(metadata["checksums"]) == {"data.tar.zst", "scrapy.log"}
     log = client.get_object(Bucket=bucket, Key="scotland/2020/09/scrapy.log")["Body"].read()
     assert log == b"log\n"

@@ -64,7 +64,7 @@ def test_list_prints_a_table_of_months(cli, client, bucket, tmp_path):
 
 def test_list_shows_the_bytes_per_storage_class_and_the_bill_at_the_prices_set(cli, client, bucket, tmp_path):
     archive(client, bucket, tmp_path, FILES)
-    key = "scotland/2020/09/data.tar.lz4"
+    key = "scotland/2020/09/data.tar.zst"
     data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     client.put_object(Bucket=bucket, Key=key, Body=data, StorageClass="DEEP_ARCHIVE")
     prices = '{"region": "eu-west-1", "as_of": "2026-11-01", "usd_per_gb_month": {"DEEP_ARCHIVE": 0.0018}}'

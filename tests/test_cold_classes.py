@@ -18,6 +18,7 @@ from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.month import crawl_in
 from kingfisher_archive.s3.proof import ColdProofError
 from scripts.demo_kit.kingfisher_host import ocds_files
+from tests.harness.world import writing_lz4
 from tests.test_faults import assert_month_is_consistent, keys, plan_for
 
 MONTH = "scotland/2020/09/"
@@ -58,7 +59,7 @@ def test_a_cold_month_is_archived_and_replaced_without_a_cold_read(
 
     assert proxy.refused_cold == []  # no GET, ranged GET or copy of a cold object was even tried
     assert _classes(client, bucket) == {
-        MONTH + "data.tar.lz4": storage_class,
+        MONTH + "data.tar.zst": storage_class,
         MONTH + "metadata.json": "STANDARD_IA",
         MONTH + "scrapy.log": "STANDARD_IA",
     }
@@ -67,9 +68,9 @@ def test_a_cold_month_is_archived_and_replaced_without_a_cold_read(
     metadata = assert_month_is_consistent(s3_server.client(), bucket, MONTH)
     assert (metadata["id"], metadata["storage_class"]) == (f"scotland/{BETTER}", storage_class)
     # Which crawl the data holds is its user metadata, read by HEAD, through the copy from staging.
-    head = client.head_object(Bucket=bucket, Key=MONTH + "data.tar.lz4")
+    head = client.head_object(Bucket=bucket, Key=MONTH + "data.tar.zst")
     assert head["Metadata"] == {"crawl": f"scotland/{BETTER}"}
-    assert crawl_in(client, bucket, MONTH + "data.tar.lz4", "scotland") == f"scotland/{BETTER}"
+    assert crawl_in(client, bucket, MONTH + "data.tar.zst", "scotland") == f"scotland/{BETTER}"
     assert proxy.refused_cold == [] and proxy.restores == []
 
 
@@ -99,7 +100,7 @@ def test_a_replacement_of_a_cold_month_cut_short_is_finished_by_the_retry_withou
     assert result["deleted"] and not _on_disk(host, BETTER)
     assert proxy.refused_cold == []
     assert assert_month_is_consistent(s3_server.client(), bucket, MONTH)["id"] == f"scotland/{BETTER}"
-    assert _classes(client, bucket)[MONTH + "data.tar.lz4"] == "DEEP_ARCHIVE"
+    assert _classes(client, bucket)[MONTH + "data.tar.zst"] == "DEEP_ARCHIVE"
     assert keys(client, bucket, "staging/") == []
 
 
@@ -123,8 +124,8 @@ def test_a_server_that_only_a_read_back_could_prove_by_never_reads_a_cold_object
     assert result["deleted"] and not _on_disk(host, BETTER)
     assert proxy.refused_cold == []
     metadata = assert_month_is_consistent(s3_server.client(), bucket, MONTH)
-    assert metadata["verified_by"]["data.tar.lz4"] == "read-back"  # in staging, before it was copied
-    assert _classes(client, bucket)[MONTH + "data.tar.lz4"] == "GLACIER"
+    assert metadata["verified_by"]["data.tar.zst"] == "read-back"  # in staging, before it was copied
+    assert _classes(client, bucket)[MONTH + "data.tar.zst"] == "GLACIER"
 
 
 @pytest.mark.slow
@@ -136,7 +137,8 @@ def test_an_older_cold_archive_whose_crawl_must_be_read_holds_that_crawl_while_i
     direct = s3_server.client()  # what an older tool left, planted behind the proxy
     settings = _cold(settings, "DEEP_ARCHIVE")
     files = ocds_files("small", 2)
-    _archive(settings, host, client, EARLIER, files)
+    with writing_lz4():  # as this package wrote it before 2.0
+        _archive(settings, host, client, EARLIER, files)
     # An archive written before the crawl's id was in its user metadata, whose metadata.json was lost.
     source = {"Bucket": bucket, "Key": MONTH + "data.tar.lz4"}
     direct.copy_object(
@@ -179,9 +181,9 @@ def test_the_audit_never_reads_cold_data_and_verify_data_thaws_it_first(aws_like
     report = audit.audit(client, bucket, verify_data=True)
     assert report["problems"] == [] and report["verified"] == 0 and report["unrepaired"] == 0
     [thawing] = report["thawing"]
-    assert thawing["key"] == MONTH + "data.tar.lz4" and thawing["storage_class"] == "DEEP_ARCHIVE"
+    assert thawing["key"] == MONTH + "data.tar.zst" and thawing["storage_class"] == "DEEP_ARCHIVE"
     assert thawing["detail"].startswith("thawing: verify again after 48 h")
-    assert proxy.restores == [(MONTH + "data.tar.lz4", 7, "Bulk")]
+    assert proxy.restores == [(MONTH + "data.tar.zst", 7, "Bulk")]
     assert proxy.refused_cold == []
 
     proxy.finish_restores()
@@ -231,7 +233,7 @@ def test_the_command_line_audit_says_a_cold_month_is_thawing_and_verifies_it_onc
     thawing = cli("audit", "--bucket", bucket, "--verify-data", KINGFISHER_ARCHIVE_ENDPOINT_URL=proxy.endpoint_url)
     assert thawing.returncode == 0, thawing.stdout + thawing.stderr
     lines = thawing.stdout.splitlines()
-    assert lines[0].startswith(f"thawing  {MONTH}data.tar.lz4: not verified yet: thawing: verify again after 12 h")
+    assert lines[0].startswith(f"thawing  {MONTH}data.tar.zst: not verified yet: thawing: verify again after 12 h")
     assert lines[-1].endswith("0 archives verified, 1 cold archive thawing")
     assert proxy.refused_cold == []
 

@@ -19,7 +19,7 @@ def plant_cold(client, bucket, tmp_path, storage_class="GLACIER"):
     """Archive a crawl straight into SeaweedFS, then put its data object in ``storage_class`` (metadata.json and
     scrapy.log stay in a class that reads at once, as the package writes them); return the crawl's tree."""
     before = archive(client, bucket, tmp_path, FILES)
-    key = f"{SOURCE}/2020/09/data.tar.lz4"
+    key = f"{SOURCE}/2020/09/data.tar.zst"
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     client.put_object(Bucket=bucket, Key=key, Body=body, StorageClass=storage_class)
     return before, key

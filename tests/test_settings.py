@@ -36,10 +36,10 @@ def test_the_waiting_warning_defaults_to_three_days_and_a_bad_value_is_named():
 
 
 @pytest.mark.parametrize("value", ["0", "20", "fast", "3.5"])
-def test_the_compression_level_defaults_to_3_and_a_bad_value_is_named_with_the_range(value):
+def test_the_compression_level_defaults_to_1_and_a_bad_value_is_named_with_the_range(value):
     values = {"kingfisher_archive_bucket": "b", "kingfisher_archive_data_directory": "/",
               "kingfisher_archive_logs_directory": "/"}  # fmt: skip
-    assert config.load(values.get).compression_level == 3
+    assert config.load(values.get).compression_level == 1
     values["kingfisher_archive_compression_level"] = value
     message = f"Airflow Variable 'kingfisher_archive_compression_level' is '{value}', not a zstd level from 1 to 19"
     with pytest.raises(config.ConfigurationError, match=message.replace(".", r"\.")):
