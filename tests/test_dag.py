@@ -21,7 +21,7 @@ import pytest
 
 from kingfisher_archive import policy
 from scripts.demo_kit.airflow_dag import AIRFLOW, AirflowHome, archive_connections, archive_variables
-from scripts.demo_kit.kingfisher_host import KingfisherHost, archive_all, mixed_host, tree
+from scripts.demo_kit.kingfisher_host import KingfisherHost, archive_all, mixed_host, ocds_files, tree
 from scripts.demo_kit.kingfisher_process import ProcessV2
 
 pytestmark = pytest.mark.airflow
@@ -649,3 +649,63 @@ def test_one_crawls_trouble_is_held_and_named_and_a_crawl_collect_reuses_is_arch
     ((subject, body),) = smtp.bodies()
     assert "peru/20201216_000000 is held" in body and "archived and verified, and deleting it from disk failed" in body
     assert "delete_failed" not in body  # words for people
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schema", ["v2"])
+def test_into_glacier_a_month_replaced_and_restored_through_the_restore_dags_deferral(mixed, s3_server, tmp_path):
+    """Amazon S3's archive classes as the tests' proxy imitates them (a GET or copy of a GLACIER object refused until
+    a restore has made a copy, which takes a few seconds here): the archive DAG writes its data objects into
+    GLACIER and replaces a month there without a cold read, and the restore DAG asks for the copy, waits for it in
+    the (inline) triggerer and restores the crawl byte for byte."""
+    from tests.harness.aws_like import AwsLike
+    from tests.harness.stripping_proxy import StrippingProxy
+
+    host, airflow, client, bucket = mixed
+    proxy = AwsLike(s3_server.client(), bucket, kms=False, cold=True, restore_seconds=3)
+    with StrippingProxy(
+        s3_server.endpoint_url, s3_server.access_key, s3_server.secret_key, s3_server.region, drop=(), rewrite=proxy
+    ) as through:
+        airflow.connections["kingfisher_archive_s3"]["extra"]["endpoint_url"] = through.endpoint_url
+        airflow.variables["kingfisher_archive_storage_class"] = "GLACIER"
+        restore_directory = tmp_path / "restore-directory"
+        restore_directory.mkdir()
+        airflow.variables["kingfisher_archive_restore_directory"] = str(restore_directory)
+        airflow.variables["kingfisher_archive_thaw_poll_seconds"] = "1"
+
+        first = airflow.run()
+        assert first.succeeded, first.output[-5000:]
+        month = "scotland/2020/09/"
+        classes = {
+            item["Key"]: item["StorageClass"]
+            for item in client.list_objects_v2(Bucket=bucket, Prefix=month)["Contents"]
+        }
+        assert classes == {
+            month + "data.tar.zst": "GLACIER",
+            month + "metadata.json": "STANDARD_IA",
+            month + "scrapy.log": "STANDARD_IA",
+        }
+
+        # A better crawl of the same month: the cold month is replaced (its GLACIER object deleted minutes after it
+        # was written, which the summary prices), still without reading it.
+        better = host.add_crawl("scotland", "20200925_000000", ocds_files("c", 30))
+        before = tree(better.directory)
+        second = airflow.run(logical_date="2026-11-28")
+        assert second.succeeded, second.output[-5000:]
+        metadata = json.loads(client.get_object(Bucket=bucket, Key=month + "metadata.json")["Body"].read())
+        assert (metadata["id"], metadata["storage_class"], metadata["codec"]) == (
+            "scotland/20200925_000000",
+            "GLACIER",
+            "zstd",
+        )
+        assert not host.exists("scotland/20200925_000000")
+        early = f"replacing s3://{bucket}/{month}data.tar.zst pays under $0.0001 early-deletion: 90 days left of "
+        assert early + "GLACIER's 90-day minimum (information: the replacement went ahead)" in second.output
+        assert proxy.refused_cold == [] and proxy.restores == []  # nothing cold was read, or asked for
+
+        conf = {"source_id": "scotland", "year": 2020, "month": 9, "target_directory": "restored", "tier": "Standard"}
+        restored = airflow.run(dag_id="kingfisher_archive_restore", conf=conf, logical_date="2026-11-29")
+        assert restored.succeeded, restored.output[-5000:]
+        assert "Deferring until the copy is ready" in restored.output
+        assert proxy.restores == [(month + "data.tar.zst", 7, "Standard")]
+        assert tree(restore_directory / "restored" / "scotland" / "20200925_000000") == before

@@ -238,7 +238,7 @@ def mixed_host(
 def archive_all(host: KingfisherHost, client, bucket: str) -> None:
     """Archive every crawl of ``host`` into ``bucket`` with the package's own archiver, which deletes it locally.
 
-    The bucket then holds what an earlier run left: ``data.tar.lz4``, ``metadata.json`` and ``scrapy.log`` per month.
+    The bucket then holds what an earlier run left: ``data.tar.zst``, ``metadata.json`` and ``scrapy.log`` per month.
     """
     from kingfisher_archive import archiver
     from kingfisher_archive.records import CrawlKey
