@@ -98,7 +98,44 @@ def _compress_block(chunk) -> tuple[bytes, bytes, bytes]:
     return struct.pack("<I", size), stored, struct.pack("<I", xxhash.xxh32_intdigest(stored))
 
 
-class LZ4Writer:
+class _Buffered:
+    """What the tar writer writes into: a block of ``self._block`` (a ``bytearray``, its ``memoryview`` in
+    ``self._view``), ``self._filled`` bytes of it used; :meth:`_full` takes a full block away."""
+
+    _block: bytearray
+    _view: memoryview
+    _filled: int
+
+    def write(self, data) -> int:
+        size = len(data)
+        if self._filled + size < len(self._block):  # the common case: a tar header or padding fits in the block
+            self._block[self._filled : self._filled + size] = data
+            self._filled += size
+            return size
+        view = memoryview(data).cast("B")
+        while view:
+            space = self.reserve()
+            take = min(len(view), len(space))
+            space[:take] = view[:take]
+            self.commit(take)
+            view = view[take:]
+        return size
+
+    def reserve(self) -> memoryview:
+        """The free space of the current block (at least one byte), to read into directly; then :meth:`commit`."""
+        return self._view[self._filled :]
+
+    def commit(self, n: int) -> None:
+        """Count ``n`` bytes written into the space :meth:`reserve` gave."""
+        self._filled += n
+        if self._filled == len(self._block):
+            self._full()
+
+    def _full(self) -> None:
+        raise NotImplementedError
+
+
+class LZ4Writer(_Buffered):
     """The uncompressed side of one standard LZ4 frame: the tar is written here, compressed bytes go to ``sink``.
 
     Independent 4 MiB blocks, each with its checksum, compressed by ``threads`` threads in parallel (LZ4 is
@@ -121,31 +158,9 @@ class LZ4Writer:
         self._view = memoryview(self._block)
         self._filled = 0
 
-    def write(self, data) -> int:
-        size = len(data)
-        if self._filled + size < LZ4_BLOCK_SIZE:  # the common case: a tar header or padding fits in the block
-            self._block[self._filled : self._filled + size] = data
-            self._filled += size
-            return size
-        view = memoryview(data).cast("B")
-        while view:
-            space = self.reserve()
-            take = min(len(view), len(space))
-            space[:take] = view[:take]
-            self.commit(take)
-            view = view[take:]
-        return size
-
-    def reserve(self) -> memoryview:
-        """The free space of the current block (at least one byte), to read into directly; then :meth:`commit`."""
-        return self._view[self._filled :]
-
-    def commit(self, n: int) -> None:
-        """Count ``n`` bytes written into the space :meth:`reserve` gave."""
-        self._filled += n
-        if self._filled == LZ4_BLOCK_SIZE:
-            self._submit(self._block)
-            self._new_block()
+    def _full(self) -> None:
+        self._submit(self._block)
+        self._new_block()
 
     def _submit(self, chunk) -> None:
         self._pending.append((self._pool.submit(_compress_block, chunk), chunk))
@@ -172,7 +187,7 @@ class LZ4Writer:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class ZstdWriter:
+class ZstdWriter(_Buffered):
     """The uncompressed side of one standard zstd stream: the tar is written here, compressed bytes go to ``sink``.
 
     Frames with zstd's content checksums (what ``zstd -dc`` checks), at ``level``, compressed by libzstd's ``threads``
@@ -192,31 +207,9 @@ class ZstdWriter:
         self._view = memoryview(self._block)
         self._filled = 0
 
-    def write(self, data) -> int:
-        size = len(data)
-        if self._filled + size < ZSTD_BUFFER_SIZE:  # the common case: a tar header or padding fits in the buffer
-            self._block[self._filled : self._filled + size] = data
-            self._filled += size
-            return size
-        view = memoryview(data).cast("B")
-        while view:
-            space = self.reserve()
-            take = min(len(view), len(space))
-            space[:take] = view[:take]
-            self.commit(take)
-            view = view[take:]
-        return size
-
-    def reserve(self) -> memoryview:
-        """The free space of the buffer (at least one byte), to read into directly; then :meth:`commit`."""
-        return self._view[self._filled :]
-
-    def commit(self, n: int) -> None:
-        """Count ``n`` bytes written into the space :meth:`reserve` gave."""
-        self._filled += n
-        if self._filled == ZSTD_BUFFER_SIZE:
-            self._stream.write(self._block)
-            self._filled = 0
+    def _full(self) -> None:
+        self._stream.write(self._block)  # libzstd copies it into its jobs: the buffer is free again
+        self._filled = 0
 
     def close(self) -> None:
         """Compress what is left and end the frame (its content checksum); the sink is left open."""
