@@ -152,7 +152,7 @@ def test_a_lost_response_to_writing_the_journal_is_recognised_as_this_try_s(sett
 
 @pytest.mark.parametrize("where", ["month", "per-crawl"])
 def test_an_interrupted_replacement_is_reported_and_recovered_at_either_journal_key(settings, two_tries, where):
-    """Buckets written before 1.2 hold journals beside their staged archive: they are still finished."""
+    """Buckets written before 2.0 hold journals beside their staged archive: they are still finished."""
     client, _, first, _ = two_tries
     cut = []
 
@@ -167,7 +167,7 @@ def test_an_interrupted_replacement_is_reported_and_recovered_at_either_journal_
     client.meta.events.unregister("before-parameter-build.s3.CopyObject", cut_short)
     assert get_if_any(client, settings.bucket, MONTH + "metadata.json") is None
     key = JOURNAL
-    if where == "per-crawl":  # as 1.1 wrote it: no token, beside the staged archive
+    if where == "per-crawl":  # as 1.0 wrote it: no token, beside the staged archive
         body = json.loads(client.get_object(Bucket=settings.bucket, Key=JOURNAL)["Body"].read())
         del body["token"]
         key = f"staging/scotland/{first['data_version']}/replacing.json"

@@ -380,7 +380,7 @@ def verify_archive(client, bucket_name: str, key: str, archived: ArchivedCrawl):
 
 
 def _staged_by(client, bucket_name: str, key: str) -> str:
-    """The staging prefix whose objects a journal's replacement needs: beside it (before 1.2), or named in it; the
+    """The staging prefix whose objects a journal's replacement needs: beside it (before 2.0), or named in it; the
     whole source's staging folder if it cannot be read (nothing of it is then repaired)."""
     if key.endswith("/" + JOURNAL):
         return key[: -len(JOURNAL)]

@@ -37,7 +37,7 @@ from kingfisher_archive.bucket import (
 from kingfisher_archive.records import CrawlKey
 from kingfisher_archive.s3.errors import MISSING, error_code
 
-#: The name of a journal written before 1.2, beside its staged archive: ``staging/<source_id>/<data_version>/``.
+#: The name of a journal written before 2.0, beside its staged archive: ``staging/<source_id>/<data_version>/``.
 JOURNAL = "replacing.json"
 #: The end of a month's journal's key: ``staging/<source_id>/<YYYY>-<MM>.replacing.json`` (:func:`journal_key`).
 MONTH_JOURNAL_SUFFIX = ".replacing.json"
@@ -145,13 +145,13 @@ def journal_key(month: str) -> str:
 
 
 def is_journal(key: str) -> bool:
-    """Whether ``key`` is a replacement's journal: a month's, or one written before 1.2 beside its staged archive."""
+    """Whether ``key`` is a replacement's journal: a month's, or one written before 2.0 beside its staged archive."""
     return bool(_MONTH_JOURNAL.fullmatch(key) or _LEGACY_JOURNAL.fullmatch(key))
 
 
 def journals(client, bucket: str, source_id: str) -> list[str]:
     """The keys of every replacement journal of a source (interrupted or in progress): the months' journals, and
-    journals written before 1.2 beside their staged archives."""
+    journals written before 2.0 beside their staged archives."""
     paginator = client.get_paginator("list_objects_v2")
     prefix = f"{STAGING}/{source_id}/"
     return [

@@ -7,7 +7,7 @@ month begin at a time, whatever the ledger's claims say (a ledger set aside and 
 AIRFLOW_HOME). Under its journal, :func:`begin` reads the month again and refuses to start from anything but what
 the caller decided against. :func:`replace` carries the replacement out; and :func:`recover` takes a month whose
 replacement was cut short to one of its two whole states, or raises :class:`RecoveryError`, never guessing. Journals
-written before 1.2 lie beside their staged archive (``staging/<source_id>/<data_version>/replacing.json``) and are
+written before 2.0 lie beside their staged archive (``staging/<source_id>/<data_version>/replacing.json``) and are
 recovered all the same. See docs/safety.md, section 4.
 
 The month's data object may change its name (an LZ4 month, ``data.tar.lz4``, replaced by a zstd archive,
@@ -146,13 +146,13 @@ class Journal:
     month: str  # the month's prefix, <source_id>/<YYYY>/<MM>/
     crawl: str  # the crawl replacing it, <source_id>/<data_version>
     staging: str  # where its verified archive waits
-    data: tuple  # the staged data object: size, ETag, CRC32 (journals written before 1.1 have no CRC32)
+    data: tuple  # the staged data object: size, ETag, CRC32 (journals written before 2.0 have no CRC32)
     log: tuple  # the staged scrapy.log: the same
     metadata: str  # the new metadata.json, as written
     old_metadata: str | None  # the month's metadata.json before, as it was (None: there was none)
     old_metadata_etag: str | None
     old_data: tuple[int, str] | None  # the month's data object before: size, ETag (None: there was none)
-    token: str | None = None  # the try that wrote it (journals written before 1.2 have none)
+    token: str | None = None  # the try that wrote it (journals written before 2.0 have none)
     data_name: str = DATA_LZ4  # the staged data's name, staged and in the month (journals before 2.0: LZ4)
     old_data_name: str = DATA_LZ4  # the month's data object's name before (journals before 2.0: LZ4)
     # Not written: where the journal was read or written (a month's key, or one beside its staged archive before
