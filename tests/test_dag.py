@@ -207,7 +207,8 @@ def test_list_shows_what_the_run_left_reading_the_dags_own_ledger_with_no_flag(m
     assert f"{WAITING} has waited" in lines[1]
     assert "kept     scotland/20200902_052458: not archived, lost to 20200920_101010: same month, more data" in lines
     assert f"waiting  {WAITING}: for Kingfisher Process to load its files" in text
-    assert "freed on the Kingfisher host" in lines[-1]
+    assert "freed on the Kingfisher host" in lines[-2]
+    assert lines[-1].startswith("Stored by class: STANDARD ") and " a month at us-east-1 prices as of " in lines[-1]
     codes = {*policy.Reject, *policy.Comparison, "not_archived", "2020_11_not_distinct"}
     assert not [code for code in codes if code in text], text
 

@@ -208,8 +208,10 @@ def bill_phrase(found: dict) -> str:
     ... (storage only)``."""
     parts = [f"{c['storage_class']} {_gib(c['bytes'])} ({usd(c['usd_per_month'])})" for c in found["classes"]]
     unpriced = f"; no price for {', '.join(found['unpriced'])}" if found["unpriced"] else ""
+    total = usd(found["usd_per_month"])
     return (
-        f"{', '.join(parts) or 'nothing'}: about {usd(found['usd_per_month'])} a month at {found['region']} prices as "
+        f"{', '.join(parts) or 'nothing'}: {'' if total.startswith('under') else 'about '}{total} a month at "
+        f"{found['region']} prices as "
         f"of {found['as_of']} (storage only{unpriced})"
     )
 
