@@ -465,19 +465,22 @@ def main() -> int:
             (f"`tar \\| zstd -1 \\| upload{rm}`", "pipeline_zstd"),
         ]
         print(f"\n{name}, {size / MiB:.0f} MiB, into an empty month{', deleting the crawl' if delete else ''}:")
-        print("| run | MiB/s | vs ours, LZ4 | vs `tar \\| zstd -1 \\| upload` | ratio | CPU s |")
-        print("|---|---|---|---|---|---|")
+        print("| run | MiB/s | vs ours, LZ4 | vs `tar \\| zstd -1 \\| upload` | ratio | CPU s | peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|")
         for side, label in sides:
             if not runs[label]:
-                print(f"| {side} | not yet | not yet | not yet | not yet | not yet |")
+                print(f"| {side} | not yet | not yet | not yet | not yet | not yet | not yet |")
                 continue
             print(
                 f"| {side} | {rate(size, runs[label]):.0f} | {speedup(runs, 'empty', label)} | "
                 f"{speedup(runs, 'pipeline_zstd', label)} | {size / median(runs[label], 'compressed'):.2f} | "
-                f"{median(runs[label], 'cpu'):.2f} |"
+                f"{median(runs[label], 'cpu'):.2f} | {max(r['rss'] for r in runs[label]) / MiB:.0f} |"
             )
     print("vs X: median over rounds of X's time / this run's time (1.00 or more: as fast as X or faster)")
-    print("ratio: the crawl's bytes over the compressed bytes stored; CPU s: the archiving process(es), medians")
+    print(
+        "ratio: the crawl's bytes over the compressed bytes stored; CPU s: the archiving process(es), medians; "
+        "peak RSS: the largest over rounds (the pipelines': their uploading process)"
+    )
     if plan:
         print(
             f"\nplanning: find + inspect + decide of {plan['rows']} rows -> {plan['crawls']} crawls "
