@@ -85,6 +85,30 @@ def test_list_shows_the_bytes_per_storage_class_and_the_bill_at_the_prices_set(c
 
     bad = cli("list", "--bucket", bucket, KINGFISHER_ARCHIVE_STORAGE_PRICES='{"usd_per_gb_month": {"GLACIER": -1}}')
     assert "$KINGFISHER_ARCHIVE_STORAGE_PRICES has usd_per_gb_month GLACIER: -1" in one_line_error(bad, 2)
+    # Refused before the bucket is asked anything: no server listens at this endpoint.
+    bad = cli(
+        "list",
+        "--bucket",
+        bucket,
+        KINGFISHER_ARCHIVE_STORAGE_PRICES='{"usd_per_gb_month": {"GLACIER": "cheap"}}',
+        KINGFISHER_ARCHIVE_ENDPOINT_URL="http://127.0.0.1:9",
+    )
+    assert "$KINGFISHER_ARCHIVE_STORAGE_PRICES has usd_per_gb_month GLACIER: 'cheap'" in one_line_error(bad, 2)
+    waiting = cli(
+        "restore",
+        "scotland",
+        "2020",
+        "9",
+        str(tmp_path / "out"),
+        "--bucket",
+        bucket,
+        "--wait",
+        AIRFLOW_VAR_KINGFISHER_ARCHIVE_THAW_POLL_SECONDS="soon",
+        KINGFISHER_ARCHIVE_ENDPOINT_URL="http://127.0.0.1:9",
+    )
+    assert "$AIRFLOW_VAR_KINGFISHER_ARCHIVE_THAW_POLL_SECONDS is 'soon', not a number of seconds > 0" in (
+        one_line_error(waiting, 2)
+    )
 
 
 @pytest.mark.slow

@@ -230,7 +230,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             f"${cli_settings.AIRFLOW_THAW_POLL_ENV}, else 600)"
         ),
     )
-    command.set_defaults(func=_restore)
+    command.set_defaults(func=_restore, before_connecting=_restore_settings)
 
     command = commands.add_parser(
         "list",
@@ -257,7 +257,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             "none with --no-airflow)"
         ),
     )
-    command.set_defaults(func=_list)
+    command.set_defaults(func=_list, before_connecting=_list_settings)
 
     command = commands.add_parser(
         "audit",
@@ -426,7 +426,7 @@ def _thaw(client, args) -> bool:
         else:
             print(f"{prepared.message}; run this again then, or add --wait")
         return False
-    poll = cli_settings.poll_seconds(args.poll_seconds, use_airflow=not args.no_airflow)
+    poll = args.poll
     print(f"{args.command_name}: {prepared.message}; waiting (asking every {poll:g} s)", file=sys.stderr, flush=True)
     while True:
         ready, problem = thaw_progress(client, args.bucket, prepared.keys)
@@ -435,6 +435,12 @@ def _thaw(client, args) -> bool:
         if ready:
             return True
         time.sleep(poll)
+
+
+def _restore_settings(args) -> None:
+    """With ``--wait``, how often to ask whether a cold month's copy is ready: refused (not a number of seconds)
+    before a copy is asked for."""
+    args.poll = cli_settings.poll_seconds(args.poll_seconds, use_airflow=not args.no_airflow) if args.wait else None
 
 
 def _restore(client, args) -> int:
@@ -466,8 +472,12 @@ def _restore(client, args) -> int:
     return 0
 
 
+def _list_settings(args) -> None:
+    """What ``list`` reads of its settings, refused (a bad price table) before anything is asked of the bucket."""
+    args.prices = cli_settings.storage_prices(use_airflow=not args.no_airflow)
+
+
 def _list(client, args) -> int:
-    args.prices = cli_settings.storage_prices(use_airflow=not args.no_airflow)  # a bad setting: before any output
     if args.source is None:
         return _catalogue(client, args)
     rows = list_months(client, args.bucket, args.source)
