@@ -272,6 +272,15 @@ def on_disk(data_directory: str, source_id: str, data_version: str) -> bool:
     return False
 
 
+def may_be_on_disk(data_directory: str, source_id: str, data_version: str) -> bool:
+    """:func:`on_disk`, where a directory that cannot be looked at counts as there: whether a crawl the ledger records
+    deleted may have been written again (``False`` only when nothing of it is on disk)."""
+    try:
+        return on_disk(data_directory, source_id, data_version)
+    except OSError:
+        return True
+
+
 def set_aside(directory: str, fingerprint: str, changed) -> str:
     """Rename a crawl that is about to be deleted out of its writers' way, and check it is still ``fingerprint``.
 

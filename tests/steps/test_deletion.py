@@ -368,6 +368,61 @@ def test_a_folder_written_again_that_would_be_rejected_is_held_and_never_swept(h
     assert month_holds(bucket, crawl.id)
 
 
+def test_a_crawl_another_run_archived_after_this_run_inspected_it_is_not_taken_for_one_written_again(
+    host, settings, bucket
+):
+    """Overlapping runs (a backfill's): run B inspects a month's two crawls; run A, which saw only the smaller one,
+    archives and deletes it; then B decides on its inspections. The smaller crawl is gone, not written again: B does
+    not decide it, the ledger keeps A's record, and B archives the better crawl over it."""
+    small = host.add_crawl("scotland", "20200210_000000", ocds_files("small", 3))
+    big = host.add_crawl("scotland", "20200215_000000", ocds_files("big", 12))
+    ledger = Ledger(settings.ledger)
+    found = steps.find(settings, collections(host), ledger.settled(), False, deleted=ledger.deleted())
+    b_inspected = [steps.inspect(settings, crawl) for crawl in found["crawls"]]
+    assert {facts["id"] for facts in b_inspected} == {small.id, big.id}
+
+    a_inspected = [steps.inspect(settings, {"source_id": "scotland", "data_version": small.data_version})]
+    a = steps.decide(settings, Bucket(bucket.client, bucket.name, "STANDARD"), a_inspected, ledger, "a")
+    steps.record_decisions(ledger, a["decisions"], "a")
+    [plan] = a["to_archive"]
+    assert steps.archive_and_record(settings, bucket.client, plan, ledger, "a")["kind"] == "archived"
+    assert not os.path.exists(small.directory)
+
+    b = steps.decide(settings, Bucket(bucket.client, bucket.name, "STANDARD"), b_inspected, ledger, "b")
+    steps.record_decisions(ledger, b["decisions"], "b")
+    assert [d["id"] for d in b["decisions"]] == [big.id]
+    assert ledger.get("scotland", small.data_version)["status"] == Status.ARCHIVED
+    [plan] = b["to_archive"]
+    assert steps.archive_and_record(settings, bucket.client, plan, ledger, "b")["kind"] == "archived"
+    assert month_holds(bucket, big.id)
+    assert ledger.get("scotland", small.data_version)["status"] == Status.ARCHIVED
+
+
+def test_a_crawl_two_runs_planned_that_one_archived_and_a_better_one_replaced_keeps_its_record(
+    host, settings, bucket
+):
+    """Runs A and B both plan the month's only crawl. A archives and deletes it; a later run replaces it by a better
+    crawl; then B's archive task for it runs. It is gone, not written again: decided again, and the ledger keeps
+    "archived"."""
+    small = host.add_crawl("scotland", "20200210_000000", ocds_files("small", 3))
+    ledger = Ledger(settings.ledger)
+    inspected = [steps.inspect(settings, {"source_id": "scotland", "data_version": small.data_version})]
+    b = steps.decide(settings, Bucket(bucket.client, bucket.name, "STANDARD"), inspected, ledger, "b")
+    steps.record_decisions(ledger, b["decisions"], "b")
+    [b_plan] = b["to_archive"]
+
+    assert run(settings, host, bucket, "a")["results"][small.id]["kind"] == "archived"
+    big = host.add_crawl("scotland", "20200215_000000", ocds_files("big", 12))
+    assert run(settings, host, bucket, "later")["results"][big.id]["kind"] == "archived"
+    assert month_holds(bucket, big.id)
+
+    result = steps.archive_and_record(settings, bucket.client, b_plan, ledger, "b")
+    assert result["kind"] == "decided_again"
+    row = ledger.get("scotland", small.data_version)
+    assert (row["status"], row["run_id"]) == (Status.ARCHIVED, "a")
+    assert not os.path.exists(small.directory) and month_holds(bucket, big.id)
+
+
 def test_the_catalogue_shows_a_held_deletion_and_a_kept_crawl_in_words():
     from datetime import UTC
 

@@ -17,6 +17,7 @@ from kingfisher_archive.crawl import (
     SetAsideDiffersError,
     UnsafeCrawlError,
     checksum,
+    may_be_on_disk,
 )
 from kingfisher_archive.deletion import delete_set_aside_if_archived, missing_from
 from kingfisher_archive.ledger import Held, Ledger, Status
@@ -220,11 +221,16 @@ def archive_and_record(
             )
         except HOLDS as e:
             result = e
-        return _record(ledger, plan, key, result, run_id)
+        return _record(ledger, plan, key, result, run_id, settings.data_directory)
 
 
 def _record(
-    ledger: Ledger, plan: Plan, key: CrawlKey, result: ArchiveResult | BaseException, run_id: str | None
+    ledger: Ledger,
+    plan: Plan,
+    key: CrawlKey,
+    result: ArchiveResult | BaseException,
+    run_id: str | None,
+    data_directory: str,
 ) -> ArchiveResult:
     """Record what the archive task did with its crawl, by the result's kind, and settle the crawls ``pending`` on an
     archived one. Returns the result, or, for a crawl the ledger already records as archived, the ledger's record.
@@ -250,7 +256,7 @@ def _record(
             ledger.note_problem(key.source_id, key.data_version, problem.reason, problem.detail, run_id)
         return result
     if kind in (Kind.HELD, Kind.DECIDED_AGAIN):
-        ledger.record([_not_archived(plan, key, result, row)], run_id)
+        ledger.record([_not_archived(plan, key, result, row, data_directory)], run_id)
         return result
     if not kept_by_ledger:
         mark = ledger.mark_kept if result.get("kept") else ledger.mark_archived
@@ -260,7 +266,7 @@ def _record(
     return result
 
 
-def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | None) -> dict:
+def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | None, data_directory: str) -> dict:
     """The ledger row of a crawl its archive task held or decided again (``row``: the ledger's row of it now)."""
     if result["kind"] == Kind.HELD:
         status, reason, detail = Status.HELD, result["held"]["reason"], result["held"]["detail"]
@@ -269,9 +275,15 @@ def _not_archived(plan: Plan, key: CrawlKey, result: ArchiveResult, row: dict | 
         redecided = result["redecided"]
         status, reason, compared_with = Status.NOT_ARCHIVED, redecided["reason"], redecided["compared_with"]
         detail = f"decided again when archiving: its month held {redecided['held']}"
-    # A crawl this package deleted, chosen again: what stands at its path was written since.
+    # A crawl this package deleted, chosen again: what stands at its path was written since. Nothing standing there
+    # (looked at after the row was read): another run archived or swept it after this run planned it, and the
+    # ledger keeps that record.
     written_again = bool(row) and (
-        row["status"] in (Status.ARCHIVED, Status.SWEPT) or bool((row["facts"] or {}).get("rewritten"))
+        (
+            row["status"] in (Status.ARCHIVED, Status.SWEPT)
+            and may_be_on_disk(data_directory, key.source_id, key.data_version)
+        )
+        or bool((row["facts"] or {}).get("rewritten"))
     )
     if written_again and status == Status.NOT_ARCHIVED:  # never settled unarchived, so never swept
         status, reason, detail = (

@@ -16,6 +16,7 @@ from kingfisher_archive.bucket import (
     parse_month_prefix,
 )
 from kingfisher_archive.choice import ChecksumFailedError, decide_source
+from kingfisher_archive.crawl import may_be_on_disk
 from kingfisher_archive.ledger import ClaimedError, Held, Ledger, Status
 from kingfisher_archive.mending import finish_deletes, finish_left_aside, settle_gone
 from kingfisher_archive.records import Decision, Inspection, crawl_id, decided
@@ -55,6 +56,20 @@ def decide(
         decisions.extend(problem.decision() for problem in problems)
         # A crawl on disk that was deleted: its path was written again (remembered in its facts until archived).
         written_again = {crawl_id(*key) for key in ledger.written_again()} & {f["id"] for f in inspected}
+        # Unless it is not on disk now (looked at after the ledger was read): an overlapping run archived or swept it
+        # after this run inspected it, and this inspection is of the crawl it deleted.
+        deleted_since = {
+            f["id"]
+            for f in inspected
+            if f["id"] in written_again
+            and not may_be_on_disk(settings.data_directory, f["source_id"], f["data_version"])
+        }
+        if deleted_since:
+            logger.info(
+                "Not deciding %s: archived or swept by another run since this run inspected it", sorted(deleted_since)
+            )
+            inspected = [f for f in inspected if f["id"] not in deleted_since]
+            written_again -= deleted_since
     by_source: dict[str, list[Inspection]] = defaultdict(list)
     for facts in inspected:
         if facts.get("error"):
