@@ -13,10 +13,11 @@ from botocore.exceptions import EndpointConnectionError
 
 from kingfisher_archive import audit, steps
 from kingfisher_archive import settings as config
+from kingfisher_archive.archiver import UnprovableColdUploadError
 from kingfisher_archive.bucket import Bucket
+from kingfisher_archive.errors import PermanentError
 from kingfisher_archive.ledger import Held, Ledger, Status
 from kingfisher_archive.month import crawl_in
-from kingfisher_archive.s3.proof import ColdProofError
 from scripts.demo_kit.kingfisher_host import ocds_files
 from tests.harness.world import writing_lz4
 from tests.test_faults import assert_month_is_consistent, keys, plan_for
@@ -113,8 +114,9 @@ def test_a_server_that_only_a_read_back_could_prove_by_never_reads_a_cold_object
     # Into an empty month: the cold object written in place cannot be proved without reading it, so it is withdrawn.
     host.add_crawl("scotland", BETTER, ocds_files("big", 20))
     cold = _cold(settings, "GLACIER")
-    with pytest.raises(ColdProofError, match="kingfisher_archive_storage_class"):
+    with pytest.raises(UnprovableColdUploadError, match="kingfisher_archive_storage_class") as raised:
         steps.archive(cold, client, plan_for(cold, client, "scotland", BETTER))
+    assert isinstance(raised.value, PermanentError)  # failed without retries: each would upload it all again
     assert keys(client, bucket, MONTH) == [] and _on_disk(host, BETTER)
 
     # A month that holds an archive: the staged object (readable) is read back, its cold copy proved by its size.

@@ -46,8 +46,10 @@ KINDS = {
     "restore.TierError": PermanentError,
     "s3.probe.ConditionalWritesError": PermanentError,
     "s3.errors.VerificationError": RetryableError,
-    # The in-place upload is withdrawn; a retry goes the same way until the setting changes, but it is a failed proof.
-    "s3.proof.ColdProofError": RetryableError,
+    "s3.proof.ColdProofError": RetryableError,  # a failed proof; where a read-back was needed, see below
+    # The in-place cold upload only a read-back could prove, withdrawn: a retry would upload it again, only to withdraw
+    # it again, until the setting changes.
+    "archiver.UnprovableColdUploadError": PermanentError,
     "s3.probe.WriteRefusedError": PermanentError,
     "storage_cost.PricesError": PermanentError,
     "scrapy_log.LogError": RetryableError,

@@ -30,6 +30,7 @@ from kingfisher_archive.bucket import (
     staging_prefix,
 )
 from kingfisher_archive.crawl import CrawlChangedError, MiB, Summary, check_log_path
+from kingfisher_archive.errors import PermanentError
 from kingfisher_archive.records import CrawlKey, Expected
 from kingfisher_archive.s3.delete import clean_staging, withdraw
 from kingfisher_archive.s3.proof import ColdProofError, md5_etag, verify_read_back
@@ -40,6 +41,12 @@ from kingfisher_archive.version import ARCHIVER
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines in the task log
+
+
+class UnprovableColdUploadError(PermanentError):
+    """A crawl's archive written in place in a cold class that only reading it back could prove (the server stores
+    no CRC32 and its ETags are not MD5s): withdrawn, and the task fails without retrying, since each retry would
+    upload the whole crawl again only to withdraw it, until the data class is changed."""
 
 
 class Progress:
@@ -163,7 +170,7 @@ def stream_crawl(
     except ColdProofError as e:
         # Completed, and only a read-back could prove it: withdrawn (exactly it), so the month is left as found.
         withdraw(client, bucket_name, {key: e.etag})
-        raise ColdProofError(
+        raise UnprovableColdUploadError(
             f"{e}: it was deleted again and nothing was deleted locally; on this server choose a data class that "
             "reads at once (GLACIER_IR, STANDARD_IA) in the Airflow Variable 'kingfisher_archive_storage_class'"
         ) from e

@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from kingfisher_archive import storage_cost
 from kingfisher_archive.errors import RetryableError
@@ -90,11 +91,6 @@ class Settings:
     #: text so that the settings stay plain values.
     storage_prices: str = ""
 
-    @property
-    def prices(self) -> storage_cost.Prices:
-        """The price table the catalogue's bill and a replacement's early-deletion charge are counted with."""
-        return storage_cost.parse(self.storage_prices, f"Airflow Variable {STORAGE_PRICES!r}")
-
     #: ``metadata.json``'s and ``scrapy.log``'s class; ``None``: :func:`metadata_class_for` the data's class.
     metadata_storage_class: str | None = None
 
@@ -102,6 +98,12 @@ class Settings:
     def metadata_class(self) -> str:
         """The class ``metadata.json`` and ``scrapy.log`` are written in."""
         return self.metadata_storage_class or metadata_class_for(self.storage_class)
+
+    @cached_property
+    def prices(self) -> storage_cost.Prices:
+        """The price table the catalogue's bill and a replacement's early-deletion charge are counted with (parsed
+        once per settings)."""
+        return storage_cost.parse(self.storage_prices, f"Airflow Variable {STORAGE_PRICES!r}")
 
 
 def metadata_class_for(storage_class: str) -> str:
