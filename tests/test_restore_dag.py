@@ -1,11 +1,24 @@
-"""The restore DAG on a month in a cold storage class, run by Airflow itself (`airflow dags test`, which runs the
-deferred task's trigger in line) against the tests' imitation of Amazon S3's archive classes."""
+"""The restore DAG on a month in a cold storage class, run by Airflow itself against the tests' imitation of Amazon
+S3's archive classes: with `airflow dags test`, which runs the deferred task's trigger in line, and once on a whole
+Airflow (`airflow standalone`), whose triggerer process runs the trigger."""
 
 from __future__ import annotations
 
+import json
+
+import psycopg2
 import pytest
 
 from scripts.demo_kit.airflow_dag import AirflowHome
+from scripts.demo_kit.airflow_standalone import (
+    HOST,
+    Api,
+    CheckFailed,
+    airflow_environment,
+    free_port,
+    start_airflow,
+    wait_for,
+)
 from scripts.demo_kit.kingfisher_host import KingfisherHost, tree
 from tests.test_restore import SOURCE, VERSION
 from tests.test_restore_cold import plant_cold
@@ -104,3 +117,67 @@ def test_a_tier_the_class_does_not_offer_fails_at_once_naming_both(
     assert "the retrieval tier 'Expedited' is not offered for DEEP_ARCHIVE objects" in run.output
     assert proxy.restores == []
     assert not target.exists()
+
+
+RESTORE_DAG = "kingfisher_archive_restore"
+
+
+@pytest.mark.aws(cold=True, kms=False, restore_seconds=3600)
+def test_a_whole_airflows_triggerer_waits_for_the_copy_and_the_restore_runs_when_it_is_ready(
+    aws_like, client, bucket, tmp_path, postgres_server, process_database, s3_server
+):
+    """Triggered through the REST API: the thaw task defers, the triggerer process (not the worker) asks S3 every
+    second, and only once S3's copy is ready does the restore task run and restore the crawl byte for byte."""
+    proxy, _ = aws_like
+    before, key = plant_cold(client, bucket, tmp_path / "crawl")
+    host = KingfisherHost(str(tmp_path / "host"))
+    database = psycopg2.extensions.parse_dsn(process_database("v2"))["dbname"]
+    port = free_port()
+    env = airflow_environment(tmp_path, postgres_server, database, s3_server, bucket, host, port)
+    connection = json.loads(env["AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3"])
+    connection["extra"]["endpoint_url"] = proxy.endpoint_url  # the bucket as Amazon S3 would answer
+    env["AIRFLOW_CONN_KINGFISHER_ARCHIVE_S3"] = json.dumps(connection)
+    restore_directory = tmp_path / "restore-directory"
+    restore_directory.mkdir()
+    env.update(
+        AIRFLOW_VAR_KINGFISHER_ARCHIVE_STORAGE_CLASS="GLACIER",
+        AIRFLOW_VAR_KINGFISHER_ARCHIVE_RESTORE_DIRECTORY=str(restore_directory),
+        AIRFLOW_VAR_KINGFISHER_ARCHIVE_THAW_POLL_SECONDS="1",
+    )
+    api = Api(f"http://{HOST}:{port}")
+    standalone = start_airflow(env, tmp_path / "airflow", api)
+    try:
+        run_id = "restore-from-glacier"
+        conf = {**CONF, "tier": "Standard", "days": 2}
+        api.ok("PATCH", f"dags/{RESTORE_DAG}", {"is_paused": False})
+        api.ok("POST", f"dags/{RESTORE_DAG}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+
+        def thaw_state() -> str | None:
+            return api.ok("GET", f"dags/{RESTORE_DAG}/dagRuns/{run_id}/taskInstances/thaw_month")["state"]
+
+        def finished() -> str | None:
+            state = api.ok("GET", f"dags/{RESTORE_DAG}/dagRuns/{run_id}")["state"]
+            return state if state in ("success", "failed") else None
+
+        try:
+            # The copy takes an hour on the proxy's clock: the task waits, deferred, until the test finishes it.
+            wait_for("the thaw task to defer", 180, lambda: thaw_state() == "deferred" or finished(), standalone)
+            assert thaw_state() == "deferred"
+            assert proxy.restores == [(key, 2, "Standard")]
+            assert not target_exists(restore_directory)
+            proxy.finish_restores()
+            state = wait_for("the restore run to finish", 300, finished, standalone)
+        except CheckFailed as e:
+            pytest.fail(f"{e}\n{standalone.last_lines()}")
+    finally:
+        standalone.kill()
+    assert state == "success", standalone.last_lines()
+    assert tree(restore_directory / "restored" / SOURCE / VERSION) == before
+    assert proxy.restores == [(key, 2, "Standard")]  # asked once; the triggerer only looked
+    # The thaw task resumed on the triggerer's event (its log, after the deferral).
+    logs = [path.read_text() for path in (tmp_path / "airflow").rglob("*.log") if "task_id=thaw_month" in str(path)]
+    assert any("The copy is readable (asked" in text for text in logs), logs
+
+
+def target_exists(restore_directory) -> bool:
+    return (restore_directory / "restored").exists()
