@@ -398,9 +398,7 @@ def test_a_crawl_another_run_archived_after_this_run_inspected_it_is_not_taken_f
     assert ledger.get("scotland", small.data_version)["status"] == Status.ARCHIVED
 
 
-def test_a_crawl_two_runs_planned_that_one_archived_and_a_better_one_replaced_keeps_its_record(
-    host, settings, bucket
-):
+def test_a_crawl_two_runs_planned_that_one_archived_and_a_better_one_replaced_keeps_its_record(host, settings, bucket):
     """Runs A and B both plan the month's only crawl. A archives and deletes it; a later run replaces it by a better
     crawl; then B's archive task for it runs. It is gone, not written again: decided again, and the ledger keeps
     "archived"."""
