@@ -7,8 +7,9 @@ With a 13th argument ``delete``, the crawl is deleted once verified, as the DAG'
 ``--codec NAME`` (anywhere on the line; ``lz4``, ``zstd``, ``zstd:3``, ...) passes the codec, and a level after a
 colon, to whatever setting the package offers for them: a field of :class:`Settings` whose name has ``codec`` in
 it, and one with ``level`` in it for the level. A package with no codec setting writes the one codec it knows
-(zstd if ``archive_format`` has a ``ZstdWriter``, else LZ4); asked for another, this exits 3 with a one-line
-message (bench/run.py shows such a column as "not yet"). Without ``--codec`` the package's defaults are used.
+(zstd if ``compression``, or before it ``archive_format``, has a ``ZstdWriter``, else LZ4); asked for another, this
+exits 3 with a one-line message (bench/run.py shows such a column as "not yet"). Without ``--codec`` the package's
+defaults are used.
 
 ``--plugins DIR`` imports the package from ``DIR`` (a checkout's ``plugins/``) instead of this one's: bench/run.py
 compares the archive step of two versions of the package that way (today's LZ4 one and a zstd one).
@@ -47,10 +48,15 @@ sys.path.insert(0, plugins)
 
 import boto3  # noqa: E402
 
-from kingfisher_archive import archive_format, archiver  # noqa: E402
+from kingfisher_archive import archiver  # noqa: E402
 from kingfisher_archive.records import CrawlKey  # noqa: E402
 from kingfisher_archive.s3.client import client_config  # noqa: E402
 from kingfisher_archive.settings import Settings  # noqa: E402
+
+try:
+    from kingfisher_archive import compression  # noqa: E402
+except ImportError:  # --plugins: a checkout from before the codecs left archive_format, which held them
+    from kingfisher_archive import archive_format as compression  # noqa: E402
 
 NOT_OFFERED = 3
 
@@ -65,7 +71,7 @@ def with_codec(settings: Settings, codec: str | None) -> Settings:
     level_field = next((f for f in fields if "level" in f), None)
     changes = {}
     if codec_field is None:
-        writes = "zstd" if hasattr(archive_format, "ZstdWriter") else "lz4"
+        writes = "zstd" if hasattr(compression, "ZstdWriter") else "lz4"
         if name != writes:
             print(f"this package writes {writes} and has no codec setting, so it cannot archive as {codec!r}")
             sys.exit(NOT_OFFERED)

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from kingfisher_archive import archive_format, replacement, steps
+from kingfisher_archive import archive_format, compression, replacement, steps
 from kingfisher_archive import crawl as crawls
 from kingfisher_archive.audit import audit
 from kingfisher_archive.bucket import Bucket
@@ -28,11 +28,11 @@ def plant_lz4_month(client, bucket, crawl, source_id="scotland", data_version="2
     """The crawl's month as this package wrote it before 2.0, by its LZ4 writer: ``data.tar.lz4`` and a
     ``metadata.json`` that names no data object or codec. Returns that metadata."""
     sink = io.BytesIO()
-    writer = archive_format.LZ4Writer(sink)
+    writer = compression.LZ4Writer(sink)
     tar = archive_format.write_tar(crawl.directory, f"{source_id}/{data_version}", writer)
     writer.close()
     data = sink.getvalue()
-    assert data[:4] == archive_format.LZ4_MAGIC
+    assert data[:4] == compression.LZ4_MAGIC
     metadata = {
         "id": f"{source_id}/{data_version}",
         "source_id": source_id,

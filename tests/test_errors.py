@@ -17,7 +17,6 @@ from kingfisher_archive.ledger import LedgerError
 
 #: The kind of each error, as docs/operating.md's table of what Airflow retries lists it.
 KINDS = {
-    "archive_format.ArchiveFormatError": PermanentError,
     "archive_format.RefusedMemberError": PermanentError,
     "bucket.BucketError": RetryableError,
     "bucket.MetadataError": RetryableError,
@@ -25,6 +24,7 @@ KINDS = {
     "bucket.ReservedSourceError": PermanentError,
     "cli_settings.ConnectError": RetryableError,
     "cli_settings.SettingsError": PermanentError,
+    "compression.ArchiveFormatError": PermanentError,
     "crawl.CrawlChangedError": PermanentError,
     "crawl.CrawlReadError": RetryableError,
     "crawl.SetAsideDiffersError": PermanentError,

@@ -1,10 +1,10 @@
 """Archive one crawl: read it once into the bucket, verify it there, and only then delete it locally.
 
 Each byte read feeds the XXH3 checksum and the tar (:mod:`kingfisher_archive.archive_format`), which goes through
-a zstd stream into a multipart upload (:mod:`kingfisher_archive.s3.upload`); nothing is written to local disk. An empty
-month is written in place (:func:`_archive_in_place`), a month that holds objects through ``staging/``
-(:func:`_archive_through_staging`); either way ``metadata.json`` comes last, and the upload is completed only if the
-crawl is unchanged since inspection. See docs/safety.md, sections 2 to 4.
+a zstd stream (:mod:`kingfisher_archive.compression`) into a multipart upload (:mod:`kingfisher_archive.s3.upload`);
+nothing is written to local disk. An empty month is written in place (:func:`_archive_in_place`), a month that holds
+objects through ``staging/`` (:func:`_archive_through_staging`); either way ``metadata.json`` comes last, and the
+upload is completed only if the crawl is unchanged since inspection. See docs/safety.md, sections 2 to 4.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kingfisher_archive import archive_format, deletion, replacement
+from kingfisher_archive import archive_format, compression, deletion, replacement
 from kingfisher_archive.bucket import (
     CODECS,
     CRAWL_METADATA,
@@ -161,7 +161,7 @@ def stream_crawl(
         metadata={CRAWL_METADATA: crawl} if crawl else None,
     )
     try:
-        writer = archive_format.ZstdWriter(upload, level)
+        writer = compression.ZstdWriter(upload, level)
         tar = archive_format.write_tar(directory, arcname, writer, progress=progress.read if progress else None)
         writer.close()
         if check is not None:

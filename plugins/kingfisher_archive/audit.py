@@ -22,7 +22,6 @@ from kingfisher_archive.archive_format import (
     READ_SIZE,
     CrawlMembers,
     RefusedMemberError,
-    drain,
     open_archive,
     walk_key,
 )
@@ -41,6 +40,7 @@ from kingfisher_archive.bucket import (
     parse_month_key,
     reserved_source_problem,
 )
+from kingfisher_archive.compression import drain
 from kingfisher_archive.crawl import source_id_problem
 from kingfisher_archive.month import JOURNAL, is_journal
 from kingfisher_archive.records import CrawlKey

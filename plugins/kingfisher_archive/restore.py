@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kingfisher_archive import storage_cost
-from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, drain, open_archive
+from kingfisher_archive.archive_format import READ_SIZE, CrawlMembers, RefusedMemberError, open_archive
 from kingfisher_archive.bucket import (
     DATA,
     DATA_NAMES,
@@ -43,6 +43,7 @@ from kingfisher_archive.bucket import (
     month_prefix,
     parse_metadata,
 )
+from kingfisher_archive.compression import drain
 from kingfisher_archive.crawl import checksum, measure, parse_data_version, source_id_problem
 from kingfisher_archive.errors import PermanentError, RetryableError
 from kingfisher_archive.s3 import thawing

@@ -44,7 +44,7 @@ NOW = datetime(2026, 11, 28)
 def writing_lz4() -> Iterator[None]:
     """Archive as this package did before 2.0 (the older tools' format): ``data.tar.lz4`` in one LZ4 frame, and a
     ``metadata.json`` that names no data object, codec or level. For histories whose months later runs replace."""
-    from kingfisher_archive import archive_format, archiver
+    from kingfisher_archive import archiver, compression
 
     metadata_json = archiver._metadata_json
 
@@ -57,7 +57,7 @@ def writing_lz4() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(archiver, "DATA", DATA_LZ4)
         patch.setattr(archiver, "_metadata_json", older_metadata)
-        patch.setattr(archive_format, "ZstdWriter", lambda sink, level: archive_format.LZ4Writer(sink))
+        patch.setattr(compression, "ZstdWriter", lambda sink, level: compression.LZ4Writer(sink))
         yield
 
 
