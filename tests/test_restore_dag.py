@@ -149,8 +149,9 @@ def test_a_whole_airflows_triggerer_waits_for_the_copy_and_the_restore_runs_when
     try:
         run_id = "restore-from-glacier"
         conf = {**CONF, "tier": "Standard", "days": 2}
-        api.ok("PATCH", f"dags/{RESTORE_DAG}", {"is_paused": False})
-        api.ok("POST", f"dags/{RESTORE_DAG}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+
+        def parsed() -> bool:
+            return api.request("GET", f"dags/{RESTORE_DAG}")[0] == 200
 
         def thaw_state() -> str | None:
             return api.ok("GET", f"dags/{RESTORE_DAG}/dagRuns/{run_id}/taskInstances/thaw_month")["state"]
@@ -160,11 +161,14 @@ def test_a_whole_airflows_triggerer_waits_for_the_copy_and_the_restore_runs_when
             return state if state in ("success", "failed") else None
 
         try:
+            wait_for(f"the DAG {RESTORE_DAG} to be parsed", 60, parsed, standalone)
+            api.ok("PATCH", f"dags/{RESTORE_DAG}", {"is_paused": False})
+            api.ok("POST", f"dags/{RESTORE_DAG}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
             # The copy takes an hour on the proxy's clock: the task waits, deferred, until the test finishes it.
             wait_for("the thaw task to defer", 180, lambda: thaw_state() == "deferred" or finished(), standalone)
             assert thaw_state() == "deferred"
             assert proxy.restores == [(key, 2, "Standard")]
-            assert not target_exists(restore_directory)
+            assert not (restore_directory / "restored").exists()
             proxy.finish_restores()
             state = wait_for("the restore run to finish", 300, finished, standalone)
         except CheckFailed as e:
@@ -177,7 +181,3 @@ def test_a_whole_airflows_triggerer_waits_for_the_copy_and_the_restore_runs_when
     # The thaw task resumed on the triggerer's event (its log, after the deferral).
     logs = [path.read_text() for path in (tmp_path / "airflow").rglob("*.log") if "task_id=thaw_month" in str(path)]
     assert any("The copy is readable (asked" in text for text in logs), logs
-
-
-def target_exists(restore_directory) -> bool:
-    return (restore_directory / "restored").exists()
