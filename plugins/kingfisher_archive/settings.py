@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from kingfisher_archive import storage_cost
+from kingfisher_archive.compression import ZSTD_LEVELS
 from kingfisher_archive.errors import RetryableError
 
 PROCESS_CONNECTION = "kingfisher_process"
@@ -67,8 +68,6 @@ DEFAULT_WAITING_WARNING_DAYS = 3
 #: about 42% fewer bytes than LZ4; level 3 saves 9% more but was slower than LZ4 in 3 runs of 4 (docs/performance.md,
 #: Codecs).
 DEFAULT_COMPRESSION_LEVEL = 1
-#: The levels the Variable may name (zstd's, without the ``--ultra`` ones, which need far more memory).
-COMPRESSION_LEVELS = range(1, 20)
 
 
 class ConfigurationError(RetryableError):  # retried: also raised when Kingfisher Process is unreachable
@@ -206,10 +205,10 @@ def load(
             level = int(values[COMPRESSION_LEVEL])
         except ValueError:
             level = 0
-        if level not in COMPRESSION_LEVELS:
+        if level not in ZSTD_LEVELS:
             problems.append(
                 f"Airflow Variable {COMPRESSION_LEVEL!r} is {values[COMPRESSION_LEVEL]!r}, not a zstd level from "
-                f"{COMPRESSION_LEVELS.start} to {COMPRESSION_LEVELS.stop - 1}"
+                f"{ZSTD_LEVELS.start} to {ZSTD_LEVELS.stop - 1}"
             )
     for name in (DATA_DIRECTORY, LOGS_DIRECTORY) if on_kingfisher_host else ():
         path = values[name]
