@@ -25,9 +25,11 @@ from kingfisher_archive.catalogue import catalogue, read_ledger_or_why
 from kingfisher_archive.cli_settings import (
     AIRFLOW_BUCKET_ENV,
     AIRFLOW_CONNECTION_ENV,
+    AIRFLOW_STORAGE_PRICES_ENV,
     BUCKET_ENV,
     DATA_DIRECTORY_ENV,
     ENDPOINT_ENV,
+    STORAGE_PRICES_ENV,
     SettingsError,
 )
 from kingfisher_archive.errors import KingfisherArchiveError
@@ -76,7 +78,6 @@ examples:
 """
 
 LEDGER_ENV = f"AIRFLOW_VAR_{LEDGER.upper()}"
-STORAGE_PRICES_ENV = cli_settings.AIRFLOW_STORAGE_PRICES_ENV
 RETENTION_DAYS_ENV = f"AIRFLOW_VAR_{RETENTION_DAYS.upper()}"
 WAITING_WARNING_DAYS_ENV = f"AIRFLOW_VAR_{WAITING_WARNING_DAYS.upper()}"
 
@@ -88,7 +89,7 @@ environment:
   {AIRFLOW_BUCKET_ENV:<38} the DAGs' bucket Variable: read after the two above
   {AIRFLOW_CONNECTION_ENV:<38} the DAGs' S3 Connection: its endpoint and credentials
   {LEDGER_ENV:<38} list: the DAG's ledger (else $AIRFLOW_HOME/{LEDGER_FILE})
-  {cli_settings.STORAGE_PRICES_ENV:<38} list: the storage prices, JSON (else ${STORAGE_PRICES_ENV})
+  {STORAGE_PRICES_ENV:<38} list: the storage prices, JSON (else ${AIRFLOW_STORAGE_PRICES_ENV})
   {"AIRFLOW_VAR_KINGFISHER_ARCHIVE_*_DIRECTORY":<38} the DAGs' data and logs directories: restore refuses them
 
 exit status: 0 success; 1 an error, or an audit problem left unrepaired; 2 a usage error; 75 (EX_TEMPFAIL)
