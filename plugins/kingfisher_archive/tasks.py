@@ -142,6 +142,13 @@ def _bucket(settings: Settings, client=None) -> Bucket:
     return Bucket(client or s3_client(), settings.bucket, settings.storage_class, S3_CONNECTION)
 
 
+def _checked_client(settings: Settings):
+    """A client of the settings' bucket, once the bucket answers (:meth:`Bucket.check`: its name and credentials)."""
+    client = s3_client()
+    _bucket(settings, client).check()
+    return client
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -548,10 +555,9 @@ class ThawMonthOperator(BaseOperator):
         try:
             asked = _restore_request()
             params, settings = asked["params"], asked["settings"]
-            client = s3_client()
-            _bucket(settings, client).check()
+            poll_seconds = thaw_poll_seconds(_variable)  # refused before anything is asked of S3
             prepared = restore.prepare(
-                client,
+                _checked_client(settings),
                 settings.bucket,
                 asked["source_id"],
                 asked["year"],
@@ -559,7 +565,6 @@ class ThawMonthOperator(BaseOperator):
                 tier=params.get("tier") or restore.DEFAULT_TIER,
                 days=int(params.get("days") or restore.DEFAULT_THAW_DAYS),
             )
-            poll_seconds = thaw_poll_seconds(_variable)
         except errors.PermanentError as e:
             raise AirflowFailException(str(e)) from e
         logger.info("%s", prepared.message)
@@ -604,10 +609,8 @@ def restore_month() -> dict:
 
     asked = _restore_request()
     settings = asked["settings"]
-    client = s3_client()
-    _bucket(settings, client).check()
     result = restore.restore(
-        client,
+        _checked_client(settings),
         settings.bucket,
         asked["source_id"],
         asked["year"],
@@ -638,8 +641,7 @@ def audit_bucket() -> dict:
 
     params = get_current_context()["params"]
     settings = load_settings(on_kingfisher_host=False)  # the audit reads the bucket only: any worker
-    client = s3_client()
-    _bucket(settings, client).check()
+    client = _checked_client(settings)
     share = int(params.get("sample_percent") or 0) / 100
     report = audit.audit(
         client,
