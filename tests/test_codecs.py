@@ -130,7 +130,7 @@ def test_a_replacement_across_names_cut_short_after_its_metadata_json_is_finishe
     # The new metadata.json is in place and names the new data; the old data is still there, under its journal.
     assert metadata_of(client, settings.bucket, month)["data_object"] == "data.tar.zst"
     assert month + "data.tar.lz4" in keys(client, settings.bucket, month)
-    assert replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD") == [
+    assert replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD", "STANDARD") == [
         "scotland/20200920_000000: it had completed; its staging objects were removed"
     ]
     assert keys(client, settings.bucket, month) == [

@@ -87,7 +87,7 @@ def test_two_replacements_of_one_month_racing_without_a_claim_leave_one_whole_ar
     assert assert_month_is_consistent(client, settings.bucket, MONTH)["id"] == first["id"]
     assert on_disk(settings, second["id"])  # the loser is kept
     assert keys(client, settings.bucket, "staging/") == []  # no journal, no staged archive of either
-    assert replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD") == []
+    assert replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD", "STANDARD") == []
 
 
 def test_a_try_that_meets_a_month_another_replacement_took_metadata_json_from_does_not_start_from_it(
@@ -177,7 +177,7 @@ def test_an_interrupted_replacement_is_reported_and_recovered_at_either_journal_
     report = audit.audit(client, settings.bucket)
     assert (key, "interrupted replacement") in [(p["key"], p["problem"]) for p in report["problems"]]
     assert interrupted(client, settings.bucket, "scotland", 2020, 9)
-    done = replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD")
+    done = replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD", "STANDARD")
 
     assert done == [f"{first['id']}: finished: the month now holds it"]
     assert assert_month_is_consistent(client, settings.bucket, MONTH)["id"] == first["id"]
@@ -233,7 +233,7 @@ def test_a_bucket_with_default_retention_replaces_a_month_and_no_journal_or_stag
     assert keys(client, settings.bucket, "staging/") == []
     assert all(kind == "marker" for kind, _ in _latest(client, settings.bucket, "staging/"))
     assert ("marker", JOURNAL) in _latest(client, settings.bucket, "staging/")
-    assert replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD") == []
+    assert replacement.recover(client, settings.bucket, "scotland", 2020, 9, "STANDARD", "STANDARD") == []
     assert audit.audit(client, settings.bucket)["problems"] == []
 
 
@@ -263,7 +263,7 @@ def test_a_replacement_the_lock_refuses_says_so_and_leaves_nothing_for_later_run
     assert error.reason == replacement.REFUSED_BY_OBJECT_LOCK and error.lock.startswith("Enabled")
     assert (error.month, error.crawl, error.code) == (MONTH, plan["id"], "AccessDenied")
     assert keys(direct, name, "staging/") == []  # no journal left for a later run to meet
-    assert replacement.recover(direct, name, "scotland", 2020, 9, "STANDARD") == []
+    assert replacement.recover(direct, name, "scotland", 2020, 9, "STANDARD", "STANDARD") == []
     again = plan_for(settings, direct, "scotland", "20200902_052458")  # the next run decides the month as before
     assert again["month_held"] == plan["month_held"]
     assert on_disk(settings, plan["id"])

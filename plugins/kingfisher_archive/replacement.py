@@ -334,17 +334,15 @@ def _drop_journal(client, bucket_name: str, journal: Journal) -> None:
         )
 
 
-def replace(
-    client, bucket_name: str, journal: Journal, storage_class: str, metadata_storage_class: str | None = None
-) -> None:
+def replace(client, bucket_name: str, journal: Journal, storage_class: str, metadata_storage_class: str) -> None:
     """Take the old ``metadata.json`` away, copy the staged archive over the month, write the new one, clean up.
 
     If the server refuses to copy the data (an ``AccessDenied``, a lock), the month is put back as it was and the
     error raised. Any other failure leaves the journal for :func:`recover`. The data goes into ``storage_class``,
-    the log and ``metadata.json`` into ``metadata_storage_class`` (``None``: the same); nothing cold is read or
+    the log and ``metadata.json`` into ``metadata_storage_class`` (one that reads at once); nothing cold is read or
     copied from.
     """
-    classes = _Classes(storage_class, metadata_storage_class or storage_class)
+    classes = _Classes(storage_class, metadata_storage_class)
     try:
         if journal.old_metadata is not None:
             delete_if_match(client, bucket_name, journal.month + METADATA, journal.old_metadata_etag)
@@ -483,15 +481,16 @@ def recover(
     year: int,
     month: int,
     storage_class: str,
-    metadata_storage_class: str | None = None,
+    metadata_storage_class: str,
 ) -> list[str]:
     """Finish or undo every interrupted replacement of one month; return what was done, in words.
 
-    The data goes into ``storage_class``, the log and ``metadata.json`` into ``metadata_storage_class`` (``None``:
-    the same), as :func:`replace` puts them.
+    The data goes into ``storage_class``, the log and ``metadata.json`` into ``metadata_storage_class``, as
+    :func:`replace` puts them.
 
     Call it under the month's claim. Raises :class:`RecoveryError` for a month that neither can mend.
     """
+    classes = _Classes(storage_class, metadata_storage_class)
     prefix = month_prefix(source_id, year, month)
     done = []
     for key in journals(client, bucket_name, source_id):
@@ -503,7 +502,6 @@ def recover(
         journal = Journal.parse(key, *found)
         if journal.month != prefix:
             continue
-        classes = _Classes(storage_class, metadata_storage_class or storage_class)
         done.append(f"{journal.crawl}: {_recover(client, bucket_name, journal, classes)}")
         logger.warning("s3://%s/%s: an interrupted replacement by %s", bucket_name, prefix, done[-1])
     return done
