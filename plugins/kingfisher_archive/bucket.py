@@ -115,13 +115,14 @@ class ArchiveFrozenError(RetryableError):
         )
 
 
-def open_data(client, bucket_name: str, key: str):
-    """The stream of a month's data object, if it can be read now (one HEAD first: a cold object is never GET).
+def open_data(client, bucket_name: str, key: str, head: dict | None = None):
+    """The stream of a month's data object, if it can be read now (one HEAD first, unless the caller's ``head`` is
+    that: a cold object is never GET).
 
     A cold one not thawed gets a thaw asked for (:data:`THAW_TIER`; one already running is joined), and raises
     :class:`ArchiveFrozenError`; ``ClientError`` (:data:`~kingfisher_archive.s3.errors.MISSING`) if it is not there.
     """
-    thaw = thaw_of(client.head_object(Bucket=bucket_name, Key=key))
+    thaw = thaw_of(head if head is not None else client.head_object(Bucket=bucket_name, Key=key))
     if not thaw.readable:
         raise ArchiveFrozenError(bucket_name, key, request_thaw(client, bucket_name, key, THAW_DAYS, THAW_TIER))
     return stream(client, bucket_name, key)

@@ -197,7 +197,7 @@ def crawl_in(client, bucket: str, key: str, source_id: str) -> str | None:
     if named := (head.get("Metadata") or {}).get(CRAWL_METADATA):
         return named if named.startswith(f"{source_id}/") and "/" not in named[len(source_id) + 1 :] else None
     try:
-        with archive_format.open_archive(open_data(client, bucket, key)) as (tar, _):
+        with archive_format.open_archive(open_data(client, bucket, key, head)) as (tar, _):
             for member in tar:
                 if members.relpath(member) is not None:
                     return f"{source_id}/{members.data_version}"

@@ -292,8 +292,7 @@ def restore(
     root = None if restore_directory is None else os.path.realpath(restore_directory)
 
     metadata_key, archived = _month_metadata(client, bucket_name, source_id, year, month)
-    prefix = metadata_key[: -len(METADATA)]
-    data_key = prefix + archived.data_name
+    prefix, data_key = archived.prefix, archived.data_key
     if data_version is not None and archived.data_version is not None and archived.data_version != data_version:
         raise RestoreError(
             f"{_s3(bucket_name, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
@@ -340,7 +339,7 @@ def restore(
 
 def _extract(client, bucket_name, source_id, target, prefix, archived, expected_version, forbidden, written, root):
     """Stream the archive into ``<source_id>/<version>.incomplete`` under ``target``, verify it, rename it."""
-    data_key = prefix + archived.data_name
+    data_key = archived.data_key
     members = CrawlMembers(source_id, expected_version)
     staging = directory = log_path = None
     try:
