@@ -221,10 +221,10 @@ def finish_left_aside(
         except ClaimedError:
             logger.info("%s: set aside, and its month is being archived by another try; left for it", key.id)
         except Exception as e:  # one crawl's trouble stays that crawl's
-            reason = Held.DISK_ERROR if isinstance(e, OSError) else Held.LEFT_ASIDE
-            problem = Problem(
-                key.id, Held.ARCHIVE_THAWING if isinstance(e, ArchiveFrozenError) else reason, describe(e)
-            )
+            if isinstance(e, (OSError, ArchiveFrozenError)):  # the file system, or its month's archive thawing
+                problem = Problem.of(key.id, e)
+            else:
+                problem = Problem(key.id, Held.LEFT_ASIDE, describe(e))
             logger.error("%s: set aside, and it could not be finished: %s", key.id, problem.detail)
             problems.append(problem)
     return done, problems
