@@ -29,7 +29,7 @@ goes straight through. See docs/restore-and-audit.md, Restoring from a cold stor
 from airflow.sdk import Param, dag
 
 from kingfisher_archive import tasks
-from kingfisher_archive.restore import ALL_TIERS, DEFAULT_THAW_DAYS, DEFAULT_TIER
+from kingfisher_archive.thaw import ALL_TIERS, DEFAULT_THAW_DAYS, DEFAULT_TIER
 
 
 @dag(

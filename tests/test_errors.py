@@ -43,7 +43,7 @@ KINDS = {
     "replacement.ReplacementInProgressError": RetryableError,
     "restore.RestoreError": RetryableError,
     "restore.FrozenError": RetryableError,  # a copy may be made meanwhile: the next try may read it
-    "restore.TierError": PermanentError,
+    "thaw.TierError": PermanentError,
     "s3.probe.ConditionalWritesError": PermanentError,
     "s3.errors.VerificationError": RetryableError,
     "s3.proof.ColdProofError": RetryableError,  # a failed proof; where a read-back was needed, see below

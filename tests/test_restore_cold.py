@@ -7,8 +7,9 @@ import itertools
 
 import pytest
 
-from kingfisher_archive.restore import FrozenError, TierError, prepare, restore, thaw_progress
+from kingfisher_archive.restore import FrozenError, restore
 from kingfisher_archive.settings import ConfigurationError, thaw_poll_seconds
+from kingfisher_archive.thaw import TierError, prepare, thaw_progress
 from scripts.demo_kit.kingfisher_host import tree
 from tests.test_restore import SOURCE, VERSION, archive
 
@@ -64,27 +65,6 @@ def test_prepare_asks_once_joins_a_thaw_running_and_the_restore_runs_once_it_is_
     assert done.ready and "a copy is readable until" in done.message
     result = restore(through, bucket, SOURCE, 2020, 9, str(tmp_path / "out"))
     assert tree(result["directory"]) == before
-
-
-@pytest.mark.aws(cold=True, kms=False)
-def test_a_month_in_no_cold_class_is_ready_and_nothing_is_asked(aws_like, client, bucket, tmp_path):
-    proxy, through = aws_like
-    archive(client, bucket, tmp_path, FILES)
-    prepared = prepare(through, bucket, SOURCE, 2020, 9, tier="Expedited")
-    assert (prepared.ready, prepared.keys, prepared.tier) == (True, (), None)
-    assert prepared.message.endswith("is in STANDARD: readable now")
-    assert proxy.restores == []
-
-
-@pytest.mark.aws(cold=True, kms=False)
-def test_a_copy_that_expired_or_an_object_gone_is_a_problem_not_a_wait(aws_like, client, bucket, tmp_path):
-    _, through = aws_like
-    _, key = plant_cold(client, bucket, tmp_path)
-    ready, problem = thaw_progress(through, bucket, (key,))  # cold, no thaw running: the copy expired
-    assert not ready and "with no copy and no thaw running" in problem
-    client.delete_object(Bucket=bucket, Key=key)
-    ready, problem = thaw_progress(through, bucket, (key,))
-    assert not ready and problem.startswith(f"s3://{bucket}/{key} is gone")
 
 
 def _restore_args(bucket, target, *extra):

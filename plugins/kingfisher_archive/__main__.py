@@ -34,17 +34,7 @@ from kingfisher_archive.cli_settings import (
 )
 from kingfisher_archive.errors import KingfisherArchiveError
 from kingfisher_archive.ledger import read_state
-from kingfisher_archive.restore import (
-    ALL_TIERS,
-    DEFAULT_THAW_DAYS,
-    DEFAULT_TIER,
-    RestoreError,
-    check_target,
-    list_months,
-    prepare,
-    restore,
-    thaw_progress,
-)
+from kingfisher_archive.restore import RestoreError, check_target, list_months, restore
 from kingfisher_archive.settings import (
     DEFAULT_WAITING_WARNING_DAYS,
     LEDGER,
@@ -53,6 +43,7 @@ from kingfisher_archive.settings import (
     WAITING_WARNING_DAYS,
     ledger_path,
 )
+from kingfisher_archive.thaw import ALL_TIERS, DEFAULT_THAW_DAYS, DEFAULT_TIER, prepare, thaw_progress
 from kingfisher_archive.version import __version__
 
 PROG = "python -m kingfisher_archive"

@@ -13,8 +13,7 @@ A crawl directory under its real name is always a verified one, and nothing is w
 docs/safety.md, section 14.
 
 A month whose data object is in a cold storage class (``GLACIER``, ``DEEP_ARCHIVE``) is read only once S3 has made
-a copy of it: :func:`prepare` asks for one (a *thaw*, :mod:`kingfisher_archive.s3.thawing`) and says when it will be
-ready, :func:`thaw_progress` says whether it is, and a restore that meets a cold object without a copy raises
+a copy of it, which :mod:`kingfisher_archive.thaw` asks for; a restore that meets a cold object without a copy raises
 :class:`FrozenError` naming its class, its key and what to do.
 """
 
@@ -24,8 +23,6 @@ import os
 import shlex
 import shutil
 import tarfile
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -45,7 +42,7 @@ from kingfisher_archive.bucket import (
 )
 from kingfisher_archive.compression import drain
 from kingfisher_archive.crawl import checksum, measure, parse_data_version, source_id_problem
-from kingfisher_archive.errors import PermanentError, RetryableError
+from kingfisher_archive.errors import RetryableError
 from kingfisher_archive.s3 import thawing
 from kingfisher_archive.s3.errors import FROZEN, MISSING, error_code
 from kingfisher_archive.s3.objects import stream
@@ -65,19 +62,8 @@ class FrozenError(RestoreError):
     """An object of the month is in a cold storage class (``GLACIER``, ``DEEP_ARCHIVE``) with no readable copy."""
 
 
-class TierError(PermanentError):
-    """The retrieval tier asked for is not one the object's storage class offers."""
-
-
-#: The retrieval tier a thaw asks for unless told otherwise: the cheapest, and the slowest.
-DEFAULT_TIER = "Bulk"
-#: How many days a thawed copy lasts unless told otherwise (a copy is billed as Standard storage while it lasts).
-DEFAULT_THAW_DAYS = 7
-#: Every retrieval tier S3 has, fastest first (each class offers some: :data:`thawing.TIERS`).
-ALL_TIERS = ("Expedited", "Standard", "Bulk")
-
-
-def _s3(bucket_name: str, key: str) -> str:
+def s3_url(bucket_name: str, key: str) -> str:
+    """``s3://<bucket_name>/<key>``: how a message names an object."""
     return f"s3://{bucket_name}/{key}"
 
 
@@ -206,13 +192,17 @@ def reload_command(source_id: str, data_version: str, directory: str, note: str)
     )
 
 
-def _month_metadata(client, bucket_name: str, source_id: str, year: int, month: int) -> tuple[str, ArchivedCrawl]:
+def month_metadata(client, bucket_name: str, source_id: str, year: int, month: int) -> tuple[str, ArchivedCrawl]:
+    """The key of the month's ``metadata.json`` and what it says (a restore's, and a thaw's, first read).
+
+    :raises RestoreError: if the month is not archived, or its metadata cannot be listed, read or understood.
+    """
     try:
         key = Bucket(client, bucket_name).months(source_id).get((year, month))
     except ClientError as e:
-        raise RestoreError(f"cannot list {_s3(bucket_name, source_id + '/')}: {error_code(e)}") from None
+        raise RestoreError(f"cannot list {s3_url(bucket_name, source_id + '/')}: {error_code(e)}") from None
     if key is None:
-        where = _s3(bucket_name, month_prefix(source_id, year, month))
+        where = s3_url(bucket_name, month_prefix(source_id, year, month))
         raise RestoreError(
             f"no archive of {source_id} for {year:04d}-{month:02d}: {where} has no {METADATA}; listing "
             f"{source_id}'s months shows which are archived"
@@ -220,11 +210,11 @@ def _month_metadata(client, bucket_name: str, source_id: str, year: int, month: 
     try:
         body = client.get_object(Bucket=bucket_name, Key=key)["Body"].read()
     except ClientError as e:
-        raise RestoreError(f"cannot read {_s3(bucket_name, key)}: {error_code(e)}") from None
+        raise RestoreError(f"cannot read {s3_url(bucket_name, key)}: {error_code(e)}") from None
     try:
         return key, parse_metadata(key, source_id, year, month, body)
     except MetadataError as e:
-        raise RestoreError(f"cannot restore from {_s3(bucket_name, key)}: {e}") from None
+        raise RestoreError(f"cannot restore from {s3_url(bucket_name, key)}: {e}") from None
 
 
 def check_target(target_directory: str, forbidden_directories=(), *, restore_directory: str | None = None) -> str:
@@ -291,11 +281,11 @@ def restore(
     target = check_target(target_directory, forbidden, restore_directory=restore_directory)
     root = None if restore_directory is None else os.path.realpath(restore_directory)
 
-    metadata_key, archived = _month_metadata(client, bucket_name, source_id, year, month)
+    metadata_key, archived = month_metadata(client, bucket_name, source_id, year, month)
     prefix, data_key = archived.prefix, archived.data_key
     if data_version is not None and archived.data_version is not None and archived.data_version != data_version:
         raise RestoreError(
-            f"{_s3(bucket_name, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
+            f"{s3_url(bucket_name, metadata_key)} names crawl {archived.data_version}, not {data_version}: "
             "the month holds another crawl"
         )
     expected_version = data_version or archived.data_version
@@ -317,13 +307,13 @@ def restore(
         written.remove()
         raise
 
-    note = f"Restored from {_s3(bucket_name, data_key)}"
+    note = f"Restored from {s3_url(bucket_name, data_key)}"
     return {
         "source_id": source_id,
         "data_version": version,
         "year": year,
         "month": month,
-        "archive": _s3(bucket_name, data_key),
+        "archive": s3_url(bucket_name, data_key),
         "generation": archived.generation,
         "directory": directory,
         "log": restored_log,
@@ -365,22 +355,22 @@ def _extract(client, bucket_name, source_id, target, prefix, archived, expected_
                     CrawlMembers.refuse(member.name, str(e))
             drain(compressed)
     except (RestoreError, RefusedMemberError) as e:
-        raise RestoreError(f"{_s3(bucket_name, data_key)}: {e}") from None
+        raise RestoreError(f"{s3_url(bucket_name, data_key)}: {e}") from None
     except ClientError as e:
         code = error_code(e)
         if code in MISSING:
             raise RestoreError(
-                f"{_s3(bucket_name, data_key)} is missing (the month has {METADATA} but no archive)"
+                f"{s3_url(bucket_name, data_key)} is missing (the month has {METADATA} but no archive)"
             ) from None
         if code in FROZEN:
             raise frozen_error(client, bucket_name, data_key) from None
-        raise RestoreError(f"cannot read {_s3(bucket_name, data_key)}: {code}") from None
+        raise RestoreError(f"cannot read {s3_url(bucket_name, data_key)}: {code}") from None
     except STREAM_ERRORS as e:
-        raise RestoreError(f"{_s3(bucket_name, data_key)} is unreadable ({e})") from None
+        raise RestoreError(f"{s3_url(bucket_name, data_key)} is unreadable ({e})") from None
     except OSError as e:
-        raise RestoreError(f"cannot write the crawl restored from {_s3(bucket_name, data_key)}: {e}") from e
+        raise RestoreError(f"cannot write the crawl restored from {s3_url(bucket_name, data_key)}: {e}") from e
     if staging is None:
-        raise RestoreError(f"{_s3(bucket_name, data_key)} holds no crawl of {source_id}")
+        raise RestoreError(f"{s3_url(bucket_name, data_key)} holds no crawl of {source_id}")
 
     version = members.data_version
     summary = measure(staging)
@@ -402,7 +392,7 @@ def _extract(client, bucket_name, source_id, target, prefix, archived, expected_
     if differences:
         written.keep_staging = True  # read whole but not what was archived: left for inspection
         raise RestoreError(
-            f"the crawl restored from {_s3(bucket_name, data_key)} does not match {METADATA}: "
+            f"the crawl restored from {s3_url(bucket_name, data_key)} does not match {METADATA}: "
             f"{'; '.join(differences)}{_left(staging)}"
         )
 
@@ -465,7 +455,7 @@ def _restore_log(client, bucket_name: str, key: str, log_path: str) -> str | Non
             return None
         if error_code(e) in FROZEN:
             raise frozen_error(client, bucket_name, key) from None
-        raise RestoreError(f"cannot read {_s3(bucket_name, key)}: {error_code(e)}") from None
+        raise RestoreError(f"cannot read {s3_url(bucket_name, key)}: {error_code(e)}") from None
     partial = log_path + INCOMPLETE
     if os.path.lexists(partial):  # what an earlier restore of this crawl that did not finish left: ours, by its name
         os.remove(partial)
@@ -475,24 +465,20 @@ def _restore_log(client, bucket_name: str, key: str, log_path: str) -> str | Non
             shutil.copyfileobj(response["Body"], f, READ_SIZE)
             size = f.tell()
     except BotoCoreError as e:
-        raise RestoreError(f"cannot read {_s3(bucket_name, key)} ({e})") from None
+        raise RestoreError(f"cannot read {s3_url(bucket_name, key)} ({e})") from None
     if size != response["ContentLength"]:
-        raise RestoreError(f"{_s3(bucket_name, key)} holds {response['ContentLength']} bytes, {size} arrived")
+        raise RestoreError(f"{s3_url(bucket_name, key)} holds {response['ContentLength']} bytes, {size} arrived")
     os.rename(partial, log_path)
     return log_path
 
 
-# -- cold storage classes: asking for a readable copy ("thawing") before a restore ------------------------------------
+# -- cold storage classes: what a restore says when it meets one (asking for a copy: kingfisher_archive.thaw) ---------
 
 #: What to do about a month in a cold class, for a person.
 THAW_HOW = (
     "ask for a readable copy first: trigger the restore DAG (it asks and waits), or run `kingfisher-archive restore` "
     "(it asks and says when to come back; --wait waits)"
 )
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def frozen_error(client, bucket_name: str, key: str) -> FrozenError:
@@ -508,127 +494,7 @@ def frozen_error(client, bucket_name: str, key: str) -> FrozenError:
         if state == thawing.THAWING
         else THAW_HOW
     )
-    return FrozenError(f"{_s3(bucket_name, key)} is in {storage_class} and has no readable copy: {now}")
-
-
-@dataclass(frozen=True)
-class Preparation:
-    """What :func:`prepare` found and asked for a month: whether it can be restored now, and what to tell a person."""
-
-    data_key: str  # the month's data object
-    storage_class: str  # the data object's
-    keys: tuple[str, ...]  # the month's objects in a cold class (data, log), each asked for a copy
-    ready: bool  # every object of the month can be read now
-    message: str  # one line: what was found and asked, and when the copy is ready
-    tier: str | None = None  # what was asked: None if nothing was
-    days: int | None = None
-    asked_at: datetime | None = None
-    hours: float | None = None  # the most a thaw takes, by class and tier (thawing.HOURS)
-    joined: bool = False  # a thaw of the month's data was already running or done when asked
-
-
-def _hours(hours: float) -> str:
-    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:g} h"
-
-
-def prepare(
-    client,
-    bucket_name: str,
-    source_id: str,
-    year: int,
-    month: int,
-    *,
-    tier: str = DEFAULT_TIER,
-    days: int = DEFAULT_THAW_DAYS,
-    now: datetime | None = None,
-) -> Preparation:
-    """Make a month readable for :func:`restore`: ask S3 for a copy of each of its objects in a cold class.
-
-    ``metadata.json`` is never cold (the package writes it in a class that reads at once), so the month's data key
-    is found as for a restore; the data object, and ``scrapy.log`` if it is cold too, are asked for a copy lasting
-    ``days`` days by ``tier`` (:func:`kingfisher_archive.s3.thawing.request_thaw`: a thaw already running or done
-    is joined, not an error). A month in no cold class is ready at once and nothing is asked.
-
-    :raises TierError: if the data object's class does not offer ``tier`` (naming both).
-    :raises RestoreError: if the month is not archived or the bucket cannot be read.
-    """
-    problem = source_id_problem(source_id)
-    if problem:
-        raise RestoreError(problem)
-    if tier not in ALL_TIERS:
-        raise TierError(f"the retrieval tier {tier!r} does not exist: choose one of {', '.join(ALL_TIERS)}")
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise TierError(f"a thawed copy lasts a whole number of days >= 1, not {days!r}")
-    metadata_key, archived = _month_metadata(client, bucket_name, source_id, year, month)
-    data_key = archived.data_key
-    found = {}
-    for key in (data_key, archived.prefix + LOG):
-        try:
-            found[key] = thawing.thaw_state(client, bucket_name, key)
-        except ClientError as e:
-            if error_code(e) in MISSING and key != data_key:
-                continue  # a month without a log
-            if error_code(e) in MISSING:
-                raise RestoreError(
-                    f"{_s3(bucket_name, data_key)} is missing (the month has {METADATA} but no archive)"
-                ) from None
-            raise RestoreError(f"cannot read {_s3(bucket_name, key)}: {error_code(e)}") from None
-    data = found[data_key]
-    where = f"{_s3(bucket_name, data_key)} is in {data.storage_class}"
-    cold = tuple(key for key, thaw in found.items() if thawing.is_cold(thaw.storage_class))
-    if not cold:
-        return Preparation(data_key, data.storage_class, (), True, f"{where}: readable now")
-    try:
-        thawing.check_tier(data.storage_class, tier)
-    except ValueError as e:
-        raise TierError(f"{_s3(bucket_name, data_key)}: {e}") from None
-    asked_at = (now or datetime.now(UTC)).astimezone(UTC)
-    after = {}
-    for key in cold:
-        try:
-            after[key] = thawing.request_thaw(client, bucket_name, key, days, tier)
-        except ValueError as e:  # the log in a class that does not offer the tier: the data's tier decides
-            raise TierError(f"{_s3(bucket_name, key)}: {e}") from None
-        except ClientError as e:
-            raise RestoreError(f"cannot ask for a copy of {_s3(bucket_name, key)}: {error_code(e)}") from None
-    ready = all(thaw.readable for thaw in after.values())
-    hours = max(thawing.HOURS.get((found[key].storage_class, tier), 0) for key in cold)
-    joined = data.state in (thawing.THAWING, thawing.THAWED)
-    if ready:
-        expires = [thaw.expires for thaw in after.values() if thaw.expires is not None]
-        until = f" until {_utc(min(expires))}" if expires else ""
-        message = f"{where}: a copy is readable{until} (asked to last {days} days from {_utc(asked_at)})"
-    else:
-        before = "joined a thaw already running; " if data.state == thawing.THAWING else ""
-        message = (
-            f"{where}: {before}asked for a copy ({tier}, ready within {_hours(hours)}, asked {_utc(asked_at)}, "
-            f"lasting {days} days)"
-        )
-    return Preparation(data_key, data.storage_class, cold, ready, message, tier, days, asked_at, hours, joined)
-
-
-def thaw_progress(client, bucket_name: str, keys) -> tuple[bool, str | None]:
-    """Whether every object of ``keys`` (a :attr:`Preparation.keys`) can be read now: ``(ready, problem)``.
-
-    ``problem`` says why waiting longer cannot help: an object that is gone, or cold again with no thaw running
-    (its copy expired before it was read, or the thaw was never made).
-    """
-    ready = True
-    for key in keys:
-        try:
-            found = thawing.thaw_state(client, bucket_name, key)
-        except ClientError as e:
-            if error_code(e) in MISSING:
-                return False, f"{_s3(bucket_name, key)} is gone: it was deleted or replaced while its copy was made"
-            raise
-        if found.state == thawing.FROZEN:
-            return False, (
-                f"{_s3(bucket_name, key)} is in {found.storage_class} with no copy and no thaw running: the copy "
-                "expired before it was read, or the thaw was not made; trigger the restore again (and give a "
-                "longer 'days')"
-            )
-        ready = ready and found.readable
-    return ready, None
+    return FrozenError(f"{s3_url(bucket_name, key)} is in {storage_class} and has no readable copy: {now}")
 
 
 def list_months(client, bucket_name: str, source_id: str, read=None) -> list[dict]:

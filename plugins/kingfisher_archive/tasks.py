@@ -515,7 +515,7 @@ class ThawTrigger(BaseTrigger):
         )
 
     async def run(self):
-        from kingfisher_archive import restore
+        from kingfisher_archive import thaw
 
         try:
             client = await asyncio.to_thread(s3_client)
@@ -525,7 +525,7 @@ class ThawTrigger(BaseTrigger):
         polls = 0
         while True:
             try:
-                ready, problem = await asyncio.to_thread(restore.thaw_progress, client, self.bucket, self.keys)
+                ready, problem = await asyncio.to_thread(thaw.thaw_progress, client, self.bucket, self.keys)
             except Exception as e:  # S3's answer or the network: reported by the task, which Airflow retries
                 yield TriggerEvent({"status": "error", "message": f"cannot ask s3://{self.bucket} ({e})"})
                 return
@@ -550,20 +550,20 @@ class ThawMonthOperator(BaseOperator):
     readable already, goes straight through."""
 
     def execute(self, context):
-        from kingfisher_archive import restore
+        from kingfisher_archive import thaw
 
         try:
             asked = _restore_request()
             params, settings = asked["params"], asked["settings"]
             poll_seconds = thaw_poll_seconds(_variable)  # refused before anything is asked of S3
-            prepared = restore.prepare(
+            prepared = thaw.prepare(
                 _checked_client(settings),
                 settings.bucket,
                 asked["source_id"],
                 asked["year"],
                 asked["month"],
-                tier=params.get("tier") or restore.DEFAULT_TIER,
-                days=int(params.get("days") or restore.DEFAULT_THAW_DAYS),
+                tier=params.get("tier") or thaw.DEFAULT_TIER,
+                days=int(params.get("days") or thaw.DEFAULT_THAW_DAYS),
             )
         except errors.PermanentError as e:
             raise AirflowFailException(str(e)) from e
