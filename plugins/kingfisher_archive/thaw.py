@@ -88,7 +88,7 @@ def prepare(
         raise TierError(f"the retrieval tier {tier!r} does not exist: choose one of {', '.join(ALL_TIERS)}")
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise TierError(f"a thawed copy lasts a whole number of days >= 1, not {days!r}")
-    metadata_key, archived = month_metadata(client, bucket_name, source_id, year, month)
+    _, archived = month_metadata(client, bucket_name, source_id, year, month)
     data_key = archived.data_key
     found = {}
     for key in (data_key, archived.prefix + LOG):
